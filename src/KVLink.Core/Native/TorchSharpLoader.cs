@@ -1,0 +1,157 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+
+namespace KVLink.Core.Native;
+
+/// <summary>
+/// Makes TorchSharp's native library load on Linux distributions whose libstdc++ is older than
+/// the one it was built against (Debian 12, Ubuntu 22.04: no <c>GLIBCXX_3.4.32</c>).
+/// </summary>
+/// <remarks>
+/// TorchSharp 0.107's <c>libLibTorchSharp.so</c> asks for <c>GLIBCXX_3.4.32</c> only for
+/// <c>std::ios_base_library_init</c>, a symbol no relocation references. Where the system library
+/// lacks that version, we write a copy of the file with that one version-need marked weak into a
+/// private cache folder and load it before TorchSharp initialises; TorchSharp then finds it
+/// already loaded by its soname. The NuGet cache, the application folder and system libraries are
+/// never modified, and nothing happens where the original loads as it is.
+/// Runs automatically when KVLink.Core is first used; call <see cref="EnsureLoaded"/> to run it
+/// earlier (for example before touching <c>TorchSharp.torch</c> directly).
+/// </remarks>
+public static class TorchSharpLoader
+{
+    private const string LibTorchSharp = "libLibTorchSharp.so";
+
+    /// <summary>Versions we know to be safe to weaken: their symbols are referenced by no relocation.</summary>
+    private static readonly HashSet<string> WeakenableVersions = ["GLIBCXX_3.4.32"];
+
+    private static readonly Lock Gate = new();
+    private static bool _done;
+
+    /// <summary>The patched copy that was loaded, or null when the original loaded as it is (or on other platforms).</summary>
+    public static string? PatchedLibraryPath { get; private set; }
+
+    /// <summary>The folder the original <c>libLibTorchSharp.so</c> was found in, or null when none was found.</summary>
+    public static string? OriginalLibraryDirectory { get; private set; }
+
+#pragma warning disable CA2255 // A library module initializer is the point: it must run before TorchSharp's static constructor.
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void OnModuleLoad()
+    {
+        // Never throw from a module initializer; the real reason resurfaces on EnsureLoaded or in TorchSharp.
+        try { EnsureLoaded(); } catch (Exception) { }
+    }
+
+    /// <summary>
+    /// Loads TorchSharp's native library, patching a private copy when the system libstdc++ is too old.
+    /// Idempotent and thread safe.
+    /// </summary>
+    /// <exception cref="DllNotFoundException">The library cannot be loaded even after patching; the message holds the loader's real reason.</exception>
+    public static void EnsureLoaded()
+    {
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return;
+        lock (Gate)
+        {
+            if (_done) return;
+            var dirs = CandidateDirectories().ToList();
+            string? torchSharpDir = dirs.FirstOrDefault(d => File.Exists(Path.Combine(d, LibTorchSharp)));
+            if (torchSharpDir is null) { _done = true; return; } // No TorchSharp native runtime here: TorchSharp reports it.
+            OriginalLibraryDirectory = torchSharpDir;
+
+            // libLibTorchSharp's DT_NEEDED libtorch libraries are found by soname once loaded.
+            string? libTorchDir = dirs.FirstOrDefault(d => File.Exists(Path.Combine(d, "libtorch.so")));
+            if (libTorchDir is not null)
+                foreach (var name in new[] { "libc10.so", "libtorch_cpu.so", "libtorch.so" })
+                    if (File.Exists(Path.Combine(libTorchDir, name))) NativeLibrary.Load(Path.Combine(libTorchDir, name));
+
+            string original = Path.Combine(torchSharpDir, LibTorchSharp);
+            string firstError;
+            try
+            {
+                NativeLibrary.Load(original);
+                _done = true;
+                return;
+            }
+            catch (DllNotFoundException e) { firstError = e.Message; }
+
+            if (!WeakenableVersions.Any(v => firstError.Contains(v, StringComparison.Ordinal)))
+                throw new DllNotFoundException($"TorchSharp's native library '{original}' failed to load: {firstError}");
+
+            string patched = WritePatchedCopy(original);
+            try
+            {
+                NativeLibrary.Load(patched);
+            }
+            catch (DllNotFoundException e)
+            {
+                throw new DllNotFoundException(
+                    $"TorchSharp's native library '{original}' failed to load ({firstError}), and so did the patched copy '{patched}': {e.Message}");
+            }
+            PatchedLibraryPath = patched;
+            _done = true;
+        }
+    }
+
+    private static IEnumerable<string> CandidateDirectories()
+    {
+        // The host's own native probing list first (it includes NuGet-cache folders when the app runs from them).
+        if (AppContext.GetData("NATIVE_DLL_SEARCH_DIRECTORIES") is string list)
+            foreach (var d in list.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)) yield return d;
+        string baseDir = AppContext.BaseDirectory;
+        yield return Path.Combine(baseDir, "runtimes", "linux-x64", "native");
+        yield return baseDir;
+        string? torchSharp = Path.GetDirectoryName(typeof(TorchSharp.torch).Assembly.Location);
+        if (!string.IsNullOrEmpty(torchSharp))
+        {
+            yield return Path.Combine(torchSharp, "runtimes", "linux-x64", "native");
+            yield return torchSharp;
+        }
+    }
+
+    private static string WritePatchedCopy(string original)
+    {
+        byte[] bytes = File.ReadAllBytes(original);
+        string hash = Convert.ToHexStringLower(SHA256.HashData(bytes))[..16];
+        int changed = ElfVersionPatcher.MarkWeak(bytes, WeakenableVersions);
+        if (changed == 0)
+            throw new DllNotFoundException($"'{original}' needs a libstdc++ version this system lacks, and has no entry that can be weakened.");
+
+        string dir = Path.Combine(CacheRoot(), hash);
+        string target = Path.Combine(dir, LibTorchSharp);
+        if (File.Exists(target) && new FileInfo(target).Length == bytes.Length) return target;
+
+        Directory.CreateDirectory(dir);
+        // Write beside the target, then rename: another process never sees a half-written library.
+        string temp = Path.Combine(dir, $".{LibTorchSharp}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        using (var f = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+        {
+            f.Write(bytes);
+            f.Flush(flushToDisk: true);
+        }
+        File.Move(temp, target, overwrite: true);
+        return target;
+    }
+
+    private static string CacheRoot()
+    {
+        string? configured = Environment.GetEnvironmentVariable("KVLINK_NATIVE_CACHE");
+        if (!string.IsNullOrWhiteSpace(configured)) return configured;
+        string local = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData);
+        if (!string.IsNullOrEmpty(local) && IsWritable(local)) return Path.Combine(local, "kvlink-core", "native");
+        return Path.Combine(Path.GetTempPath(), $"kvlink-core-native-{Environment.UserName}");
+    }
+
+    private static bool IsWritable(string dir)
+    {
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, $".kvlink-probe-{Guid.NewGuid():N}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+}
