@@ -1,0 +1,16 @@
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// What every layer of one forward step shares: the new tokens' positions (which are also their
+/// cache slots), their RoPE angles, the attention mask and the cache to read and write.
+/// </summary>
+/// <param name="Slots">Positions of the new tokens, int64 [T].</param>
+/// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
+/// <param name="Cos">RoPE cos for the new tokens, fp32 [T, head_dim].</param>
+/// <param name="Sin">RoPE sin for the new tokens, fp32 [T, head_dim].</param>
+/// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
+/// with a cache S = the cache length after this step, indexed by slot.</param>
+/// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
+public sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, KvCache? Cache);

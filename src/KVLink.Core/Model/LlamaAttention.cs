@@ -1,0 +1,50 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// Grouped-query self-attention with RoPE. Keys and values keep their kv_heads (never repeated):
+/// the G query heads that share a kv head are folded into the query length, so one
+/// <c>scaled_dot_product_attention</c> call serves them all with the same explicit mask.
+/// </summary>
+public sealed class LlamaAttention : nn.Module
+{
+    private readonly Projection q_proj, k_proj, v_proj, o_proj;
+    private readonly int _heads, _kvHeads, _headDim, _layer;
+
+    /// <summary>Creates the attention block of layer <paramref name="layer"/>.</summary>
+    public LlamaAttention(LlamaConfig c, int layer, ScalarType dtype, Device device) : base("self_attn")
+    {
+        (_heads, _kvHeads, _headDim, _layer) = (c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, layer);
+        q_proj = new Projection("q_proj", c.HiddenSize, _heads * _headDim, dtype, device);
+        k_proj = new Projection("k_proj", c.HiddenSize, _kvHeads * _headDim, dtype, device);
+        v_proj = new Projection("v_proj", c.HiddenSize, _kvHeads * _headDim, dtype, device);
+        o_proj = new Projection("o_proj", _heads * _headDim, c.HiddenSize, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>Attends the new tokens <paramref name="x"/> ([B, T, hidden]) to the keys the step's mask allows.</summary>
+    public Tensor Forward(Tensor x, ForwardStep step)
+    {
+        using var scope = NewDisposeScope();
+        var (b, t, _) = (x.shape[0], x.shape[1], x.shape[2]);
+        int g = _heads / _kvHeads;
+
+        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);      // [B, H, T, d]
+        var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, d]
+        var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, step.Cos, step.Sin);
+        k = RotaryEmbedding.Apply(k, step.Cos, step.Sin);
+
+        if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
+
+        // Fold the G query heads of each kv head into the query axis: [B, KV, G*T, d].
+        var qg = q.reshape(b, _kvHeads, g * t, _headDim);
+        long s = k.shape[2];
+        var mask = step.Mask.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
+        var o = nn.functional.scaled_dot_product_attention(qg, k, v, mask);       // [B, KV, G*T, d]
+        o = o.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
+        return o_proj.call(o).MoveToOuterDisposeScope();
+    }
+}

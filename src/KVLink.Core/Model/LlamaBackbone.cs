@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>The <c>model.*</c> part of Llama: embedding, decoder layers, final norm.</summary>
+public sealed class LlamaBackbone : nn.Module
+{
+    private readonly TokenEmbedding embed_tokens;
+    private readonly nn.Module layers;
+    private readonly RmsNorm norm;
+    private readonly LlamaDecoderLayer[] _layers;
+
+    /// <summary>Creates the backbone for a config.</summary>
+    public LlamaBackbone(LlamaConfig c, ScalarType dtype, Device device) : base("model")
+    {
+        embed_tokens = new TokenEmbedding(c.VocabSize, c.HiddenSize, dtype, device);
+        _layers = [.. Enumerable.Range(0, c.NumHiddenLayers).Select(i => new LlamaDecoderLayer(c, i, dtype, device))];
+        layers = nn.ModuleList(_layers);
+        norm = new RmsNorm("norm", c.HiddenSize, c.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The token embedding.</summary>
+    public TokenEmbedding EmbedTokens => embed_tokens;
+
+    /// <summary>Embeds tokens and runs every layer and the final norm.</summary>
+    public Tensor Forward(Tensor tokens, ForwardStep step)
+    {
+        using var scope = NewDisposeScope();
+        var h = embed_tokens.call(tokens);
+        foreach (var layer in _layers) h = layer.Forward(h, step);
+        return norm.call(h).MoveToOuterDisposeScope();
+    }
+}

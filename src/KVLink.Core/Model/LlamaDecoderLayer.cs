@@ -1,0 +1,30 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>One pre-norm decoder layer: <c>h = x + attn(norm(x)); out = h + mlp(norm(h))</c>.</summary>
+public sealed class LlamaDecoderLayer : nn.Module
+{
+    private readonly RmsNorm input_layernorm, post_attention_layernorm;
+    private readonly LlamaAttention self_attn;
+    private readonly LlamaMlp mlp;
+
+    /// <summary>Creates layer <paramref name="layer"/>.</summary>
+    public LlamaDecoderLayer(LlamaConfig c, int layer, ScalarType dtype, Device device) : base($"{layer}")
+    {
+        input_layernorm = new RmsNorm("input_layernorm", c.HiddenSize, c.RmsNormEps, dtype, device);
+        self_attn = new LlamaAttention(c, layer, dtype, device);
+        post_attention_layernorm = new RmsNorm("post_attention_layernorm", c.HiddenSize, c.RmsNormEps, dtype, device);
+        mlp = new LlamaMlp(c, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>Runs the layer over the new tokens of a step.</summary>
+    public Tensor Forward(Tensor x, ForwardStep step)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + self_attn.Forward(input_layernorm.call(x), step);
+        return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
+    }
+}

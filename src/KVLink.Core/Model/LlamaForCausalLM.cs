@@ -1,0 +1,87 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// The Llama decoder stack with its language-model head, parameter names and shapes identical to
+/// Hugging Face's <c>LlamaForCausalLM</c> (<c>model.layers.N.self_attn.q_proj.weight</c>, ..., <c>lm_head.weight</c>).
+/// </summary>
+/// <remarks>
+/// Parameters are allocated uninitialised; load them with <c>LlamaCheckpoint.Load</c>. A forward step
+/// takes explicit positions (which are also the KV-cache slots) and an explicit boolean mask, so the
+/// same code serves plain causal prefill, decode, and KVLink's segment-masked passes.
+/// </remarks>
+public sealed class LlamaForCausalLM : nn.Module
+{
+    private readonly LlamaBackbone model;
+    private readonly Projection lm_head;
+
+    /// <summary>Creates an uninitialised model for <paramref name="config"/> (use <c>torch.META</c> to allocate nothing).</summary>
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32, Device? device = null) : base("LlamaForCausalLM")
+    {
+        device ??= CPU;
+        Config = config;
+        DType = dtype;
+        Device = device;
+        Rope = new RotaryEmbedding(config);
+        model = new LlamaBackbone(config, dtype, device);
+        // A tied head shares the embedding's storage; an untied one has its own weight.
+        lm_head = config.TieWordEmbeddings
+            ? new Projection("lm_head", model.EmbedTokens.Weight)
+            : new Projection("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The configuration the model was built from.</summary>
+    public LlamaConfig Config { get; }
+
+    /// <summary>Compute dtype of every parameter.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Device of every parameter.</summary>
+    public Device Device { get; }
+
+    /// <summary>The model's rotary embedding (also used to re-rotate cached keys).</summary>
+    public RotaryEmbedding Rope { get; }
+
+    /// <summary>Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>.</summary>
+    public ForwardStep Step(long[] positions, Tensor mask, KvCache? cache)
+    {
+        var slots = tensor(positions, device: Device);
+        var (cos, sin) = Rope.Angles(slots);
+        return new ForwardStep(slots, positions.Max(), cos, sin, mask, cache);
+    }
+
+    /// <summary>Final hidden states ([B, T, hidden]) of tokens ([B, T] int64) for one step.</summary>
+    public Tensor Hidden(Tensor tokens, ForwardStep step)
+    {
+        var h = model.Forward(tokens, step);
+        step.Cache?.Advance((int)step.MaxSlot + 1);
+        return h;
+    }
+
+    /// <summary>Vocabulary logits ([B, T, vocab]) of hidden states.</summary>
+    public Tensor Logits(Tensor hidden) => lm_head.call(hidden);
+
+    /// <summary>
+    /// Logits for one step; with <paramref name="lastOnly"/> only the last token's ([B, 1, vocab]),
+    /// which spares the vocabulary projection of every prompt token during prefill.
+    /// </summary>
+    public Tensor Forward(Tensor tokens, ForwardStep step, bool lastOnly = false)
+    {
+        using var scope = NewDisposeScope();
+        var h = Hidden(tokens, step);
+        if (lastOnly) h = h.narrow(1, h.shape[1] - 1, 1);
+        return Logits(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A plain causal forward over <paramref name="tokens"/> at positions 0..T-1 without a cache (all logits).</summary>
+    public Tensor Forward(Tensor tokens)
+    {
+        using var scope = NewDisposeScope();
+        long[] positions = [.. Enumerable.Range(0, (int)tokens.shape[1]).Select(i => (long)i)];
+        var step = Step(positions, AttentionMasks.CausalSelf(positions, Device), null);
+        return Forward(tokens, step).MoveToOuterDisposeScope();
+    }
+}

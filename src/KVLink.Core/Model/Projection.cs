@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// A bias-free linear layer whose weight is allocated but not initialised: every weight of a
+/// checkpoint model is overwritten at load, so random initialisation would only cost time.
+/// The parameter is named <c>weight</c>, as in Hugging Face state dicts.
+/// </summary>
+public sealed class Projection : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+
+    /// <summary>Creates an <paramref name="outFeatures"/> x <paramref name="inFeatures"/> projection.</summary>
+    public Projection(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
+    {
+        weight = new Parameter(empty([outFeatures, inFeatures], dtype, device), requires_grad: false);
+        RegisterComponents();
+    }
+
+    /// <summary>Creates a projection that shares an existing weight (tied embeddings).</summary>
+    public Projection(string name, Parameter shared) : base(name)
+    {
+        weight = shared;
+        RegisterComponents();
+    }
+
+    /// <summary>The [out, in] weight matrix.</summary>
+    public Parameter Weight => weight;
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor x) => nn.functional.linear(x, weight);
+}
