@@ -1,0 +1,52 @@
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Generation;
+
+/// <summary>
+/// The decode phase shared by every prefill strategy: sample from the last logits, feed the token back
+/// one position further, repeat until a stop token, the token budget or the cache's end.
+/// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
+/// </summary>
+public sealed class DecodeLoop(LlamaForCausalLM model, KvCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
+{
+    private readonly TokenSampler _sampler = new(options);
+
+    /// <summary>Why the loop ended; null while it runs.</summary>
+    public FinishReason? Finish { get; private set; }
+
+    /// <summary>
+    /// Yields generated tokens, starting from the logits of the last prompt token (which the loop disposes).
+    /// Cancellation is checked before every model step.
+    /// </summary>
+    public IEnumerable<int> Run(Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
+    {
+        var logits = lastLogits;
+        long limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
+        try
+        {
+            for (int generated = 0; ; generated++)
+            {
+                int token = _sampler.Next(logits);
+                if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; yield break; }
+                yield return token;
+                if (generated + 1 >= options.MaxNewTokens || nextPosition >= limit) { Finish = FinishReason.Length; yield break; }
+
+                cancellationToken.ThrowIfCancellationRequested();
+                using (var scope = NewDisposeScope())
+                {
+                    long[] pos = [nextPosition];
+                    var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)nextPosition + 1, model.Device), cache);
+                    var next = model.Forward(tensor(new long[] { token }, [1, 1], device: model.Device), step).MoveToOuterDisposeScope();
+                    logits.Dispose();
+                    logits = next;
+                }
+                nextPosition++;
+            }
+        }
+        finally
+        {
+            logits.Dispose();
+        }
+    }
+}
