@@ -16,6 +16,23 @@ public sealed class DecodeLoop(LlamaForCausalLM model, KvCache cache, Generation
     public FinishReason? Finish { get; private set; }
 
     /// <summary>
+    /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>; returns the tokens and the
+    /// elapsed time of <paramref name="clock"/> when the first token was chosen.
+    /// </summary>
+    public (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Action<int>? onToken, CancellationToken cancellationToken)
+    {
+        var tokens = new List<int>();
+        TimeSpan? first = null;
+        foreach (int token in Run(lastLogits, nextPosition, cancellationToken))
+        {
+            first ??= clock.Elapsed;
+            tokens.Add(token);
+            onToken?.Invoke(token);
+        }
+        return (tokens, first ?? clock.Elapsed);
+    }
+
+    /// <summary>
     /// Yields generated tokens, starting from the logits of the last prompt token (which the loop disposes).
     /// Cancellation is checked before every model step.
     /// </summary>

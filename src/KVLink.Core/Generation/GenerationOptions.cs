@@ -1,7 +1,7 @@
 namespace KVLink.Core.Generation;
 
 /// <summary>How tokens are chosen and when generation stops.</summary>
-public sealed record GenerationOptions
+public record GenerationOptions
 {
     /// <summary>Most tokens to generate (default 200, as in the KVLink evaluation).</summary>
     public int MaxNewTokens { get; init; } = 200;

@@ -3,71 +3,89 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>
-/// A preallocated key/value cache, one [batch, kv_heads, capacity, head_dim] buffer per layer for keys
-/// and for values, written in place at slot indices (no per-token concatenation). A slot is a global
-/// position: the key stored at slot p was rotated for position p.
+/// A preallocated key/value cache written in place at slot indices (no per-token concatenation).
+/// Keys and values of all layers live in one [layers, batch, kv_heads, capacity, head_dim] tensor each,
+/// so stored document caches are copied in with one copy per document and re-rotated in one pass.
+/// A slot is a global position: the key at slot p is rotated for position p.
 /// </summary>
 public sealed class KvCache : IDisposable
 {
-    private readonly Tensor[] _keys, _values;
+    private readonly Tensor _keys, _values;
 
     /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
     public KvCache(LlamaConfig config, int capacity, ScalarType dtype, Device? device = null, int batch = 1)
     {
         if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "Capacity must be positive.");
         Capacity = capacity;
-        _keys = new Tensor[config.NumHiddenLayers];
-        _values = new Tensor[config.NumHiddenLayers];
-        for (int l = 0; l < config.NumHiddenLayers; l++)
-        {
-            _keys[l] = zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device);
-            _values[l] = zeros([batch, config.NumKeyValueHeads, capacity, config.HeadDim], dtype, device);
-        }
+        Layers = config.NumHiddenLayers;
+        long[] shape = [config.NumHiddenLayers, batch, config.NumKeyValueHeads, capacity, config.HeadDim];
+        _keys = zeros(shape, dtype, device);
+        _values = zeros(shape, dtype, device);
     }
 
     /// <summary>Number of slots.</summary>
     public int Capacity { get; }
 
-    /// <summary>One past the highest slot written so far; attention reads slots [0, Length).</summary>
+    /// <summary>One past the highest slot filled so far; attention reads slots [0, Length).</summary>
     public int Length { get; private set; }
 
     /// <summary>Number of layers.</summary>
-    public int Layers => _keys.Length;
+    public int Layers { get; }
 
-    /// <summary>Writes new keys/values ([B, kv_heads, T, d]) at <paramref name="slots"/> and returns views over slots [0, Length).</summary>
+    /// <summary>Writes new keys/values ([B, kv_heads, T, d]) of one layer at <paramref name="slots"/> and returns views over slots [0, max(Length, maxSlot+1)).</summary>
     public (Tensor Keys, Tensor Values) Update(int layer, Tensor slots, long maxSlot, Tensor k, Tensor v)
     {
         if (maxSlot >= Capacity) throw new InvalidOperationException($"KV cache slot {maxSlot} is beyond its capacity {Capacity}.");
-        _keys[layer].index_copy_(2, slots, k);
-        _values[layer].index_copy_(2, slots, v);
+        using (var kl = _keys[layer]) kl.index_copy_(2, slots, k);
+        using (var vl = _values[layer]) vl.index_copy_(2, slots, v);
         return View(layer, (int)Math.Max(Length, maxSlot + 1));
     }
 
-    /// <summary>Copies a contiguous run of keys/values ([B or 1, kv_heads, L, d]) into slots [start, start+L).</summary>
-    public void Write(int layer, long start, Tensor k, Tensor v)
+    /// <summary>
+    /// Copies a run of keys/values for every layer ([layers, kv_heads, L, d]) into slots [start, start+L)
+    /// of batch row 0, as stored (no rotation).
+    /// </summary>
+    public void Write(int start, Tensor keys, Tensor values)
     {
-        long len = k.shape[2];
+        long len = keys.shape[2];
         if (start < 0 || start + len > Capacity) throw new InvalidOperationException($"Slots [{start}, {start + len}) do not fit a KV cache of capacity {Capacity}.");
-        using var kd = _keys[layer].narrow(2, start, len);
-        using var vd = _values[layer].narrow(2, start, len);
-        kd.copy_(k);
-        vd.copy_(v);
+        using var scope = NewDisposeScope();
+        _keys.select(1, 0).narrow(2, start, len).copy_(keys);
+        _values.select(1, 0).narrow(2, start, len).copy_(values);
     }
 
-    /// <summary>Marks slots [0, length) as filled; call after the last layer of a forward step.</summary>
-    public void Advance(int length) => Length = Math.Max(Length, length);
+    /// <summary>Applies <paramref name="transform"/> to the keys of slots [start, start+length) of all layers, in place.</summary>
+    public void TransformKeys(int start, int length, Func<Tensor, Tensor> transform)
+    {
+        using var scope = NewDisposeScope();
+        var region = _keys.narrow(3, start, length);
+        region.copy_(transform(region));
+    }
 
-    /// <summary>Forgets everything written at slots at or after <paramref name="length"/> (their memory is reused).</summary>
-    public void Truncate(int length) => Length = Math.Clamp(length, 0, Length);
+    /// <summary>Marks slots [0, length) as filled.</summary>
+    public void Advance(int length) => Length = Math.Max(Length, Math.Min(length, Capacity));
 
-    /// <summary>Views over slots [0, length) of a layer.</summary>
-    public (Tensor Keys, Tensor Values) View(int layer, int length) =>
-        (_keys[layer].narrow(2, 0, length), _values[layer].narrow(2, 0, length));
+    /// <summary>Views over slots [0, length) of one layer, [B, kv_heads, length, d].</summary>
+    public (Tensor Keys, Tensor Values) View(int layer, int length)
+    {
+        using var kl = _keys[layer];
+        using var vl = _values[layer];
+        return (kl.narrow(2, 0, length), vl.narrow(2, 0, length));
+    }
+
+    /// <summary>Copies of slots [start, start+length) of batch row 0 for all layers, each [layers, kv_heads, length, d].</summary>
+    public (Tensor Keys, Tensor Values) Export(int start, int length)
+    {
+        using var scope = NewDisposeScope();
+        var k = _keys.select(1, 0).narrow(2, start, length).clone();
+        var v = _values.select(1, 0).narrow(2, start, length).clone();
+        return (k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+    }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var t in _keys) t.Dispose();
-        foreach (var t in _values) t.Dispose();
+        _keys.Dispose();
+        _values.Dispose();
     }
 }

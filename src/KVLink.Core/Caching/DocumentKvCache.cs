@@ -1,0 +1,52 @@
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Caching;
+
+/// <summary>
+/// The stored attention state of one document encoded alone in one slot: keys (rotated for local
+/// positions 0..L-1) and values of every layer, stacked as [layers, kv_heads, L, head_dim], with what
+/// is needed to check it belongs to the model and format asking for it.
+/// </summary>
+public sealed class DocumentKvCache : IDisposable
+{
+    /// <summary>Creates an entry; the tensors are owned by it from now on.</summary>
+    public DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text)
+    {
+        if (keys.dim() != 4 || !keys.shape.SequenceEqual(values.shape) || keys.shape[2] != tokenIds.Count)
+            throw new ArgumentException("Keys and values must both be [layers, kv_heads, tokens, head_dim] with one row per token.");
+        (DocumentId, Slot, TokenIds, Keys, Values, ModelFingerprint, PromptFormat, Title, Text) =
+            (documentId, slot, tokenIds, keys, values, modelFingerprint, promptFormat, title, text);
+    }
+
+    /// <summary>The document's id.</summary>
+    public string DocumentId { get; }
+    /// <summary>The slot the document was encoded for.</summary>
+    public int Slot { get; }
+    /// <summary>The document's tokens in that slot.</summary>
+    public IReadOnlyList<int> TokenIds { get; }
+    /// <summary>Keys rotated for local positions, [layers, kv_heads, L, head_dim].</summary>
+    public Tensor Keys { get; }
+    /// <summary>Values, [layers, kv_heads, L, head_dim].</summary>
+    public Tensor Values { get; }
+    /// <summary>Fingerprint of the model (config, weights sample, tokenizer, dtype) that produced the entry.</summary>
+    public string ModelFingerprint { get; }
+    /// <summary>Name of the prompt format that produced the tokens.</summary>
+    public string PromptFormat { get; }
+    /// <summary>The document's title, kept so other slots can be encoded later.</summary>
+    public string? Title { get; }
+    /// <summary>The document's text, kept so other slots can be encoded later.</summary>
+    public string Text { get; }
+
+    /// <summary>Number of tokens.</summary>
+    public int Length => TokenIds.Count;
+
+    /// <summary>Bytes held by keys and values.</summary>
+    public long ByteSize => 2 * Keys.numel() * Keys.ElementSize;
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Keys.Dispose();
+        Values.Dispose();
+    }
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using KVLink.Core.Caching;
+using KVLink.Core.Generation;
+using KVLink.Core.Linking;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Engine;
+
+public sealed partial class KvLinkEngine
+{
+    /// <summary>Everything a request needs before it reaches the model thread.</summary>
+    private sealed record PreparedRequest(
+        PromptLayout Layout, ContextMode Mode, GenerationOptions Options, IReadOnlyList<DocumentKvCache> Entries,
+        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, Stopwatch Clock);
+
+    private async Task<PreparedRequest> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
+    {
+        ThrowIfDisposed();
+        if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The query is empty.", nameof(query));
+        ArgumentNullException.ThrowIfNull(documentIds);
+        for (int i = 0; i < documentIds.Count; i++)
+            if (string.IsNullOrWhiteSpace(documentIds[i])) throw new ArgumentException($"Document id #{i} is empty.", nameof(documentIds));
+
+        var gen = options ?? _options.Generation;
+        gen.Validate();
+        var mode = (gen as KvLinkGenerationOptions)?.Mode ?? _options.Mode;
+        int k = (gen as KvLinkGenerationOptions)?.LinkTokens ?? _options.LinkTokens;
+        PromptFormat.ValidateLinkTokens(k, documentIds.Count);
+
+        var tokens = new List<IReadOnlyList<int>>();
+        var entries = new List<DocumentKvCache>();
+        int cached = 0, onDemand = 0;
+        for (int slot = 0; slot < documentIds.Count; slot++)
+        {
+            if (mode == ContextMode.KvLink)
+            {
+                var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], null, slot, ct).ConfigureAwait(false);
+                entries.Add(entry);
+                tokens.Add(entry.TokenIds);
+                if (computed) onDemand += entry.Length; else cached += entry.Length;
+            }
+            else
+            {
+                var doc = await ResolveDocumentAsync(documentIds[slot], ct).ConfigureAwait(false);
+                tokens.Add(PromptFormat.Document(Tokenizer, doc, slot));
+            }
+        }
+        var layout = PromptFormat.Build(Tokenizer, tokens, query, k);
+        int max = Model.Config.MaxPositionEmbeddings;
+        if (layout.Length + 1 > max)
+            throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
+        return new PreparedRequest(layout, mode, gen, entries, cached, onDemand, clock.Elapsed, clock);
+    }
+
+    /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
+    private GenerationResult Run(PreparedRequest r, Action<int>? onToken, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var layout = r.Layout;
+        using var scope = NewDisposeScope();
+        int capacity = Math.Min(layout.Length + r.Options.MaxNewTokens, Model.Config.MaxPositionEmbeddings);
+        using var cache = new KvCache(Model.Config, capacity, Model.DType, Model.Device);
+
+        TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
+        int computed;
+        var prefillStart = r.Clock.Elapsed;
+        Tensor logits;
+        if (r.Mode == ContextMode.KvLink)
+        {
+            (load, rerotate) = LinkTokens.PlaceDocuments(Model, cache, layout, [.. r.Entries.Select(e => (e.Keys, e.Values))]);
+            prefillStart = r.Clock.Elapsed;
+            logits = LinkTokens.Forward(Model, cache, layout, lastOnly: true);
+            computed = layout.Length - layout.DocumentTokenCount + r.OnDemandTokens;
+        }
+        else
+        {
+            logits = CausalPrefill.Run(Model, cache, layout.Tokens);
+            computed = layout.Length;
+        }
+        var prefill = r.Clock.Elapsed - prefillStart;
+
+        var stops = new HashSet<int>(r.Options.StopTokenIds ?? PromptFormat.StopTokenIds);
+        var loop = new DecodeLoop(Model, cache, r.Options, stops);
+        var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
+        var usage = new GenerationUsage(layout.Length, r.CachedTokens, computed, generated.Count);
+        var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill, ttft, r.Clock.Elapsed);
+        return new GenerationResult(Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
+    }
+
+    /// <summary>A document's cache for a slot from the store, or encoded now (once, however many callers ask at the same time).</summary>
+    private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument? document, int slot, CancellationToken ct)
+    {
+        string key = CacheKey(id, slot);
+        var stored = await Store.GetAsync(key, ct).ConfigureAwait(false);
+        if (stored is not null && IsUsable(stored, id)) return (stored, false);
+
+        document ??= await ResolveDocumentAsync(id, ct).ConfigureAwait(false);
+        var doc = document;
+        var lazy = _inflight.GetOrAdd(key, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, doc, slot, key)));
+        return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
+    }
+
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, string key)
+    {
+        try
+        {
+            var tokens = PromptFormat.Document(Tokenizer, document, slot);
+            if (tokens.Count > Model.Config.MaxPositionEmbeddings)
+                throw new ArgumentException($"Document '{id}' has {tokens.Count} tokens; the model supports at most {Model.Config.MaxPositionEmbeddings} positions.");
+            // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
+            var (keys, values) = await _worker.Run(() => DocumentEncoder.Encode(Model, tokens), CancellationToken.None).ConfigureAwait(false);
+            var entry = new DocumentKvCache(id, slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text);
+            await Store.PutAsync(key, entry).ConfigureAwait(false);
+            return entry;
+        }
+        finally
+        {
+            _inflight.TryRemove(key, out _);
+        }
+    }
+
+    private bool IsUsable(DocumentKvCache entry, string id) =>
+        entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name && entry.DocumentId == id
+        && entry.Keys.shape[0] == Model.Config.NumHiddenLayers && entry.Keys.dtype == Model.DType;
+
+    /// <summary>The text of a known document: from this engine's catalog, or from a stored cache entry.</summary>
+    private async Task<KvLinkDocument> ResolveDocumentAsync(string id, CancellationToken ct)
+    {
+        if (_documents.TryGetValue(id, out var doc)) return doc;
+        var entry = await Store.GetAsync(CacheKey(id, 0), ct).ConfigureAwait(false);
+        if (entry is not null && IsUsable(entry, id))
+        {
+            doc = new KvLinkDocument(entry.Text, entry.Title, id);
+            _documents.TryAdd(id, doc);
+            return doc;
+        }
+        throw new KeyNotFoundException($"Unknown document id '{id}': precompute it with PrecomputeAsync first.");
+    }
+}

@@ -1,0 +1,75 @@
+using System.Collections.Concurrent;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// A dedicated thread that runs every TorchSharp step of an engine, one at a time, in arrival order.
+/// TorchSharp's dispose scopes and grad mode are thread-local and LibTorch already uses all cores
+/// inside one operation, so a single worker is both correct and fast; callers just await.
+/// </summary>
+internal sealed class ModelWorker : IDisposable
+{
+    private readonly BlockingCollection<Action> _queue = new();
+    private readonly Thread _thread;
+    private int _pending;
+
+    public ModelWorker(string name)
+    {
+        _thread = new Thread(Loop) { IsBackground = true, Name = name };
+        _thread.Start();
+    }
+
+    /// <summary>Requests waiting or running.</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>
+    /// Queues <paramref name="work"/>. If <paramref name="cancellationToken"/> fires while it waits, it never
+    /// starts and the task is cancelled; once started, the work itself observes the token.
+    /// </summary>
+    public Task<T> Run<T>(Func<T> work, CancellationToken cancellationToken)
+    {
+        var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (cancellationToken.IsCancellationRequested) { tcs.SetCanceled(cancellationToken); return tcs.Task; }
+        var registration = cancellationToken.Register(() => tcs.TrySetCanceled(cancellationToken));
+        Interlocked.Increment(ref _pending);
+        try
+        {
+            _queue.Add(() =>
+            {
+                try
+                {
+                    if (tcs.Task.IsCompleted) return; // cancelled while queued
+                    using var _ = TorchSharp.torch.no_grad();
+                    tcs.TrySetResult(work());
+                }
+                catch (OperationCanceledException e) { tcs.TrySetCanceled(e.CancellationToken); }
+                catch (Exception e) { tcs.TrySetException(e); }
+                finally
+                {
+                    registration.Dispose();
+                    Interlocked.Decrement(ref _pending);
+                }
+            });
+        }
+        catch (InvalidOperationException)
+        {
+            Interlocked.Decrement(ref _pending);
+            registration.Dispose();
+            throw new ObjectDisposedException(nameof(ModelWorker), "The engine has been disposed.");
+        }
+        return tcs.Task;
+    }
+
+    private void Loop()
+    {
+        foreach (var item in _queue.GetConsumingEnumerable()) item();
+    }
+
+    /// <summary>Lets queued work finish, then stops the thread.</summary>
+    public void Dispose()
+    {
+        _queue.CompleteAdding();
+        if (Thread.CurrentThread != _thread) _thread.Join();
+        _queue.Dispose();
+    }
+}

@@ -1,0 +1,75 @@
+using KVLink.Core.Model.SafeTensors;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>Loads and saves Hugging Face Llama checkpoint folders (config.json + model.safetensors or a sharded index).</summary>
+public static class LlamaCheckpoint
+{
+    /// <summary>
+    /// Builds the model a folder's config.json describes and loads its weights (bf16, f16 or f32 on disk),
+    /// converted to <paramref name="dtype"/>. Tied embeddings need no <c>lm_head.weight</c>; a stored one is used when untied.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
+    /// <exception cref="InvalidDataException">Unsupported config, missing tensor, wrong shape or dtype; the message names the file and tensor.</exception>
+    public static LlamaForCausalLM Load(string folder, ScalarType dtype = ScalarType.BFloat16, Device? device = null)
+    {
+        Native.TorchSharpLoader.EnsureLoaded();
+        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Checkpoint folder '{folder}' does not exist.");
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"Checkpoint folder '{folder}' has no config.json.", configPath);
+        var config = LlamaConfig.Load(configPath);
+
+        using var tensors = CheckpointTensors.Open(folder);
+        var model = new LlamaForCausalLM(config, dtype, device);
+        try
+        {
+            using var _ = no_grad();
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                if (config.TieWordEmbeddings && name == "lm_head.weight") continue; // shares embed_tokens
+                if (!tensors.Names.Contains(name))
+                    throw new InvalidDataException($"Checkpoint '{folder}' has no tensor '{name}'" +
+                        (name == "lm_head.weight" ? " (config.json says tie_word_embeddings is false)." : "."));
+                var info = tensors.Info(name);
+                if (!info.Shape.SequenceEqual(parameter.shape))
+                    throw new InvalidDataException($"Checkpoint '{folder}': tensor '{name}' has shape [{string.Join(", ", info.Shape)}], but config.json implies [{string.Join(", ", parameter.shape)}].");
+                if (info.DType is not ("F32" or "F16" or "BF16" or "F64"))
+                    throw new InvalidDataException($"Checkpoint '{folder}': tensor '{name}' has dtype {info.DType}; weights must be floating point (BF16, F16, F32).");
+                using var stored = tensors.Read(name);
+                using var converted = stored.to(dtype, parameter.device);
+                parameter.copy_(converted);
+            }
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Writes config.json and model.safetensors (in the model's dtype; no lm_head when tied), atomically per file.</summary>
+    public static void Save(LlamaForCausalLM model, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var tensors = model.named_parameters()
+            .Where(p => !(model.Config.TieWordEmbeddings && p.name == "lm_head.weight"))
+            .Select(p => new KeyValuePair<string, Tensor>(p.name, p.parameter.detach().cpu().contiguous()))
+            .ToList();
+        try
+        {
+            SafeTensorsWriter.Write(Path.Combine(folder, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        }
+        finally
+        {
+            foreach (var t in tensors) t.Value.Dispose();
+        }
+        string dtypeName = model.DType switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
+        string configPath = Path.Combine(folder, "config.json");
+        string temp = configPath + $".{Guid.NewGuid():N}.tmp";
+        File.WriteAllText(temp, (model.Config with { TorchDtype = dtypeName }).ToJson());
+        File.Move(temp, configPath, overwrite: true);
+    }
+}

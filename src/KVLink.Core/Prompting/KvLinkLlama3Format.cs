@@ -1,0 +1,98 @@
+using System.Security.Cryptography;
+using System.Text;
+using KVLink.Core.Tokenization;
+
+namespace KVLink.Core.Prompting;
+
+/// <summary>
+/// The layout of the published KVLink checkpoints (Shiyu-Lab/Llama1B-KVLink5, Llama3B-KVLink5), byte for byte:
+/// <code>
+/// &lt;|begin_of_text|&gt;&lt;|start_header_id|&gt;system&lt;|end_header_id|&gt;\n\n{system}&lt;|eot_id|&gt;&lt;|start_header_id|&gt;user&lt;|end_header_id|&gt;\n\n
+/// &lt;mem_start&gt; Document [1](Title: t1) text1\n + link ids ... &lt;mem_end&gt;{question}
+/// &lt;|eot_id|&gt;&lt;|start_header_id|&gt;assistant&lt;|end_header_id|&gt;\n\n
+/// </code>
+/// Each piece is tokenized separately (special tokens recognised in the text) and the ids concatenated.
+/// Link token t of slot j has id <c>LinkTokenStart + K*j + t</c>. Other models (including small ones we
+/// train) use the same layout with their own ids through the constructor.
+/// </summary>
+public sealed class KvLinkLlama3Format : PromptFormat
+{
+    /// <summary>The system text of the published evaluation (the typo "a intelligent" is original).</summary>
+    public const string PublishedSystemText =
+        "You are a intelligent AI assistant. Please answer questions based on the user's instruction. " +
+        "Below are some reference documents that may help you in answering the user's question.";
+
+    /// <summary>The format of the published Llama-3.2 KVLink checkpoints: link ids 128011..128253, mem 128254/128255, stop 128009/128001.</summary>
+    public static KvLinkLlama3Format Published { get; } = new(PublishedSystemText, 128011, 128254 - 128011, 128254, 128255, [128009, 128001]);
+
+    private readonly string _name;
+
+    /// <summary>Creates the layout with a model's own ids.</summary>
+    /// <param name="systemText">The system prompt.</param>
+    /// <param name="linkTokenStart">Id of the first link token.</param>
+    /// <param name="linkTokenIdCount">How many consecutive ids from <paramref name="linkTokenStart"/> are link tokens.</param>
+    /// <param name="memStart">Id of <c>&lt;mem_start&gt;</c>.</param>
+    /// <param name="memEnd">Id of <c>&lt;mem_end&gt;</c>.</param>
+    /// <param name="stopTokenIds">Ids that end generation.</param>
+    public KvLinkLlama3Format(string systemText, int linkTokenStart, int linkTokenIdCount, int memStart, int memEnd, IReadOnlyList<int> stopTokenIds)
+    {
+        ArgumentNullException.ThrowIfNull(systemText);
+        ArgumentOutOfRangeException.ThrowIfNegative(linkTokenStart);
+        ArgumentOutOfRangeException.ThrowIfNegative(linkTokenIdCount);
+        SystemText = systemText;
+        LinkTokenStart = linkTokenStart;
+        LinkTokenIdCount = linkTokenIdCount;
+        MemStart = memStart;
+        MemEnd = memEnd;
+        StopTokenIds = stopTokenIds;
+        string identity = $"{systemText}\u0001{linkTokenStart}\u0001{linkTokenIdCount}\u0001{memStart}\u0001{memEnd}";
+        _name = "kvlink-llama3-v1-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..12];
+    }
+
+    /// <summary>The system prompt.</summary>
+    public string SystemText { get; }
+
+    /// <summary>Id of the first link token.</summary>
+    public int LinkTokenStart { get; }
+
+    /// <summary>Id of <c>&lt;mem_start&gt;</c>.</summary>
+    public int MemStart { get; }
+
+    /// <summary>Id of <c>&lt;mem_end&gt;</c>.</summary>
+    public int MemEnd { get; }
+
+    /// <inheritdoc/>
+    public override string Name => _name;
+
+    /// <inheritdoc/>
+    public override int LinkTokenIdCount { get; }
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<int> StopTokenIds { get; }
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<int> Prefix(LlamaTokenizer tokenizer) =>
+    [
+        .. tokenizer.Encode(Llama3ChatFormat.BeginOfTextToken + Llama3ChatFormat.Message("system", SystemText) + Llama3ChatFormat.Header("user")),
+        MemStart,
+    ];
+
+    /// <summary>The text of a document in a slot: <c>Document [{slot+1}](Title: {title}) {text}\n</c>.</summary>
+    public static string DocumentText(KvLinkDocument document, int slot) =>
+        $"Document [{slot + 1}](Title: {document.Title ?? ""}) {document.Text}\n";
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<int> Document(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) =>
+        tokenizer.Encode(DocumentText(document, slot));
+
+    /// <inheritdoc/>
+    public override int LinkTokenId(int linkTokens, int slot, int index) => LinkTokenStart + linkTokens * slot + index;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<int> Suffix(LlamaTokenizer tokenizer, string question) =>
+    [
+        MemEnd,
+        .. tokenizer.Encode(question),
+        .. tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("assistant")),
+    ];
+}

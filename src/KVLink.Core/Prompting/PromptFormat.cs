@@ -1,0 +1,69 @@
+using KVLink.Core.Tokenization;
+
+namespace KVLink.Core.Prompting;
+
+/// <summary>
+/// How a KVLink prompt is laid out for one model: system prefix, document header, link-token ids,
+/// memory markers, question suffix and stop tokens. Caches are only valid for the format that made them,
+/// so <see cref="Name"/> is part of every cache key.
+/// </summary>
+public abstract class PromptFormat
+{
+    /// <summary>A stable name identifying the layout (it changes whenever the produced tokens would).</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Tokens before the first document (for the published format: BOS, system turn, user header, <c>&lt;mem_start&gt;</c>).</summary>
+    public abstract IReadOnlyList<int> Prefix(LlamaTokenizer tokenizer);
+
+    /// <summary>The tokens of a document placed in <paramref name="slot"/>, encoded on its own.</summary>
+    public abstract IReadOnlyList<int> Document(LlamaTokenizer tokenizer, KvLinkDocument document, int slot);
+
+    /// <summary>True when a document's tokens depend on its slot (for example a "Document [n]" header), so caches are per slot.</summary>
+    public virtual bool DocumentDependsOnSlot => true;
+
+    /// <summary>The id of link token <paramref name="index"/> of the document in <paramref name="slot"/>, with <paramref name="linkTokens"/> per document.</summary>
+    public abstract int LinkTokenId(int linkTokens, int slot, int index);
+
+    /// <summary>How many distinct link-token ids the format has; K link tokens for N documents need K*N of them.</summary>
+    public abstract int LinkTokenIdCount { get; }
+
+    /// <summary>Tokens after the last document: memory end marker, question, end of turn and the assistant header.</summary>
+    public abstract IReadOnlyList<int> Suffix(LlamaTokenizer tokenizer, string question);
+
+    /// <summary>Token ids that end generation.</summary>
+    public abstract IReadOnlyList<int> StopTokenIds { get; }
+
+    /// <summary>Throws when <paramref name="linkTokens"/> per document cannot be given to <paramref name="documents"/> documents.</summary>
+    public void ValidateLinkTokens(int linkTokens, int documents)
+    {
+        if (linkTokens < 0) throw new ArgumentOutOfRangeException(nameof(linkTokens), linkTokens, "The number of link tokens per document must be >= 0.");
+        if ((long)linkTokens * documents > LinkTokenIdCount)
+            throw new ArgumentException(
+                $"{documents} documents with {linkTokens} link tokens each need {linkTokens * documents} link-token ids, but prompt format '{Name}' has {LinkTokenIdCount}.",
+                nameof(documents));
+    }
+
+    /// <summary>Lays out a prompt: prefix, then each document followed by its link tokens, then the suffix.</summary>
+    public PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, string question, int linkTokens)
+    {
+        ValidateLinkTokens(linkTokens, documentTokens.Count);
+        var tokens = new List<int>(Prefix(tokenizer));
+        var segments = new List<int>(Enumerable.Repeat(0, tokens.Count));
+        var spans = new List<DocumentSpan>();
+        for (int slot = 0; slot < documentTokens.Count; slot++)
+        {
+            spans.Add(new DocumentSpan(slot, tokens.Count, documentTokens[slot]));
+            tokens.AddRange(documentTokens[slot]);
+            segments.AddRange(Enumerable.Repeat(slot + 1, documentTokens[slot].Count));
+            for (int t = 0; t < linkTokens; t++)
+            {
+                tokens.Add(LinkTokenId(linkTokens, slot, t));
+                segments.Add(0);
+            }
+        }
+        var suffix = Suffix(tokenizer, question);
+        tokens.AddRange(suffix);
+        segments.AddRange(Enumerable.Repeat(0, suffix.Count));
+        return new PromptLayout(tokens, segments, spans);
+    }
+}

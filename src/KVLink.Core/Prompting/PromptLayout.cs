@@ -1,0 +1,47 @@
+namespace KVLink.Core.Prompting;
+
+/// <summary>Where one document's tokens sit in a prompt.</summary>
+/// <param name="Slot">0-based slot (the document's rank in the prompt).</param>
+/// <param name="Start">Global position of its first token.</param>
+/// <param name="TokenIds">Its tokens, encoded alone.</param>
+public sealed record DocumentSpan(int Slot, int Start, IReadOnlyList<int> TokenIds)
+{
+    /// <summary>Number of tokens.</summary>
+    public int Length => TokenIds.Count;
+}
+
+/// <summary>
+/// A whole prompt as token ids with the segment of each token: 0 for everything computed per
+/// query (BOS, system prompt, memory markers, link tokens, question, generation header) and
+/// <c>slot + 1</c> for the tokens of the document in that slot.
+/// </summary>
+public sealed class PromptLayout
+{
+    /// <summary>Creates a layout; <paramref name="tokens"/> and <paramref name="segments"/> have equal length.</summary>
+    public PromptLayout(IReadOnlyList<int> tokens, IReadOnlyList<int> segments, IReadOnlyList<DocumentSpan> documents)
+    {
+        if (tokens.Count != segments.Count) throw new ArgumentException("Every token needs a segment id.", nameof(segments));
+        Tokens = tokens;
+        Segments = segments;
+        Documents = documents;
+    }
+
+    /// <summary>All token ids, in order.</summary>
+    public IReadOnlyList<int> Tokens { get; }
+
+    /// <summary>Segment of each token.</summary>
+    public IReadOnlyList<int> Segments { get; }
+
+    /// <summary>The documents, by slot.</summary>
+    public IReadOnlyList<DocumentSpan> Documents { get; }
+
+    /// <summary>Total number of tokens.</summary>
+    public int Length => Tokens.Count;
+
+    /// <summary>Number of document tokens (those a cache can supply).</summary>
+    public int DocumentTokenCount => Documents.Sum(d => d.Length);
+
+    /// <summary>Global positions of the segment-0 tokens: those computed for every query.</summary>
+    public long[] ComputedPositions() =>
+        [.. Enumerable.Range(0, Length).Where(i => Segments[i] == 0).Select(i => (long)i)];
+}
