@@ -3,7 +3,8 @@ using System.Text;
 namespace KVLink.Core.Tokenization;
 
 /// <summary>Reads and writes tiktoken BPE files: one <c>base64(token bytes) rank</c> pair per line.
-/// Llama 3's <c>original/tokenizer.model</c> is such a file; ranks double as token ids.</summary>
+/// Llama 3's <c>original/tokenizer.model</c> is such a file; ranks double as token ids. The compact
+/// variant bundled with Microsoft.ML.Tokenizers (header line, bare base64 tokens) is accepted too.</summary>
 internal static class TiktokenVocabulary
 {
     /// <summary>Parses the ranks of a tiktoken file.</summary>
@@ -14,7 +15,7 @@ internal static class TiktokenVocabulary
     {
         var ranks = new Dictionary<int, byte[]>();
         using var reader = new StreamReader(new MemoryStream(content), Encoding.UTF8);
-        int lineNumber = 0;
+        int lineNumber = 0, nextRank = 0;
         while (reader.ReadLine() is { } line)
         {
             lineNumber++;
@@ -23,14 +24,17 @@ internal static class TiktokenVocabulary
             // Microsoft.ML.Tokenizers' bundled files start with a "Capacity: N" sizing hint.
             if (lineNumber == 1 && line.StartsWith("Capacity:", StringComparison.Ordinal))
                 continue;
+            // That compact form also omits ranks: a bare base64 token takes the rank after the previous one.
             int space = line.IndexOf(' ');
-            if (space <= 0 || !int.TryParse(line.AsSpan(space + 1), out int rank) || rank < 0)
+            int rank = nextRank;
+            if (space == 0 || space > 0 && (!int.TryParse(line.AsSpan(space + 1), out rank) || rank < 0))
                 throw new InvalidDataException($"{source}: line {lineNumber} is not '<base64> <rank>'.");
             byte[] bytes;
-            try { bytes = Convert.FromBase64String(line[..space]); }
+            try { bytes = Convert.FromBase64String(space > 0 ? line[..space] : line); }
             catch (FormatException) { throw new InvalidDataException($"{source}: line {lineNumber} has invalid base64."); }
             if (!ranks.TryAdd(rank, bytes))
                 throw new InvalidDataException($"{source}: rank {rank} appears twice (line {lineNumber}).");
+            nextRank = rank + 1;
         }
         if (ranks.Count == 0)
             throw new InvalidDataException($"{source}: no tokens found.");
