@@ -77,10 +77,10 @@ internal static class HuggingFaceTokenizerJsonReader
         foreach (var token in list.EnumerateArray())
         {
             if (token.ValueKind != JsonValueKind.Object
-                || !token.TryGetProperty("id", out var id) || !id.TryGetInt32(out int tokenId) || tokenId < 0
+                || !token.TryGetProperty("id", out var id) || !id.TryGetInt32(out int tokenId) || tokenId < 0 || tokenId > TokenByteTable.MaxId
                 || !token.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String
                 || string.IsNullOrEmpty(content.GetString()))
-                throw new InvalidDataException("an added_tokens entry lacks a non-negative 'id' or a non-empty 'content'.");
+                throw new InvalidDataException("an added_tokens entry lacks an 'id' in [0, 2^24) or a non-empty 'content'.");
             string name = content.GetString()!;
             if (!added.TryAdd(name, tokenId))
                 throw new InvalidDataException($"added token '{name}' appears twice.");
@@ -99,8 +99,8 @@ internal static class HuggingFaceTokenizerJsonReader
         var bytes = new Dictionary<int, byte[]>();
         foreach (var entry in vocab.EnumerateObject())
         {
-            if (!entry.Value.TryGetInt32(out int id) || id < 0)
-                throw new InvalidDataException($"model.vocab entry '{entry.Name}' has no non-negative integer id.");
+            if (!entry.Value.TryGetInt32(out int id) || id < 0 || id > TokenByteTable.MaxId)
+                throw new InvalidDataException($"model.vocab entry '{entry.Name}' has no integer id in [0, 2^24).");
             if (!names.TryAdd(entry.Name, id))
                 throw new InvalidDataException($"model.vocab entry '{entry.Name}' appears twice.");
             // Added tokens may also sit in the vocabulary under their plain name; their bytes come from the name.

@@ -27,11 +27,13 @@ internal static class TiktokenVocabulary
             // That compact form also omits ranks: a bare base64 token takes the rank after the previous one.
             int space = line.IndexOf(' ');
             int rank = nextRank;
-            if (space == 0 || space > 0 && (!int.TryParse(line.AsSpan(space + 1), out rank) || rank < 0))
+            if (space == 0 || space > 0 && (!int.TryParse(line.AsSpan(space + 1), out rank) || rank < 0 || rank > TokenByteTable.MaxId))
                 throw new InvalidDataException($"{source}: line {lineNumber} is not '<base64> <rank>'.");
             byte[] bytes;
             try { bytes = Convert.FromBase64String(space > 0 ? line[..space] : line); }
             catch (FormatException) { throw new InvalidDataException($"{source}: line {lineNumber} has invalid base64."); }
+            if (rank > TokenByteTable.MaxId)
+                throw new InvalidDataException($"{source}: too many tokens (line {lineNumber}).");
             if (!ranks.TryAdd(rank, bytes))
                 throw new InvalidDataException($"{source}: rank {rank} appears twice (line {lineNumber}).");
             nextRank = rank + 1;

@@ -7,6 +7,10 @@ namespace KVLink.Core.Tokenization;
 /// drop or replace partial UTF-8; streaming needs the raw bytes, so we keep our own table.</remarks>
 internal sealed class TokenByteTable
 {
+    /// <summary>Largest id accepted from a file: real vocabularies stay far below it, and the table
+    /// is indexed by id, so a hostile id must not make us allocate gigabytes.</summary>
+    public const int MaxId = (1 << 24) - 1;
+
     private readonly byte[]?[] _bytes;
 
     public TokenByteTable(IReadOnlyDictionary<int, byte[]> ordinary, IReadOnlyDictionary<string, int> added)

@@ -85,6 +85,7 @@ public sealed class HuggingFaceJsonTokenizerTests : IDisposable
     [InlineData("{ \"model\": { \"type\": \"BPE\", \"merges\": [] } }", "model.vocab")]
     [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": 0, \"b\": 1 }, \"merges\": [\"a b\"] } }", "merges")]
     [InlineData("[1, 2]", "top level")]
+    [InlineData("{ \"model\": { \"type\": \"BPE\", \"vocab\": { \"a\": 0 } }, \"added_tokens\": [ { \"id\": 2000000000, \"content\": \"<x>\" } ] }", "added_tokens")]
     public void MalformedFileIsInvalidDataNamingTheFile(string json, string problem)
     {
         string path = _dir.File("tokenizer.json");
