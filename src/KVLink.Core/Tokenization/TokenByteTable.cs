@@ -1,0 +1,45 @@
+using System.Text;
+
+namespace KVLink.Core.Tokenization;
+
+/// <summary>Id to exact bytes for every token, including special tokens (UTF-8 of their name).</summary>
+/// <remarks>Microsoft.ML.Tokenizers does not expose the bytes behind a token id, and its decoders
+/// drop or replace partial UTF-8; streaming needs the raw bytes, so we keep our own table.</remarks>
+internal sealed class TokenByteTable
+{
+    /// <summary>Largest id accepted from a file: real vocabularies stay far below it, and the table
+    /// is indexed by id, so a hostile id must not make us allocate gigabytes.</summary>
+    public const int MaxId = (1 << 24) - 1;
+
+    private readonly byte[]?[] _bytes;
+
+    public TokenByteTable(IReadOnlyDictionary<int, byte[]> ordinary, IReadOnlyDictionary<string, int> added)
+    {
+        int maxId = -1;
+        foreach (int id in ordinary.Keys) maxId = Math.Max(maxId, id);
+        foreach (int id in added.Values) maxId = Math.Max(maxId, id);
+        _bytes = new byte[]?[maxId + 1];
+        foreach (var (id, bytes) in ordinary)
+            _bytes[id] = bytes;
+        // An added token wins over a vocabulary entry with the same id: it is what the model was fed.
+        foreach (var (name, id) in added)
+            _bytes[id] = Encoding.UTF8.GetBytes(name);
+    }
+
+    /// <summary>Max id + 1.</summary>
+    public int Count => _bytes.Length;
+
+    public ReadOnlySpan<byte> this[int id] =>
+        (uint)id < (uint)_bytes.Length && _bytes[id] is { } b
+            ? b
+            : throw new ArgumentOutOfRangeException(nameof(id), id, "No token has this id.");
+
+    /// <summary>UTF-8 text of the concatenated token bytes; invalid sequences become U+FFFD.</summary>
+    public string Decode(IEnumerable<int> ids)
+    {
+        var buffer = new List<byte>();
+        foreach (int id in ids)
+            buffer.AddRange(this[id]);
+        return Encoding.UTF8.GetString(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(buffer));
+    }
+}
