@@ -39,7 +39,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         Model = model;
         Tokenizer = tokenizer;
         Store = store ?? new MemoryKvCacheStore();
-        PromptFormat = _options.PromptFormat ?? KvLinkLlama3Format.Published;
+        PromptFormat = _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
         _worker = new ModelWorker("KVLink model worker");
     }

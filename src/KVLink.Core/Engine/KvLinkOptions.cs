@@ -26,7 +26,7 @@ public sealed class KvLinkOptions
     /// <summary>Precision of the model weights and caches. Default bf16.</summary>
     public ComputeDType DType { get; set; } = ComputeDType.BFloat16;
 
-    /// <summary>The prompt layout; null uses the published KVLink Llama-3 format.</summary>
+    /// <summary>The prompt layout; null uses the KVLink Llama-3 layout with the ids of the tokenizer's special tokens (exactly the published format for Llama-3 tokenizers).</summary>
     public PromptFormat? PromptFormat { get; set; }
 
     /// <summary>

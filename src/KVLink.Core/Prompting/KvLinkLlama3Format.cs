@@ -27,6 +27,24 @@ public sealed class KvLinkLlama3Format : PromptFormat
 
     private readonly string _name;
 
+    /// <summary>
+    /// The layout for a tokenizer with the Llama-3 special-token names: link tokens from
+    /// <c>&lt;|reserved_special_token_3|&gt;</c> up to <c>&lt;mem_start&gt;</c> = <c>&lt;|reserved_special_token_246|&gt;</c>,
+    /// <c>&lt;mem_end&gt;</c> = <c>&lt;|reserved_special_token_247|&gt;</c>, stop on <c>&lt;|eot_id|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>.
+    /// For the stock Llama-3 tokenizer this is exactly <see cref="Published"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tokenizer lacks one of those special tokens.</exception>
+    public static KvLinkLlama3Format FromTokenizer(LlamaTokenizer tokenizer, string systemText = PublishedSystemText)
+    {
+        int Id(string name) => tokenizer.TokenToId(name) ?? throw new ArgumentException($"The tokenizer has no special token '{name}' needed by the KVLink prompt format.", nameof(tokenizer));
+        int linkStart = Id("<|reserved_special_token_3|>");
+        int memStart = Id("<|reserved_special_token_246|>");
+        int memEnd = Id("<|reserved_special_token_247|>");
+        if (memStart <= linkStart) throw new ArgumentException("The tokenizer's reserved special tokens are not in Llama-3 order.", nameof(tokenizer));
+        return new KvLinkLlama3Format(systemText, linkStart, memStart - linkStart, memStart, memEnd,
+            [Id(Llama3ChatFormat.EotToken), Id(Llama3ChatFormat.EndOfTextToken)]);
+    }
+
     /// <summary>Creates the layout with a model's own ids.</summary>
     /// <param name="systemText">The system prompt.</param>
     /// <param name="linkTokenStart">Id of the first link token.</param>
