@@ -64,15 +64,20 @@ public sealed partial class KvLinkEngine
         using var cache = new KvCache(Model.Config, capacity, Model.DType, Model.Device);
 
         TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
-        int computed;
+        int computed, cached = r.CachedTokens;
         var prefillStart = r.Clock.Elapsed;
         Tensor logits;
         if (r.Mode == ContextMode.KvLink)
         {
+            var prefixStart = r.Clock.Elapsed;
+            int prefix = PlacePrefix(cache, layout);
+            var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
             (load, rerotate) = LinkTokens.PlaceDocuments(Model, cache, layout, [.. r.Entries.Select(e => (e.Keys, e.Values))]);
+            load += prefixTime;
             prefillStart = r.Clock.Elapsed;
-            logits = LinkTokens.Forward(Model, cache, layout, lastOnly: true);
-            computed = layout.Length - layout.DocumentTokenCount + r.OnDemandTokens;
+            logits = LinkTokens.Forward(Model, cache, layout, lastOnly: true, from: prefix);
+            computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
+            cached += prefix;
         }
         else
         {
@@ -84,9 +89,30 @@ public sealed partial class KvLinkEngine
         var stops = new HashSet<int>(r.Options.StopTokenIds ?? PromptFormat.StopTokenIds);
         var loop = new DecodeLoop(Model, cache, r.Options, stops);
         var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
-        var usage = new GenerationUsage(layout.Length, r.CachedTokens, computed, generated.Count);
+        var usage = new GenerationUsage(layout.Length, cached, computed, generated.Count);
         var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill, ttft, r.Clock.Elapsed);
         return new GenerationResult(Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
+    }
+
+    /// <summary>
+    /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.
+    /// The prefix attends only to itself, so its cache is the same for every request: it is computed once,
+    /// on the model thread, and kept. Returns P (0 when the layout has no prefix).
+    /// </summary>
+    private int PlacePrefix(KvCache cache, PromptLayout layout)
+    {
+        int length = layout.PrefixLength;
+        if (length == 0) return 0;
+        var tokens = layout.Tokens.Take(length).ToArray();
+        if (_prefix is not { } p || !p.Tokens.SequenceEqual(tokens))
+        {
+            _prefix?.Keys.Dispose();
+            _prefix?.Values.Dispose();
+            var (keys, values) = DocumentEncoder.Encode(Model, tokens);
+            _prefix = p = new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope());
+        }
+        cache.Write(0, p.Keys, p.Values);
+        return length;
     }
 
     /// <summary>A document's cache for a slot from the store, or encoded now (once, however many callers ask at the same time).</summary>

@@ -27,6 +27,9 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
     private readonly ConcurrentDictionary<string, KvLinkDocument> _documents = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Lazy<Task<DocumentKvCache>>> _inflight = new(StringComparer.Ordinal);
     private volatile bool _disposed;
+    private PrefixCache? _prefix; // touched only on the model thread
+
+    private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
 
     /// <summary>Creates an engine over a loaded model and tokenizer.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
@@ -163,6 +166,8 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         if (_disposed) return ValueTask.CompletedTask;
         _disposed = true;
         _worker.Dispose();
+        _prefix?.Keys.Dispose();
+        _prefix?.Values.Dispose();
         return ValueTask.CompletedTask;
     }
 

@@ -13,11 +13,14 @@ namespace KVLink.Core.Linking;
 /// </summary>
 public static class LinkTokens
 {
-    /// <summary>Runs the segment-0 tokens; returns logits of every computed token, or only the last ([1, 1, vocab]).</summary>
-    public static Tensor Forward(LlamaForCausalLM model, KvCache cache, PromptLayout layout, bool lastOnly)
+    /// <summary>
+    /// Runs the segment-0 tokens from position <paramref name="from"/> on (0, or the prefix length when the
+    /// prefix cache is already in place); returns logits of every computed token, or only the last ([1, 1, vocab]).
+    /// </summary>
+    public static Tensor Forward(LlamaForCausalLM model, KvCache cache, PromptLayout layout, bool lastOnly, int from = 0)
     {
         using var scope = NewDisposeScope();
-        long[] positions = layout.ComputedPositions();
+        long[] positions = layout.ComputedPositions(from);
         if (positions.Length == 0 || positions[^1] != layout.Length - 1)
             throw new ArgumentException("The prompt must end with segment-0 tokens (the question and generation header).", nameof(layout));
         var ids = tensor(positions.Select(p => (long)layout.Tokens[(int)p]).ToArray(), [1, positions.Length], device: model.Device);

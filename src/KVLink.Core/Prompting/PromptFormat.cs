@@ -48,6 +48,7 @@ public abstract class PromptFormat
     {
         ValidateLinkTokens(linkTokens, documentTokens.Count);
         var tokens = new List<int>(Prefix(tokenizer));
+        int prefixLength = tokens.Count;
         var segments = new List<int>(Enumerable.Repeat(0, tokens.Count));
         var spans = new List<DocumentSpan>();
         for (int slot = 0; slot < documentTokens.Count; slot++)
@@ -64,6 +65,6 @@ public abstract class PromptFormat
         var suffix = Suffix(tokenizer, question);
         tokens.AddRange(suffix);
         segments.AddRange(Enumerable.Repeat(0, suffix.Count));
-        return new PromptLayout(tokens, segments, spans);
+        return new PromptLayout(tokens, segments, spans, prefixLength);
     }
 }

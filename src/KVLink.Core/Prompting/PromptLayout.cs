@@ -18,8 +18,11 @@ public sealed record DocumentSpan(int Slot, int Start, IReadOnlyList<int> TokenI
 public sealed class PromptLayout
 {
     /// <summary>Creates a layout; <paramref name="tokens"/> and <paramref name="segments"/> have equal length.</summary>
-    public PromptLayout(IReadOnlyList<int> tokens, IReadOnlyList<int> segments, IReadOnlyList<DocumentSpan> documents)
+    public PromptLayout(IReadOnlyList<int> tokens, IReadOnlyList<int> segments, IReadOnlyList<DocumentSpan> documents, int prefixLength = 0)
     {
+        if (prefixLength < 0 || prefixLength > tokens.Count || (documents.Count > 0 && prefixLength > documents[0].Start))
+            throw new ArgumentOutOfRangeException(nameof(prefixLength), prefixLength, "The prefix must end before the first document.");
+        PrefixLength = prefixLength;
         if (tokens.Count != segments.Count) throw new ArgumentException("Every token needs a segment id.", nameof(segments));
         Tokens = tokens;
         Segments = segments;
@@ -35,13 +38,19 @@ public sealed class PromptLayout
     /// <summary>The documents, by slot.</summary>
     public IReadOnlyList<DocumentSpan> Documents { get; }
 
+    /// <summary>
+    /// Leading tokens that are the same for every request of a format (BOS, system turn, user header, memory start).
+    /// They attend only to each other, so their cache can be computed once and reused.
+    /// </summary>
+    public int PrefixLength { get; }
+
     /// <summary>Total number of tokens.</summary>
     public int Length => Tokens.Count;
 
     /// <summary>Number of document tokens (those a cache can supply).</summary>
     public int DocumentTokenCount => Documents.Sum(d => d.Length);
 
-    /// <summary>Global positions of the segment-0 tokens: those computed for every query.</summary>
-    public long[] ComputedPositions() =>
-        [.. Enumerable.Range(0, Length).Where(i => Segments[i] == 0).Select(i => (long)i)];
+    /// <summary>Global positions of the segment-0 tokens at or after <paramref name="from"/>: those computed for every query.</summary>
+    public long[] ComputedPositions(int from = 0) =>
+        [.. Enumerable.Range(from, Length - from).Where(i => Segments[i] == 0).Select(i => (long)i)];
 }
