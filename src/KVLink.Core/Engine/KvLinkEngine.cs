@@ -130,25 +130,34 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
     {
         var clock = Stopwatch.StartNew();
         var request = await PrepareAsync(query, documentIds, options, clock, cancellationToken).ConfigureAwait(false);
+        // A consumer that stops reading early cancels the rest of the generation.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var decoder = new Utf8StreamDecoder(Tokenizer);
         var run = _worker.Run(() =>
         {
             try
             {
-                var result = Run(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, cancellationToken);
+                var result = Run(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
                 string rest = decoder.Flush();
                 if (rest.Length > 0) deltas.Writer.TryWrite(rest);
                 return result;
             }
             finally { deltas.Writer.TryComplete(); }
-        }, cancellationToken);
+        }, stop.Token);
         // If the request is cancelled while queued, the worker never runs it: close the channel here.
-        _ = run.ContinueWith(t => deltas.Writer.TryComplete(), TaskScheduler.Default);
+        _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
 
-        await foreach (var delta in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            yield return new GenerationUpdate(delta);
-        yield return new GenerationUpdate("", await run.ConfigureAwait(false));
+        try
+        {
+            await foreach (var delta in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                yield return new GenerationUpdate(delta);
+            yield return new GenerationUpdate("", await run.ConfigureAwait(false));
+        }
+        finally
+        {
+            if (!run.IsCompleted) stop.Cancel();
+        }
     }
 
     /// <summary>The prompt a request would use (documents resolved, caches not loaded); for inspection and tests.</summary>

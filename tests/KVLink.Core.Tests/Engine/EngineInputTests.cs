@@ -94,4 +94,33 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
         var ok = await engine.GenerateAsync("q?", [id], new KvLinkGenerationOptions { MaxNewTokens = 2 });
         Assert.InRange(ok.TokenIds.Count, 0, 2);
     }
+
+    [Fact]
+    public async Task A_request_cancelled_while_queued_never_runs_and_the_one_ahead_completes()
+    {
+        await using var engine = fx.Engine();
+        string id = await engine.PrecomputeAsync(EngineFixture.Doc(5, 6));
+        var longRun = engine.GenerateAsync("long?", [id], new KvLinkGenerationOptions { MaxNewTokens = 300, StopTokenIds = [] });
+        using var cts = new CancellationTokenSource();
+        var queued = engine.GenerateAsync("queued?", [id], new KvLinkGenerationOptions { MaxNewTokens = 5 }, cts.Token);
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued);
+        Assert.Equal(300, (await longRun).TokenIds.Count);
+    }
+
+    [Fact]
+    public async Task Cancellation_during_decoding_stops_between_steps()
+    {
+        await using var engine = fx.Engine();
+        string id = await engine.PrecomputeAsync(EngineFixture.Doc(6, 6));
+        using var cts = new CancellationTokenSource();
+        int deltas = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var u in engine.GenerateStreamingAsync("q?", [id], new KvLinkGenerationOptions { MaxNewTokens = 500, StopTokenIds = [] }, cts.Token))
+                if (++deltas == 2) cts.Cancel();
+        });
+        Assert.True(deltas < 100, $"{deltas} deltas arrived after cancellation");
+        Assert.NotNull(await engine.GenerateAsync("after?", [id], new KvLinkGenerationOptions { MaxNewTokens = 2 }));
+    }
 }
