@@ -151,7 +151,10 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         try
         {
             await foreach (var delta in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                cancellationToken.ThrowIfCancellationRequested(); // buffered deltas are not delivered after cancellation
                 yield return new GenerationUpdate(delta);
+            }
             yield return new GenerationUpdate("", await run.ConfigureAwait(false));
         }
         finally

@@ -120,7 +120,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
             await foreach (var u in engine.GenerateStreamingAsync("q?", [id], new KvLinkGenerationOptions { MaxNewTokens = 500, StopTokenIds = [] }, cts.Token))
                 if (++deltas == 2) cts.Cancel();
         });
-        Assert.True(deltas < 100, $"{deltas} deltas arrived after cancellation");
+        Assert.Equal(2, deltas); // nothing is delivered after cancellation, even if already generated
         Assert.NotNull(await engine.GenerateAsync("after?", [id], new KvLinkGenerationOptions { MaxNewTokens = 2 }));
     }
 }

@@ -1,6 +1,5 @@
 using KVLink.Core.Model;
 using KVLink.Core.Model.SafeTensors;
-using KVLink.Core.Tests.SafeTensors;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Model;

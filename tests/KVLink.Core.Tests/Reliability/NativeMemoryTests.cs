@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Tests.Reliability;
 
 /// <summary>After warm-up, many requests leave the live native tensor count and the process RSS flat.</summary>
+[Collection(SerialCollection.Name)]
 public class NativeMemoryTests(EngineFixture fx) : IClassFixture<EngineFixture>
 {
     [Fact]

@@ -5,7 +5,7 @@ namespace KVLink.Core.Tests.Tokenization;
 
 public sealed class CheckpointFolderTokenizerTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TempFolder _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

@@ -7,7 +7,7 @@ namespace KVLink.Core.Tests.Tokenization;
 
 public sealed class HuggingFaceJsonTokenizerTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TempFolder _dir = new();
 
     public void Dispose() => _dir.Dispose();
 
@@ -73,7 +73,7 @@ public sealed class HuggingFaceJsonTokenizerTests : IDisposable
     {
         // With merges in id order, tiktoken's rank rule (used for ignore_merges) must agree with BPE merges.
         var bpe = LlamaTokenizer.FromHuggingFaceJson(TinyByteLevelTokenizer.Write(_dir.Path));
-        using var other = new TempDir();
+        using var other = new TempFolder();
         var ranked = LlamaTokenizer.FromHuggingFaceJson(TinyByteLevelTokenizer.Write(other.Path, ignoreMerges: true));
         Assert.Equal(bpe.Encode(text), ranked.Encode(text));
         Assert.Equal(text, ranked.Decode(ranked.Encode(text)));

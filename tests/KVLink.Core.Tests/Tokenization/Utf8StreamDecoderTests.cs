@@ -9,7 +9,7 @@ public sealed class Utf8StreamDecoderTests : IDisposable
     // 2-byte (é, ö), 3-byte (日, 本, €) and 4-byte (😀, 🎉) characters.
     private const string Text = "Héllo wörld € 日本 😀🎉 done";
 
-    private readonly TempDir _dir = new();
+    private readonly TempFolder _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

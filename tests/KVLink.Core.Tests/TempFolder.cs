@@ -1,6 +1,6 @@
 using KVLink.Core.Native;
 
-namespace KVLink.Core.Tests.SafeTensors;
+namespace KVLink.Core.Tests;
 
 /// <summary>A fresh folder under the temp directory, deleted on dispose. Also makes TorchSharp loadable.</summary>
 public sealed class TempFolder : IDisposable
@@ -10,7 +10,7 @@ public sealed class TempFolder : IDisposable
     public TempFolder()
     {
         TorchSharpLoader.EnsureLoaded();
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "kvlink-st-" + Guid.NewGuid().ToString("N"));
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "kvlink-test-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path);
     }
 
