@@ -6,7 +6,7 @@ namespace KVLink.Core.Tests.Reliability;
 
 /// <summary>After warm-up, many requests leave the live native tensor count and the process RSS flat.</summary>
 [Collection(SerialCollection.Name)]
-public class NativeMemoryTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class NativeMemoryTests(EngineFixture fx, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<EngineFixture>
 {
     [Fact]
     public async Task Repeated_generation_leaks_no_tensors_and_no_memory()
@@ -34,6 +34,7 @@ public class NativeMemoryTests(EngineFixture fx) : IClassFixture<EngineFixture>
         long tensorsAfter = Tensor.TotalCount;
         long rssAfter = Environment.WorkingSet;
 
+        output.WriteLine($"900 requests: live tensors {tensorsBefore} -> {tensorsAfter}; RSS {rssBefore >> 20} MiB -> {rssAfter >> 20} MiB");
         Assert.True(tensorsBefore > 0, "TorchSharp must be counting live tensors");
         Assert.Equal(tensorsBefore, tensorsAfter);
         Assert.True(rssAfter - rssBefore < 64L << 20, $"RSS grew by {(rssAfter - rssBefore) >> 20} MiB over 900 requests");
