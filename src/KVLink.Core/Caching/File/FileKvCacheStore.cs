@@ -97,10 +97,13 @@ public sealed partial class FileKvCacheStore : IKvCacheStore
             _logger.LogInformation("KV cache store {Store}: entry {Key} ({Bytes} bytes) exceeds the budget and was not written", nameof(FileKvCacheStore), key, bytes.Length);
             return ValueTask.CompletedTask;
         }
-        WriteAtomically(PathOf(key), bytes);
+        string path = PathOf(key);
+        long replaced = -1;
+        try { replaced = new FileInfo(path).Length; } catch (IOException) { }
+        WriteAtomically(path, bytes);
         _counters.Write(bytes.Length);
-        Interlocked.Increment(ref _entries);
-        Interlocked.Add(ref _bytes, bytes.Length);
+        if (replaced < 0) Interlocked.Increment(ref _entries);
+        Interlocked.Add(ref _bytes, bytes.Length - Math.Max(0, replaced));
         if (_options.ByteBudget != long.MaxValue && Interlocked.Read(ref _bytes) > _options.ByteBudget) Evict();
         return ValueTask.CompletedTask;
     }
