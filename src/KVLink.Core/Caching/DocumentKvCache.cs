@@ -5,17 +5,23 @@ namespace KVLink.Core.Caching;
 /// <summary>
 /// The stored attention state of one document encoded alone in one slot: keys (rotated for local
 /// positions 0..L-1) and values of every layer, stacked as [layers, kv_heads, L, head_dim], with what
-/// is needed to check it belongs to the model and format asking for it.
+/// is needed to check it belongs to the model, format and tenant asking for it.
 /// </summary>
 public sealed class DocumentKvCache : IDisposable
 {
     /// <summary>Creates an entry; the tensors are owned by it from now on.</summary>
-    public DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text)
+    public DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text,
+        string tenant = KvCacheKey.DefaultTenant, KvCacheRope? rope = null)
     {
+        ArgumentNullException.ThrowIfNull(tokenIds);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
         if (keys.dim() != 4 || !keys.shape.SequenceEqual(values.shape) || keys.shape[2] != tokenIds.Count)
             throw new ArgumentException("Keys and values must both be [layers, kv_heads, tokens, head_dim] with one row per token.");
-        (DocumentId, Slot, TokenIds, Keys, Values, ModelFingerprint, PromptFormat, Title, Text) =
-            (documentId, slot, tokenIds, keys, values, modelFingerprint, promptFormat, title, text);
+        if (keys.dtype != values.dtype) throw new ArgumentException("Keys and values must have one dtype.");
+        ArgumentException.ThrowIfNullOrEmpty(tenant);
+        (DocumentId, Slot, TokenIds, Keys, Values, ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope) =
+            (documentId, slot, tokenIds, keys, values, modelFingerprint, promptFormat, title, text, tenant, rope);
     }
 
     /// <summary>The document's id.</summary>
@@ -36,12 +42,27 @@ public sealed class DocumentKvCache : IDisposable
     public string? Title { get; }
     /// <summary>The document's text, kept so other slots can be encoded later.</summary>
     public string Text { get; }
+    /// <summary>The tenant (namespace) the entry belongs to.</summary>
+    public string Tenant { get; }
+    /// <summary>The rotary embedding of the keys, when known (required to store keys quantised).</summary>
+    public KvCacheRope? Rope { get; }
 
     /// <summary>Number of tokens.</summary>
     public int Length => TokenIds.Count;
 
     /// <summary>Bytes held by keys and values.</summary>
     public long ByteSize => 2 * Keys.numel() * Keys.ElementSize;
+
+    /// <summary>The key this entry belongs under.</summary>
+    public KvCacheKey Key => new(Tenant, ModelFingerprint, PromptFormat, DocumentId, Slot);
+
+    /// <summary>
+    /// Another entry over the same tensor memory with its own tensor handles: disposing either leaves the
+    /// other valid (LibTorch frees the memory when the last handle goes). This is how stores hand out entries
+    /// without copying them and without ever disposing memory a concurrent reader still uses.
+    /// </summary>
+    public DocumentKvCache Share() =>
+        new(DocumentId, Slot, TokenIds, Keys.alias(), Values.alias(), ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope);
 
     /// <inheritdoc/>
     public void Dispose()

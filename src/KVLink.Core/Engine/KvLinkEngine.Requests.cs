@@ -118,9 +118,10 @@ public sealed partial class KvLinkEngine
     /// <summary>A document's cache for a slot from the store, or encoded now (once, however many callers ask at the same time).</summary>
     private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument? document, int slot, CancellationToken ct)
     {
-        string key = CacheKey(id, slot);
+        var key = CacheKey(id, slot);
         var stored = await Store.GetAsync(key, ct).ConfigureAwait(false);
         if (stored is not null && IsUsable(stored, id)) return (stored, false);
+        stored?.Dispose();
 
         document ??= await ResolveDocumentAsync(id, ct).ConfigureAwait(false);
         var doc = document;
@@ -128,7 +129,7 @@ public sealed partial class KvLinkEngine
         return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
     }
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, string key)
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, KvCacheKey key)
     {
         try
         {
@@ -137,7 +138,7 @@ public sealed partial class KvLinkEngine
                 throw new ArgumentException($"Document '{id}' has {tokens.Count} tokens; the model supports at most {Model.Config.MaxPositionEmbeddings} positions.");
             // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
             var (keys, values) = await _worker.Run(() => DocumentEncoder.Encode(Model, tokens), CancellationToken.None).ConfigureAwait(false);
-            var entry = new DocumentKvCache(id, slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text);
+            var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text, key.Tenant, KvCacheRope.FromConfig(Model.Config));
             await Store.PutAsync(key, entry).ConfigureAwait(false);
             return entry;
         }
@@ -148,14 +149,14 @@ public sealed partial class KvLinkEngine
     }
 
     private bool IsUsable(DocumentKvCache entry, string id) =>
-        entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name && entry.DocumentId == id
+        entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name && entry.DocumentId == id && entry.Tenant == _options.Tenant
         && entry.Keys.shape[0] == Model.Config.NumHiddenLayers && entry.Keys.dtype == Model.DType;
 
     /// <summary>The text of a known document: from this engine's catalog, or from a stored cache entry.</summary>
     private async Task<KvLinkDocument> ResolveDocumentAsync(string id, CancellationToken ct)
     {
         if (_documents.TryGetValue(id, out var doc)) return doc;
-        var entry = await Store.GetAsync(CacheKey(id, 0), ct).ConfigureAwait(false);
+        using var entry = await Store.GetAsync(CacheKey(id, 0), ct).ConfigureAwait(false);
         if (entry is not null && IsUsable(entry, id))
         {
             doc = new KvLinkDocument(entry.Text, entry.Title, id);

@@ -25,7 +25,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
     private readonly KvLinkOptions _options;
     private readonly ModelWorker _worker;
     private readonly ConcurrentDictionary<string, KvLinkDocument> _documents = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, Lazy<Task<DocumentKvCache>>> _inflight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<KvCacheKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
     private volatile bool _disposed;
     private PrefixCache? _prefix; // touched only on the model thread
 
@@ -89,9 +89,23 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         return "doc-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32];
     }
 
-    /// <summary>The store key of a document's cache in a slot.</summary>
-    public string CacheKey(string documentId, int slot) =>
-        $"kvlink/{ModelFingerprint}/{PromptFormat.Name}/{documentId}/slot-{(PromptFormat.DocumentDependsOnSlot ? slot : 0)}";
+    /// <summary>The tenant (cache namespace) of this engine's entries; see <see cref="KvLinkOptions.Tenant"/>.</summary>
+    public string Tenant => _options.Tenant;
+
+    /// <summary>The store key of a document's cache in a slot: tenant, model fingerprint, prompt format, document id and slot.</summary>
+    public KvCacheKey CacheKey(string documentId, int slot) =>
+        new(_options.Tenant, ModelFingerprint, PromptFormat.Name, documentId, PromptFormat.DocumentDependsOnSlot ? slot : 0);
+
+    /// <summary>
+    /// Forgets a document: removes its cached entries of this engine's tenant (every model and slot) from the
+    /// store and drops it from this engine's catalog. Returns how many entries were removed.
+    /// </summary>
+    public async Task<long> RemoveDocumentAsync(string documentId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(documentId);
+        _documents.TryRemove(documentId, out _);
+        return await Store.InvalidateAsync(new KvCacheScope(_options.Tenant, null, documentId), cancellationToken).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Encodes <paramref name="document"/> on its own and stores its KV cache (for slots 0..PrecomputeSlots-1);

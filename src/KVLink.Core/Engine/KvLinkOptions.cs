@@ -35,6 +35,12 @@ public sealed class KvLinkOptions
     /// </summary>
     public int PrecomputeSlots { get; set; } = 1;
 
+    /// <summary>
+    /// The cache namespace of this engine: part of every store key, so engines of different tenants sharing
+    /// one store never see each other's entries. Default "default".
+    /// </summary>
+    public string Tenant { get; set; } = Caching.KvCacheKey.DefaultTenant;
+
     /// <summary>Generation defaults for calls that pass no options.</summary>
     public GenerationOptions Generation { get; set; } = new();
 
@@ -45,6 +51,7 @@ public sealed class KvLinkOptions
         if (PrecomputeSlots < 1) throw new ArgumentOutOfRangeException(nameof(PrecomputeSlots), PrecomputeSlots, "PrecomputeSlots must be >= 1.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");
         if (!Enum.IsDefined(DType)) throw new ArgumentOutOfRangeException(nameof(DType), DType, "Unknown dtype.");
+        if (string.IsNullOrWhiteSpace(Tenant)) throw new ArgumentException("Tenant must not be empty.", nameof(Tenant));
         ArgumentNullException.ThrowIfNull(Generation, nameof(Generation));
         Generation.Validate();
         (PromptFormat ?? KvLinkLlama3Format.Published).ValidateLinkTokens(LinkTokens, 1);

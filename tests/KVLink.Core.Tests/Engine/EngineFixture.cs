@@ -24,7 +24,7 @@ public sealed class EngineFixture : IDisposable
     /// <summary>A short system text keeps prompts small; the layout is otherwise the published one.</summary>
     public KvLinkLlama3Format Format => KvLinkLlama3Format.FromTokenizer(Tokenizer, "Answer from the documents.");
 
-    public KvLinkEngine Engine(int linkTokens = 1, ContextMode mode = ContextMode.KvLink, Caching.IKvCacheStore? store = null) =>
+    public KvLinkEngine Engine(int linkTokens = 1, ContextMode mode = ContextMode.KvLink, KVLink.Core.Caching.IKvCacheStore? store = null) =>
         new(Model, Tokenizer, new KvLinkOptions { LinkTokens = linkTokens, Mode = mode, PromptFormat = Format, DType = ComputeDType.Float32 }, store);
 
     public static KvLinkDocument Doc(int i, int words) =>

@@ -34,7 +34,7 @@ public static class SafeTensorsWriter
         });
     }
 
-    private static List<KeyValuePair<string, torch.Tensor>> Validate(IEnumerable<KeyValuePair<string, torch.Tensor>> tensors)
+    internal static List<KeyValuePair<string, torch.Tensor>> Validate(IEnumerable<KeyValuePair<string, torch.Tensor>> tensors)
     {
         var list = tensors.ToList();
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -50,7 +50,7 @@ public static class SafeTensorsWriter
         return list;
     }
 
-    private static byte[] BuildHeader(List<KeyValuePair<string, torch.Tensor>> ordered, IReadOnlyDictionary<string, string>? metadata)
+    internal static byte[] BuildHeader(List<KeyValuePair<string, torch.Tensor>> ordered, IReadOnlyDictionary<string, string>? metadata)
     {
         var buffer = new ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(buffer))
