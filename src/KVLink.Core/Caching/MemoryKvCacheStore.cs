@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using KVLink.Core.Diagnostics;
 
 namespace KVLink.Core.Caching;
 
@@ -9,6 +10,15 @@ namespace KVLink.Core.Caching;
 public sealed class MemoryKvCacheStore : IKvCacheStore
 {
     private readonly ConcurrentDictionary<string, DocumentKvCache> _entries = new(StringComparer.Ordinal);
+    private readonly KvLinkMetrics? _metrics;
+
+    /// <summary>Creates an empty store that reports nothing.</summary>
+    public MemoryKvCacheStore()
+    {
+    }
+
+    /// <summary>Creates an empty store that reports its hits and misses (tier "memory") to <paramref name="metrics"/>.</summary>
+    public MemoryKvCacheStore(KvLinkMetrics? metrics) => _metrics = metrics;
 
     /// <summary>Number of entries.</summary>
     public int Count => _entries.Count;
@@ -17,8 +27,16 @@ public sealed class MemoryKvCacheStore : IKvCacheStore
     public long ByteSize => _entries.Values.Sum(e => e.ByteSize);
 
     /// <inheritdoc/>
-    public ValueTask<DocumentKvCache?> GetAsync(string key, CancellationToken cancellationToken = default) =>
-        ValueTask.FromResult(_entries.TryGetValue(key, out var e) ? e : null);
+    public ValueTask<DocumentKvCache?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        if (_entries.TryGetValue(key, out var e))
+        {
+            _metrics?.RecordCacheHit(KvLinkTelemetry.MemoryTier, e.ByteSize);
+            return ValueTask.FromResult<DocumentKvCache?>(e);
+        }
+        _metrics?.RecordCacheMiss(KvLinkTelemetry.MemoryTier);
+        return ValueTask.FromResult<DocumentKvCache?>(null);
+    }
 
     /// <inheritdoc/>
     public ValueTask PutAsync(string key, DocumentKvCache entry, CancellationToken cancellationToken = default)
