@@ -21,7 +21,7 @@ namespace KVLink.Core.Engine;
 /// documents, re-rotates their keys to their global positions, runs the link tokens and the question in
 /// one pass, and generates. Thread safe: model work runs on one dedicated thread, requests queue.
 /// </summary>
-public sealed partial class KvLinkEngine : IAsyncDisposable
+public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 {
     private readonly KvLinkOptions _options;
     private readonly ModelWorker _worker;
@@ -57,7 +57,8 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
-    /// and creates an engine over it. Options are validated before anything is loaded.
+    /// and creates an engine over it. Options are validated before anything is loaded. The engine owns the
+    /// model it loads: disposing the engine disposes the model.
     /// </summary>
     public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, CancellationToken cancellationToken = default) =>
         LoadAsync(checkpointFolder, options, store, null, cancellationToken);
@@ -232,6 +233,9 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         if (_ownsModel) Model.Dispose();
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>Same as <see cref="DisposeAsync"/> (which completes synchronously): lets queued work finish, then stops the model thread.</summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

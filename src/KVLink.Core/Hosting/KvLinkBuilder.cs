@@ -34,9 +34,16 @@ public sealed class KvLinkBuilder
     public KvLinkBuilder UseStore(Func<IServiceProvider, IKvCacheStore> factory)
     {
         ArgumentNullException.ThrowIfNull(factory);
-        Services.RemoveAll(d => d.ServiceType == typeof(IKvCacheStore) && Equals(d.ServiceKey, Name));
-        if (Name is null) Services.AddSingleton(factory);
-        else Services.AddKeyedSingleton<IKvCacheStore>(Name, (sp, _) => factory(sp));
+        if (Name is null)
+        {
+            Services.RemoveAll<IKvCacheStore>();
+            Services.AddSingleton(factory);
+        }
+        else
+        {
+            Services.RemoveAllKeyed<IKvCacheStore>(Name);
+            Services.AddKeyedSingleton<IKvCacheStore>(Name, (sp, _) => factory(sp));
+        }
         return this;
     }
 
@@ -46,15 +53,4 @@ public sealed class KvLinkBuilder
 
     /// <summary>Uses an in-process <see cref="MemoryKvCacheStore"/> reporting to the shared <see cref="KvLinkMetrics"/> (the default).</summary>
     public KvLinkBuilder UseMemoryStore() => UseStore(sp => new MemoryKvCacheStore(sp.GetRequiredService<KvLinkMetrics>()));
-
-    internal static void RemoveAll(IServiceCollection services, Func<ServiceDescriptor, bool> match)
-    {
-        for (int i = services.Count - 1; i >= 0; i--)
-            if (match(services[i])) services.RemoveAt(i);
-    }
-}
-
-internal static class ServiceCollectionRemoveExtensions
-{
-    public static void RemoveAll(this IServiceCollection services, Func<ServiceDescriptor, bool> match) => KvLinkBuilder.RemoveAll(services, match);
 }

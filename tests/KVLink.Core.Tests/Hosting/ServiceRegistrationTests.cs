@@ -32,6 +32,20 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
     }
 
     [Fact]
+    public async Task A_synchronously_disposed_container_disposes_the_engine()
+    {
+        var services = new ServiceCollection();
+        services.AddKvLink(fixture.Configure);
+        KvLinkEngine engine;
+        using (var sp = services.BuildServiceProvider())
+        {
+            engine = sp.GetRequiredService<KvLinkEngine>();
+            await engine.PrecomputeAsync(HostingFixture.Doc(9));
+        }
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.PrecomputeAsync(HostingFixture.Doc(9)));
+    }
+
+    [Fact]
     public async Task Keyed_registrations_give_separate_engines_side_by_side()
     {
         var services = new ServiceCollection();
