@@ -45,6 +45,8 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
         await engine.GenerateAsync("question?", ids);
         points.Clear();
         var result = await engine.GenerateAsync("question?", ids);
+        // The worker decrements its queue count just after completing the request's task: let it settle.
+        Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)));
         listener.RecordObservableInstruments();
 
         Assert.Single(Of("kvlink.generate.time_to_first_token"));
