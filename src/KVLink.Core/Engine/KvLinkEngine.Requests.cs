@@ -36,7 +36,7 @@ public sealed partial class KvLinkEngine
         {
             if (mode == ContextMode.KvLink)
             {
-                var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], null, slot, ct).ConfigureAwait(false);
+                var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], null, slot, ct, countBytes: true).ConfigureAwait(false);
                 entries.Add(entry);
                 tokens.Add(entry.TokenIds);
                 if (computed) onDemand += entry.Length; else cached += entry.Length;
@@ -72,7 +72,9 @@ public sealed partial class KvLinkEngine
             var prefixStart = r.Clock.Elapsed;
             int prefix = PlacePrefix(cache, layout);
             var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
-            (load, rerotate) = LinkTokens.PlaceDocuments(Model, cache, layout, [.. r.Entries.Select(e => (e.Keys, e.Values))]);
+            var transfer = _options.CacheTransfer;
+            (load, rerotate) = LinkTokens.PlaceDocuments(Model, cache, layout,
+                [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, Model.Device))]);
             load += prefixTime;
             prefillStart = r.Clock.Elapsed;
             logits = LinkTokens.Forward(Model, cache, layout, lastOnly: true, from: prefix);
@@ -116,12 +118,17 @@ public sealed partial class KvLinkEngine
     }
 
     /// <summary>A document's cache for a slot from the store, or encoded now (once, however many callers ask at the same time).</summary>
-    private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument? document, int slot, CancellationToken ct)
+    private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument? document, int slot, CancellationToken ct, bool countBytes)
     {
         var key = CacheKey(id, slot);
         var stored = await Store.GetAsync(key, ct).ConfigureAwait(false);
-        if (stored is not null && IsUsable(stored, id)) return (stored, false);
+        if (stored is not null && IsUsable(stored, id))
+        {
+            _telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
+            return (stored, false);
+        }
         stored?.Dispose();
+        _telemetry.CacheMiss(id, slot);
 
         document ??= await ResolveDocumentAsync(id, ct).ConfigureAwait(false);
         var doc = document;

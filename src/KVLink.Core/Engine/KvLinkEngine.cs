@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Threading.Channels;
 using KVLink.Core.Caching;
+using KVLink.Core.Diagnostics;
 using KVLink.Core.Generation;
 using KVLink.Core.Linking;
 using KVLink.Core.Model;
@@ -20,7 +21,7 @@ namespace KVLink.Core.Engine;
 /// documents, re-rotates their keys to their global positions, runs the link tokens and the question in
 /// one pass, and generates. Thread safe: model work runs on one dedicated thread, requests queue.
 /// </summary>
-public sealed partial class KvLinkEngine : IAsyncDisposable
+public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 {
     private readonly KvLinkOptions _options;
     private readonly ModelWorker _worker;
@@ -30,10 +31,19 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
     private PrefixCache? _prefix; // touched only on the model thread
 
     private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
+    private readonly EngineTelemetry _telemetry;
+    private bool _ownsModel;
 
     /// <summary>Creates an engine over a loaded model and tokenizer.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
     public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options = null, IKvCacheStore? store = null)
+        : this(model, tokenizer, options, store, null)
+    {
+    }
+
+    /// <summary>Creates an engine over a loaded model and tokenizer that logs and records metrics through <paramref name="diagnostics"/>.</summary>
+    /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
+    public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -45,25 +55,49 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         PromptFormat = _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
         _worker = new ModelWorker("KVLink model worker");
+        _telemetry = new EngineTelemetry(this, diagnostics);
     }
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
-    /// and creates an engine over it. Options are validated before anything is loaded.
+    /// and creates an engine over it. Options are validated before anything is loaded. The engine owns the
+    /// model it loads: disposing the engine disposes the model.
     /// </summary>
-    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, CancellationToken cancellationToken = default)
+    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, CancellationToken cancellationToken = default) =>
+        LoadAsync(checkpointFolder, options, store, null, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="LoadAsync(string, KvLinkOptions?, IKvCacheStore?, CancellationToken)"/>, with logging and metrics,
+    /// on the device named by <see cref="KvLinkOptions.Device"/>. The engine owns the model it loads and disposes it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A CUDA device was requested and TorchSharp has no CUDA runtime (the message names the package to add).</exception>
+    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics, CancellationToken cancellationToken = default)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(checkpointFolder);
         options ??= new KvLinkOptions();
         options.Validate();
         return Task.Run(() =>
         {
+            var device = KvLinkDevices.Resolve(options.Device);
             var tokenizer = LlamaTokenizer.FromCheckpointFolder(checkpointFolder);
             var dtype = options.DType switch { ComputeDType.Float32 => ScalarType.Float32, ComputeDType.Float16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
-            var model = LlamaCheckpoint.Load(checkpointFolder, dtype);
-            return new KvLinkEngine(model, tokenizer, options, store);
+            var model = LlamaCheckpoint.Load(checkpointFolder, dtype, device);
+            try
+            {
+                return new KvLinkEngine(model, tokenizer, options, store, diagnostics) { _ownsModel = true };
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
         }, cancellationToken);
     }
 
+    /// <summary>The validated settings the engine runs with (treat as read-only).</summary>
+    public KvLinkOptions Options => _options;
+    /// <summary>The engine's name in logs, metric tags and spans (the DI key, or "default").</summary>
+    public string Name => _telemetry.Name;
     /// <summary>The transformer.</summary>
     public LlamaForCausalLM Model { get; }
     /// <summary>The tokenizer.</summary>
@@ -118,11 +152,29 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(document);
         if (string.IsNullOrWhiteSpace(document.Text)) throw new ArgumentException("The document text is empty.", nameof(document));
         if (document.Id is { } given && string.IsNullOrWhiteSpace(given)) throw new ArgumentException("A document id, when given, must not be empty.", nameof(document));
+        return (await PrecomputeCoreAsync(document, cancellationToken).ConfigureAwait(false)).Id;
+    }
+
+    /// <summary>Precompute with accounting: the id, tokens of slot 0, and tokens encoded now (0 when everything was stored).</summary>
+    private async Task<(string Id, int Tokens, int Computed)> PrecomputeCoreAsync(KvLinkDocument document, CancellationToken cancellationToken)
+    {
         string id = DocumentId(document);
         _documents[id] = document;
-        for (int slot = 0; slot < _options.PrecomputeSlots; slot++)
-            await GetOrEncodeAsync(id, document, slot, cancellationToken).ConfigureAwait(false);
-        return id;
+        using var activity = _telemetry.StartPrecompute(id);
+        var clock = Stopwatch.StartNew();
+        int tokens = 0, computed = 0, slotsComputed = 0;
+        try
+        {
+            for (int slot = 0; slot < _options.PrecomputeSlots; slot++)
+            {
+                var (entry, wasComputed) = await GetOrEncodeAsync(id, document, slot, cancellationToken, countBytes: false).ConfigureAwait(false);
+                if (slot == 0) tokens = entry.Length;
+                if (wasComputed) { computed += entry.Length; slotsComputed++; }
+            }
+        }
+        catch (Exception e) when (EngineTelemetry.Fail(activity, e)) { throw; }
+        _telemetry.Precomputed(activity, id, clock.Elapsed, tokens, computed, slotsComputed);
+        return (id, tokens, computed);
     }
 
     /// <summary>
@@ -134,8 +186,15 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
     public async Task<GenerationResult> GenerateAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        var request = await PrepareAsync(query, documentIds, options, clock, cancellationToken).ConfigureAwait(false);
-        return await _worker.Run(() => Run(request, null, cancellationToken), cancellationToken).ConfigureAwait(false);
+        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
+        try
+        {
+            var request = await PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
+            var result = await _worker.Run(() => Run(request, null, cancellationToken), cancellationToken).ConfigureAwait(false);
+            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            return result;
+        }
+        catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
     }
 
     /// <summary>Like <see cref="GenerateAsync"/>, streaming text deltas; the last update carries the full result.</summary>
@@ -143,7 +202,10 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        var request = await PrepareAsync(query, documentIds, options, clock, cancellationToken).ConfigureAwait(false);
+        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: true);
+        PreparedRequest request;
+        try { request = await PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
         // A consumer that stops reading early cancels the rest of the generation.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -169,7 +231,11 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
                 cancellationToken.ThrowIfCancellationRequested(); // buffered deltas are not delivered after cancellation
                 yield return new GenerationUpdate(delta);
             }
-            yield return new GenerationUpdate("", await run.ConfigureAwait(false));
+            GenerationResult final;
+            try { final = await run.ConfigureAwait(false); }
+            catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
+            _telemetry.Generated(activity, request.Mode, documentIds!.Count, final);
+            yield return new GenerationUpdate("", final);
         }
         finally
         {
@@ -194,8 +260,13 @@ public sealed partial class KvLinkEngine : IAsyncDisposable
         _worker.Dispose();
         _prefix?.Keys.Dispose();
         _prefix?.Values.Dispose();
+        _telemetry.Dispose();
+        if (_ownsModel) Model.Dispose();
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>Same as <see cref="DisposeAsync"/> (which completes synchronously): lets queued work finish, then stops the model thread.</summary>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

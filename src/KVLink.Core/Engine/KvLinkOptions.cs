@@ -1,3 +1,4 @@
+using KVLink.Core.Caching;
 using KVLink.Core.Generation;
 using KVLink.Core.Prompting;
 
@@ -44,6 +45,26 @@ public sealed class KvLinkOptions
     /// <summary>Generation defaults for calls that pass no options.</summary>
     public GenerationOptions Generation { get; set; } = new();
 
+    /// <summary>
+    /// Hugging Face checkpoint folder (config.json, safetensors, tokenizer). Used by the DI registration
+    /// (<c>services.AddKvLink</c>), where it is required and must exist; ignored by the engine constructors,
+    /// which take a loaded model, and by <c>KvLinkEngine.LoadAsync</c>, which takes the folder as an argument.
+    /// </summary>
+    public string? ModelPath { get; set; }
+
+    /// <summary>
+    /// TorchSharp device the model is loaded on by <c>LoadAsync</c> and the DI registration: "cpu" (default, also when null),
+    /// "cuda" or "cuda:N". CUDA needs a CUDA LibTorch runtime package (TorchSharp-cuda-linux or TorchSharp-cuda-windows);
+    /// KVLink.Core.Cuda's <c>UseCuda()</c> sets this and the CUDA defaults.
+    /// </summary>
+    public string? Device { get; set; }
+
+    /// <summary>
+    /// How stored caches reach the model's device on each request; null copies them directly (right for CPU).
+    /// KVLink.Core.Cuda supplies pinned host staging for caches held in CPU stores. Not bindable from configuration.
+    /// </summary>
+    public IKvCacheTransfer? CacheTransfer { get; set; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
@@ -52,6 +73,8 @@ public sealed class KvLinkOptions
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");
         if (!Enum.IsDefined(DType)) throw new ArgumentOutOfRangeException(nameof(DType), DType, "Unknown dtype.");
         if (string.IsNullOrWhiteSpace(Tenant)) throw new ArgumentException("Tenant must not be empty.", nameof(Tenant));
+        if (Device is not null && !KvLinkDevices.IsValid(Device))
+            throw new ArgumentException($"Device '{Device}' is not a device name: use \"cpu\", \"cuda\" or \"cuda:N\".", nameof(Device));
         ArgumentNullException.ThrowIfNull(Generation, nameof(Generation));
         Generation.Validate();
         (PromptFormat ?? KvLinkLlama3Format.Published).ValidateLinkTokens(LinkTokens, 1);

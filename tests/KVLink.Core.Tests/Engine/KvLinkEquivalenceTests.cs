@@ -183,17 +183,4 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
         Assert.Equal(final!.Text, text.ToString());
         Assert.Equal((await engine.GenerateAsync("Stream?", ids, options)).TokenIds, final.TokenIds);
     }
-
-    private sealed class CountingStore : IKvCacheStore
-    {
-        private readonly MemoryKvCacheStore _inner = new();
-        private int _puts;
-        public int Puts => _puts;
-        public KvCacheStoreStatistics Statistics => _inner.Statistics;
-        public ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken ct = default) => _inner.GetAsync(key, ct);
-        public ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken ct = default) { Interlocked.Increment(ref _puts); return _inner.PutAsync(key, entry, ct); }
-        public ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken ct = default) => _inner.RemoveAsync(key, ct);
-        public ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken ct = default) => _inner.ContainsAsync(key, ct);
-        public ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken ct = default) => _inner.InvalidateAsync(scope, ct);
-    }
 }

@@ -51,7 +51,12 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IDisposable
         ArgumentNullException.ThrowIfNull(key);
         lock (_lock)
         {
-            if (!_entries.TryGetValue(key.Hash, out var node)) { _counters.Miss(); return ValueTask.FromResult<DocumentKvCache?>(null); }
+            if (!_entries.TryGetValue(key.Hash, out var node))
+            {
+                _counters.Miss();
+                _options.Metrics?.RecordCacheMiss(Diagnostics.KvLinkTelemetry.MemoryTier);
+                return ValueTask.FromResult<DocumentKvCache?>(null);
+            }
             if (!StoreGuards.BelongsTo(node.Entry, key))
             {
                 StoreGuards.Rejected(_logger, _counters, nameof(MemoryKvCacheStore), key, "stored entry belongs to another key");
@@ -60,6 +65,7 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IDisposable
             node.LastUse = ++_tick;
             node.Hits++;
             _counters.Hit(node.Bytes);
+            _options.Metrics?.RecordCacheHit(Diagnostics.KvLinkTelemetry.MemoryTier, node.Bytes);
             return ValueTask.FromResult<DocumentKvCache?>(node.Entry.Share());
         }
     }

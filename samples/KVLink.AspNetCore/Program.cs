@@ -1,0 +1,82 @@
+// A minimal ASP.NET Core service over KVLink.Core: documents are precomputed once (POST /documents),
+// questions are answered from their stored caches through the IChatClient (POST /chat, POST /chat/stream).
+using System.Net;
+using KVLink.Core.Engine;
+using KVLink.Core.Hosting;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using Microsoft.Extensions.AI;
+
+var builder = WebApplication.CreateBuilder(args);
+
+// Loopback only: this sample has no authentication.
+int port = builder.Configuration.GetValue("Port", 5080);
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
+
+// No model configured (KvLink:ModelPath): write a small random-weight checkpoint once, so the sample runs
+// anywhere. Its answers are meaningless text; point KvLink:ModelPath at a real KVLink checkpoint for real answers.
+if (string.IsNullOrWhiteSpace(builder.Configuration["KvLink:ModelPath"]))
+{
+    string demo = Path.Combine(Path.GetTempPath(), "kvlink-aspnetcore-demo-model");
+    if (!File.Exists(Path.Combine(demo, "config.json")))
+        SyntheticCheckpoint.Write(demo, SyntheticCheckpoint.SmallConfig(), seed: 1);
+    builder.Configuration["KvLink:ModelPath"] = demo;
+}
+
+builder.Services.AddKvLink(builder.Configuration.GetSection("KvLink"));
+
+var app = builder.Build();
+
+// Load the model now rather than on the first request (this also surfaces configuration errors at start).
+var engine = app.Services.GetRequiredService<KvLinkEngine>();
+app.Logger.LogInformation("Model loaded from {Path}", engine.Options.ModelPath);
+
+// Caller mistakes become 4xx answers instead of 500s: unknown document ids, empty text or question, too long a prompt.
+app.Use(async (context, next) =>
+{
+    try { await next(context); }
+    catch (KeyNotFoundException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 404).ExecuteAsync(context); }
+    catch (ArgumentException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 400).ExecuteAsync(context); }
+});
+
+app.MapGet("/", () => Results.Ok(new { service = "KVLink.AspNetCore", model = engine.Options.ModelPath, linkTokens = engine.Options.LinkTokens, queue = engine.QueueLength }));
+
+app.MapPost("/documents", async (DocumentRequest doc, CancellationToken ct) =>
+{
+    string id = await engine.PrecomputeAsync(new KvLinkDocument(doc.Text, doc.Title, doc.Id), ct);
+    return Results.Ok(new { id });
+});
+
+app.MapPost("/chat", async (ChatRequest request, IChatClient chat, CancellationToken ct) =>
+{
+    var response = await chat.GetResponseAsync(request.Question, Options(request), ct);
+    return Results.Ok(new
+    {
+        text = response.Text,
+        finishReason = response.FinishReason?.Value,
+        usage = new { input = response.Usage?.InputTokenCount, cachedInput = response.Usage?.CachedInputTokenCount, output = response.Usage?.OutputTokenCount },
+    });
+});
+
+// Streams the answer as plain text, flushing every delta as soon as the model produces it.
+app.MapPost("/chat/stream", async (ChatRequest request, IChatClient chat, HttpResponse http, CancellationToken ct) =>
+{
+    http.ContentType = "text/plain; charset=utf-8";
+    await foreach (var update in chat.GetStreamingResponseAsync(request.Question, Options(request), ct))
+    {
+        if (update.Text.Length == 0) continue;
+        await http.WriteAsync(update.Text, ct);
+        await http.Body.FlushAsync(ct);
+    }
+});
+
+app.Run();
+
+static ChatOptions Options(ChatRequest request) =>
+    new ChatOptions { MaxOutputTokens = request.MaxTokens }.WithDocuments(request.Documents ?? []);
+
+/// <summary>A document to precompute.</summary>
+internal sealed record DocumentRequest(string Text, string? Title = null, string? Id = null);
+
+/// <summary>A question and the ids of the documents to answer from.</summary>
+internal sealed record ChatRequest(string Question, string[]? Documents = null, int? MaxTokens = null);

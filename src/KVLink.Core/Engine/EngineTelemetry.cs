@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using KVLink.Core.Diagnostics;
+using KVLink.Core.Generation;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// Logging, metrics and spans of one engine, kept apart from the engine's logic. Works on plain numbers
+/// only (never tensors), so it may run on any thread.
+/// </summary>
+internal sealed class EngineTelemetry : IDisposable
+{
+    private readonly ILogger _logger;
+    private readonly KvLinkMetrics? _metrics;
+    private readonly IDisposable? _tracking;
+    private readonly KeyValuePair<string, object?> _engineTag;
+    private readonly KeyValuePair<string, object?> _tierTag = new(KvLinkTelemetry.TierTag, KvLinkTelemetry.EngineTier);
+    private readonly long _bytesPerToken;
+
+    public EngineTelemetry(KvLinkEngine engine, KvLinkDiagnostics? diagnostics)
+    {
+        Name = diagnostics?.Name ?? "default";
+        _logger = diagnostics?.Logger ?? NullLogger.Instance;
+        _metrics = diagnostics?.Metrics;
+        _tracking = _metrics?.Track(engine, Name);
+        _engineTag = new(KvLinkTelemetry.EngineTag, Name);
+        var c = engine.Model.Config;
+        long element = engine.Model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
+        _bytesPerToken = 2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * element;
+        if (_logger.IsEnabled(LogLevel.Information))
+            KvLinkLog.EngineReady(_logger, Name, c.NumHiddenLayers, engine.Model.DType.ToString(), engine.Model.Device.ToString(),
+                engine.Options.LinkTokens, engine.Options.Mode.ToString());
+    }
+
+    public string Name { get; }
+    public ILogger Logger => _logger;
+
+    /// <summary>Bytes of keys and values of <paramref name="tokens"/> cached tokens of this model.</summary>
+    public long CacheBytes(long tokens) => tokens * _bytesPerToken;
+
+    public Activity? StartPrecompute(string documentId)
+    {
+        var a = KvLinkTelemetry.ActivitySource.StartActivity("kvlink.precompute", ActivityKind.Internal);
+        a?.SetTag(KvLinkTelemetry.EngineTag, Name);
+        a?.SetTag("kvlink.document.id", documentId);
+        return a;
+    }
+
+    public Activity? StartGenerate(int documents, bool streaming)
+    {
+        var a = KvLinkTelemetry.ActivitySource.StartActivity("kvlink.generate", ActivityKind.Internal);
+        a?.SetTag(KvLinkTelemetry.EngineTag, Name);
+        a?.SetTag("kvlink.documents", documents);
+        a?.SetTag("kvlink.streaming", streaming);
+        return a;
+    }
+
+    public void CacheHit(string id, int slot, int tokens)
+    {
+        _metrics?.CacheHits.Add(1, _tierTag, _engineTag);
+        if (tokens > 0) _metrics?.BytesLoaded.Add(CacheBytes(tokens), _tierTag, _engineTag);
+        if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "hit", id, slot, Name);
+    }
+
+    public void CacheMiss(string id, int slot)
+    {
+        _metrics?.CacheMisses.Add(1, _tierTag, _engineTag);
+        if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "miss", id, slot, Name);
+    }
+
+    public void Precomputed(Activity? activity, string id, TimeSpan elapsed, int tokens, int computed, int slotsComputed)
+    {
+        activity?.SetTag("kvlink.tokens", tokens);
+        activity?.SetTag("kvlink.tokens.computed", computed);
+        if (_metrics is not null)
+        {
+            _metrics.PrecomputeDuration.Record(elapsed.TotalSeconds, _engineTag);
+            if (computed > 0) _metrics.TokensComputed.Add(computed, _engineTag, new(KvLinkTelemetry.OperationTag, "precompute"));
+        }
+        if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.Precomputed(_logger, id, Name, elapsed.TotalMilliseconds, slotsComputed);
+    }
+
+    public void Generated(Activity? activity, ContextMode mode, int documents, GenerationResult result)
+    {
+        var u = result.Usage;
+        var t = result.Timings;
+        if (activity is not null)
+        {
+            activity.SetTag(KvLinkTelemetry.ModeTag, mode.ToString());
+            activity.SetTag("kvlink.tokens.prompt", u.PromptTokens);
+            activity.SetTag("kvlink.tokens.reused", u.CachedTokens);
+            activity.SetTag("kvlink.tokens.computed", u.ComputedTokens);
+            activity.SetTag("kvlink.tokens.generated", u.GeneratedTokens);
+            activity.SetTag("kvlink.ttft_ms", t.TimeToFirstToken.TotalMilliseconds);
+            activity.SetTag("kvlink.finish_reason", result.FinishReason.ToString());
+        }
+        if (_metrics is not null)
+        {
+            var modeTag = new KeyValuePair<string, object?>(KvLinkTelemetry.ModeTag, mode.ToString());
+            _metrics.TimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, _engineTag, modeTag);
+            _metrics.GenerateDuration.Record(t.Total.TotalSeconds, _engineTag, modeTag);
+            if (u.CachedTokens > 0) _metrics.TokensReused.Add(u.CachedTokens, _engineTag);
+            if (u.ComputedTokens > 0) _metrics.TokensComputed.Add(u.ComputedTokens, _engineTag, new(KvLinkTelemetry.OperationTag, "generate"));
+            if (u.GeneratedTokens > 0) _metrics.TokensGenerated.Add(u.GeneratedTokens, _engineTag);
+        }
+        if (_logger.IsEnabled(LogLevel.Debug))
+            KvLinkLog.Generated(_logger, u.GeneratedTokens, Name, documents, mode.ToString(), t.TimeToFirstToken.TotalMilliseconds, t.Total.TotalMilliseconds, u.CachedTokens, u.ComputedTokens);
+    }
+
+    /// <summary>Marks the span failed and logs; always false so it can sit in an exception filter.</summary>
+    public bool GenerateFailed(Activity? activity, Exception e)
+    {
+        Fail(activity, e);
+        if (e is not OperationCanceledException) KvLinkLog.GenerationFailed(_logger, e, Name);
+        return false;
+    }
+
+    /// <summary>Marks the span failed (or cancelled); always false so it can sit in an exception filter.</summary>
+    public static bool Fail(Activity? activity, Exception e)
+    {
+        if (activity is null) return false;
+        if (e is OperationCanceledException) activity.SetTag("kvlink.cancelled", true);
+        activity.SetStatus(ActivityStatusCode.Error, e.Message);
+        activity.SetTag("error.type", e.GetType().FullName);
+        return false;
+    }
+
+    public void Dispose() => _tracking?.Dispose();
+}

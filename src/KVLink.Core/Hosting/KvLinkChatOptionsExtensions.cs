@@ -1,0 +1,74 @@
+using System.Text.Json;
+using KVLink.Core.Engine;
+using Microsoft.Extensions.AI;
+
+namespace KVLink.Core.Hosting;
+
+/// <summary>Typed KVLink settings carried in <see cref="ChatOptions.AdditionalProperties"/> for <see cref="KvLinkChatClient"/>.</summary>
+public static class KvLinkChatOptionsExtensions
+{
+    /// <summary>Key of the document id list (a <c>string[]</c>) in <see cref="ChatOptions.AdditionalProperties"/>.</summary>
+    public const string DocumentsKey = "kvlink.documents";
+    /// <summary>Key of the <see cref="ContextMode"/> override.</summary>
+    public const string ModeKey = "kvlink.mode";
+    /// <summary>Key of the link-tokens-per-document override (an int).</summary>
+    public const string LinkTokensKey = "kvlink.link_tokens";
+
+    /// <summary>Sets the ids of the precomputed documents to answer from, in prompt order; returns <paramref name="options"/>.</summary>
+    public static ChatOptions WithDocuments(this ChatOptions options, params IEnumerable<string> documentIds)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(documentIds);
+        string[] ids = [.. documentIds];
+        for (int i = 0; i < ids.Length; i++)
+            if (string.IsNullOrWhiteSpace(ids[i])) throw new ArgumentException($"Document id #{i} is empty.", nameof(documentIds));
+        (options.AdditionalProperties ??= [])[DocumentsKey] = ids;
+        return options;
+    }
+
+    /// <summary>The document ids set by <see cref="WithDocuments"/> (also accepted: any string sequence or a JSON string array under <see cref="DocumentsKey"/>); empty when none.</summary>
+    /// <exception cref="ArgumentException">The value under <see cref="DocumentsKey"/> is not a list of strings.</exception>
+    public static IReadOnlyList<string> GetDocuments(this ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is null || !options.AdditionalProperties.TryGetValue(DocumentsKey, out object? value) || value is null) return [];
+        return value switch
+        {
+            string[] a => a,
+            string s => [s],
+            IEnumerable<string> e => [.. e],
+            JsonElement { ValueKind: JsonValueKind.Array } j => [.. j.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()! : throw NotStrings())],
+            _ => throw NotStrings(),
+        };
+
+        static ArgumentException NotStrings() => new($"ChatOptions.AdditionalProperties[\"{DocumentsKey}\"] must be a list of document id strings.", "options");
+    }
+
+    /// <summary>Overrides the engine's context mode for this request; returns <paramref name="options"/>.</summary>
+    public static ChatOptions WithContextMode(this ChatOptions options, ContextMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        (options.AdditionalProperties ??= [])[ModeKey] = mode;
+        return options;
+    }
+
+    /// <summary>The context mode set by <see cref="WithContextMode"/>, or null.</summary>
+    public static ContextMode? GetContextMode(this ChatOptions? options) =>
+        options?.AdditionalProperties?.TryGetValue(ModeKey, out object? v) == true
+            ? v switch { ContextMode m => m, string s => Enum.Parse<ContextMode>(s, ignoreCase: true), JsonElement { ValueKind: JsonValueKind.String } j => Enum.Parse<ContextMode>(j.GetString()!, ignoreCase: true), _ => null }
+            : null;
+
+    /// <summary>Overrides the link tokens per document for this request; returns <paramref name="options"/>.</summary>
+    public static ChatOptions WithLinkTokens(this ChatOptions options, int linkTokens)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfNegative(linkTokens);
+        (options.AdditionalProperties ??= [])[LinkTokensKey] = linkTokens;
+        return options;
+    }
+
+    /// <summary>The link tokens set by <see cref="WithLinkTokens"/>, or null.</summary>
+    public static int? GetLinkTokens(this ChatOptions? options) =>
+        options?.AdditionalProperties?.TryGetValue(LinkTokensKey, out object? v) == true
+            ? v switch { int i => i, long l => checked((int)l), JsonElement { ValueKind: JsonValueKind.Number } j => j.GetInt32(), _ => null }
+            : null;
+}

@@ -1,0 +1,130 @@
+using System.Text;
+using System.Text.Json;
+using KVLink.Core.Engine;
+using KVLink.Core.Generation;
+using KVLink.Core.Hosting;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace KVLink.Core.Tests.Hosting;
+
+public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+{
+    private static readonly ChatMessage[] Conversation =
+    [
+        new(ChatRole.System, "ignored: the prompt format fixes the system text"),
+        new(ChatRole.User, "an earlier question"),
+        new(ChatRole.Assistant, "an earlier answer"),
+        new(ChatRole.User, "Which document mentions v3?"),
+    ];
+
+    [Fact]
+    public async Task Chat_client_answers_from_documents_in_chat_options_like_the_engine()
+    {
+        var services = new ServiceCollection();
+        services.AddKvLink(fixture.Configure);
+        await using var sp = services.BuildServiceProvider();
+        var engine = sp.GetRequiredService<KvLinkEngine>();
+        var chat = sp.GetRequiredService<IChatClient>();
+        string[] ids = [await engine.PrecomputeAsync(HostingFixture.Doc(1)), await engine.PrecomputeAsync(HostingFixture.Doc(2))];
+        // Precompute stores slot 0 only; the first request encodes document 2 for slot 1 and stores it.
+        var first = await chat.GetResponseAsync(Conversation, new ChatOptions().WithDocuments(ids));
+        Assert.True(first.Usage!.CachedInputTokenCount < first.Usage.InputTokenCount);
+
+        var response = await chat.GetResponseAsync(Conversation, new ChatOptions().WithDocuments(ids));
+        var direct = await engine.GenerateAsync("Which document mentions v3?", ids);
+
+        Assert.Equal(direct.Text, response.Text);
+        Assert.Equal(ChatRole.Assistant, response.Messages.Single().Role);
+        Assert.True(direct.Usage.CachedTokens > 0);
+        Assert.Equal(direct.Usage.CachedTokens, response.Usage!.CachedInputTokenCount);
+        Assert.Equal(direct.Usage.PromptTokens, response.Usage.InputTokenCount);
+        Assert.Equal(direct.Usage.GeneratedTokens, response.Usage.OutputTokenCount);
+        var raw = Assert.IsType<GenerationResult>(response.RawRepresentation);
+        Assert.Equal(raw.Usage.CachedTokens, response.Usage.CachedInputTokenCount);
+    }
+
+    [Fact]
+    public async Task Streaming_concatenation_equals_the_non_streaming_text_and_reports_usage()
+    {
+        await using var engine = await fixture.LoadEngineAsync();
+        using var chat = new KvLinkChatClient(engine, "synthetic");
+        string id = await engine.PrecomputeAsync(HostingFixture.Doc(7, words: 30));
+        var options = new ChatOptions { MaxOutputTokens = 20 }.WithDocuments(id);
+
+        var whole = await chat.GetResponseAsync(Conversation, options);
+        var text = new StringBuilder();
+        UsageDetails? usage = null;
+        ChatFinishReason? finish = null;
+        int updates = 0;
+        await foreach (var u in chat.GetStreamingResponseAsync(Conversation, options))
+        {
+            updates++;
+            text.Append(u.Text);
+            usage ??= u.Contents.OfType<UsageContent>().SingleOrDefault()?.Details;
+            finish ??= u.FinishReason;
+            Assert.Equal("synthetic", u.ModelId);
+        }
+
+        Assert.True(updates > 1);
+        Assert.Equal(whole.Text, text.ToString());
+        Assert.Equal(whole.FinishReason, finish);
+        Assert.NotNull(usage);
+        Assert.Equal(whole.Usage!.CachedInputTokenCount, usage!.CachedInputTokenCount);
+        Assert.Equal(whole.Usage.OutputTokenCount, usage.OutputTokenCount);
+
+        // The ChatResponse assembled from updates (M.E.AI's own helper) carries the same text and usage.
+        var assembled = (await chat.GetStreamingResponseAsync(Conversation, options).ToArrayAsync()).ToChatResponse();
+        Assert.Equal(whole.Text, assembled.Text);
+        Assert.Equal(whole.Usage.CachedInputTokenCount, assembled.Usage!.CachedInputTokenCount);
+    }
+
+    [Fact]
+    public async Task Options_map_to_generation_settings()
+    {
+        await using var engine = await fixture.LoadEngineAsync();
+        var chat = new KvLinkChatClient(engine);
+        string id = await engine.PrecomputeAsync(HostingFixture.Doc(3));
+
+        var shortAnswer = await chat.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 2 }.WithDocuments(id).WithContextMode(ContextMode.FullPrefill));
+        var raw = Assert.IsType<GenerationResult>(shortAnswer.RawRepresentation);
+        Assert.True(raw.TokenIds.Count <= 2);
+        if (raw.FinishReason == FinishReason.Length) Assert.Equal(ChatFinishReason.Length, shortAnswer.FinishReason);
+        Assert.Equal(0, shortAnswer.Usage!.CachedInputTokenCount); // full prefill reuses nothing
+
+        var noDocs = await chat.GetResponseAsync("hello", new ChatOptions { MaxOutputTokens = 3 });
+        int prefix = (await engine.BuildLayoutAsync("hello", [], 0)).PrefixLength;
+        Assert.True(prefix > 0);
+        Assert.Equal(prefix, noDocs.Usage!.CachedInputTokenCount); // only the prompt prefix, cached once per engine
+    }
+
+    [Fact]
+    public async Task Bad_requests_fail_clearly()
+    {
+        await using var engine = await fixture.LoadEngineAsync();
+        var chat = new KvLinkChatClient(engine);
+        await Assert.ThrowsAsync<ArgumentException>(() => chat.GetResponseAsync([new ChatMessage(ChatRole.System, "no question")]));
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => chat.GetResponseAsync("q", new ChatOptions().WithDocuments("doc-unknown")));
+        Assert.Null(chat.GetService<KvLinkEngine>("some-key"));
+        Assert.Same(chat, chat.GetService<IChatClient>());
+    }
+
+    [Fact]
+    public void Document_ids_round_trip_through_chat_options_in_every_form()
+    {
+        Assert.Empty(((ChatOptions?)null).GetDocuments());
+        Assert.Empty(new ChatOptions().GetDocuments());
+        Assert.Equal(["a", "b"], new ChatOptions().WithDocuments("a", "b").GetDocuments());
+        Assert.Equal(["a", "b"], new ChatOptions().WithDocuments(new List<string> { "a", "b" }).GetDocuments());
+
+        // As it arrives after JSON (de)serialisation, e.g. from a web request.
+        var json = new ChatOptions { AdditionalProperties = new() { [KvLinkChatOptionsExtensions.DocumentsKey] = JsonDocument.Parse("[\"x\",\"y\"]").RootElement } };
+        Assert.Equal(["x", "y"], json.GetDocuments());
+        json.AdditionalProperties[KvLinkChatOptionsExtensions.DocumentsKey] = 42;
+        Assert.Throws<ArgumentException>(() => json.GetDocuments());
+        Assert.Throws<ArgumentException>(() => new ChatOptions().WithDocuments("a", " "));
+
+        var o = new ChatOptions().WithLinkTokens(0).WithContextMode(ContextMode.FullPrefill);
+        Assert.Equal((0, ContextMode.FullPrefill), (o.GetLinkTokens(), o.GetContextMode()));
+    }
+}
