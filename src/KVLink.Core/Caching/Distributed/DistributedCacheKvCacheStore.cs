@@ -19,7 +19,7 @@ namespace KVLink.Core.Caching;
 /// expires with <see cref="DistributedCacheKvCacheStoreOptions.TimeToLive"/>). Cache errors are logged and read as
 /// misses (a read) or skipped (a write): a cache outage never fails a request.
 /// </summary>
-public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IDisposable
+public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation, IDisposable
 {
     private const int Stripes = 64;
     private readonly IDistributedCache _cache;
@@ -189,10 +189,14 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IDisposable
     }
 
     /// <inheritdoc/>
-    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
+    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default) =>
+        (await InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false)).Count;
+
+    /// <inheritdoc/>
+    public async ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
-        long removed = 0;
+        var removed = new List<string>();
         await _indexLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -209,7 +213,7 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IDisposable
                     var p = line.Split(' ');
                     if (p.Length != 3) continue;
                     if (!scope.MatchesHashes(tenant, p[1], p[2])) { keep.Add(line); continue; }
-                    if (await RemoveEntry(tenant, p[0], cancellationToken).ConfigureAwait(false)) removed++;
+                    if (await RemoveEntry(tenant, p[0], cancellationToken).ConfigureAwait(false)) removed.Add(p[0]);
                 }
                 await WriteLines(IndexKey(tenant), keep, cancellationToken).ConfigureAwait(false);
                 if (keep.Count == 0)
@@ -224,7 +228,7 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IDisposable
             _logger.LogWarning("KV cache store {Store}: invalidation of {Scope} stopped: {Reason}", nameof(DistributedCacheKvCacheStore), scope, e.Message);
         }
         finally { _indexLock.Release(); }
-        _counters.Remove(removed);
+        _counters.Remove(removed.Count);
         return removed;
     }
 
