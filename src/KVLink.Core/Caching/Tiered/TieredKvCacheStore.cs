@@ -4,7 +4,8 @@ namespace KVLink.Core.Caching;
 /// Tiers of stores, fastest first (typically memory over file over distributed). Reads try each tier in
 /// order and copy a hit into the faster tiers above it (promotion); writes, removals and invalidations go
 /// to every tier (write-through). Each tier keeps its own counters (<see cref="Tiers"/>); this store counts
-/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them.
+/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them, removals are distinct
+/// entries, and entries and bytes are those of the fastest tier.
 /// </summary>
 public sealed class TieredKvCacheStore : IKvCacheStore
 {
