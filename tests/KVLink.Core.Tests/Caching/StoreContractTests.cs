@@ -1,4 +1,5 @@
 using KVLink.Core.Caching;
+using Microsoft.Extensions.Caching.Distributed;
 using StackExchange.Redis;
 
 namespace KVLink.Core.Tests.Caching;
@@ -10,13 +11,14 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
     private readonly string _folder = Path.Combine(Path.GetTempPath(), "kvlink-store-tests", Guid.NewGuid().ToString("N"));
     private readonly string _prefix = "t" + Guid.NewGuid().ToString("N")[..12];
 
-    public static TheoryData<string> Kinds => new() { "memory", "file", "redis", "tiered" };
+    public static TheoryData<string> Kinds => new() { "memory", "file", "redis", "distributed", "tiered" };
 
     private IKvCacheStore Create(string kind) => kind switch
     {
         "memory" => new MemoryKvCacheStore(),
         "file" => new FileKvCacheStore(Path.Combine(_folder, "file")),
         "redis" => new RedisKvCacheStore(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096 }),
+        "distributed" => new DistributedCacheKvCacheStore(garnet.DistributedCache, new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096 }),
         "tiered" => new TieredKvCacheStore(new MemoryKvCacheStore(), new FileKvCacheStore(Path.Combine(_folder, "tier-file")),
             new RedisKvCacheStore(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix + "x" })),
         _ => throw new ArgumentException(kind),
@@ -44,10 +46,12 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
         Assert.False(await store.ContainsAsync(key));
     }
 
-    [Fact]
-    public async Task Eight_MiB_entry_round_trips_through_the_Redis_protocol_server()
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("distributed")]
+    public async Task Eight_MiB_entry_round_trips_through_the_Redis_protocol_server(string kind)
     {
-        var store = Create("redis");
+        var store = Create(kind);
         var key = CacheTestData.Key("big");
         using var entry = CacheTestData.Entry(key, tokens: 8192, layers: 4); // 2 x 4x2x8192x16 fp32 = 8 MiB
         Assert.Equal(8L << 20, entry.ByteSize);
@@ -139,6 +143,7 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
     [Theory]
     [InlineData("file")]
     [InlineData("redis")]
+    [InlineData("distributed")]
     [InlineData("tiered")]
     public async Task Truncated_bit_flipped_wrong_model_and_wrong_version_entries_are_counted_misses(string kind)
     {
@@ -175,6 +180,11 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
                 string write = Guid.NewGuid().ToString("N");
                 await db.StringSetAsync($"{_prefix}:c:{key.Hash}:{write}:0", bytes);
                 await db.StringSetAsync($"{_prefix}:m:{key.Hash}", $"v1 {write} 1 {bytes.Length} {key.TenantHash} {key.ModelHash} {key.DocumentHash}");
+                break;
+            case DistributedCacheKvCacheStore distributed:
+                string id = Guid.NewGuid().ToString("N");
+                await garnet.DistributedCache.SetAsync(distributed.ChunkKey(key, id, 0), bytes);
+                await garnet.DistributedCache.SetAsync(distributed.ManifestKey(key), new DistributedCacheKvCacheStore.ManifestInfo(id, 1, bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash).ToBytes());
                 break;
             default: throw new ArgumentException(store.GetType().Name);
         }

@@ -13,7 +13,7 @@ namespace KVLink.Core.Caching;
 /// document make invalidation possible without scanning the server. Server errors are logged and read as
 /// misses (a read) or skipped (a write): a cache outage never fails a request.
 /// </summary>
-public sealed class RedisKvCacheStore : IKvCacheStore
+public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
 {
     private readonly IConnectionMultiplexer _connection;
     private readonly RedisKvCacheStoreOptions _options;
@@ -156,7 +156,11 @@ public sealed class RedisKvCacheStore : IKvCacheStore
     }
 
     /// <inheritdoc/>
-    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
+    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default) =>
+        (await InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false)).Count;
+
+    /// <inheritdoc/>
+    public async ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
         var db = Db;
@@ -164,16 +168,16 @@ public sealed class RedisKvCacheStore : IKvCacheStore
             : scope.Tenant is not null ? Index("t", KvCacheKey.HashOf("tenant", scope.Tenant)[..16])
             : scope.ModelFingerprint is not null ? Index("m", KvCacheKey.HashOf("model", scope.ModelFingerprint)[..16])
             : AllIndex;
-        long removed = 0;
+        var removed = new List<string>();
         foreach (var member in await db.SetMembersAsync(set).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
             string hash = member!;
             var manifest = ManifestInfo.Parse(await db.StringGetAsync(Manifest(hash)).ConfigureAwait(false));
             if (manifest is null) { await db.SetRemoveAsync(set, hash).ConfigureAwait(false); continue; }
-            if (scope.MatchesHashes(manifest.Tenant, manifest.Model, manifest.Document) && await RemoveHash(db, hash).ConfigureAwait(false)) removed++;
+            if (scope.MatchesHashes(manifest.Tenant, manifest.Model, manifest.Document) && await RemoveHash(db, hash).ConfigureAwait(false)) removed.Add(hash);
         }
-        _counters.Remove(removed);
+        _counters.Remove(removed.Count);
         return removed;
     }
 

@@ -17,7 +17,7 @@ namespace KVLink.Core.Caching;
 /// sees the uses of every process; the index (entries, bytes) is rebuilt from the directory on start and on each eviction pass.</item>
 /// </list>
 /// </summary>
-public sealed partial class FileKvCacheStore : IKvCacheStore
+public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
 {
     private const string Extension = ".kvc";
     private readonly FileKvCacheStoreOptions _options;
@@ -135,17 +135,21 @@ public sealed partial class FileKvCacheStore : IKvCacheStore
         ValueTask.FromResult(File.Exists(PathOf(key)));
 
     /// <inheritdoc/>
-    public ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
+    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default) =>
+        (await InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false)).Count;
+
+    /// <inheritdoc/>
+    public ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
-        long removed = 0;
+        var removed = new List<string>();
         foreach (var file in EntryFiles())
         {
             var m = EntryName().Match(file.Name);
-            if (scope.MatchesHashes(m.Groups["t"].Value, m.Groups["m"].Value, m.Groups["d"].Value) && Delete(file.FullName)) removed++;
+            if (scope.MatchesHashes(m.Groups["t"].Value, m.Groups["m"].Value, m.Groups["d"].Value) && Delete(file.FullName)) removed.Add(m.Groups["k"].Value);
         }
-        _counters.Remove(removed);
-        return ValueTask.FromResult(removed);
+        _counters.Remove(removed.Count);
+        return ValueTask.FromResult<IReadOnlyCollection<string>>(removed);
     }
 
     /// <summary>Re-reads the directory: entry count and bytes, and (optionally) deletes temp files of writers that died long ago.</summary>

@@ -9,7 +9,7 @@ namespace KVLink.Core.Caching;
 /// evicting or replacing an entry disposes only the store's handles; LibTorch frees the memory when the
 /// last reader's handle goes too. Nothing a concurrent request is reading is ever freed under it.
 /// </summary>
-public sealed class MemoryKvCacheStore : IKvCacheStore, IDisposable
+public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation, IDisposable
 {
     private sealed class Node(DocumentKvCache entry, long tick)
     {
@@ -115,7 +115,11 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IDisposable
     }
 
     /// <inheritdoc/>
-    public ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
+    public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default) =>
+        (await InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false)).Count;
+
+    /// <inheritdoc/>
+    public ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
         lock (_lock)
@@ -127,7 +131,7 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IDisposable
                 Drop(node!);
             }
             _counters.Remove(victims.Count);
-            return ValueTask.FromResult((long)victims.Count);
+            return ValueTask.FromResult<IReadOnlyCollection<string>>(victims);
         }
     }
 

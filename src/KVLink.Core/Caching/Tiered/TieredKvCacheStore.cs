@@ -4,7 +4,8 @@ namespace KVLink.Core.Caching;
 /// Tiers of stores, fastest first (typically memory over file over distributed). Reads try each tier in
 /// order and copy a hit into the faster tiers above it (promotion); writes, removals and invalidations go
 /// to every tier (write-through). Each tier keeps its own counters (<see cref="Tiers"/>); this store counts
-/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them.
+/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them, removals are distinct
+/// entries, and entries and bytes are those of the fastest tier.
 /// </summary>
 public sealed class TieredKvCacheStore : IKvCacheStore
 {
@@ -71,12 +72,48 @@ public sealed class TieredKvCacheStore : IKvCacheStore
         return false;
     }
 
-    /// <inheritdoc/>
+    /// <summary>
+    /// Invalidates <paramref name="scope"/> on every tier and returns how many distinct entries went: an entry held in
+    /// several tiers counts once (each tier counts its own copies in its <see cref="KvCacheStoreStatistics.Removals"/>).
+    /// When a tier is not one of the built-in stores, which say which entries they removed, the count is the largest
+    /// of the tiers' counts (a lower bound).
+    /// </summary>
     public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(scope);
+        var (keys, most) = await InvalidateTiers(scope, cancellationToken).ConfigureAwait(false);
+        long removed = keys?.Count ?? most;
+        _counters.Remove(removed);
+        return removed;
+    }
+
+    /// <summary>Invalidates every tier; the union of removed key hashes (null when a tier cannot tell) and the largest tier count.</summary>
+    private async Task<(HashSet<string>? Keys, long Most)> InvalidateTiers(KvCacheScope scope, CancellationToken cancellationToken)
+    {
+        HashSet<string>? keys = new(StringComparer.Ordinal);
         long most = 0;
-        foreach (var tier in _tiers) most = Math.Max(most, await tier.InvalidateAsync(scope, cancellationToken).ConfigureAwait(false));
-        _counters.Remove(most);
-        return most;
+        foreach (var tier in _tiers)
+        {
+            if (tier is TieredKvCacheStore nested)
+            {
+                var (inner, innerMost) = await nested.InvalidateTiers(scope, cancellationToken).ConfigureAwait(false);
+                long count = inner?.Count ?? innerMost;
+                nested._counters.Remove(count);
+                if (inner is null) keys = null; else keys?.UnionWith(inner);
+                most = Math.Max(most, count);
+            }
+            else if (tier is IKvCacheStoreInvalidation detailed)
+            {
+                var removed = await detailed.InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false);
+                keys?.UnionWith(removed);
+                most = Math.Max(most, removed.Count);
+            }
+            else
+            {
+                most = Math.Max(most, await tier.InvalidateAsync(scope, cancellationToken).ConfigureAwait(false));
+                keys = null;
+            }
+        }
+        return (keys, most);
     }
 }
