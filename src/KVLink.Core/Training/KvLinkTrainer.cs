@@ -136,9 +136,14 @@ public sealed class KvLinkTrainer : IDisposable
 
     /// <summary>
     /// Writes a resumable checkpoint: the model in Hugging Face layout (config.json, model.safetensors), the tokenizer
-    /// files of <see cref="TokenizerFolder"/>, the optimizer state and <see cref="StateFileName"/>. Files are written
-    /// into a staging folder first and the state file last, so a partial checkpoint has no state file.
+    /// files of <see cref="TokenizerFolder"/>, the optimizer state and <see cref="StateFileName"/>. An existing state file
+    /// is deleted first and the new one written last (each file atomically), so an interrupted save leaves a folder
+    /// that <see cref="Resume"/> refuses rather than one that mixes two steps.
     /// </summary>
+    /// <remarks>
+    /// The saved generator state is the data mixture's (<see cref="Random"/>); the forward pass has no dropout, so
+    /// nothing else is random and resuming reproduces an uninterrupted run exactly.
+    /// </remarks>
     public void SaveCheckpoint(string folder)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

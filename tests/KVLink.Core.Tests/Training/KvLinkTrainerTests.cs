@@ -179,6 +179,39 @@ public sealed class KvLinkTrainerTests(TrainingFixture fixture) : IClassFixture<
         Assert.True(after < before, $"{before} -> {after}");
     }
 
+    [Fact]
+    public void OptimizerUsesTheScheduledLearningRate()
+    {
+        using var model = fixture.LoadModel();
+        var before = model.parameters().Select(p => p.detach().clone()).ToList();
+        // Warm-up over 1000 steps: the first update runs at 1e-2 / 1000, and Adam's first step moves each weight by about lr.
+        using var trainer = new KvLinkTrainer(model, TrainingFixture.Options with { LearningRate = 1e-2, WarmupSteps = 1000, TotalSteps = 2000 });
+        var (_, lr, _) = trainer.TrainStep([fixture.Builder().FromQa(TrainingFixture.Qa[2], TrainingAttention.Blocked)]);
+        Assert.Equal(1e-5, lr, 12);
+        double maxChange = model.parameters().Zip(before, (p, b) => (p - b).abs().max().item<float>()).Max();
+        Assert.InRange(maxChange, 1e-7, 2e-5);
+    }
+
+    [Fact]
+    public void StepLossIsTheMeanOverAllTargetTokensOfTheBatch()
+    {
+        using var model = fixture.LoadModel();
+        using var trainer = new KvLinkTrainer(model, TrainingFixture.Options);
+        var builder = fixture.Builder();
+        var a = builder.FromQa(TrainingFixture.Qa[0], TrainingAttention.Blocked);
+        var b = builder.FromText(TrainingFixture.Text[0]);
+        double sumA, sumB;
+        using (no_grad())
+        {
+            using var la = TrainingLoss.Sum(model, a);
+            using var lb = TrainingLoss.Sum(model, b);
+            (sumA, sumB) = (la.item<float>(), lb.item<float>());
+        }
+        var (loss, _, norm) = trainer.TrainStep([a, b]);
+        Assert.Equal((sumA + sumB) / (a.TargetCount + b.TargetCount), loss, 4);
+        Assert.True(norm > 0 && double.IsFinite(norm));
+    }
+
     private static (double Loss, float[] Gradient) LossAndGradient(KvLinkTrainer trainer, TrainingExample example)
     {
         foreach (var p in trainer.Parameters) p.grad?.zero_();
