@@ -1,0 +1,88 @@
+using KVLink.Core.Prompting;
+using KVLink.Core.Tokenization;
+
+namespace KVLink.Core.Training;
+
+/// <summary>
+/// Turns samples into training sequences. A QA sample becomes the KVLink prompt (each document followed by its
+/// link tokens) + answer + <c>&lt;|eot_id|&gt;</c>, with only the answer and the end-of-turn token as targets;
+/// blocked under the segment mask or with full causal attention over the same tokens. Plain text becomes
+/// <c>&lt;|begin_of_text|&gt;</c> + text + <c>&lt;|end_of_text|&gt;</c>, every token a target, causal.
+/// </summary>
+public sealed class TrainingExampleBuilder
+{
+    private readonly int _eot;
+    private readonly int _bos;
+    private readonly int _eos;
+
+    /// <summary>Creates a builder.</summary>
+    /// <param name="tokenizer">The model's tokenizer (with the Llama-3 special tokens).</param>
+    /// <param name="format">The KVLink prompt layout.</param>
+    /// <param name="linkTokens">Link tokens per document (K).</param>
+    /// <param name="maxLength">Longest sequence; plain text is truncated to it, longer QA examples are rejected.</param>
+    public TrainingExampleBuilder(LlamaTokenizer tokenizer, KvLinkLlama3Format format, int linkTokens, int maxLength = 4096)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(format);
+        ArgumentOutOfRangeException.ThrowIfNegative(linkTokens);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 2);
+        Tokenizer = tokenizer;
+        Format = format;
+        LinkTokens = linkTokens;
+        MaxLength = maxLength;
+        int Id(string name) => tokenizer.TokenToId(name) ?? throw new ArgumentException($"The tokenizer has no special token '{name}'.", nameof(tokenizer));
+        _eot = Id(Llama3ChatFormat.EotToken);
+        _bos = Id(Llama3ChatFormat.BeginOfTextToken);
+        _eos = Id(Llama3ChatFormat.EndOfTextToken);
+    }
+
+    /// <summary>The tokenizer.</summary>
+    public LlamaTokenizer Tokenizer { get; }
+
+    /// <summary>The prompt layout.</summary>
+    public KvLinkLlama3Format Format { get; }
+
+    /// <summary>Link tokens per document.</summary>
+    public int LinkTokens { get; }
+
+    /// <summary>Longest sequence.</summary>
+    public int MaxLength { get; }
+
+    /// <summary>The prompt layout of a QA sample (without the answer).</summary>
+    public PromptLayout Layout(QaSample sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        var docs = sample.Documents.Select((d, slot) => Format.Document(Tokenizer, d, slot)).ToList();
+        return Format.Build(Tokenizer, docs, sample.Question, LinkTokens);
+    }
+
+    /// <summary>A QA example: the prompt, then the answer and <c>&lt;|eot_id|&gt;</c> as the only targets.</summary>
+    /// <exception cref="ArgumentException">The example is longer than <see cref="MaxLength"/>.</exception>
+    public TrainingExample FromQa(QaSample sample, TrainingAttention attention)
+    {
+        var layout = Layout(sample);
+        var answer = Tokenizer.Encode(sample.Answer);
+        var tokens = new List<int>(layout.Tokens);
+        tokens.AddRange(answer);
+        tokens.Add(_eot);
+        if (tokens.Count > MaxLength)
+            throw new ArgumentException($"The QA example has {tokens.Count} tokens, more than the maximum of {MaxLength}.", nameof(sample));
+        var targets = new bool[tokens.Count];
+        for (int i = layout.Length; i < tokens.Count; i++) targets[i] = true;
+        var segments = new List<int>(layout.Segments);
+        segments.AddRange(Enumerable.Repeat(0, answer.Count + 1));
+        return new TrainingExample(tokens, targets, attention, segments);
+    }
+
+    /// <summary>A plain-text example (truncated to <see cref="MaxLength"/>): every token after the first is a target, causal.</summary>
+    public TrainingExample FromText(TextSample sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        var tokens = new List<int> { _bos };
+        tokens.AddRange(Tokenizer.Encode(sample.Text));
+        tokens.Add(_eos);
+        if (tokens.Count > MaxLength) tokens.RemoveRange(MaxLength, tokens.Count - MaxLength);
+        var targets = Enumerable.Range(0, tokens.Count).Select(i => i > 0).ToArray();
+        return new TrainingExample(tokens, targets, TrainingAttention.Causal);
+    }
+}

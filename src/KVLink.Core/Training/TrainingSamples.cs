@@ -1,0 +1,13 @@
+using KVLink.Core.Prompting;
+
+namespace KVLink.Core.Training;
+
+/// <summary>A retrieval QA training sample: the documents in prompt order, the question and the reference answer.</summary>
+/// <param name="Documents">The retrieved documents, in the order they are placed in the prompt.</param>
+/// <param name="Question">The user's question.</param>
+/// <param name="Answer">The answer the model is trained to produce.</param>
+public sealed record QaSample(IReadOnlyList<KvLinkDocument> Documents, string Question, string Answer);
+
+/// <summary>A plain-text training sample: every token is a target, under full causal attention.</summary>
+/// <param name="Text">The text.</param>
+public sealed record TextSample(string Text);
