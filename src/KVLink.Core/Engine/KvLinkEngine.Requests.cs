@@ -13,7 +13,7 @@ public sealed partial class KvLinkEngine
     /// <summary>Everything a request needs before it reaches the model thread.</summary>
     private sealed record PreparedRequest(
         PromptLayout Layout, ContextMode Mode, GenerationOptions Options, IReadOnlyList<DocumentKvCache> Entries,
-        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, Stopwatch Clock);
+        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock);
 
     private async Task<PreparedRequest> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
     {
@@ -32,14 +32,17 @@ public sealed partial class KvLinkEngine
         var tokens = new List<IReadOnlyList<int>>();
         var entries = new List<DocumentKvCache>();
         int cached = 0, onDemand = 0;
+        var onDemandTime = TimeSpan.Zero; // encoding slots that were not cached yet is prefill work, not cache loading
         for (int slot = 0; slot < documentIds.Count; slot++)
         {
             if (mode == ContextMode.KvLink)
             {
+                var started = clock.Elapsed;
                 var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], null, slot, ct, countBytes: true).ConfigureAwait(false);
                 entries.Add(entry);
                 tokens.Add(entry.TokenIds);
-                if (computed) onDemand += entry.Length; else cached += entry.Length;
+                if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
+                else cached += entry.Length;
             }
             else
             {
@@ -51,7 +54,7 @@ public sealed partial class KvLinkEngine
         int max = Model.Config.MaxPositionEmbeddings;
         if (layout.Length + 1 > max)
             throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-        return new PreparedRequest(layout, mode, gen, entries, cached, onDemand, clock.Elapsed, clock);
+        return new PreparedRequest(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
     }
 
     /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
@@ -92,7 +95,7 @@ public sealed partial class KvLinkEngine
         var loop = new DecodeLoop(Model, cache, r.Options, stops);
         var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
         var usage = new GenerationUsage(layout.Length, cached, computed, generated.Count);
-        var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill, ttft, r.Clock.Elapsed);
+        var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill + r.OnDemandTime, ttft, r.Clock.Elapsed);
         return new GenerationResult(Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
     }
 
