@@ -4,7 +4,9 @@ namespace KVLink.Core.Caching;
 /// Tiers of stores, fastest first (typically memory over file over distributed). Reads try each tier in
 /// order and copy a hit into the faster tiers above it (promotion); writes, removals and invalidations go
 /// to every tier (write-through). Each tier keeps its own counters (<see cref="Tiers"/>); this store counts
-/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them.
+/// the combined view: a hit in any tier is a hit, a miss is a miss in all of them. A tier that throws (a server
+/// that is down, a disk error) is skipped on reads and writes, so a request falls back to the next tier or to
+/// recomputing; removals still go to every reachable tier and then report the failure.
 /// </summary>
 public sealed class TieredKvCacheStore : IKvCacheStore
 {
@@ -33,33 +35,49 @@ public sealed class TieredKvCacheStore : IKvCacheStore
     }
 
     /// <inheritdoc/>
+    /// <remarks>A tier that fails (throws) is skipped like a miss and counted in <see cref="KvCacheStoreStatistics.Unavailable"/>; a failed promotion is a failed write.</remarks>
     public async ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(key);
+        bool failed = false;
         for (int i = 0; i < _tiers.Length; i++)
         {
-            var entry = await _tiers[i].GetAsync(key, cancellationToken).ConfigureAwait(false);
+            DocumentKvCache? entry;
+            try { entry = await _tiers[i].GetAsync(key, cancellationToken).ConfigureAwait(false); }
+            catch (Exception e) when (IsTierFailure(e)) { failed = true; continue; }
             if (entry is null) continue;
-            for (int j = 0; j < i; j++) await _tiers[j].PutAsync(key, entry, cancellationToken).ConfigureAwait(false);
+            for (int j = 0; j < i; j++) await PutTier(_tiers[j], key, entry, cancellationToken).ConfigureAwait(false);
             _counters.Hit(entry.ByteSize);
             return entry;
         }
-        _counters.Miss();
+        if (failed) _counters.Unavailable(); else _counters.Miss();
         return null;
     }
 
     /// <inheritdoc/>
+    /// <remarks>Every tier is written; a tier that fails is skipped and counted in <see cref="KvCacheStoreStatistics.FailedWrites"/>.</remarks>
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
-        foreach (var tier in _tiers) await tier.PutAsync(key, entry, cancellationToken).ConfigureAwait(false);
-        _counters.Write(entry.ByteSize);
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(entry);
+        bool all = true;
+        foreach (var tier in _tiers) all &= await PutTier(tier, key, entry, cancellationToken).ConfigureAwait(false);
+        if (all) _counters.Write(entry.ByteSize);
     }
 
     /// <inheritdoc/>
+    /// <remarks>Every tier is tried; if one could not be reached, the others still remove and then the first error is thrown.</remarks>
     public async ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         bool any = false;
-        foreach (var tier in _tiers) any |= await tier.RemoveAsync(key, cancellationToken).ConfigureAwait(false);
+        Exception? error = null;
+        foreach (var tier in _tiers)
+        {
+            try { any |= await tier.RemoveAsync(key, cancellationToken).ConfigureAwait(false); }
+            catch (Exception e) when (IsTierFailure(e)) { error ??= e; }
+        }
         if (any) _counters.Remove();
+        if (error is not null) throw Unavailable("remove " + key, error);
         return any;
     }
 
@@ -67,16 +85,46 @@ public sealed class TieredKvCacheStore : IKvCacheStore
     public async ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         foreach (var tier in _tiers)
-            if (await tier.ContainsAsync(key, cancellationToken).ConfigureAwait(false)) return true;
+        {
+            try { if (await tier.ContainsAsync(key, cancellationToken).ConfigureAwait(false)) return true; }
+            catch (Exception e) when (IsTierFailure(e)) { }
+        }
         return false;
     }
 
     /// <inheritdoc/>
+    /// <remarks>Every tier is tried; if one could not be reached, the others still invalidate and then the first error is thrown.</remarks>
     public async ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken cancellationToken = default)
     {
         long most = 0;
-        foreach (var tier in _tiers) most = Math.Max(most, await tier.InvalidateAsync(scope, cancellationToken).ConfigureAwait(false));
+        Exception? error = null;
+        foreach (var tier in _tiers)
+        {
+            try { most = Math.Max(most, await tier.InvalidateAsync(scope, cancellationToken).ConfigureAwait(false)); }
+            catch (Exception e) when (IsTierFailure(e)) { error ??= e; }
+        }
         _counters.Remove(most);
+        if (error is not null) throw Unavailable("invalidate " + scope, error);
         return most;
     }
+
+    private async ValueTask<bool> PutTier(IKvCacheStore tier, KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await tier.PutAsync(key, entry, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (IsTierFailure(e))
+        {
+            _counters.FailedWrite();
+            return false;
+        }
+    }
+
+    /// <summary>A tier's own failure (I/O, server, unavailable), as opposed to cancellation or a caller's bad argument.</summary>
+    private static bool IsTierFailure(Exception e) => e is not (OperationCanceledException or ArgumentException);
+
+    private static KvCacheStoreUnavailableException Unavailable(string what, Exception e) =>
+        e as KvCacheStoreUnavailableException ?? new KvCacheStoreUnavailableException($"{nameof(TieredKvCacheStore)}: could not {what} on every tier ({e.Message}).", e);
 }
