@@ -110,6 +110,8 @@ internal static class HuggingFaceTokenizerJsonReader
                 throw new InvalidDataException($"model.vocab entry '{entry.Name}' is not in the byte-level alphabet.");
             if (!bytes.TryAdd(id, tokenBytes))
                 throw new InvalidDataException($"model.vocab id {id} is used twice.");
+            if (added.ContainsValue(id))
+                throw new InvalidDataException($"model.vocab entry '{entry.Name}' has id {id}, which an added token with another name also has.");
         }
         if (names.Count == 0)
             throw new InvalidDataException("'model.vocab' is empty.");
