@@ -51,6 +51,7 @@ public sealed class DecodeLoop(LlamaForCausalLM model, KvCache cache, Generation
 
                 cancellationToken.ThrowIfCancellationRequested();
                 using (var scope = NewDisposeScope())
+                using (no_grad()) // per step: grad mode is per thread, and an iterator may resume on another one
                 {
                     long[] pos = [nextPosition];
                     var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)nextPosition + 1, model.Device), cache);

@@ -69,8 +69,6 @@ public sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokeni
 
     private sealed record GenerationRun(LlamaGenerator Owner, int PromptTokens, KvCache Cache, Tensor Logits, DecodeLoop Loop, Stopwatch Clock, TimeSpan Prefill) : IDisposable
     {
-        private readonly IDisposable _noGrad = no_grad();
-
         public GenerationResult Result(List<int> tokens, TimeSpan ttft) =>
             new(Owner.Tokenizer.Decode(tokens), tokens, Loop.Finish ?? FinishReason.Length,
                 new GenerationUsage(PromptTokens, 0, PromptTokens, tokens.Count),
@@ -78,7 +76,6 @@ public sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokeni
 
         public void Dispose()
         {
-            _noGrad.Dispose();
             Cache.Dispose();
         }
     }

@@ -65,6 +65,16 @@ public sealed record LlamaConfig
     /// <summary>Builds a config from an already-parsed <c>config.json</c> element.</summary>
     public static LlamaConfig FromJson(JsonElement root, string source = "config.json")
     {
+        // A number of the wrong kind (1.5, 1e12 or "7" where an int belongs) is a bad file, not a crash.
+        try { return FromJsonCore(root, source); }
+        catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException)
+        {
+            throw new InvalidDataException($"{source}: a field has a value of the wrong type or range ({e.Message}).", e);
+        }
+    }
+
+    private static LlamaConfig FromJsonCore(JsonElement root, string source)
+    {
         if (root.ValueKind != JsonValueKind.Object) throw Bad(source, "the root is not a JSON object");
         string? modelType = Str(root, "model_type");
         if (modelType != "llama")

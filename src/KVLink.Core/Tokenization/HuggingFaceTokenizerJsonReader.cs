@@ -97,6 +97,7 @@ internal static class HuggingFaceTokenizerJsonReader
             throw new InvalidDataException("missing 'model.vocab' object.");
         var names = new Dictionary<string, int>(StringComparer.Ordinal);
         var bytes = new Dictionary<int, byte[]>();
+        var addedIds = added.Values.ToHashSet();
         foreach (var entry in vocab.EnumerateObject())
         {
             if (!entry.Value.TryGetInt32(out int id) || id < 0 || id > TokenByteTable.MaxId)
@@ -110,6 +111,8 @@ internal static class HuggingFaceTokenizerJsonReader
                 throw new InvalidDataException($"model.vocab entry '{entry.Name}' is not in the byte-level alphabet.");
             if (!bytes.TryAdd(id, tokenBytes))
                 throw new InvalidDataException($"model.vocab id {id} is used twice.");
+            if (addedIds.Contains(id))
+                throw new InvalidDataException($"model.vocab entry '{entry.Name}' has id {id}, which an added token with another name also has.");
         }
         if (names.Count == 0)
             throw new InvalidDataException("'model.vocab' is empty.");

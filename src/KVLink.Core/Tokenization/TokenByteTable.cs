@@ -12,27 +12,42 @@ internal sealed class TokenByteTable
     public const int MaxId = (1 << 24) - 1;
 
     private readonly byte[]?[] _bytes;
+    private readonly Dictionary<int, byte[]>? _sparse;
+    private readonly int _count;
 
     public TokenByteTable(IReadOnlyDictionary<int, byte[]> ordinary, IReadOnlyDictionary<string, int> added)
     {
         int maxId = -1;
         foreach (int id in ordinary.Keys) maxId = Math.Max(maxId, id);
         foreach (int id in added.Values) maxId = Math.Max(maxId, id);
-        _bytes = new byte[]?[maxId + 1];
+        _count = maxId + 1;
+        // Real vocabularies are dense. A file with a few tokens at huge ids gets a dictionary, so a small
+        // hostile file cannot make us allocate an id-indexed table far larger than itself.
+        bool dense = (long)_count <= 4L * (ordinary.Count + added.Count) + 1024;
+        _bytes = dense ? new byte[]?[_count] : [];
+        if (!dense) _sparse = new Dictionary<int, byte[]>(ordinary.Count + added.Count);
         foreach (var (id, bytes) in ordinary)
-            _bytes[id] = bytes;
+            Set(id, bytes);
         // An added token wins over a vocabulary entry with the same id: it is what the model was fed.
         foreach (var (name, id) in added)
-            _bytes[id] = Encoding.UTF8.GetBytes(name);
+            Set(id, Encoding.UTF8.GetBytes(name));
+    }
+
+    private void Set(int id, byte[] bytes)
+    {
+        if (_sparse is not null) _sparse[id] = bytes;
+        else _bytes[id] = bytes;
     }
 
     /// <summary>Max id + 1.</summary>
-    public int Count => _bytes.Length;
+    public int Count => _count;
 
     public ReadOnlySpan<byte> this[int id] =>
-        (uint)id < (uint)_bytes.Length && _bytes[id] is { } b
-            ? b
-            : throw new ArgumentOutOfRangeException(nameof(id), id, "No token has this id.");
+        _sparse is not null
+            ? _sparse.TryGetValue(id, out var s) ? s : throw new ArgumentOutOfRangeException(nameof(id), id, "No token has this id.")
+            : (uint)id < (uint)_bytes.Length && _bytes[id] is { } b
+                ? b
+                : throw new ArgumentOutOfRangeException(nameof(id), id, "No token has this id.");
 
     /// <summary>UTF-8 text of the concatenated token bytes; invalid sequences become U+FFFD.</summary>
     public string Decode(IEnumerable<int> ids)

@@ -89,6 +89,9 @@ public sealed class KvLinkTrainer : IDisposable
         if (examples.Count == 0) throw new ArgumentException("A step needs at least one example.", nameof(examples));
         int targets = examples.Sum(e => e.TargetCount);
         if (targets == 0) throw new ArgumentException("The examples have no target tokens.", nameof(examples));
+        // Grad mode is per thread and a caller's thread may have left it off (a no_grad scope that crossed an await):
+        // a training step always needs it on.
+        using var grad = torch.enable_grad();
 
         double lr = LearningRateSchedule.At(Step, Options);
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;

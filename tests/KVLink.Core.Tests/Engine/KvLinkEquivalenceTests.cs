@@ -30,7 +30,6 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
         Assert.Equal(10, result.TokenIds.Count);
 
         var layout = await engine.BuildLayoutAsync(question, ids, k);
-        using var _ = no_grad();
         using var oracle = SinglePassForward.Forward(fx.Model, layout);
         long[] computed = layout.ComputedPositions();
         using var oracleRows = oracle.index_select(1, tensor(computed));
@@ -66,7 +65,6 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
         var ids = new[] { await engine.PrecomputeAsync(EngineFixture.Doc(1, 9)), await engine.PrecomputeAsync(EngineFixture.Doc(2, 6)) };
         var layout = await engine.BuildLayoutAsync("q?", ids, 1);
         var doc = layout.Documents[1];
-        using var _ = no_grad();
         var (keys, values) = DocumentEncoder.Encode(fx.Model, doc.TokenIds);
         using var offsets = tensor(Enumerable.Repeat((long)doc.Start, doc.Length).ToArray());
         using var shifted = RopeRerotation.Shift(keys, offsets, fx.Model.Rope);
@@ -92,7 +90,6 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
         int link = layout.Documents[1].Start + layout.Documents[1].Length; // link token of slot 1
         Assert.Equal(0, layout.Segments[link]);
 
-        using var _ = no_grad();
         var entries = new List<(Tensor, Tensor)>();
         for (int slot = 0; slot < 2; slot++)
         {

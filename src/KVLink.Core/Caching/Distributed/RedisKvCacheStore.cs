@@ -11,7 +11,10 @@ namespace KVLink.Core.Caching;
 /// naming that write; the manifest is swapped atomically (GETSET) after the chunks are written, so readers
 /// see a whole entry or none, and the checksum catches anything else. Index sets per tenant, model and
 /// document make invalidation possible without scanning the server. Server errors are logged and read as
-/// misses (a read) or skipped (a write): a cache outage never fails a request.
+/// misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>) or skipped (a write,
+/// <see cref="KvCacheStoreStatistics.FailedWrites"/>): a cache outage never fails a request. A removal or
+/// invalidation that cannot reach the server throws <see cref="KvCacheStoreUnavailableException"/>.
+/// Connect with <c>BacklogPolicy.FailFast</c> and short timeouts so an outage costs milliseconds, not the timeout.
 /// </summary>
 public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
 {
@@ -27,9 +30,16 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         ArgumentNullException.ThrowIfNull(connection);
         _connection = connection;
         _options = options ?? new RedisKvCacheStoreOptions();
-        ArgumentException.ThrowIfNullOrWhiteSpace(_options.KeyPrefix);
-        ArgumentOutOfRangeException.ThrowIfLessThan(_options.ChunkBytes, 1024);
-        if (_options.TimeToLive is { } ttl) ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
+        if (string.IsNullOrWhiteSpace(_options.KeyPrefix))
+            throw new ArgumentException("RedisKvCacheStoreOptions.KeyPrefix must not be empty.", "options.KeyPrefix");
+        if (_options.ChunkBytes < 1024)
+            throw new ArgumentOutOfRangeException("options.ChunkBytes", _options.ChunkBytes, "RedisKvCacheStoreOptions.ChunkBytes must be at least 1024.");
+        if (_options.TimeToLive is { } ttl && ttl <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException("options.TimeToLive", ttl, "RedisKvCacheStoreOptions.TimeToLive must be positive (or null for no expiry).");
+        if (_options.Database < -1)
+            throw new ArgumentOutOfRangeException("options.Database", _options.Database, "RedisKvCacheStoreOptions.Database must be -1 (the connection's default) or a database number >= 0.");
+        if (!Enum.IsDefined(_options.Compression))
+            throw new ArgumentOutOfRangeException("options.Compression", _options.Compression, "RedisKvCacheStoreOptions.Compression is not a known compression.");
         _logger = _options.Logger ?? NullLogger.Instance;
     }
 
@@ -80,9 +90,9 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             int at = 0;
             foreach (var c in chunks) { byte[] b = c!; b.CopyTo(bytes, at); at += b.Length; }
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (IsServerFailure(e))
         {
-            _counters.Miss();
+            _counters.Unavailable();
             _logger.LogWarning("KV cache store {Store}: read of {Key} failed, treated as a miss: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
             return null;
         }
@@ -133,8 +143,9 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             Interlocked.Add(ref _bytes, bytes.Length - (previous?.Length ?? 0));
             _counters.Write(bytes.Length);
         }
-        catch (Exception e) when (e is RedisException or TimeoutException or ObjectDisposedException)
+        catch (Exception e) when (IsServerFailure(e))
         {
+            _counters.FailedWrite();
             _logger.LogWarning("KV cache store {Store}: write of {Key} failed and was skipped: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
         }
     }
@@ -143,7 +154,9 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        bool removed = await RemoveHash(Db, key.Hash).ConfigureAwait(false);
+        bool removed;
+        try { removed = await RemoveHash(Db, key.Hash).ConfigureAwait(false); }
+        catch (Exception e) when (IsServerFailure(e)) { throw Unreachable("remove " + key, e); }
         if (removed) _counters.Remove();
         return removed;
     }
@@ -152,7 +165,8 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return await Db.KeyExistsAsync(Manifest(key.Hash)).ConfigureAwait(false);
+        try { return await Db.KeyExistsAsync(Manifest(key.Hash)).ConfigureAwait(false); }
+        catch (Exception e) when (IsServerFailure(e)) { return false; }
     }
 
     /// <inheritdoc/>
@@ -163,6 +177,12 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
+        try { return await InvalidateCore(scope, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (IsServerFailure(e)) { throw Unreachable("invalidate " + scope, e); }
+    }
+
+    private async Task<IReadOnlyCollection<string>> InvalidateCore(KvCacheScope scope, CancellationToken cancellationToken)
+    {
         var db = Db;
         string set = scope.DocumentId is not null ? Index("d", KvCacheKey.HashOf("document", scope.DocumentId)[..16])
             : scope.Tenant is not null ? Index("t", KvCacheKey.HashOf("tenant", scope.Tenant)[..16])
@@ -192,6 +212,15 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         Interlocked.Decrement(ref _entries);
         Interlocked.Add(ref _bytes, -manifest.Length);
         return true;
+    }
+
+    /// <summary>Errors that mean the server could not be used (down, timed out, connection closed), not a bug.</summary>
+    private static bool IsServerFailure(Exception e) => e is RedisException or TimeoutException or ObjectDisposedException;
+
+    private KvCacheStoreUnavailableException Unreachable(string what, Exception e)
+    {
+        _logger.LogWarning("KV cache store {Store}: could not {What}: {Reason}", nameof(RedisKvCacheStore), what, e.Message);
+        return new KvCacheStoreUnavailableException($"{nameof(RedisKvCacheStore)}: could not {what}: the server is unavailable ({e.Message}).", e);
     }
 
     private Task DeleteChunks(IDatabase db, string hash, ManifestInfo manifest) =>

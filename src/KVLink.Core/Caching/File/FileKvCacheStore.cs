@@ -31,7 +31,12 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         _options = options ?? new FileKvCacheStoreOptions();
-        ArgumentOutOfRangeException.ThrowIfNegative(_options.ByteBudget);
+        if (_options.ByteBudget < 0)
+            throw new ArgumentOutOfRangeException("options.ByteBudget", _options.ByteBudget, "FileKvCacheStoreOptions.ByteBudget must be >= 0.");
+        if (_options.StaleTempFileAge < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException("options.StaleTempFileAge", _options.StaleTempFileAge, "FileKvCacheStoreOptions.StaleTempFileAge must be >= 0.");
+        if (!Enum.IsDefined(_options.Compression))
+            throw new ArgumentOutOfRangeException("options.Compression", _options.Compression, "FileKvCacheStoreOptions.Compression is not a known compression.");
         _logger = _options.Logger ?? NullLogger.Instance;
         Directory = Path.GetFullPath(directory);
         System.IO.Directory.CreateDirectory(Directory);
@@ -100,7 +105,14 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
         string path = PathOf(key);
         long replaced = -1;
         try { replaced = new FileInfo(path).Length; } catch (IOException) { }
-        WriteAtomically(path, bytes);
+        try { WriteAtomically(path, bytes); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A full or read-only disk costs the cache, never the request.
+            _counters.FailedWrite();
+            _logger.LogWarning("KV cache store {Store}: write of {Key} failed and was skipped: {Reason}", nameof(FileKvCacheStore), key, e.Message);
+            return ValueTask.CompletedTask;
+        }
         _counters.Write(bytes.Length);
         if (replaced < 0) Interlocked.Increment(ref _entries);
         Interlocked.Add(ref _bytes, bytes.Length - Math.Max(0, replaced));

@@ -31,8 +31,10 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidatio
     public MemoryKvCacheStore(MemoryKvCacheStoreOptions? options = null)
     {
         _options = options ?? new MemoryKvCacheStoreOptions();
-        ArgumentOutOfRangeException.ThrowIfNegative(_options.ByteBudget);
-        if (!Enum.IsDefined(_options.Policy)) throw new ArgumentOutOfRangeException(nameof(options), _options.Policy, "Unknown eviction policy.");
+        if (_options.ByteBudget < 0)
+            throw new ArgumentOutOfRangeException("options.ByteBudget", _options.ByteBudget, "MemoryKvCacheStoreOptions.ByteBudget must be >= 0.");
+        if (!Enum.IsDefined(_options.Policy))
+            throw new ArgumentOutOfRangeException("options.Policy", _options.Policy, "MemoryKvCacheStoreOptions.Policy is not a known eviction policy.");
         _logger = _options.Logger ?? NullLogger.Instance;
     }
 

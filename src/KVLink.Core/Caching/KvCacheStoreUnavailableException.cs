@@ -1,0 +1,12 @@
+namespace KVLink.Core.Caching;
+
+/// <summary>
+/// A removal or invalidation could not reach a store (a Redis-protocol server that is down, say). Reads and
+/// writes never throw this (they become counted misses and failed writes); a removal does, because silently
+/// keeping an entry the caller asked to remove could serve it later. Retrying once the store is back is safe.
+/// </summary>
+public sealed class KvCacheStoreUnavailableException : IOException
+{
+    /// <summary>Creates the exception.</summary>
+    public KvCacheStoreUnavailableException(string message, Exception? inner = null) : base(message, inner) { }
+}
