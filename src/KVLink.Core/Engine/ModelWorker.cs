@@ -12,6 +12,7 @@ internal sealed class ModelWorker : IDisposable
     private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread _thread;
     private int _pending;
+    private const int Queued = 0, Running = 1, Cancelled = 2;
 
     public ModelWorker(string name)
     {
@@ -24,13 +25,18 @@ internal sealed class ModelWorker : IDisposable
 
     /// <summary>
     /// Queues <paramref name="work"/>. If <paramref name="cancellationToken"/> fires while it waits, it never
-    /// starts and the task is cancelled; once started, the work itself observes the token.
+    /// starts and the task is cancelled at once; once started, the work itself observes the token and the task
+    /// completes only when the work has returned, so a caller never sees completion while tensors are in use.
     /// </summary>
     public Task<T> Run<T>(Func<T> work, CancellationToken cancellationToken)
     {
         var tcs = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (cancellationToken.IsCancellationRequested) { tcs.SetCanceled(cancellationToken); return tcs.Task; }
-        var registration = cancellationToken.Register(() => tcs.TrySetCanceled(cancellationToken));
+        int state = Queued;
+        var registration = cancellationToken.Register(() =>
+        {
+            if (Interlocked.CompareExchange(ref state, Cancelled, Queued) == Queued) tcs.TrySetCanceled(cancellationToken);
+        });
         Interlocked.Increment(ref _pending);
         try
         {
@@ -38,7 +44,7 @@ internal sealed class ModelWorker : IDisposable
             {
                 try
                 {
-                    if (tcs.Task.IsCompleted) return; // cancelled while queued
+                    if (Interlocked.CompareExchange(ref state, Running, Queued) != Queued) return; // cancelled while queued
                     using var _ = TorchSharp.torch.no_grad();
                     tcs.TrySetResult(work());
                 }
