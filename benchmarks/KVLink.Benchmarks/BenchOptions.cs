@@ -21,7 +21,7 @@ public sealed class BenchOptions
     public bool Quick { get; set; }
     public int DecodeTokens { get; set; } = 32;
     public string Output { get; set; } = "docs/benchmarks.md";
-    public string? GgufType { get; set; } = "bf16";
+    public string? GgufType { get; set; } = "f16";
     public string CommandLine { get; set; } = "";
 
     public static BenchOptions Parse(string[] args)
@@ -65,7 +65,7 @@ public sealed class BenchOptions
                           --llama-contexts 1000   contexts at which llama.cpp is timed (default = --contexts)
                           --warmup N              warm-up runs per cell (default 1)
                           --threads N             threads for LibTorch and llama.cpp (default 2)
-                          --gguf-type bf16|f16|f32  weight type of the GGUF used for llama.cpp timing (default bf16: bit-identical weights)
+                          --gguf-type bf16|f16|f32  weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)
                           --skip-llamacpp --skip-micro
                           --out docs/benchmarks.md
                         """);

@@ -13,7 +13,7 @@ public sealed class LlamaCppRunner : IDisposable
     private readonly LLamaWeights _weights;
     private readonly ModelParams _params;
 
-    public LlamaCppRunner(string ggufPath, int contextSize, int threads)
+    public LlamaCppRunner(string ggufPath, int contextSize, int threads, bool f32Cache = false)
     {
         ConfigureOnce();
         _params = new ModelParams(ggufPath)
@@ -24,6 +24,7 @@ public sealed class LlamaCppRunner : IDisposable
             BatchThreads = threads,
             GpuLayerCount = 0,
         };
+        if (f32Cache) { _params.TypeK = GGMLType.GGML_TYPE_F32; _params.TypeV = GGMLType.GGML_TYPE_F32; }
         _weights = LLamaWeights.LoadFromFile(_params);
     }
 

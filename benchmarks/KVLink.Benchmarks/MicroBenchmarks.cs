@@ -68,6 +68,7 @@ public class RerotationBench
 {
     private Tensor _keys = null!, _offsets = null!, _values = null!;
     private RotaryEmbedding _rope = null!;
+    private readonly long[] _offsetList = [.. Enumerable.Repeat(1234L, MicroBenchmarks.DocTokens)];
     private LlamaForCausalLM _model = null!;
     private KvCache _cache = null!;
     private PromptLayout _layout = null!;
@@ -97,11 +98,17 @@ public class RerotationBench
         _cache = new KvCache(config, tokens.Count + 1, ScalarType.BFloat16, CPU);
     }
 
-    [Benchmark, Bytes("1 doc, 500 tokens, keys", 16L * 8 * 500 * 64 * 2)]
+    [Benchmark(Baseline = true), Bytes("1 doc, 500 tokens, keys, tensor path (fp32 temporaries)", 16L * 8 * 500 * 64 * 2)]
     public void RerotateDocumentKeys()
     {
         using var scope = NewDisposeScope();
         RopeRerotation.Shift(_keys, _offsets, _rope);
+    }
+
+    [Benchmark, Bytes("1 doc, 500 tokens, keys, fused in place", 16L * 8 * 500 * 64 * 2)]
+    public void RerotateDocumentKeysInPlace()
+    {
+        RopeRerotation.ShiftInPlace(_keys, _offsetList, _rope);
     }
 
     [Benchmark, Bytes("10 docs x 500 tokens, K+V copied, keys rotated", 10 * 2 * 16L * 8 * 500 * 64 * 2)]

@@ -5,6 +5,8 @@ using KVLink.Benchmarks;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
+if (args.Contains("--llama-probe")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return; }
+if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2); return; }
 var options = BenchOptions.Parse(args);
 var total = Stopwatch.StartNew();
 void Log(string s) => Console.WriteLine($"[{total.Elapsed:hh\\:mm\\:ss}] {s}");
@@ -112,7 +114,7 @@ static LogitCheckResult LogitCheck(BenchModel m, string temp, BenchOptions optio
     var format = KVLink.Core.Prompting.KvLinkLlama3Format.FromTokenizer(m.Tokenizer);
     var layout = format.Build(m.Tokenizer, [.. docs.Select((d, j) => format.Document(m.Tokenizer, d, j))], TtftBench.Question, 0);
     int[] tokens = [.. layout.Tokens];
-    using var runner = new LlamaCppRunner(path, tokens.Length + 16, options.Threads);
+    using var runner = new LlamaCppRunner(path, tokens.Length + 16, options.Threads, f32Cache: true);
     var theirs = runner.AllLogits(tokens);
     var ours = f32.Forward(tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]))[0];
     var theirsT = tensor(theirs.SelectMany(r => r).ToArray(), [tokens.Length, theirs[0].Length]);

@@ -56,7 +56,7 @@ public sealed class KCell
 
 public sealed class TtftBench(BenchModel model, BenchOptions options, Action<string> log)
 {
-    public const string Question = "Which document mentions the lighthouse and who built it?";
+    public const string Question = "Who built the lighthouse?";
 
     /// <summary>Documents of exactly context/documents tokens each (header included), distinct per context and slot.</summary>
     public static List<KvLinkDocument> MakeDocuments(BenchModel m, int context, int count)
