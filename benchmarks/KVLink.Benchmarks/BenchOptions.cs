@@ -16,6 +16,8 @@ public sealed class BenchOptions
     public int[]? LlamaContexts { get; set; }
     /// <summary>Runs of the full-prefill pair (ours + llama.cpp) when fewer than Runs are wanted at large contexts; null = Runs.</summary>
     public int? FullRuns { get; set; }
+    /// <summary>Whether warm-up runs also run full prefill and llama.cpp (costly at large contexts; off with --quick).</summary>
+    public bool FullWarmup { get; set; } = true;
     public bool SkipLlamaCpp { get; set; }
     public bool SkipMicro { get; set; }
     public bool Quick { get; set; }
@@ -39,10 +41,12 @@ public sealed class BenchOptions
                     o.Runs = 5;
                     o.FullRuns = 1;
                     o.LlamaContexts = [1000];
+                    o.FullWarmup = false;
                     break;
+                case "--no-full-warmup": o.FullWarmup = false; break;
                 case "--contexts": o.Contexts = Ints(Next()); break;
                 case "--k": o.LinkTokens = Ints(Next()); break;
-                case "--models": o.Models = Next().Split(',', StringSplitOptions.RemoveEmptyEntries); break;
+                case "--models": o.Models = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Where(m => m != "none")]; break;
                 case "--runs": o.Runs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--full-runs": o.FullRuns = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--warmup": o.Warmup = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -64,6 +68,7 @@ public sealed class BenchOptions
                           --full-runs N           runs of the slow full-prefill/llama.cpp cells (default = --runs)
                           --llama-contexts 1000   contexts at which llama.cpp is timed (default = --contexts)
                           --warmup N              warm-up runs per cell (default 1)
+                          --no-full-warmup        warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)
                           --threads N             threads for LibTorch and llama.cpp (default 2)
                           --gguf-type bf16|f16|f32  weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)
                           --skip-llamacpp --skip-micro

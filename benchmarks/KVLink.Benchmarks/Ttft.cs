@@ -109,7 +109,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, Action<str
         {
             bool measured = r >= 0;
             double full = double.NaN;
-            if (r < fullRuns)
+            if (r < fullRuns && (measured || options.FullWarmup))
             {
                 store.BeforeRun?.Invoke();
                 var res = await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.FullPrefill, LinkTokens = 0, MaxNewTokens = 1 });

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using KVLink.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -80,8 +81,21 @@ public static class RopeRerotation
 
     private static unsafe void RotateRow(ushort* x, int d, float[] cos, float[] sin, int at)
     {
-        int half = d / 2;
-        for (int i = 0; i < half; i++)
+        int half = d / 2, i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            fixed (float* c = &cos[at], s = &sin[at])
+                for (; i + 16 <= half; i += 16)
+                {
+                    var x1 = Widen(x + i);
+                    var x2 = Widen(x + i + half);
+                    var lo = x1 * Vector512.Load(c + i) + (-x2) * Vector512.Load(s + i);
+                    var hi = x2 * Vector512.Load(c + i + half) + x1 * Vector512.Load(s + i + half);
+                    Narrow(lo, x + i);
+                    Narrow(hi, x + i + half);
+                }
+        }
+        for (; i < half; i++)
         {
             float x1 = BitConverter.Int32BitsToSingle(x[i] << 16), x2 = BitConverter.Int32BitsToSingle(x[i + half] << 16);
             // x*cos + rotate_half(x)*sin, rotate_half(x) = (-x2, x1): the same two products and one sum per element as the tensor path.
@@ -90,6 +104,20 @@ public static class RopeRerotation
             x[i] = ToBFloat16(lo);
             x[i + half] = ToBFloat16(hi);
         }
+    }
+
+    /// <summary>16 bf16 values to fp32 (exact: the bf16 bits are the high half of the fp32 bits).</summary>
+    private static unsafe Vector512<float> Widen(ushort* p) =>
+        Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load(p).ToVector512Unsafe()), 16).AsSingle();
+
+    /// <summary>16 fp32 values to bf16 at <paramref name="p"/>, rounding as <see cref="ToBFloat16"/> does.</summary>
+    private static unsafe void Narrow(Vector512<float> f, ushort* p)
+    {
+        var u = f.AsUInt32();
+        var rounded = Vector512.ShiftRightLogical(u + Vector512.Create(0x7FFFu) + (Vector512.ShiftRightLogical(u, 16) & Vector512<uint>.One), 16);
+        var nan = ~Vector512.Equals(f, f).AsUInt32();
+        rounded = Vector512.ConditionalSelect(nan, Vector512.Create(0x7FC0u), rounded);
+        Vector512.Narrow(rounded, Vector512<uint>.Zero).GetLower().Store(p);
     }
 
     /// <summary>fp32 to bf16 with round-to-nearest-even, NaN kept quiet (as LibTorch converts).</summary>
