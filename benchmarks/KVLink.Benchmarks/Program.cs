@@ -6,7 +6,8 @@ using KVLink.Core.Model;
 using static TorchSharp.torch;
 
 if (args.Contains("--llama-probe")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return; }
-if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2); return; }
+if (args.Contains("--profile-link")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return; }
+if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return; }
 var options = BenchOptions.Parse(args);
 var total = Stopwatch.StartNew();
 void Log(string s) => Console.WriteLine($"[{total.Elapsed:hh\\:mm\\:ss}] {s}");
@@ -65,6 +66,7 @@ try
                 bool timeLlama = llama is not null && store.Name == "memory" && (options.LlamaContexts ?? options.Contexts).Contains(ctx);
                 var cell = await bench.RunAsync(store, ctx, llama, timeLlama);
                 mr.Cells.Add(cell);
+                WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
                 foreach (var (k, kc) in cell.K)
                     Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(report.CopyBandwidth):F1} ms), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
             }
@@ -80,6 +82,8 @@ try
 
     if (!options.SkipMicro)
     {
+        Log("kernel profile (1B-shape linear and attention)");
+        report.Kernels = Profile.Run(options.Threads);
         Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
         report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
     }
@@ -89,12 +93,17 @@ finally
     try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
 }
 
-report.LoadAfter = Machine.LoadAverage();
-report.Elapsed = total.Elapsed;
-string md = report.ToMarkdown();
-Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.Output))!);
-File.WriteAllText(options.Output, md);
+WriteReport(report, options, total.Elapsed, partial: false);
 Log($"wrote {options.Output} ({total.Elapsed.TotalMinutes:F1} min)");
+
+static void WriteReport(Report report, BenchOptions options, TimeSpan elapsed, bool partial)
+{
+    report.LoadAfter = Machine.LoadAverage();
+    report.Elapsed = elapsed;
+    report.Partial = partial;
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.Output))!);
+    File.WriteAllText(options.Output, report.ToMarkdown());
+}
 
 static string SafeDescribeLlama()
 {

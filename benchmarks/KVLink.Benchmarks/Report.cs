@@ -30,7 +30,9 @@ public sealed class Report(BenchOptions options)
     public string? LlamaCppInfo { get; set; }
     public List<ModelReport> Models { get; } = [];
     public List<MicroResult>? Micro { get; set; }
+    public List<string>? Kernels { get; set; }
     public TimeSpan Elapsed { get; set; }
+    public bool Partial { get; set; }
 
     public string ToMarkdown()
     {
@@ -38,6 +40,7 @@ public sealed class Report(BenchOptions options)
         s.AppendLine("# Benchmarks");
         s.AppendLine();
         s.AppendLine("Written by `benchmarks/KVLink.Benchmarks` in one run; every ratio compares figures measured in that same run.");
+        if (Partial) s.AppendLine("\n**Partial: the run was still going when this was written.**");
         s.AppendLine("Speed is never asserted by tests: this file is the record. Random weights (no download): timings are real, texts are noise.");
         s.AppendLine();
         s.AppendLine("## Machine and command");
@@ -131,6 +134,15 @@ public sealed class Report(BenchOptions options)
         else s.AppendLine("The 1B shape at 5k tokens was not part of this run.");
         s.AppendLine();
 
+        if (Kernels is { Count: > 0 })
+        {
+            s.AppendLine("## Where the time goes: kernel profile (same run, 1B shapes, LibTorch CPU)");
+            s.AppendLine();
+            s.AppendLine("| kernel | size | median | rate |");
+            s.AppendLine("|---|---|---:|---|");
+            foreach (var row in Kernels) s.AppendLine(row);
+            s.AppendLine();
+        }
         if (Micro is { Count: > 0 })
         {
             s.AppendLine("## Micro-benchmarks (BenchmarkDotNet, in-process short job: 1 launch, 2 warm-ups, 5 iterations)");
