@@ -18,6 +18,8 @@ public sealed class BenchOptions
     public int? FullRuns { get; set; }
     /// <summary>Whether warm-up runs also run full prefill and llama.cpp (costly at large contexts; off with --quick).</summary>
     public bool FullWarmup { get; set; } = true;
+    /// <summary>Contexts up to this size run full prefill and llama.cpp --runs times even when --full-runs is smaller.</summary>
+    public int FullRunsUpTo { get; set; }
     public bool SkipLlamaCpp { get; set; }
     public bool SkipMicro { get; set; }
     public bool Quick { get; set; }
@@ -44,6 +46,7 @@ public sealed class BenchOptions
                     o.FullWarmup = false;
                     break;
                 case "--no-full-warmup": o.FullWarmup = false; break;
+                case "--full-runs-upto": o.FullRunsUpTo = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--contexts": o.Contexts = Ints(Next()); break;
                 case "--k": o.LinkTokens = Ints(Next()); break;
                 case "--models": o.Models = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Where(m => m != "none")]; break;
@@ -66,6 +69,7 @@ public sealed class BenchOptions
                           --models small,1b       models to measure
                           --runs N                measured runs per cell after warm-up (median reported; default 5)
                           --full-runs N           runs of the slow full-prefill/llama.cpp cells (default = --runs)
+                          --full-runs-upto C      contexts <= C still get --runs full-prefill/llama.cpp runs
                           --llama-contexts 1000   contexts at which llama.cpp is timed (default = --contexts)
                           --warmup N              warm-up runs per cell (default 1)
                           --no-full-warmup        warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)

@@ -44,8 +44,7 @@ public static class GgufWriter
         void Add(string ggufName, Tensor t, bool isMatrix)
         {
             var type = isMatrix ? weightType : GgmlType.F32; // norms and rope factors stay f32, as llama.cpp's converter writes them
-            var dtype = type switch { GgmlType.F32 => ScalarType.Float32, GgmlType.F16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
-            tensors.Add((ggufName, t.to(dtype).contiguous(), type));
+            tensors.Add((ggufName, t, type)); // converted one at a time while writing, so the copies never coexist
         }
         Add("token_embd.weight", parameters["model.embed_tokens.weight"], true);
         for (int i = 0; i < c.NumHiddenLayers; i++)
@@ -89,15 +88,17 @@ public static class GgufWriter
             w.Write((uint)type);
             w.Write(offset);
             offsets.Add(offset);
-            offset = Align(offset + (ulong)(value.numel() * value.ElementSize));
+            offset = Align(offset + (ulong)(value.numel() * (type == GgmlType.F32 ? 4 : 2)));
         }
         Pad(w);
         long dataStart = file.Position;
         for (int i = 0; i < tensors.Count; i++)
         {
-            var (_, value, _) = tensors[i];
+            var (_, value, type) = tensors[i];
             while ((ulong)(file.Position - dataStart) < offsets[i]) w.Write((byte)0);
-            WriteBytes(w, value);
+            var dtype = type switch { GgmlType.F32 => ScalarType.Float32, GgmlType.F16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
+            using var converted = value.to(dtype).contiguous();
+            WriteBytes(w, converted);
         }
         Pad(w);
     }

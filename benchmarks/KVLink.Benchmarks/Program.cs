@@ -57,7 +57,7 @@ try
             }
         }
 
-        var bench = new TtftBench(m, options, Log);
+        var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
         foreach (var store in StoreUnderTest.All())
         {
             if (store.Create is null) { mr.PendingStores.Add((store.Name, store.PendingReason ?? "pending")); continue; }
@@ -68,15 +68,21 @@ try
                 mr.Cells.Add(cell);
                 WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
                 foreach (var (k, kc) in cell.K)
-                    Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(report.CopyBandwidth):F1} ms), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
+                    Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(report.CopyBandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
             }
         }
+        mr.PeakRssAll = Machine.PeakRss();
+        llama?.Dispose(); // unmaps llama.cpp's weights, so the next peak is ours alone
+        llama = null;
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Machine.ResetPeakRss();
+        mr.RssBase = Machine.Rss();
         int decodeCtx = options.Contexts.Contains(5000) ? 5000 : options.Contexts.Min();
         (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
         mr.DecodeContext = decodeCtx;
-        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill");
         mr.PeakRss = Machine.PeakRss();
-        llama?.Dispose();
+        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
         GC.Collect();
     }
 

@@ -51,10 +51,11 @@ public sealed class KCell
     public List<double> PrefillMs { get; } = [];
     public List<double> RatioToFull { get; } = [];
     public List<double> ForwardFloorMs { get; } = [];
+    public List<double> RatioToFloor { get; } = [];
     public double FloorMs(double bandwidth) => CacheBytes / bandwidth * 1000 + Stats.Median(ForwardFloorMs);
 }
 
-public sealed class TtftBench(BenchModel model, BenchOptions options, Action<string> log)
+public sealed class TtftBench(BenchModel model, BenchOptions options, double bandwidth, Action<string> log)
 {
     public const string Question = "Who built the lighthouse?";
 
@@ -103,7 +104,26 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, Action<str
             };
         }
 
-        int runs = options.Runs, fullRuns = Math.Min(options.FullRuns ?? runs, runs);
+        // The floor's compute part (the computed tokens alone against an already-filled cache) is measured right
+        // after each KVLink run, so each TTFT/floor pair shares the same moment of a shared machine.
+        // A document's header names its slot, so each cache is per slot: one KVLink call encodes every slot's cache.
+        await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = 0, MaxNewTokens = 1 });
+        cell.PrecomputeMs = clock.Elapsed.TotalMilliseconds;
+        var probes = new Dictionary<int, FloorProbe>();
+        foreach (int k in options.LinkTokens)
+        {
+            var layout = await engine.BuildLayoutAsync(Question, ids, k);
+            var entries = new List<(Tensor, Tensor)>();
+            for (int slot = 0; slot < ids.Count; slot++)
+            {
+                var e = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)) ?? throw new InvalidOperationException("cache missing");
+                entries.Add((e.Keys, e.Values));
+            }
+            probes[k] = new FloorProbe(model.Model, layout, entries);
+        }
+        try
+        {
+        int runs = options.Runs, fullRuns = context <= options.FullRunsUpTo ? runs : Math.Min(options.FullRuns ?? runs, runs);
         log($"  {model.Name} {store.Name} ctx {context}: {cell.PromptTokensFull} prompt tokens; precompute {cell.PrecomputeMs:F0} ms; {options.Warmup} warm-up + {runs} runs (full prefill {fullRuns})");
         for (int r = -options.Warmup; r < runs; r++)
         {
@@ -127,6 +147,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, Action<str
             {
                 store.BeforeRun?.Invoke();
                 var res = await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = k, MaxNewTokens = 1 });
+                double forwardAlone = probes[k].Measure();
                 if (!measured) continue;
                 var c = cell.K[k];
                 c.ComputedTokens = res.Usage.ComputedTokens;
@@ -137,48 +158,17 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, Action<str
                 c.RerotateMs.Add(res.Timings.Rerotation.TotalMilliseconds);
                 c.PrefillMs.Add(res.Timings.Prefill.TotalMilliseconds);
                 if (!double.IsNaN(full)) c.RatioToFull.Add(t / full);
+                c.ForwardFloorMs.Add(forwardAlone);
+                c.RatioToFloor.Add(t / (c.CacheBytes / bandwidth * 1000 + forwardAlone));
             }
+        }
+        }
+        finally
+        {
+            foreach (var p in probes.Values) p.Dispose();
         }
 
-        // The floor's compute part: the segment-0 tokens alone against an already-filled cache.
-        foreach (int k in options.LinkTokens)
-        {
-            var layout = await engine.BuildLayoutAsync(Question, ids, k);
-            var entries = new List<(Tensor, Tensor)>();
-            for (int slot = 0; slot < ids.Count; slot++)
-            {
-                var e = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)) ?? throw new InvalidOperationException("cache missing");
-                entries.Add((e.Keys, e.Values));
-            }
-            cell.K[k].ForwardFloorMs.AddRange(ForwardAlone(layout, entries));
-        }
         return cell;
-    }
-
-    /// <summary>Times the forward pass over the computed tokens with every cache already in place (nothing else).</summary>
-    private List<double> ForwardAlone(PromptLayout layout, List<(Tensor, Tensor)> entries)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        var m = model.Model;
-        using var cache = new KvCache(m.Config, layout.Length + 1, m.DType, m.Device);
-        int prefix = layout.PrefixLength;
-        if (prefix > 0)
-        {
-            var (pk, pv) = DocumentEncoder.Encode(m, [.. layout.Tokens.Take(prefix)]);
-            cache.Write(0, pk, pv);
-        }
-        LinkTokens.PlaceDocuments(m, cache, layout, entries);
-        var times = new List<double>();
-        for (int r = -options.Warmup; r < options.Runs; r++)
-        {
-            using var inner = NewDisposeScope();
-            var c = Stopwatch.StartNew();
-            var logits = LinkTokens.Forward(m, cache, layout, lastOnly: true, from: prefix);
-            logits.argmax(-1).item<long>();
-            if (r >= 0) times.Add(c.Elapsed.TotalMilliseconds);
-        }
-        return times;
     }
 
     /// <summary>Decode tokens per second after a KVLink prefill at <paramref name="context"/> (stop tokens disabled).</summary>
@@ -199,4 +189,38 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, Action<str
         }
         return (Stats.Median(rates), ttft);
     }
+}
+
+/// <summary>A KV cache with the prefix and every document already placed: times the forward pass over the computed tokens alone.</summary>
+public sealed class FloorProbe : IDisposable
+{
+    private readonly LlamaForCausalLM _model;
+    private readonly PromptLayout _layout;
+    private readonly KvCache _cache;
+
+    public FloorProbe(LlamaForCausalLM model, PromptLayout layout, List<(Tensor, Tensor)> entries)
+    {
+        (_model, _layout) = (model, layout);
+        using var _ = no_grad();
+        _cache = new KvCache(model.Config, layout.Length + 1, model.DType, model.Device); // outlives the scope below
+        using var scope = NewDisposeScope();
+        if (layout.PrefixLength > 0)
+        {
+            var (pk, pv) = DocumentEncoder.Encode(model, [.. layout.Tokens.Take(layout.PrefixLength)]);
+            _cache.Write(0, pk, pv);
+        }
+        LinkTokens.PlaceDocuments(model, _cache, layout, entries);
+    }
+
+    public double Measure()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var c = Stopwatch.StartNew();
+        var logits = LinkTokens.Forward(_model, _cache, _layout, lastOnly: true, from: _layout.PrefixLength);
+        logits.argmax(-1).item<long>();
+        return c.Elapsed.TotalMilliseconds;
+    }
+
+    public void Dispose() => _cache.Dispose();
 }

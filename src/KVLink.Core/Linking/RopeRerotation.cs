@@ -63,7 +63,9 @@ public static class RopeRerotation
         long[] shape = keys.shape, strides = keys.stride();
         nint basePtr = Data(keys);
         int t = offsets.Count, dd = (int)d;
-        Parallel.For(0, blocks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, Environment.ProcessorCount) }, block =>
+        // Small regions run on the calling thread: waking pool threads costs more than the work (milliseconds on a busy VM).
+        int parallelism = keys.numel() * 2 < ParallelThresholdBytes ? 1 : Math.Max(1, Environment.ProcessorCount);
+        Parallel.For(0, blocks, new ParallelOptions { MaxDegreeOfParallelism = parallelism }, block =>
         {
             long offset = 0, rest = block;
             for (int dim = dims - 3; dim >= 0; dim--)
@@ -78,6 +80,8 @@ public static class RopeRerotation
             }
         });
     }
+
+    private const long ParallelThresholdBytes = 8L << 20;
 
     private static unsafe void RotateRow(ushort* x, int d, float[] cos, float[] sin, int at)
     {
