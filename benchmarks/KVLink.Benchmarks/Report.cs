@@ -50,7 +50,7 @@ public sealed class Report(BenchOptions options)
         s.AppendLine($"- Machine: {Machine}");
         s.AppendLine($"- Threads: {options.Threads} (LibTorch intra-op and llama.cpp); load average before: `{LoadBefore}`, after: `{LoadAfter}` (the machine is shared; figures are medians)");
         s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**");
-        if (LlamaCppInfo is not null) s.AppendLine($"- llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0: `{LlamaCppInfo}`");
+        if (LlamaCppInfo is not null) s.AppendLine($"- llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0 (its avx512 build; on Debian 12 `ldd` resolves every dependency and it needs at most GLIBCXX_3.4.30, so it loads unpatched): `{LlamaCppInfo}`");
         s.AppendLine($"- This run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {options.CommandLine}` ({Elapsed.TotalMinutes:F1} min)");
         s.AppendLine("- Full suite (median of 5 runs everywhere, after 1 warm-up): `dotnet run -c Release --project benchmarks/KVLink.Benchmarks` (all contexts 1k/2k/5k/10k, K = 0/1/5, both models, llama.cpp at every context, micro-benchmarks)");
         s.AppendLine("- Bounded run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- --quick` (1k and 5k; KVLink cells 5 runs; the slow full-prefill/llama.cpp cells 1 run, llama.cpp at 1k only)");
