@@ -24,7 +24,12 @@ public sealed class LlamaCppRunner : IDisposable
             BatchThreads = threads,
             GpuLayerCount = 0,
         };
-        if (f32Cache) { _params.TypeK = GGMLType.GGML_TYPE_F32; _params.TypeV = GGMLType.GGML_TYPE_F32; }
+        if (f32Cache)
+        {
+            _params.TypeK = GGMLType.GGML_TYPE_F32;
+            _params.TypeV = GGMLType.GGML_TYPE_F32;
+            _params.FlashAttention = false;
+        }
         _weights = LLamaWeights.LoadFromFile(_params);
     }
 

@@ -72,7 +72,7 @@ public sealed class Report(BenchOptions options)
                         $"Decode: **{m.DecodeTokensPerSecond:F1} tokens/s** (greedy, {options.DecodeTokens} tokens after a {m.DecodeContext}-token KVLink5 prefill).");
             s.AppendLine();
             if (m.LogitCheck is { } lc)
-                s.AppendLine($"llama.cpp correctness (f32 GGUF and f32 KV cache vs our f32 forward, {lc.Tokens} tokens, all positions): max |Δlogit| = **{lc.MaxAbsDiff:E2}** (max |logit| {lc.MaxAbsLogit:F2}); argmax agrees at {lc.ArgmaxAgree}/{lc.Tokens} positions.\n");
+                s.AppendLine($"llama.cpp correctness (f32 GGUF, f32 KV cache, flash attention off — its CPU flash attention rounds to f16 — vs our f32 forward, {lc.Tokens} tokens, all positions): max |Δlogit| = **{lc.MaxAbsDiff:E2}** (max |logit| {lc.MaxAbsLogit:F2}); argmax agrees at {lc.ArgmaxAgree}/{lc.Tokens} positions.\n");
             if (m.LlamaError is not null) s.AppendLine($"llama.cpp: not measured — {m.LlamaError}\n");
             else if (m.GgufType is not null) s.AppendLine($"llama.cpp timed on a {m.GgufType} GGUF of the same bf16 weights.\n");
 
