@@ -26,6 +26,14 @@ Directory.CreateDirectory(temp);
 try
 {
     if (!options.SkipLlamaCpp) report.LlamaCppInfo = SafeDescribeLlama();
+    // Cheap parts first, so a run stopped early still has them.
+    if (!options.SkipMicro)
+    {
+        Log("kernel profile (1B-shape linear and attention)");
+        report.Kernels = Profile.Run(options.Threads);
+        Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
+        report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
+    }
     foreach (string name in options.Models)
     {
         Machine.ResetPeakRss();
@@ -34,6 +42,17 @@ try
         var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
         report.Models.Add(mr);
         Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
+        var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
+
+        // Decode speed and our engine's memory, before llama.cpp maps its copy of the weights.
+        GC.Collect();
+        Machine.ResetPeakRss();
+        mr.RssBase = Machine.Rss();
+        int decodeCtx = options.Contexts.Min();
+        (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
+        mr.DecodeContext = decodeCtx;
+        mr.PeakRss = Machine.PeakRss();
+        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
 
         LlamaCppRunner? llama = null;
         if (!options.SkipLlamaCpp)
@@ -57,7 +76,6 @@ try
             }
         }
 
-        var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
         foreach (var store in StoreUnderTest.All())
         {
             if (store.Create is null) { mr.PendingStores.Add((store.Name, store.PendingReason ?? "pending")); continue; }
@@ -72,27 +90,10 @@ try
             }
         }
         mr.PeakRssAll = Machine.PeakRss();
-        llama?.Dispose(); // unmaps llama.cpp's weights, so the next peak is ours alone
-        llama = null;
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        Machine.ResetPeakRss();
-        mr.RssBase = Machine.Rss();
-        int decodeCtx = options.Contexts.Contains(5000) ? 5000 : options.Contexts.Min();
-        (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
-        mr.DecodeContext = decodeCtx;
-        mr.PeakRss = Machine.PeakRss();
-        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
+        llama?.Dispose();
         GC.Collect();
     }
 
-    if (!options.SkipMicro)
-    {
-        Log("kernel profile (1B-shape linear and attention)");
-        report.Kernels = Profile.Run(options.Threads);
-        Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
-        report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
-    }
 }
 finally
 {

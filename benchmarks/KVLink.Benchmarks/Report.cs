@@ -68,7 +68,7 @@ public sealed class Report(BenchOptions options)
         {
             s.AppendLine($"## {m.Description}");
             s.AppendLine();
-            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Cache bytes per token: **{m.CacheBytesPerToken:N0} B (bf16)**; int8: pending (the quantised store lands with the stores branch). Memory (RSS): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
+            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Cache bytes per token: **{m.CacheBytesPerToken:N0} B (bf16)**; int8: pending (the quantised store lands with the stores branch). Memory (process RSS, which also holds the runtime, LibTorch and earlier phases' leftovers): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** (+{Stats.Bytes(m.PeakRss - m.RssBase)}) while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
                         $"Decode: **{m.DecodeTokensPerSecond:F1} tokens/s** (greedy, {options.DecodeTokens} tokens after a {m.DecodeContext}-token KVLink5 prefill).");
             s.AppendLine();
             if (m.LogitCheck is { } lc)
