@@ -20,6 +20,8 @@ public sealed class BenchOptions
     public bool FullWarmup { get; set; } = true;
     /// <summary>Contexts up to this size run full prefill and llama.cpp --runs times even when --full-runs is smaller.</summary>
     public int FullRunsUpTo { get; set; }
+    /// <summary>At most this many llama.cpp runs per context (they pair with the first full-prefill runs); null = as many as full prefill.</summary>
+    public int? LlamaRuns { get; set; }
     public bool SkipLlamaCpp { get; set; }
     public bool SkipMicro { get; set; }
     public bool Quick { get; set; }
@@ -46,6 +48,7 @@ public sealed class BenchOptions
                     o.FullWarmup = false;
                     break;
                 case "--no-full-warmup": o.FullWarmup = false; break;
+                case "--llama-runs": o.LlamaRuns = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--full-runs-upto": o.FullRunsUpTo = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--contexts": o.Contexts = Ints(Next()); break;
                 case "--k": o.LinkTokens = Ints(Next()); break;
@@ -70,6 +73,7 @@ public sealed class BenchOptions
                           --runs N                measured runs per cell after warm-up (median reported; default 5)
                           --full-runs N           runs of the slow full-prefill/llama.cpp cells (default = --runs)
                           --full-runs-upto C      contexts <= C still get --runs full-prefill/llama.cpp runs
+                          --llama-runs N          at most N llama.cpp runs per context (paired with the first full-prefill runs)
                           --llama-contexts 1000   contexts at which llama.cpp is timed (default = --contexts)
                           --warmup N              warm-up runs per cell (default 1)
                           --no-full-warmup        warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)

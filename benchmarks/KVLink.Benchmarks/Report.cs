@@ -54,7 +54,7 @@ public sealed class Report(BenchOptions options)
         s.AppendLine($"- This run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {options.CommandLine}` ({Elapsed.TotalMinutes:F1} min)");
         s.AppendLine("- Full suite (median of 5 runs everywhere, after 1 warm-up): `dotnet run -c Release --project benchmarks/KVLink.Benchmarks` (all contexts 1k/2k/5k/10k, K = 0/1/5, both models, llama.cpp at every context, micro-benchmarks)");
         s.AppendLine("- Bounded run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- --quick` (1k and 5k; KVLink cells 5 runs; the slow full-prefill/llama.cpp cells 1 run, llama.cpp at 1k only)");
-        s.AppendLine($"- Per cell: {options.Warmup} warm-up, then {options.Runs} measured runs (full prefill and llama.cpp: {Math.Min(options.FullRuns ?? options.Runs, options.Runs)}{(options.FullWarmup ? "" : ", no warm-up")}); medians. " +
+        s.AppendLine($"- Per cell: {options.Warmup} warm-up, then {options.Runs} measured runs (full prefill: {Math.Min(options.FullRuns ?? options.Runs, options.Runs)}{(options.FullRunsUpTo > 0 ? $", or {options.Runs} up to {options.FullRunsUpTo} tokens" : "")}; llama.cpp: at most {options.LlamaRuns?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "as many"}{(options.FullWarmup ? "" : "; no warm-up for either")}); medians. " +
                      $"Contexts are document tokens only ({options.Documents} documents of equal length, byte-level tokenizer); the prompt adds the system turn, markers, link tokens and the question.");
         s.AppendLine();
         s.AppendLine("Definitions:");

@@ -135,7 +135,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double ban
                 var res = await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.FullPrefill, LinkTokens = 0, MaxNewTokens = 1 });
                 full = res.Timings.TimeToFirstToken.TotalMilliseconds;
                 if (measured) cell.FullMs.Add(full);
-                if (llama is not null && timeLlama)
+                if (llama is not null && timeLlama && r < (options.LlamaRuns ?? int.MaxValue))
                 {
                     double l = llama.PrefillMs(fullTokens);
                     if (measured) cell.LlamaMs.Add(l);
