@@ -22,7 +22,7 @@ public static class DocumentEncoder
         long[] positions = [.. Enumerable.Range(0, length).Select(i => (long)i)];
         var step = model.Step(positions, AttentionMasks.CausalOverSlots(positions, length, model.Device), cache);
         var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, length], device: model.Device);
-        model.Hidden(ids, step); // only the cache is wanted: skip the vocabulary projection
+        model.Hidden(ids, step, lastOnly: true); // only the cache is wanted: skip the vocabulary projection and the last layer's unused rows
         var (k, v) = cache.Export(0, length);
         return (k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }

@@ -48,11 +48,7 @@ public static class LinkTokens
         var offsets = new long[end - first];
         foreach (var doc in layout.Documents)
             Array.Fill(offsets, doc.Start, doc.Start - first, doc.Length);
-        using (var scope = NewDisposeScope())
-        {
-            var offsetTensor = tensor(offsets, device: model.Device);
-            cache.TransformKeys(first, end - first, keys => RopeRerotation.Shift(keys, offsetTensor, model.Rope));
-        }
+        cache.RotateKeys(first, offsets, model.Rope);
         return (load, clock.Elapsed - load);
     }
 }

@@ -62,6 +62,17 @@ public sealed class KvCache : IDisposable
         region.copy_(transform(region));
     }
 
+    /// <summary>
+    /// Re-rotates, in place, the keys of slots [start, start+offsets.Length) of all layers by one offset per slot
+    /// (see <see cref="Linking.RopeRerotation.ShiftInPlace"/>).
+    /// </summary>
+    public void RotateKeys(int start, IReadOnlyList<long> offsets, RotaryEmbedding rope)
+    {
+        if (start < 0 || start + offsets.Count > Capacity) throw new InvalidOperationException($"Slots [{start}, {start + offsets.Count}) do not fit a KV cache of capacity {Capacity}.");
+        using var scope = NewDisposeScope();
+        Linking.RopeRerotation.ShiftInPlace(_keys.narrow(3, start, offsets.Count), offsets, rope);
+    }
+
     /// <summary>Marks slots [0, length) as filled.</summary>
     public void Advance(int length) => Length = Math.Max(Length, Math.Min(length, Capacity));
 

@@ -25,24 +25,35 @@ public sealed class LlamaAttention : nn.Module
     }
 
     /// <summary>Attends the new tokens <paramref name="x"/> ([B, T, hidden]) to the keys the step's mask allows.</summary>
-    public Tensor Forward(Tensor x, ForwardStep step)
+    public Tensor Forward(Tensor x, ForwardStep step) => Forward(x, step, lastOnly: false);
+
+    /// <summary>
+    /// Like <see cref="Forward(Tensor, ForwardStep)"/>; with <paramref name="lastOnly"/> keys and values are still
+    /// computed (and cached) for every new token, but only the last token queries: the result is [B, 1, hidden].
+    /// </summary>
+    public Tensor Forward(Tensor x, ForwardStep step, bool lastOnly)
     {
         using var scope = NewDisposeScope();
         var (b, t, _) = (x.shape[0], x.shape[1], x.shape[2]);
         int g = _heads / _kvHeads;
 
-        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);      // [B, H, T, d]
         var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, d]
         var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, step.Cos, step.Sin);
         k = RotaryEmbedding.Apply(k, step.Cos, step.Sin);
+        var (xq, cos, sin, queryMask) = lastOnly
+            ? (x.narrow(1, t - 1, 1), step.Cos.narrow(0, t - 1, 1), step.Sin.narrow(0, t - 1, 1), step.Mask.narrow(0, t - 1, 1))
+            : (x, step.Cos, step.Sin, step.Mask);
+        long tq = xq.shape[1];
+        var q = q_proj.call(xq).view(b, tq, _heads, _headDim).transpose(1, 2);  // [B, H, Tq, d]
+        q = RotaryEmbedding.Apply(q, cos, sin);
 
         if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
 
-        // Fold the G query heads of each kv head into the query axis: [B, KV, G*T, d].
-        var qg = q.reshape(b, _kvHeads, g * t, _headDim);
+        // Fold the G query heads of each kv head into the query axis: [B, KV, G*Tq, d].
+        var qg = q.reshape(b, _kvHeads, g * tq, _headDim);
         long s = k.shape[2];
-        var mask = step.Mask.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
+        t = tq;
+        var mask = queryMask.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
         var o = nn.functional.scaled_dot_product_attention(qg, k, v, mask);       // [B, KV, G*T, d]
         o = o.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
         return o_proj.call(o).MoveToOuterDisposeScope();

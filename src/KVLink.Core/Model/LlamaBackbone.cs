@@ -25,11 +25,17 @@ public sealed class LlamaBackbone : nn.Module
     public TokenEmbedding EmbedTokens => embed_tokens;
 
     /// <summary>Embeds tokens and runs every layer and the final norm.</summary>
-    public Tensor Forward(Tensor tokens, ForwardStep step)
+    public Tensor Forward(Tensor tokens, ForwardStep step) => Forward(tokens, step, lastOnly: false);
+
+    /// <summary>
+    /// Embeds tokens and runs every layer and the final norm; with <paramref name="lastOnly"/> the final layer
+    /// computes only the last token's output ([B, 1, hidden]), still caching every token's keys and values.
+    /// </summary>
+    public Tensor Forward(Tensor tokens, ForwardStep step, bool lastOnly)
     {
         using var scope = NewDisposeScope();
         var h = embed_tokens.call(tokens);
-        foreach (var layer in _layers) h = layer.Forward(h, step);
+        for (int i = 0; i < _layers.Length; i++) h = _layers[i].Forward(h, step, lastOnly && i == _layers.Length - 1);
         return norm.call(h).MoveToOuterDisposeScope();
     }
 }

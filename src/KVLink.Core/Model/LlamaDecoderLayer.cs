@@ -21,10 +21,17 @@ public sealed class LlamaDecoderLayer : nn.Module
     }
 
     /// <summary>Runs the layer over the new tokens of a step.</summary>
-    public Tensor Forward(Tensor x, ForwardStep step)
+    public Tensor Forward(Tensor x, ForwardStep step) => Forward(x, step, lastOnly: false);
+
+    /// <summary>
+    /// Runs the layer; with <paramref name="lastOnly"/> every token's keys and values are cached but only the
+    /// last token's output ([B, 1, hidden]) is computed: what the final layer needs when only the next token is wanted.
+    /// </summary>
+    public Tensor Forward(Tensor x, ForwardStep step, bool lastOnly)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.call(x), step);
+        var residual = lastOnly ? x.narrow(1, x.shape[1] - 1, 1) : x;
+        var h = residual + self_attn.Forward(input_layernorm.call(x), step, lastOnly);
         return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
     }
 }

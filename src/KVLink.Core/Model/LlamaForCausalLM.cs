@@ -54,9 +54,16 @@ public sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>Final hidden states ([B, T, hidden]) of tokens ([B, T] int64) for one step.</summary>
-    public Tensor Hidden(Tensor tokens, ForwardStep step)
+    public Tensor Hidden(Tensor tokens, ForwardStep step) => Hidden(tokens, step, lastOnly: false);
+
+    /// <summary>
+    /// Final hidden states of a step; with <paramref name="lastOnly"/> only the last token's ([B, 1, hidden]):
+    /// every token's keys and values are still cached, but the last layer skips the other tokens' queries,
+    /// attention output and MLP, whose results nothing reads.
+    /// </summary>
+    public Tensor Hidden(Tensor tokens, ForwardStep step, bool lastOnly)
     {
-        var h = model.Forward(tokens, step);
+        var h = model.Forward(tokens, step, lastOnly);
         step.Cache?.Advance((int)step.MaxSlot + 1);
         return h;
     }
@@ -71,8 +78,7 @@ public sealed class LlamaForCausalLM : nn.Module
     public Tensor Forward(Tensor tokens, ForwardStep step, bool lastOnly = false)
     {
         using var scope = NewDisposeScope();
-        var h = Hidden(tokens, step);
-        if (lastOnly) h = h.narrow(1, h.shape[1] - 1, 1);
+        var h = Hidden(tokens, step, lastOnly);
         return Logits(h).MoveToOuterDisposeScope();
     }
 

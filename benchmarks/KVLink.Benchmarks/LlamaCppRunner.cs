@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>llama.cpp (through LLamaSharp and its CPU backend) over a GGUF we wrote from our own weights.</summary>
+public sealed class LlamaCppRunner : IDisposable
+{
+    private static readonly List<string> NativeLog = [];
+    private static bool _configured;
+    private readonly LLamaWeights _weights;
+    private readonly ModelParams _params;
+
+    public LlamaCppRunner(string ggufPath, int contextSize, int threads, bool f32Cache = false)
+    {
+        ConfigureOnce();
+        _params = new ModelParams(ggufPath)
+        {
+            ContextSize = (uint)contextSize,
+            BatchSize = (uint)contextSize,
+            Threads = threads,
+            BatchThreads = threads,
+            GpuLayerCount = 0,
+        };
+        if (f32Cache)
+        {
+            _params.TypeK = GGMLType.GGML_TYPE_F32;
+            _params.TypeV = GGMLType.GGML_TYPE_F32;
+            _params.FlashAttention = false;
+        }
+        _weights = LLamaWeights.LoadFromFile(_params);
+    }
+
+    /// <summary>Which native library LLamaSharp loaded, and llama.cpp's system info.</summary>
+    public static string Describe()
+    {
+        ConfigureOnce();
+        try { return (System.Runtime.InteropServices.Marshal.PtrToStringAnsi(NativeApi.llama_print_system_info()) ?? "").Trim(); } catch (Exception e) { return $"(system info unavailable: {e.Message})"; }
+    }
+
+    public static IReadOnlyList<string> Log { get { lock (NativeLog) return [.. NativeLog]; } }
+
+    private static void ConfigureOnce()
+    {
+        if (_configured) return;
+        _configured = true;
+        NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        {
+            lock (NativeLog) { if (NativeLog.Count < 2000) NativeLog.Add($"{level}: {message.TrimEnd()}"); }
+        });
+    }
+
+    /// <summary>Full prefill of <paramref name="tokens"/> in a fresh context; returns the milliseconds to the last token's logits (argmax taken).</summary>
+    public double PrefillMs(int[] tokens)
+    {
+        using var context = _weights.CreateContext(_params);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, i == tokens.Length - 1);
+        var clock = Stopwatch.StartNew();
+        var result = context.NativeHandle.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+        var logits = context.NativeHandle.GetLogitsIth(tokens.Length - 1);
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return clock.Elapsed.TotalMilliseconds;
+    }
+
+    /// <summary>Logits of every token of <paramref name="tokens"/> ([T][vocab]).</summary>
+    public float[][] AllLogits(int[] tokens)
+    {
+        using var context = _weights.CreateContext(_params);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Length; i++) batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
+        var result = context.NativeHandle.Decode(batch);
+        if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode failed: {result}");
+        return [.. Enumerable.Range(0, tokens.Length).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray())];
+    }
+
+    public void Dispose() => _weights.Dispose();
+}

@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>What the machine is, and what it can do, measured in the same run.</summary>
+public static class Machine
+{
+    public static string Describe()
+    {
+        string cpu = "unknown", cores = Environment.ProcessorCount.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            var psi = new ProcessStartInfo("lscpu") { RedirectStandardOutput = true, UseShellExecute = false };
+            using var p = Process.Start(psi)!;
+            string text = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            foreach (var line in text.Split('\n'))
+            {
+                if (line.StartsWith("Model name:", StringComparison.Ordinal)) cpu = line["Model name:".Length..].Trim();
+                if (line.StartsWith("CPU(s):", StringComparison.Ordinal)) cores = line["CPU(s):".Length..].Trim();
+            }
+            bool bf16 = text.Contains("avx512_bf16", StringComparison.Ordinal), amx = text.Contains("amx", StringComparison.Ordinal);
+            cpu += $" ({(bf16 ? "AVX-512 BF16" : "no AVX-512 BF16")}, {(amx ? "AMX" : "no AMX")})";
+        }
+        catch (Exception e) { cpu = $"lscpu failed: {e.Message}"; }
+        long memKb = 0;
+        foreach (var line in File.ReadLines("/proc/meminfo"))
+            if (line.StartsWith("MemTotal:", StringComparison.Ordinal)) memKb = long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        string os = File.Exists("/etc/os-release") ? File.ReadLines("/etc/os-release").FirstOrDefault(l => l.StartsWith("PRETTY_NAME=", StringComparison.Ordinal))?.Split('=')[1].Trim('"') ?? "" : "";
+        return $"{cpu}; {cores} CPUs; {memKb / 1024.0 / 1024.0:F1} GiB RAM; {os}; .NET {Environment.Version}; TorchSharp {typeof(TorchSharp.torch).Assembly.GetName().Version}";
+    }
+
+    public static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "";
+
+    /// <summary>Copy bandwidth: bytes copied per second by a tensor copy of <paramref name="bytes"/> (median of runs).</summary>
+    public static double CopyBandwidth(long bytes = 512L << 20, int runs = 7)
+    {
+        using var scope = NewDisposeScope();
+        var src = ones(bytes / 2, ScalarType.BFloat16);
+        var dst = empty(bytes / 2, ScalarType.BFloat16);
+        dst.copy_(src);
+        var times = new List<double>();
+        for (int i = 0; i < runs; i++)
+        {
+            var c = Stopwatch.StartNew();
+            dst.copy_(src);
+            times.Add(c.Elapsed.TotalSeconds);
+        }
+        return bytes / Stats.Median(times);
+    }
+
+    /// <summary>Peak resident set since the last <see cref="ResetPeakRss"/> (VmHWM), bytes.</summary>
+    public static long PeakRss()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return 1024 * long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        return 0;
+    }
+
+    public static long Rss()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                return 1024 * long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        return 0;
+    }
+
+    /// <summary>Resets VmHWM to the current RSS (Linux: write 5 to clear_refs).</summary>
+    public static void ResetPeakRss()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

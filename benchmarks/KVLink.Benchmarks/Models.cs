@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using KVLink.Core.Model;
+using KVLink.Core.Tokenization;
+using static TorchSharp.torch;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>A model under test: config, random bf16 weights built in memory once per run, and the byte-level tokenizer.</summary>
+public sealed class BenchModel : IDisposable
+{
+    private BenchModel(string name, string description, LlamaConfig config, LlamaForCausalLM model, LlamaTokenizer tokenizer, TimeSpan buildTime)
+        => (Name, Description, Config, Model, Tokenizer, BuildTime) = (name, description, config, model, tokenizer, buildTime);
+
+    public string Name { get; }
+    public string Description { get; }
+    public LlamaConfig Config { get; }
+    public LlamaForCausalLM Model { get; }
+    public LlamaTokenizer Tokenizer { get; }
+    public TimeSpan BuildTime { get; }
+
+    /// <summary>Bytes of keys plus values per token in the model dtype (all layers).</summary>
+    public long CacheBytesPerToken(int elementBytes = 2) => 2L * Config.NumHiddenLayers * Config.NumKeyValueHeads * Config.HeadDim * elementBytes;
+
+    /// <summary>Llama-3.2-1B's real shape (random weights): hidden 2048, 16 layers, 32 heads, 8 kv heads, head_dim 64, 8192 FFN, 128256 vocab, tied, llama3 RoPE.</summary>
+    public static LlamaConfig Llama32OneB() => new()
+    {
+        HiddenSize = 2048, IntermediateSize = 8192, NumHiddenLayers = 16, NumAttentionHeads = 32, NumKeyValueHeads = 8, HeadDim = 64,
+        VocabSize = 128256, RmsNormEps = 1e-5, RopeTheta = 500000, RopeScaling = new Llama3RopeScaling(32, 1, 4, 8192),
+        MaxPositionEmbeddings = 131072, TieWordEmbeddings = true, BosTokenId = 256, EosTokenIds = [256 + 1, 256 + 9],
+    };
+
+    /// <summary>The small synthetic config (until the demo model lands): the quickstart's shape.</summary>
+    public static LlamaConfig Small() => SyntheticCheckpoint.SmallConfig(hidden: 256, layers: 4, heads: 8, kvHeads: 4, maxPositions: 32768);
+
+    public static BenchModel Create(string name, string tempFolder)
+    {
+        var (config, description) = name switch
+        {
+            "small" => (Small(), "small synthetic (hidden 256, 4 layers, 8 heads, 4 kv heads, head_dim 32, vocab 512, tied, llama3 RoPE)"),
+            "1b" => (Llama32OneB(), "Llama-3.2-1B shape (hidden 2048, 16 layers, 32 heads, 8 kv heads, head_dim 64, FFN 8192, vocab 128256, tied, llama3 RoPE)"),
+            _ => throw new ArgumentException($"Unknown model '{name}' (small, 1b)."),
+        };
+        var clock = Stopwatch.StartNew();
+        Directory.CreateDirectory(tempFolder);
+        string tokenizerPath = Path.Combine(tempFolder, "tokenizer.json");
+        SyntheticCheckpoint.WriteTokenizer(tokenizerPath);
+        var tokenizer = LlamaTokenizer.FromHuggingFaceJson(tokenizerPath);
+        var model = new LlamaForCausalLM(config, ScalarType.BFloat16);
+        SyntheticCheckpoint.Randomize(model, seed: 7);
+        return new BenchModel(name, description, config, model, tokenizer, clock.Elapsed);
+    }
+
+    public void Dispose() => Model.Dispose();
+}

@@ -1,0 +1,141 @@
+// KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory,
+// and micro-benchmarks; writes docs/benchmarks.md. See --help for the options that bound a run.
+using System.Diagnostics;
+using KVLink.Benchmarks;
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+if (args.Contains("--llama-probe")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return; }
+if (args.Contains("--profile-link")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return; }
+if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return; }
+var options = BenchOptions.Parse(args);
+var total = Stopwatch.StartNew();
+void Log(string s) => Console.WriteLine($"[{total.Elapsed:hh\\:mm\\:ss}] {s}");
+
+KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
+set_num_threads(options.Threads);
+set_num_interop_threads(1);
+var report = new Report(options) { Machine = Machine.Describe(), LoadBefore = Machine.LoadAverage() };
+Log(report.Machine);
+
+report.CopyBandwidth = Machine.CopyBandwidth();
+Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
+
+string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
+Directory.CreateDirectory(temp);
+try
+{
+    if (!options.SkipLlamaCpp) report.LlamaCppInfo = SafeDescribeLlama();
+    // Cheap parts first, so a run stopped early still has them.
+    if (!options.SkipMicro)
+    {
+        Log("kernel profile (1B-shape linear and attention)");
+        report.Kernels = Profile.Run(options.Threads);
+        Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
+        report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
+    }
+    foreach (string name in options.Models)
+    {
+        Machine.ResetPeakRss();
+        Log($"building model {name} (random bf16 weights, in memory)");
+        using var m = BenchModel.Create(name, Path.Combine(temp, name));
+        var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
+        report.Models.Add(mr);
+        Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
+        var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
+
+        // Decode speed and our engine's memory, before llama.cpp maps its copy of the weights.
+        GC.Collect();
+        Machine.ResetPeakRss();
+        mr.RssBase = Machine.Rss();
+        int decodeCtx = options.Contexts.Min();
+        (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
+        mr.DecodeContext = decodeCtx;
+        mr.PeakRss = Machine.PeakRss();
+        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
+
+        LlamaCppRunner? llama = null;
+        if (!options.SkipLlamaCpp)
+        {
+            try
+            {
+                if (name == "small") mr.LogitCheck = LogitCheck(m, temp, options);
+                var type = GgufWriter.ParseType(options.GgufType ?? "bf16");
+                string gguf = Path.Combine(temp, $"{name}-{type}.gguf");
+                var c = Stopwatch.StartNew();
+                GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
+                Log($"  wrote {gguf} ({new FileInfo(gguf).Length >> 20} MiB, {type}) in {c.Elapsed.TotalSeconds:F1} s");
+                mr.GgufType = type.ToString();
+                llama = new LlamaCppRunner(gguf, options.Contexts.Max() + 512, options.Threads);
+            }
+            catch (Exception e)
+            {
+                mr.LlamaError = $"{e.GetType().Name}: {e.Message}";
+                Log($"  llama.cpp unavailable: {mr.LlamaError}");
+                foreach (var line in LlamaCppRunner.Log.TakeLast(15)) Log($"    {line}");
+            }
+        }
+
+        foreach (var store in StoreUnderTest.All())
+        {
+            if (store.Create is null) { mr.PendingStores.Add((store.Name, store.PendingReason ?? "pending")); continue; }
+            foreach (int ctx in options.Contexts)
+            {
+                bool timeLlama = llama is not null && store.Name == "memory" && (options.LlamaContexts ?? options.Contexts).Contains(ctx);
+                var cell = await bench.RunAsync(store, ctx, llama, timeLlama);
+                mr.Cells.Add(cell);
+                WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
+                foreach (var (k, kc) in cell.K)
+                    Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(report.CopyBandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
+            }
+        }
+        mr.PeakRssAll = Machine.PeakRss();
+        llama?.Dispose();
+        GC.Collect();
+    }
+
+}
+finally
+{
+    try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
+}
+
+WriteReport(report, options, total.Elapsed, partial: false);
+Log($"wrote {options.Output} ({total.Elapsed.TotalMinutes:F1} min)");
+
+static void WriteReport(Report report, BenchOptions options, TimeSpan elapsed, bool partial)
+{
+    report.LoadAfter = Machine.LoadAverage();
+    report.Elapsed = elapsed;
+    report.Partial = partial;
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(options.Output))!);
+    File.WriteAllText(options.Output, report.ToMarkdown());
+}
+
+static string SafeDescribeLlama()
+{
+    try { return LlamaCppRunner.Describe(); } catch (Exception e) { return $"failed to load: {e.GetType().Name}: {e.Message}"; }
+}
+
+// Correctness before timing: llama.cpp's logits on an f32 GGUF of the small model against ours in f32.
+static LogitCheckResult LogitCheck(BenchModel m, string temp, BenchOptions options)
+{
+    using var _ = no_grad();
+    using var scope = NewDisposeScope();
+    using var f32 = new LlamaForCausalLM(m.Config, ScalarType.Float32);
+    foreach (var ((_, dst), (_, src)) in f32.named_parameters().Zip(m.Model.named_parameters())) dst.copy_(src.to(ScalarType.Float32));
+    string path = Path.Combine(temp, "small-check-f32.gguf");
+    GgufWriter.Write(path, f32, m.Tokenizer, GgufWriter.GgmlType.F32);
+    var docs = TtftBench.MakeDocuments(m, 300, 3);
+    var format = KVLink.Core.Prompting.KvLinkLlama3Format.FromTokenizer(m.Tokenizer);
+    var layout = format.Build(m.Tokenizer, [.. docs.Select((d, j) => format.Document(m.Tokenizer, d, j))], TtftBench.Question, 0);
+    int[] tokens = [.. layout.Tokens];
+    using var runner = new LlamaCppRunner(path, tokens.Length + 16, options.Threads, f32Cache: true);
+    var theirs = runner.AllLogits(tokens);
+    var ours = f32.Forward(tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]))[0];
+    var theirsT = tensor(theirs.SelectMany(r => r).ToArray(), [tokens.Length, theirs[0].Length]);
+    double maxDiff = (ours - theirsT).abs().max().item<float>();
+    double scale = ours.abs().max().item<float>();
+    long agree = (ours.argmax(-1) == theirsT.argmax(-1)).sum().item<long>();
+    return new LogitCheckResult(tokens.Length, maxDiff, scale, agree);
+}

@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using System.Text;
+using KVLink.Core.Caching;
+using KVLink.Core.Engine;
+using KVLink.Core.Linking;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using static TorchSharp.torch;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>
+/// A cache store under test. The memory store is measured now; the file (cold/warm), distributed and tiered
+/// stores land on another branch: add a row here with a factory (and a <see cref="BeforeRun"/> that drops
+/// the OS page cache for "cold") and every table picks it up.
+/// </summary>
+public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null)
+{
+    public static IReadOnlyList<StoreUnderTest> All() =>
+    [
+        new("memory", () => new MemoryKvCacheStore()),
+        new("file (cold)", null, "pending: the file store lands with the stores branch"),
+        new("file (warm)", null, "pending: the file store lands with the stores branch"),
+        new("distributed", null, "pending: the distributed store lands with the stores branch"),
+    ];
+}
+
+/// <summary>Medians of one (model, store, context) cell.</summary>
+public sealed class TtftCell
+{
+    public required string Model { get; init; }
+    public required string Store { get; init; }
+    public required int Context { get; init; }
+    public int PromptTokensFull { get; set; }
+    public List<double> FullMs { get; } = [];
+    public List<double> LlamaMs { get; } = [];
+    public string? LlamaError { get; set; }
+    public Dictionary<int, KCell> K { get; } = [];
+    public double PrecomputeMs { get; set; }
+}
+
+public sealed class KCell
+{
+    public int PromptTokens { get; set; }
+    public int ComputedTokens { get; set; }
+    public int CachedTokens { get; set; }
+    public long CacheBytes { get; set; }
+    public List<double> TtftMs { get; } = [];
+    public List<double> LoadMs { get; } = [];
+    public List<double> RerotateMs { get; } = [];
+    public List<double> PrefillMs { get; } = [];
+    public List<double> RatioToFull { get; } = [];
+    public List<double> ForwardFloorMs { get; } = [];
+    public List<double> RatioToFloor { get; } = [];
+    public double FloorMs(double bandwidth) => CacheBytes / bandwidth * 1000 + Stats.Median(ForwardFloorMs);
+}
+
+public sealed class TtftBench(BenchModel model, BenchOptions options, double bandwidth, Action<string> log)
+{
+    public const string Question = "Who built the lighthouse?";
+
+    /// <summary>Documents of exactly context/documents tokens each (header included), distinct per context and slot.</summary>
+    public static List<KvLinkDocument> MakeDocuments(BenchModel m, int context, int count)
+    {
+        var docs = new List<KvLinkDocument>();
+        var rng = new Random(context * 31 + 1);
+        string[] words = ["harbour", "amber", "lighthouse", "navigator", "river", "slate", "festival", "island", "ferry", "currents", "council", "copper", "tides", "quarry", "lantern", "wool"];
+        var format = KvLinkLlama3Format.FromTokenizer(m.Tokenizer);
+        for (int j = 0; j < count; j++)
+        {
+            int target = context / count + (j < context % count ? 1 : 0);
+            string title = $"Doc {context}-{j}";
+            int header = format.Document(m.Tokenizer, new KvLinkDocument("x", title), j).Count - 1;
+            var sb = new StringBuilder();
+            while (sb.Length < target - header) sb.Append(words[rng.Next(words.Length)]).Append(' ');
+            string text = sb.ToString(0, Math.Max(1, target - header));
+            var doc = new KvLinkDocument(text, title, $"ctx{context}-doc{j}");
+            int got = format.Document(m.Tokenizer, doc, j).Count;
+            if (got != target) throw new InvalidOperationException($"document {j} has {got} tokens, wanted {target}");
+            docs.Add(doc);
+        }
+        return docs;
+    }
+
+    public async Task<TtftCell> RunAsync(StoreUnderTest store, int context, LlamaCppRunner? llama, bool timeLlama)
+    {
+        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 0 }, store.Create!());
+        var cell = new TtftCell { Model = model.Name, Store = store.Name, Context = context };
+        var docs = MakeDocuments(model, context, options.Documents);
+        var clock = Stopwatch.StartNew();
+        var ids = new List<string>();
+        foreach (var d in docs) ids.Add(await engine.PrecomputeAsync(d));
+        cell.PrecomputeMs = clock.Elapsed.TotalMilliseconds;
+        var fullLayout = await engine.BuildLayoutAsync(Question, ids, 0);
+        cell.PromptTokensFull = fullLayout.Length;
+        int[] fullTokens = [.. fullLayout.Tokens];
+        foreach (int k in options.LinkTokens)
+        {
+            var layout = await engine.BuildLayoutAsync(Question, ids, k);
+            cell.K[k] = new KCell
+            {
+                PromptTokens = layout.Length,
+                CacheBytes = (long)(layout.DocumentTokenCount + layout.PrefixLength) * model.CacheBytesPerToken(),
+            };
+        }
+
+        // The floor's compute part (the computed tokens alone against an already-filled cache) is measured right
+        // after each KVLink run, so each TTFT/floor pair shares the same moment of a shared machine.
+        // A document's header names its slot, so each cache is per slot: one KVLink call encodes every slot's cache.
+        await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = 0, MaxNewTokens = 1 });
+        cell.PrecomputeMs = clock.Elapsed.TotalMilliseconds;
+        var probes = new Dictionary<int, FloorProbe>();
+        foreach (int k in options.LinkTokens)
+        {
+            var layout = await engine.BuildLayoutAsync(Question, ids, k);
+            var entries = new List<(Tensor, Tensor)>();
+            for (int slot = 0; slot < ids.Count; slot++)
+            {
+                var e = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)) ?? throw new InvalidOperationException("cache missing");
+                entries.Add((e.Keys, e.Values));
+            }
+            probes[k] = new FloorProbe(model.Model, layout, entries);
+        }
+        try
+        {
+        int runs = options.Runs, fullRuns = context <= options.FullRunsUpTo ? runs : Math.Min(options.FullRuns ?? runs, runs);
+        log($"  {model.Name} {store.Name} ctx {context}: {cell.PromptTokensFull} prompt tokens; precompute {cell.PrecomputeMs:F0} ms; {options.Warmup} warm-up + {runs} runs (full prefill {fullRuns})");
+        for (int r = -options.Warmup; r < runs; r++)
+        {
+            bool measured = r >= 0;
+            double full = double.NaN;
+            if (r < fullRuns && (measured || options.FullWarmup))
+            {
+                store.BeforeRun?.Invoke();
+                var res = await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.FullPrefill, LinkTokens = 0, MaxNewTokens = 1 });
+                full = res.Timings.TimeToFirstToken.TotalMilliseconds;
+                if (measured) cell.FullMs.Add(full);
+                if (llama is not null && timeLlama && r < (options.LlamaRuns ?? int.MaxValue))
+                {
+                    double l = llama.PrefillMs(fullTokens);
+                    if (measured) cell.LlamaMs.Add(l);
+                    log($"    run {r}: full {full:F0} ms, llama.cpp {l:F0} ms");
+                }
+                else log($"    run {r}: full {full:F0} ms");
+            }
+            foreach (int k in options.LinkTokens)
+            {
+                store.BeforeRun?.Invoke();
+                var res = await engine.GenerateAsync(Question, ids, new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = k, MaxNewTokens = 1 });
+                double forwardAlone = probes[k].Measure();
+                if (!measured) continue;
+                var c = cell.K[k];
+                c.ComputedTokens = res.Usage.ComputedTokens;
+                c.CachedTokens = res.Usage.CachedTokens;
+                double t = res.Timings.TimeToFirstToken.TotalMilliseconds;
+                c.TtftMs.Add(t);
+                c.LoadMs.Add(res.Timings.CacheLoad.TotalMilliseconds);
+                c.RerotateMs.Add(res.Timings.Rerotation.TotalMilliseconds);
+                c.PrefillMs.Add(res.Timings.Prefill.TotalMilliseconds);
+                if (!double.IsNaN(full)) c.RatioToFull.Add(t / full);
+                c.ForwardFloorMs.Add(forwardAlone);
+                c.RatioToFloor.Add(t / (c.CacheBytes / bandwidth * 1000 + forwardAlone));
+            }
+        }
+        }
+        finally
+        {
+            foreach (var p in probes.Values) p.Dispose();
+        }
+
+        return cell;
+    }
+
+    /// <summary>Decode tokens per second after a KVLink prefill at <paramref name="context"/> (stop tokens disabled).</summary>
+    public async Task<(double TokensPerSecond, double TtftMs)> DecodeAsync(int context, int tokens)
+    {
+        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 5 });
+        var ids = new List<string>();
+        foreach (var d in MakeDocuments(model, context, options.Documents)) ids.Add(await engine.PrecomputeAsync(d));
+        var opts = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = 5, MaxNewTokens = tokens, StopTokenIds = [] };
+        await engine.GenerateAsync(Question, ids, opts with { MaxNewTokens = 4 });
+        var rates = new List<double>();
+        double ttft = 0;
+        for (int r = 0; r < Math.Max(1, Math.Min(options.Runs, 3)); r++)
+        {
+            var res = await engine.GenerateAsync(Question, ids, opts);
+            ttft = res.Timings.TimeToFirstToken.TotalMilliseconds;
+            rates.Add((res.TokenIds.Count - 1) / (res.Timings.Total - res.Timings.TimeToFirstToken).TotalSeconds);
+        }
+        return (Stats.Median(rates), ttft);
+    }
+}
+
+/// <summary>A KV cache with the prefix and every document already placed: times the forward pass over the computed tokens alone.</summary>
+public sealed class FloorProbe : IDisposable
+{
+    private readonly LlamaForCausalLM _model;
+    private readonly PromptLayout _layout;
+    private readonly KvCache _cache;
+
+    public FloorProbe(LlamaForCausalLM model, PromptLayout layout, List<(Tensor, Tensor)> entries)
+    {
+        (_model, _layout) = (model, layout);
+        using var _ = no_grad();
+        _cache = new KvCache(model.Config, layout.Length + 1, model.DType, model.Device); // outlives the scope below
+        using var scope = NewDisposeScope();
+        if (layout.PrefixLength > 0)
+        {
+            var (pk, pv) = DocumentEncoder.Encode(model, [.. layout.Tokens.Take(layout.PrefixLength)]);
+            _cache.Write(0, pk, pv);
+        }
+        LinkTokens.PlaceDocuments(model, _cache, layout, entries);
+    }
+
+    public double Measure()
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var c = Stopwatch.StartNew();
+        var logits = LinkTokens.Forward(_model, _cache, _layout, lastOnly: true, from: _layout.PrefixLength);
+        logits.argmax(-1).item<long>();
+        return c.Elapsed.TotalMilliseconds;
+    }
+
+    public void Dispose() => _cache.Dispose();
+}
