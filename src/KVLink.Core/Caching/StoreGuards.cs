@@ -14,4 +14,23 @@ internal static class StoreGuards
         counters.Reject();
         logger.LogWarning("KV cache store {Store}: entry {Key} refused and treated as a miss: {Reason}", store, key, reason);
     }
+
+    /// <summary>
+    /// Decodes a value read for <paramref name="key"/>: the entry on a hit (counted), or null after counting and
+    /// logging a rejection when the bytes are corrupt, of another format version, or another key's entry.
+    /// </summary>
+    public static DocumentKvCache? Decode(byte[] bytes, KvCacheKey key, ILogger logger, StoreCounters counters, string store)
+    {
+        DocumentKvCache entry;
+        try { entry = KvCacheFormat.Deserialize(bytes); }
+        catch (KvCacheFormatException e) { Rejected(logger, counters, store, key, e.Message); return null; }
+        if (!BelongsTo(entry, key))
+        {
+            entry.Dispose();
+            Rejected(logger, counters, store, key, "the stored value is the entry of another key");
+            return null;
+        }
+        counters.Hit(bytes.Length);
+        return entry;
+    }
 }

@@ -105,17 +105,7 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
             return null;
         }
 
-        DocumentKvCache entry;
-        try { entry = KvCacheFormat.Deserialize(bytes); }
-        catch (KvCacheFormatException e) { StoreGuards.Rejected(_logger, _counters, nameof(DistributedCacheKvCacheStore), key, e.Message); return null; }
-        if (!StoreGuards.BelongsTo(entry, key))
-        {
-            entry.Dispose();
-            StoreGuards.Rejected(_logger, _counters, nameof(DistributedCacheKvCacheStore), key, "the cache holds the entry of another key");
-            return null;
-        }
-        _counters.Hit(bytes.Length);
-        return entry;
+        return StoreGuards.Decode(bytes, key, _logger, _counters, nameof(DistributedCacheKvCacheStore));
     }
 
     /// <inheritdoc/>

@@ -97,17 +97,7 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             return null;
         }
 
-        DocumentKvCache entry;
-        try { entry = KvCacheFormat.Deserialize(bytes); }
-        catch (KvCacheFormatException e) { StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, e.Message); return null; }
-        if (!StoreGuards.BelongsTo(entry, key))
-        {
-            entry.Dispose();
-            StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, "the server holds the entry of another key");
-            return null;
-        }
-        _counters.Hit(bytes.Length);
-        return entry;
+        return StoreGuards.Decode(bytes, key, _logger, _counters, nameof(RedisKvCacheStore));
     }
 
     /// <inheritdoc/>
