@@ -33,4 +33,15 @@ internal static class StoreGuards
         counters.Hit(bytes.Length);
         return entry;
     }
+
+    /// <summary>Joins the chunks of a chunked value, or null when they do not add up to the manifest's length.</summary>
+    public static byte[]? Concatenate(IReadOnlyList<byte[]> chunks, long expectedLength)
+    {
+        long total = chunks.Sum(c => (long)c.Length);
+        if (total != expectedLength || total > Array.MaxLength) return null;
+        var bytes = new byte[total];
+        int at = 0;
+        foreach (var c in chunks) { c.CopyTo(bytes, at); at += c.Length; }
+        return bytes;
+    }
 }

@@ -88,15 +88,13 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
                 .Select(i => _cache.GetAsync(ChunkKey(key, manifest.Write, i), cancellationToken))).ConfigureAwait(false);
             // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
             if (chunks.Any(c => c is null)) { _counters.Miss(); return null; }
-            long total = chunks.Sum(c => (long)c!.Length);
-            if (total != manifest.Length || total > Array.MaxLength)
+            var joined = StoreGuards.Concatenate([.. chunks.Select(c => c!)], manifest.Length);
+            if (joined is null)
             {
                 StoreGuards.Rejected(_logger, _counters, nameof(DistributedCacheKvCacheStore), key, "chunks do not add up to the manifest's length");
                 return null;
             }
-            bytes = new byte[total];
-            int at = 0;
-            foreach (var c in chunks) { c!.CopyTo(bytes, at); at += c!.Length; }
+            bytes = joined;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

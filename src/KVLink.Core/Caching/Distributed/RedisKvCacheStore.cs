@@ -84,11 +84,9 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             var chunks = await db.StringGetAsync(keys).ConfigureAwait(false);
             // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
             if (chunks.Any(c => c.IsNull)) { _counters.Miss(); return null; }
-            long total = chunks.Sum(c => (long)((byte[])c!).Length);
-            if (total != manifest.Length || total > Array.MaxLength) { StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, "chunks do not add up to the manifest's length"); return null; }
-            bytes = new byte[total];
-            int at = 0;
-            foreach (var c in chunks) { byte[] b = c!; b.CopyTo(bytes, at); at += b.Length; }
+            var joined = StoreGuards.Concatenate([.. chunks.Select(c => (byte[])c!)], manifest.Length);
+            if (joined is null) { StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, "chunks do not add up to the manifest's length"); return null; }
+            bytes = joined;
         }
         catch (Exception e) when (IsServerFailure(e))
         {
