@@ -44,4 +44,15 @@ internal static class StoreGuards
         foreach (var c in chunks) { c.CopyTo(bytes, at); at += c.Length; }
         return bytes;
     }
+
+    /// <summary>Throws unless <paramref name="entry"/> is the entry <paramref name="key"/> names: a store never files an entry under another key.</summary>
+    public static void EnsureBelongs(DocumentKvCache entry, KvCacheKey key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(entry);
+        if (!BelongsTo(entry, key)) throw new ArgumentException($"The entry's own key ({entry.Key}) is not {key}.", nameof(entry));
+    }
+
+    /// <summary>How many chunks of at most <paramref name="chunkBytes"/> a value of <paramref name="length"/> bytes takes (at least one).</summary>
+    public static int ChunkCount(int length, int chunkBytes) => Math.Max(1, (length + chunkBytes - 1) / chunkBytes);
 }

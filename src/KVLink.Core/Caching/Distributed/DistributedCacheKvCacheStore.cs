@@ -109,13 +109,11 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
     /// <inheritdoc/>
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(entry);
-        if (!StoreGuards.BelongsTo(entry, key)) throw new ArgumentException($"The entry's own key ({entry.Key}) is not {key}.", nameof(entry));
+        StoreGuards.EnsureBelongs(entry, key);
         byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
         string write = Guid.NewGuid().ToString("N");
         int size = _options.ChunkBytes;
-        int count = Math.Max(1, (bytes.Length + size - 1) / size);
+        int count = StoreGuards.ChunkCount(bytes.Length, size);
         var manifestOptions = new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.TimeToLive };
         // Chunks outlive their manifest a little, so a reader that got the manifest finds them.
         var chunkOptions = new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.TimeToLive + TimeSpan.FromMinutes(1) };

@@ -101,13 +101,11 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     /// <inheritdoc/>
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(entry);
-        if (!StoreGuards.BelongsTo(entry, key)) throw new ArgumentException($"The entry's own key ({entry.Key}) is not {key}.", nameof(entry));
+        StoreGuards.EnsureBelongs(entry, key);
         byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
         string write = Guid.NewGuid().ToString("N");
         int size = _options.ChunkBytes;
-        int count = Math.Max(1, (bytes.Length + size - 1) / size);
+        int count = StoreGuards.ChunkCount(bytes.Length, size);
         // Chunks outlive their manifest a little, so a reader that got the manifest finds them.
         TimeSpan? chunkTtl = _options.TimeToLive is { } ttl ? ttl + TimeSpan.FromMinutes(1) : null;
         try

@@ -92,9 +92,7 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
     /// <inheritdoc/>
     public ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(entry);
-        if (!StoreGuards.BelongsTo(entry, key)) throw new ArgumentException($"The entry's own key ({entry.Key}) is not {key}.", nameof(entry));
+        StoreGuards.EnsureBelongs(entry, key);
         byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
         if (bytes.Length > _options.ByteBudget)
         {

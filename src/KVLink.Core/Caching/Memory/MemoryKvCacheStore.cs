@@ -75,9 +75,7 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidatio
     /// <inheritdoc/>
     public ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(key);
-        ArgumentNullException.ThrowIfNull(entry);
-        if (!StoreGuards.BelongsTo(entry, key)) throw new ArgumentException($"The entry's own key ({entry.Key}) is not {key}.", nameof(entry));
+        StoreGuards.EnsureBelongs(entry, key);
         lock (_lock)
         {
             var node = new Node(entry.Share(), ++_tick);
