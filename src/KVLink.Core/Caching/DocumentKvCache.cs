@@ -11,8 +11,10 @@ public sealed class DocumentKvCache : IDisposable
 {
     /// <summary>Creates an entry; the tensors are owned by it from now on.</summary>
     public DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text,
-        string tenant = KvCacheKey.DefaultTenant, KvCacheRope? rope = null)
+        string tenant = KvCacheKey.DefaultTenant, KvCacheRope? rope = null, double keepFraction = 1.0)
     {
+        if (!(keepFraction > 0 && keepFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(keepFraction), keepFraction, "The kept fraction must be in (0, 1].");
+        KeepFraction = keepFraction;
         ArgumentNullException.ThrowIfNull(tokenIds);
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(values);
@@ -47,6 +49,9 @@ public sealed class DocumentKvCache : IDisposable
     /// <summary>The rotary embedding of the keys, when known (required to store keys quantised).</summary>
     public KvCacheRope? Rope { get; }
 
+    /// <summary>Fraction of the document's body tokens kept by compression before encoding (1 = uncompressed).</summary>
+    public double KeepFraction { get; }
+
     /// <summary>Number of tokens.</summary>
     public int Length => TokenIds.Count;
 
@@ -62,7 +67,7 @@ public sealed class DocumentKvCache : IDisposable
     /// without copying them and without ever disposing memory a concurrent reader still uses.
     /// </summary>
     public DocumentKvCache Share() =>
-        new(DocumentId, Slot, TokenIds, Keys.alias(), Values.alias(), ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope);
+        new(DocumentId, Slot, TokenIds, Keys.alias(), Values.alias(), ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope, KeepFraction);
 
     /// <inheritdoc/>
     public void Dispose()

@@ -6,10 +6,10 @@ namespace KVLink.Core.Compression;
 /// in their original order. Deterministic: the same tokens, model and fraction give the same result
 /// (ties are broken by position).
 /// </summary>
-public sealed class DocumentCompressor(SelfInformation scorer)
+public sealed class DocumentCompressor(ITokenScorer scorer)
 {
     /// <summary>The scorer.</summary>
-    public SelfInformation Scorer { get; } = scorer;
+    public ITokenScorer Scorer { get; } = scorer ?? throw new ArgumentNullException(nameof(scorer));
 
     /// <summary>Throws unless 0 &lt; <paramref name="keepFraction"/> &lt;= 1.</summary>
     public static void Validate(double keepFraction)

@@ -9,8 +9,14 @@ namespace KVLink.Core.Compression;
 /// Long documents are scored in windows that each see up to <see cref="Context"/> preceding tokens of the
 /// same document, so the cost stays linear in the document length.
 /// </summary>
-public sealed class SelfInformation(LlamaForCausalLM model, int window = 512, int context = 256)
+public sealed class SelfInformation(LlamaForCausalLM model, int window = 512, int context = 256) : ITokenScorer
 {
+    /// <inheritdoc/>
+    public string Name => $"selfinfo-w{Window}-c{Context}";
+
+    /// <summary>The scoring model.</summary>
+    public LlamaForCausalLM Model { get; } = model ?? throw new ArgumentNullException(nameof(model));
+
     /// <summary>Tokens scored per forward pass.</summary>
     public int Window { get; } = window > 0 ? window : throw new ArgumentOutOfRangeException(nameof(window));
 
@@ -29,11 +35,11 @@ public sealed class SelfInformation(LlamaForCausalLM model, int window = 512, in
             int end = Math.Min(tokens.Count, start + Window);
             int from = Math.Max(0, start - 1 - Context); // the window's own context, then its tokens
             using var scope = NewDisposeScope();
-            var ids = tensor(tokens.Skip(from).Take(end - from).Select(t => (long)t).ToArray(), [1, end - from], device: model.Device);
-            var logProbs = nn.functional.log_softmax(model.Forward(ids).to(ScalarType.Float32), -1)[0]; // [T, vocab]
+            var ids = tensor(tokens.Skip(from).Take(end - from).Select(t => (long)t).ToArray(), [1, end - from], device: Model.Device);
+            var logProbs = nn.functional.log_softmax(Model.Forward(ids).to(ScalarType.Float32), -1)[0]; // [T, vocab]
             // Row r predicts token from + r + 1.
-            var rows = arange(start - 1 - from, end - 1 - from, dtype: ScalarType.Int64, device: model.Device);
-            var targets = tensor(tokens.Skip(start).Take(end - start).Select(t => (long)t).ToArray(), device: model.Device);
+            var rows = arange(start - 1 - from, end - 1 - from, dtype: ScalarType.Int64, device: Model.Device);
+            var targets = tensor(tokens.Skip(start).Take(end - start).Select(t => (long)t).ToArray(), device: Model.Device);
             var picked = logProbs.index_select(0, rows).gather(1, targets.unsqueeze(1)).squeeze(1).neg().to(ScalarType.Float64);
             picked.data<double>().ToArray().CopyTo(scores, start);
         }

@@ -47,7 +47,7 @@ public sealed partial class KvLinkEngine
             else
             {
                 var doc = await ResolveDocumentAsync(documentIds[slot], ct).ConfigureAwait(false);
-                tokens.Add(PromptFormat.Document(Tokenizer, doc, slot));
+                tokens.Add(await DocumentTokensAsync(documentIds[slot], doc, slot, ct).ConfigureAwait(false));
             }
         }
         var layout = PromptFormat.Build(Tokenizer, tokens, query, k);
@@ -143,12 +143,18 @@ public sealed partial class KvLinkEngine
     {
         try
         {
-            var tokens = PromptFormat.Document(Tokenizer, document, slot);
-            if (tokens.Count > Model.Config.MaxPositionEmbeddings)
-                throw new ArgumentException($"Document '{id}' has {tokens.Count} tokens; the model supports at most {Model.Config.MaxPositionEmbeddings} positions.");
+            int length = PromptFormat.Document(Tokenizer, document, slot).Count;
+            if (length > Model.Config.MaxPositionEmbeddings)
+                throw new ArgumentException($"Document '{id}' has {length} tokens; the model supports at most {Model.Config.MaxPositionEmbeddings} positions.");
             // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
-            var (keys, values) = await _worker.Run(() => DocumentEncoder.Encode(Model, tokens), CancellationToken.None).ConfigureAwait(false);
-            var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text, key.Tenant, KvCacheRope.FromConfig(Model.Config));
+            var (tokens, keys, values) = await _worker.Run(() =>
+            {
+                var tokens = DocumentTokens(id, document, slot);
+                var (k, v) = DocumentEncoder.Encode(Model, tokens);
+                return (tokens, k, v);
+            }, CancellationToken.None).ConfigureAwait(false);
+            var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text, key.Tenant,
+                KvCacheRope.FromConfig(Model.Config), KeepFractionOf(document));
             await Store.PutAsync(key, entry).ConfigureAwait(false);
             return entry;
         }
@@ -157,6 +163,11 @@ public sealed partial class KvLinkEngine
             _inflight.TryRemove(key, out _);
         }
     }
+
+    /// <summary>A document's tokens in a slot (compressed on the model thread when its kept fraction is below 1).</summary>
+    private async Task<IReadOnlyList<int>> DocumentTokensAsync(string id, KvLinkDocument document, int slot, CancellationToken ct) =>
+        KeepFractionOf(document) >= 1 ? PromptFormat.Document(Tokenizer, document, slot)
+            : await _worker.Run(() => DocumentTokens(id, document, slot), ct).ConfigureAwait(false);
 
     private bool IsUsable(DocumentKvCache entry, string id) =>
         entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name && entry.DocumentId == id && entry.Tenant == _options.Tenant
@@ -169,7 +180,7 @@ public sealed partial class KvLinkEngine
         using var entry = await Store.GetAsync(CacheKey(id, 0), ct).ConfigureAwait(false);
         if (entry is not null && IsUsable(entry, id))
         {
-            doc = new KvLinkDocument(entry.Text, entry.Title, id);
+            doc = new KvLinkDocument(entry.Text, entry.Title, id, entry.KeepFraction);
             _documents.TryAdd(id, doc);
             return doc;
         }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
@@ -113,14 +114,19 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// The content-addressed id of a document: the same text, title, model and prompt format give the
-    /// same id on any machine and in any run. A caller-supplied <see cref="KvLinkDocument.Id"/> wins.
+    /// same id on any machine and in any run. A caller-supplied <see cref="KvLinkDocument.Id"/> wins. A document cached
+    /// compressed (kept fraction below 1) gets the suffix <c>~keep{fraction}</c>, so each fraction has its own caches.
     /// </summary>
     public string DocumentId(KvLinkDocument document)
     {
         ArgumentNullException.ThrowIfNull(document);
-        if (document.Id is not null) return document.Id;
+        double fraction = KeepFractionOf(document);
+        // A compressed document is another cache: the kept fraction (and scorer) is part of its id, hence of every key.
+        string suffix = fraction < 1 ? "~keep" + fraction.ToString("R", CultureInfo.InvariantCulture) : "";
+        if (document.Id is not null) return document.Id + suffix;
         string identity = string.Join('\0', ModelFingerprint, PromptFormat.Name, document.Title ?? "", document.Text);
-        return "doc-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32];
+        if (fraction < 1) identity += '\0' + CompressionIdentity(fraction);
+        return "doc-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32] + suffix;
     }
 
     /// <summary>The tenant (cache namespace) of this engine's entries; see <see cref="KvLinkOptions.Tenant"/>.</summary>
@@ -138,6 +144,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(documentId);
         _documents.TryRemove(documentId, out _);
+        _keptBodies.TryRemove(documentId, out _);
         return await Store.InvalidateAsync(new KvCacheScope(_options.Tenant, null, documentId), cancellationToken).ConfigureAwait(false);
     }
 
@@ -159,7 +166,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     private async Task<(string Id, int Tokens, int Computed)> PrecomputeCoreAsync(KvLinkDocument document, CancellationToken cancellationToken)
     {
         string id = DocumentId(document);
-        _documents[id] = document;
+        _documents[id] = document with { KeepFraction = KeepFractionOf(document) };
         using var activity = _telemetry.StartPrecompute(id);
         var clock = Stopwatch.StartNew();
         int tokens = 0, computed = 0, slotsComputed = 0;
@@ -248,7 +255,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         var docs = new List<IReadOnlyList<int>>();
         for (int slot = 0; slot < documentIds.Count; slot++)
-            docs.Add(PromptFormat.Document(Tokenizer, await ResolveDocumentAsync(documentIds[slot], cancellationToken).ConfigureAwait(false), slot));
+            docs.Add(await DocumentTokensAsync(documentIds[slot], await ResolveDocumentAsync(documentIds[slot], cancellationToken).ConfigureAwait(false), slot, cancellationToken).ConfigureAwait(false));
         return PromptFormat.Build(Tokenizer, docs, query, linkTokens);
     }
 

@@ -65,6 +65,9 @@ public sealed class KvLinkOptions
     /// </summary>
     public IKvCacheTransfer? CacheTransfer { get; set; }
 
+    /// <summary>Compression of documents before caching (LLMLingua-style); off unless <c>KeepFraction</c> is below 1.</summary>
+    public Compression.DocumentCompressionOptions Compression { get; set; } = new();
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
@@ -77,6 +80,8 @@ public sealed class KvLinkOptions
             throw new ArgumentException($"Device '{Device}' is not a device name: use \"cpu\", \"cuda\" or \"cuda:N\".", nameof(Device));
         ArgumentNullException.ThrowIfNull(Generation, nameof(Generation));
         Generation.Validate();
+        ArgumentNullException.ThrowIfNull(Compression, nameof(Compression));
+        Compression.Validate();
         (PromptFormat ?? KvLinkLlama3Format.Published).ValidateLinkTokens(LinkTokens, 1);
     }
 }

@@ -103,6 +103,21 @@ public sealed class KvLinkLlama3Format : PromptFormat
     public override IReadOnlyList<int> Document(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) =>
         tokenizer.Encode(DocumentText(document, slot));
 
+    /// <summary>
+    /// The tokens of <c>Document [{slot+1}](Title: {title})</c> when they begin the document's tokens (they do with
+    /// byte-level BPE, which attaches the following space to the first word of the text); else the longest common prefix.
+    /// </summary>
+    public override int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(document);
+        var header = tokenizer.Encode($"Document [{slot + 1}](Title: {document.Title ?? ""})");
+        var full = Document(tokenizer, document, slot);
+        int n = 0;
+        while (n < header.Count && n < full.Count && header[n] == full[n]) n++;
+        return n;
+    }
+
     /// <inheritdoc/>
     public override int LinkTokenId(int linkTokens, int slot, int index) => LinkTokenStart + linkTokens * slot + index;
 

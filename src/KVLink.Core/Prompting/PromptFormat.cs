@@ -21,6 +21,12 @@ public abstract class PromptFormat
     /// <summary>True when a document's tokens depend on its slot (for example a "Document [n]" header), so caches are per slot.</summary>
     public virtual bool DocumentDependsOnSlot => true;
 
+    /// <summary>
+    /// How many of <see cref="Document"/>'s tokens form the header (slot number, title): compression never drops them.
+    /// The default, 0, protects nothing.
+    /// </summary>
+    public virtual int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) => 0;
+
     /// <summary>The id of link token <paramref name="index"/> of the document in <paramref name="slot"/>, with <paramref name="linkTokens"/> per document.</summary>
     public abstract int LinkTokenId(int linkTokens, int slot, int index);
 

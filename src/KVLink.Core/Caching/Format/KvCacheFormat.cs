@@ -28,7 +28,8 @@ public static class KvCacheFormat
     internal const string KeyFormat = "kvlink.format", KeyVersion = "kvlink.format_version", KeyChecksum = "kvlink.checksum",
         KeyTenant = "kvlink.tenant", KeyModel = "kvlink.model_fingerprint", KeyPromptFormat = "kvlink.prompt_format",
         KeyDocument = "kvlink.document_id", KeySlot = "kvlink.slot", KeyTitle = "kvlink.title", KeyText = "kvlink.text",
-        KeyRope = "kvlink.rope", KeyDType = "kvlink.dtype", KeyQuantization = "kvlink.quantization", KeyTokens = "kvlink.token_count";
+        KeyRope = "kvlink.rope", KeyDType = "kvlink.dtype", KeyQuantization = "kvlink.quantization", KeyTokens = "kvlink.token_count",
+        KeyKeepFraction = "kvlink.keep_fraction";
 
     private const string ChecksumPrefix = "xxh128:";
     private static readonly byte[] ChecksumPattern = Encoding.UTF8.GetBytes($"\"{KeyChecksum}\":\"{ChecksumPrefix}");
@@ -73,6 +74,7 @@ public static class KvCacheFormat
         };
         if (entry.Title is not null) metadata[KeyTitle] = entry.Title;
         if (entry.Rope is not null) metadata[KeyRope] = entry.Rope.ToString();
+        if (entry.KeepFraction < 1) metadata[KeyKeepFraction] = entry.KeepFraction.ToString("R", CultureInfo.InvariantCulture);
 
         var ordered = SafeTensorsWriter.Validate(tensors);
         byte[] header = SafeTensorsWriter.BuildHeader(ordered, metadata);
@@ -217,8 +219,12 @@ public static class KvCacheFormat
                 (keys, values) = Int8Quantizer.Dequantize(loaded["keys"], loaded["key_scales"], loaded["values"], loaded["value_scales"], rope!.ToRotaryEmbedding(), dtype);
             }
             meta.TryGetValue(KeyTitle, out var title);
+            double keep = 1;
+            if (meta.TryGetValue(KeyKeepFraction, out var keepText)
+                && !(double.TryParse(keepText, NumberStyles.Float, CultureInfo.InvariantCulture, out keep) && keep > 0 && keep <= 1))
+                throw Bad(name, $"bad {KeyKeepFraction} '{keepText}'");
             return new DocumentKvCache(Get(meta, KeyDocument, name), slot, ids, keys, values, Get(meta, KeyModel, name), Get(meta, KeyPromptFormat, name),
-                title, Get(meta, KeyText, name), Get(meta, KeyTenant, name), rope);
+                title, Get(meta, KeyText, name), Get(meta, KeyTenant, name), rope, keep);
         }
         finally
         {
