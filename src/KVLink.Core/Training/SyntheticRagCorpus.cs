@@ -14,11 +14,14 @@ public enum SyntheticQuestionKind
     TwoHop,
 }
 
-/// <summary>A generated question: the QA sample, its kind, and the prompt slots of the documents that support the answer.</summary>
-/// <param name="Sample">The documents (gold and distractors, shuffled), question and answer.</param>
+/// <summary>A generated question: the QA sample, its kind, the prompt slots of the supporting documents and the gold answer.</summary>
+/// <param name="Sample">The documents (gold and distractors, shuffled), the question and the trained response: the supporting
+/// facts restated as sentences ("Zorvan was born in Quelmar. Quelmar is a city in Vostria."), so a two-hop answer names its
+/// bridge entity first (a one-step chain of thought).</param>
 /// <param name="Kind">Single- or two-hop.</param>
 /// <param name="SupportingSlots">Slots (0-based) of the documents needed to answer, in reasoning order.</param>
-public sealed record SyntheticRagQuestion(QaSample Sample, SyntheticQuestionKind Kind, IReadOnlyList<int> SupportingSlots);
+/// <param name="Gold">The gold answer the metric looks for (for single-hop questions, the response itself).</param>
+public sealed record SyntheticRagQuestion(QaSample Sample, SyntheticQuestionKind Kind, IReadOnlyList<int> SupportingSlots, string Gold);
 
 /// <summary>Sizes and seed of a synthetic corpus.</summary>
 public sealed record SyntheticRagCorpusOptions
@@ -37,26 +40,23 @@ public sealed record SyntheticRagCorpusOptions
 
     /// <summary>Most documents per question.</summary>
     public int MaxDocuments { get; init; } = 10;
+
+    /// <summary>Most follow-up questions (other facts of the same documents) attached to a training question.</summary>
+    public int MaxFollowUps { get; init; } = 8;
 }
 
 /// <summary>
-/// A deterministic, seeded synthetic RAG corpus about fictional people, cities, countries and companies, so that
-/// answers can only come from the documents. Each person yields one single-hop question ("Where was X born?" or
-/// "Which company does X work for?") and one two-hop question ("In which country was X born?" via the city's
-/// document, or "In which city is the company X works for based?" via the company's document). Every question
-/// carries 5-10 shuffled documents: the supporting ones plus distractors about other entities. Train and eval
-/// use disjoint worlds (no shared names).
+/// A deterministic, seeded synthetic RAG corpus about fictional people, cities, countries and companies. Names come from a
+/// fixed lexicon (<see cref="Lexicon"/>), but every question draws its own facts — who was born where, who works for whom,
+/// which city lies in which country — so no fact holds beyond its own documents and a model can only answer by reading them.
+/// Single-hop: "Where was X born?", "Which company does X work for?". Two-hop: "In which country was X born?" (the person's
+/// document names the city, the city's document its country) and "In which city is the company that X works for based?".
+/// Each question has 5-10 shuffled documents: the supporting ones plus distractors about other entities. Training questions
+/// carry follow-up questions about the other facts of their documents (a multi-turn conversation), so one training sequence
+/// teaches several look-ups; evaluation questions are drawn from a separate generator stream.
 /// </summary>
 public sealed class SyntheticRagCorpus
 {
-    private static readonly string[] Onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr", "sh", "th"];
-    private static readonly string[] Vowels = ["a", "e", "i", "o", "u", "ae", "ou", "y"];
-    private static readonly string[] CitySuffixes = ["port", "vale", "holm", "burg", "mere", "ford", "wick", "stad"];
-    private static readonly string[] CompanySuffixes = ["Industries", "Labs", "Works", "Systems", "Foundry", "Trading"];
-    private static readonly string[] Products = ["lanterns", "clocks", "rope", "glass beads", "copper pipes", "maps", "violins", "kites"];
-    private static readonly string[] Landmarks = ["a tall lighthouse", "an old stone bridge", "a salt market", "a floating garden", "a glass tower", "a red canal"];
-    private static readonly string[] Hobbies = ["chess", "sailing", "pottery", "archery", "beekeeping", "painting"];
-
     private SyntheticRagCorpus(IReadOnlyList<SyntheticRagQuestion> train, IReadOnlyList<SyntheticRagQuestion> eval)
     {
         Train = train;
@@ -66,8 +66,22 @@ public sealed class SyntheticRagCorpus
     /// <summary>Training questions (both kinds, interleaved).</summary>
     public IReadOnlyList<SyntheticRagQuestion> Train { get; }
 
-    /// <summary>Evaluation questions (both kinds, interleaved).</summary>
+    /// <summary>Evaluation questions (both kinds, interleaved), without follow-ups.</summary>
     public IReadOnlyList<SyntheticRagQuestion> Eval { get; }
+
+    /// <summary>Every name the corpus uses (people, cities, companies, countries), fixed for all seeds; a tokenizer trained for the corpus should keep each as one token.</summary>
+    public static SyntheticLexicon Lexicon { get; } = SyntheticLexicon.Create();
+
+    /// <summary>The question templates and the words of the documents, for training a tokenizer.</summary>
+    public static IEnumerable<string> TemplateTexts()
+    {
+        var l = Lexicon;
+        yield return PersonText(l.People[0], l.Cities[0], l.Companies[0]);
+        yield return CityText(l.Cities[0], l.Countries[0]);
+        yield return CompanyText(l.Companies[0], l.Cities[0]);
+        yield return BornText(l.People[0], l.Cities[0]) + " " + WorksText(l.People[0], l.Companies[0]);
+        foreach (var (q, _) in Questions(l.People[0], l.Cities[0], l.Companies[0], l.Countries[0])) yield return q;
+    }
 
     /// <summary>Generates the corpus.</summary>
     public static SyntheticRagCorpus Generate(SyntheticRagCorpusOptions? options = null)
@@ -75,24 +89,29 @@ public sealed class SyntheticRagCorpus
         options ??= new SyntheticRagCorpusOptions();
         ArgumentOutOfRangeException.ThrowIfNegative(options.TrainQuestionsPerKind);
         ArgumentOutOfRangeException.ThrowIfNegative(options.EvalQuestionsPerKind);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxFollowUps);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MinDocuments, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxDocuments, options.MinDocuments);
-        var random = new TrainingRandom(options.Seed);
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        var train = new World(random, names, options.TrainQuestionsPerKind).Questions(random, options);
-        var eval = new World(random, names, options.EvalQuestionsPerKind).Questions(random, options);
-        return new SyntheticRagCorpus(train, eval);
+        // Separate streams: the evaluation split does not change when the training split grows.
+        var trainRandom = new TrainingRandom(options.Seed);
+        var evalRandom = new TrainingRandom(options.Seed ^ 0x5EED_E7A1_0000_0001UL);
+        return new SyntheticRagCorpus(
+            Split(trainRandom, options, options.TrainQuestionsPerKind, options.MaxFollowUps),
+            Split(evalRandom, options, options.EvalQuestionsPerKind, 0));
     }
 
-    /// <summary>Writes <c>train.jsonl</c> and <c>eval.jsonl</c> (QA format, plus <c>kind</c> and <c>supporting</c> fields) into <paramref name="folder"/>.</summary>
+    /// <summary>
+    /// Writes <c>train.jsonl</c> and <c>eval.jsonl</c> into <paramref name="folder"/>: QA lines plus <c>kind</c>, <c>supporting</c>
+    /// and <c>follow_ups</c>. In <c>eval.jsonl</c> the <c>answer</c> is the gold answer; in <c>train.jsonl</c> it is the trained response.
+    /// </summary>
     public void WriteJsonl(string folder)
     {
         Directory.CreateDirectory(folder);
-        Write(Path.Combine(folder, "train.jsonl"), Train);
-        Write(Path.Combine(folder, "eval.jsonl"), Eval);
+        Write(Path.Combine(folder, "train.jsonl"), Train, gold: false);
+        Write(Path.Combine(folder, "eval.jsonl"), Eval, gold: true);
     }
 
-    private static void Write(string path, IEnumerable<SyntheticRagQuestion> questions)
+    private static void Write(string path, IEnumerable<SyntheticRagQuestion> questions, bool gold)
     {
         using var writer = new StreamWriter(path, append: false, new UTF8Encoding(false)) { NewLine = "\n" };
         foreach (var q in questions)
@@ -101,120 +120,200 @@ public sealed class SyntheticRagCorpus
             {
                 documents = q.Sample.Documents.Select(d => new { title = d.Title ?? "", text = d.Text }),
                 question = q.Sample.Question,
-                answer = q.Sample.Answer,
+                answer = gold ? q.Gold : q.Sample.Answer,
                 kind = q.Kind == SyntheticQuestionKind.SingleHop ? "single_hop" : "two_hop",
                 supporting = q.SupportingSlots,
+                follow_ups = (q.Sample.FollowUps ?? []).Select(f => new { question = f.Question, answer = f.Answer }),
             }));
         }
     }
 
-    private sealed record Person(string Name, int City, int Company, string Hobby);
-    private sealed record City(string Name, int Country, string Landmark);
-    private sealed record Company(string Name, int City, string Product);
+    private static List<SyntheticRagQuestion> Split(TrainingRandom r, SyntheticRagCorpusOptions o, int perKind, int followUps)
+    {
+        var result = new List<SyntheticRagQuestion>(2 * perKind);
+        for (int i = 0; i < perKind; i++)
+        {
+            result.Add(new World(r, o).Question(r, SyntheticQuestionKind.SingleHop, followUps));
+            result.Add(new World(r, o).Question(r, SyntheticQuestionKind.TwoHop, followUps));
+        }
+        return result;
+    }
 
+    // Documents state each fact as the very sentence a response restates, so answering is copying a sentence's end.
+    private static string PersonText(string p, string city, string company) => $"{BornText(p, city)} {WorksText(p, company)}";
+
+    private static string BornText(string p, string city) => $"{p} was born in {city}.";
+
+    private static string WorksText(string p, string company) => $"{p} works for {company}.";
+
+    private static string CityText(string city, string country) => $"{city} is a city in {country}.";
+
+    private static string CompanyText(string company, string city) => $"{company} is a company based in {city}.";
+
+    private static IEnumerable<(string Question, string Kind)> Questions(string p, string city, string company, string country)
+    {
+        yield return ($"Where was {p} born?", "born");
+        yield return ($"Which company does {p} work for?", "works");
+        yield return ($"In which country was {p} born?", "country");
+        yield return ($"In which city is the company that {p} works for based?", "company-city");
+        yield return ($"Which country is {city} in?", "city");
+        yield return ($"Where is {company} based?", "company");
+    }
+
+    /// <summary>One question's private world: the entities of its documents and their random facts.</summary>
     private sealed class World
     {
-        private readonly string[] _countries;
-        private readonly City[] _cities;
-        private readonly Company[] _companies;
-        private readonly Person[] _people;
+        private readonly List<(string Name, int City, int Company)> _people = [];
+        private readonly List<(int City, int Country)> _cities = [];
+        private readonly List<(int Company, int City)> _companies = [];
+        private readonly List<KvLinkDocument> _docs = [];
+        private readonly int _count;
 
-        public World(TrainingRandom r, HashSet<string> names, int people)
-        {
-            int cities = Math.Max(6, people / 4), companies = Math.Max(6, people / 4), countries = Math.Max(4, cities / 8);
-            _countries = [.. Enumerable.Range(0, countries).Select(_ => Unique(r, names, () => Capital(Word(r, 2)) + "ia"))];
-            _cities = [.. Enumerable.Range(0, cities).Select(_ => new City(
-                Unique(r, names, () => Capital(Word(r, 2)) + Pick(r, CitySuffixes)), r.Next(countries), Pick(r, Landmarks)))];
-            _companies = [.. Enumerable.Range(0, companies).Select(_ => new Company(
-                Unique(r, names, () => Capital(Word(r, 2)) + " " + Pick(r, CompanySuffixes)), r.Next(cities), Pick(r, Products)))];
-            _people = [.. Enumerable.Range(0, people).Select(_ => new Person(
-                Unique(r, names, () => Capital(Word(r, 2)) + " " + Capital(Word(r, 3))), r.Next(cities), r.Next(companies), Pick(r, Hobbies)))];
-        }
+        public World(TrainingRandom r, SyntheticRagCorpusOptions o) => _count = o.MinDocuments + r.Next(o.MaxDocuments - o.MinDocuments + 1);
 
-        public List<SyntheticRagQuestion> Questions(TrainingRandom r, SyntheticRagCorpusOptions o)
+        public SyntheticRagQuestion Question(TrainingRandom r, SyntheticQuestionKind kind, int maxFollowUps)
         {
-            var result = new List<SyntheticRagQuestion>(2 * _people.Length);
-            for (int i = 0; i < _people.Length; i++)
+            var l = Lexicon;
+            var used = new HashSet<string>(StringComparer.Ordinal);
+            string person = Draw(r, l.People, used);
+            int city = Array.IndexOf(l.Cities, Draw(r, l.Cities, used));
+            int company = Array.IndexOf(l.Companies, Draw(r, l.Companies, used));
+            AddPerson(person, city, company);
+            string question, response, gold;
+            if (kind == SyntheticQuestionKind.SingleHop)
             {
-                var p = _people[i];
-                var personDoc = PersonDoc(p);
-                if (r.Next(2) == 0)
-                    result.Add(Make(r, o, SyntheticQuestionKind.SingleHop, [personDoc], $"Where was {p.Name} born?", _cities[p.City].Name, i, -1, -1));
-                else
-                    result.Add(Make(r, o, SyntheticQuestionKind.SingleHop, [personDoc], $"Which company does {p.Name} work for?", _companies[p.Company].Name, i, -1, -1));
-                // The company route only when its city is not the birthplace (else the person's document alone answers it).
-                if (r.Next(2) == 0 || _companies[p.Company].City == p.City)
-                {
-                    var city = _cities[p.City];
-                    result.Add(Make(r, o, SyntheticQuestionKind.TwoHop, [personDoc, CityDoc(city)],
-                        $"In which country was {p.Name} born?", _countries[city.Country], i, p.City, -1));
-                }
-                else
-                {
-                    var company = _companies[p.Company];
-                    result.Add(Make(r, o, SyntheticQuestionKind.TwoHop, [personDoc, CompanyDoc(company)],
-                        $"In which city is the company that {p.Name} works for based?", _cities[company.City].Name, i, -1, p.Company));
-                }
+                bool born = r.Next(2) == 0;
+                question = born ? $"Where was {person} born?" : $"Which company does {person} work for?";
+                gold = born ? l.Cities[city] : l.Companies[company];
+                response = born ? BornText(person, gold) : WorksText(person, gold);
             }
-            return result;
-        }
-
-        private SyntheticRagQuestion Make(TrainingRandom r, SyntheticRagCorpusOptions o, SyntheticQuestionKind kind,
-            KvLinkDocument[] gold, string question, string answer, int person, int city, int company)
-        {
-            int count = o.MinDocuments + r.Next(o.MaxDocuments - o.MinDocuments + 1);
-            var docs = new List<KvLinkDocument>(gold);
-            var used = new HashSet<string>(gold.Select(d => d.Title!), StringComparer.Ordinal);
-            while (docs.Count < count)
+            else if (r.Next(2) == 0)
             {
-                // Distractors: other people, cities and companies of the same world (never the question's own entities).
-                KvLinkDocument d = r.Next(3) switch
+                int country = r.Next(l.Countries.Length);
+                AddCity(city, country);
+                question = $"In which country was {person} born?";
+                gold = l.Countries[country];
+                response = $"{BornText(person, l.Cities[city])} {CityText(l.Cities[city], gold)}";
+            }
+            else
+            {
+                int based = Array.IndexOf(l.Cities, Draw(r, l.Cities, used));
+                AddCompany(company, based);
+                question = $"In which city is the company that {person} works for based?";
+                gold = l.Cities[based];
+                response = $"{WorksText(person, l.Companies[company])} {CompanyText(l.Companies[company], gold)}";
+            }
+            int gold0 = _docs.Count;
+            while (_docs.Count < _count)
+            {
+                // Distractors about other entities; they may share cities or companies with the gold documents but never a title.
+                switch (r.Next(3))
                 {
-                    0 => PersonDoc(_people[r.Next(_people.Length)]),
-                    1 => CityDoc(_cities[r.Next(_cities.Length)]),
-                    _ => CompanyDoc(_companies[r.Next(_companies.Length)]),
-                };
-                if (d.Title == _people[person].Name || (city >= 0 && d.Title == _cities[city].Name) || (company >= 0 && d.Title == _companies[company].Name)) continue;
-                if (used.Add(d.Title!)) docs.Add(d);
+                    case 0: AddPerson(Draw(r, l.People, used), r.Next(l.Cities.Length), r.Next(l.Companies.Length)); break;
+                    case 1: AddCity(Array.IndexOf(l.Cities, Draw(r, l.Cities, used)), r.Next(l.Countries.Length)); break;
+                    default: AddCompany(Array.IndexOf(l.Companies, Draw(r, l.Companies, used)), r.Next(l.Cities.Length)); break;
+                }
             }
             // Fisher-Yates shuffle, tracking where the gold documents land.
-            var order = Enumerable.Range(0, docs.Count).ToArray();
+            var order = Enumerable.Range(0, _docs.Count).ToArray();
             for (int i = order.Length - 1; i > 0; i--)
             {
                 int j = r.Next(i + 1);
                 (order[i], order[j]) = (order[j], order[i]);
             }
-            var shuffled = order.Select(k => docs[k]).ToList();
-            int[] supporting = [.. Enumerable.Range(0, gold.Length).Select(g => Array.IndexOf(order, g))];
-            return new SyntheticRagQuestion(new QaSample(shuffled, question, answer), kind, supporting);
+            int[] supporting = [.. Enumerable.Range(0, gold0).Select(g => Array.IndexOf(order, g))];
+            var followUps = maxFollowUps == 0 ? null : FollowUps(r, question, maxFollowUps);
+            var sample = new QaSample([.. order.Select(k => _docs[k])], question, response, followUps);
+            return new SyntheticRagQuestion(sample, kind, supporting, gold);
         }
 
-        private KvLinkDocument PersonDoc(Person p) => new(
-            $"{p.Name} was born in {_cities[p.City].Name}. {p.Name} works for {_companies[p.Company].Name} and enjoys {p.Hobby}.", p.Name);
-
-        private KvLinkDocument CityDoc(City c) => new($"{c.Name} is a city in {_countries[c.Country]}. It is known for {c.Landmark}.", c.Name);
-
-        private KvLinkDocument CompanyDoc(Company c) => new($"{c.Name} is a company based in {_cities[c.City].Name}. It makes {c.Product}.", c.Name);
-    }
-
-    private static string Word(TrainingRandom r, int syllables)
-    {
-        var sb = new StringBuilder();
-        for (int i = 0; i < syllables; i++) sb.Append(Pick(r, Onsets)).Append(Pick(r, Vowels));
-        return sb.ToString();
-    }
-
-    private static string Capital(string s) => char.ToUpperInvariant(s[0]) + s[1..];
-
-    private static string Pick(TrainingRandom r, string[] items) => items[r.Next(items.Length)];
-
-    private static string Unique(TrainingRandom r, HashSet<string> names, Func<string> make)
-    {
-        for (int attempt = 0; ; attempt++)
+        private List<QaTurn> FollowUps(TrainingRandom r, string asked, int max)
         {
-            string name = make();
-            if (attempt > 50) name += " " + Capital(Word(r, 1)) + attempt.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            if (names.Add(name)) return name;
+            var l = Lexicon;
+            var turns = new List<QaTurn>();
+            foreach (var (p, c, m) in _people)
+            {
+                turns.Add(new($"Where was {p} born?", BornText(p, l.Cities[c])));
+                turns.Add(new($"Which company does {p} work for?", WorksText(p, l.Companies[m])));
+                var cityDoc = _cities.FindIndex(x => x.City == c);
+                if (cityDoc >= 0) turns.Add(new($"In which country was {p} born?", $"{BornText(p, l.Cities[c])} {CityText(l.Cities[c], l.Countries[_cities[cityDoc].Country])}"));
+                var companyDoc = _companies.FindIndex(x => x.Company == m);
+                if (companyDoc >= 0) turns.Add(new($"In which city is the company that {p} works for based?", $"{WorksText(p, l.Companies[m])} {CompanyText(l.Companies[m], l.Cities[_companies[companyDoc].City])}"));
+            }
+            foreach (var (c, country) in _cities) turns.Add(new($"Which country is {l.Cities[c]} in?", CityText(l.Cities[c], l.Countries[country])));
+            foreach (var (m, c) in _companies) turns.Add(new($"Where is {l.Companies[m]} based?", CompanyText(l.Companies[m], l.Cities[c])));
+            turns.RemoveAll(t => t.Question == asked);
+            for (int i = turns.Count - 1; i > 0; i--)
+            {
+                int j = r.Next(i + 1);
+                (turns[i], turns[j]) = (turns[j], turns[i]);
+            }
+            return turns.Count > max ? turns.GetRange(0, max) : turns;
         }
+
+        private void AddPerson(string name, int city, int company)
+        {
+            _people.Add((name, city, company));
+            var l = Lexicon;
+            _docs.Add(new(PersonText(name, l.Cities[city], l.Companies[company]), name));
+        }
+
+        private void AddCity(int city, int country)
+        {
+            _cities.Add((city, country));
+            _docs.Add(new(CityText(Lexicon.Cities[city], Lexicon.Countries[country]), Lexicon.Cities[city]));
+        }
+
+        private void AddCompany(int company, int city)
+        {
+            _companies.Add((company, city));
+            _docs.Add(new(CompanyText(Lexicon.Companies[company], Lexicon.Cities[city]), Lexicon.Companies[company]));
+        }
+
+        private static string Draw(TrainingRandom r, string[] pool, HashSet<string> used)
+        {
+            while (true)
+            {
+                string name = pool[r.Next(pool.Length)];
+                if (used.Add(name)) return name;
+            }
+        }
+    }
+}
+
+/// <summary>The fixed names of the synthetic corpus: fictional, pronounceable, unique across all four lists.</summary>
+/// <param name="People">Person names.</param>
+/// <param name="Cities">City names.</param>
+/// <param name="Companies">Company names.</param>
+/// <param name="Countries">Country names.</param>
+public sealed record SyntheticLexicon(string[] People, string[] Cities, string[] Companies, string[] Countries)
+{
+    private static readonly string[] Onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr", "sh", "th"];
+    private static readonly string[] Vowels = ["a", "e", "i", "o", "u", "ae", "ou"];
+    private static readonly string[] Codas = ["n", "r", "l", "s", "x", "m"];
+
+    /// <summary>Every name, in list order.</summary>
+    public IEnumerable<string> All => People.Concat(Cities).Concat(Companies).Concat(Countries);
+
+    internal static SyntheticLexicon Create()
+    {
+        // A fixed seed, independent of the corpus seed: every corpus shares one lexicon, so one tokenizer fits them all.
+        var r = new TrainingRandom(0x1E_C0DE);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        string[] Make(int count, Func<string> make) => [.. Enumerable.Range(0, count).Select(_ =>
+        {
+            while (true)
+            {
+                string n = make();
+                if (names.Add(n)) return n;
+            }
+        })];
+        string Syllable() => Onsets[r.Next(Onsets.Length)] + Vowels[r.Next(Vowels.Length)];
+        string Cap(string s) => char.ToUpperInvariant(s[0]) + s[1..];
+        var people = Make(300, () => Cap(Syllable() + Syllable() + Codas[r.Next(Codas.Length)]));
+        var cities = Make(100, () => Cap(Syllable() + Syllable()) + new[] { "port", "vale", "holm", "burg", "mere", "ford" }[r.Next(6)]);
+        var companies = Make(60, () => Cap(Syllable() + Codas[r.Next(Codas.Length)]) + new[] { "corp", "tek", "works", "labs" }[r.Next(4)]);
+        var countries = Make(24, () => Cap(Syllable() + Syllable()) + new[] { "ia", "land", "stan" }[r.Next(3)]);
+        return new SyntheticLexicon(people, cities, companies, countries);
     }
 }

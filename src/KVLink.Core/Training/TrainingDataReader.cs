@@ -29,6 +29,7 @@ public static class TrainingDataReader
                 documents = s.Documents.Select(d => new { title = d.Title ?? "", text = d.Text }),
                 question = s.Question,
                 answer = s.Answer,
+                follow_ups = (s.FollowUps ?? []).Select(f => new { question = f.Question, answer = f.Answer }),
             };
             writer.WriteLine(JsonSerializer.Serialize(obj));
         }
@@ -71,7 +72,20 @@ public static class TrainingDataReader
             documents.Add(new KvLinkDocument(text, title));
             i++;
         }
-        return new QaSample(documents, RequiredString(path, line, root, "question"), RequiredString(path, line, root, "answer"));
+        List<QaTurn>? followUps = null;
+        if (root.TryGetProperty("follow_ups", out var turns))
+        {
+            if (turns.ValueKind != JsonValueKind.Array) throw new TrainingDataException(path, line, "field 'follow_ups' must be an array.");
+            followUps = [];
+            int t = 0;
+            foreach (var turn in turns.EnumerateArray())
+            {
+                if (turn.ValueKind != JsonValueKind.Object) throw new TrainingDataException(path, line, $"follow_ups[{t}] must be an object.");
+                followUps.Add(new QaTurn(RequiredString(path, line, turn, "question", $"follow_ups[{t}]."), RequiredString(path, line, turn, "answer", $"follow_ups[{t}].")));
+                t++;
+            }
+        }
+        return new QaSample(documents, RequiredString(path, line, root, "question"), RequiredString(path, line, root, "answer"), followUps is { Count: > 0 } ? followUps : null);
     }
 
     private static string RequiredString(string path, int line, JsonElement obj, string name, string prefix = "")

@@ -17,8 +17,14 @@ public sealed class TrainingMixture
     /// <param name="text">Plain-text samples (may be empty when <paramref name="textFraction"/> is 0).</param>
     /// <param name="blockedFraction">Share of QA examples that are blocked.</param>
     /// <param name="textFraction">Share of examples that are plain text.</param>
-    public TrainingMixture(TrainingExampleBuilder builder, IReadOnlyList<QaSample> qa, IReadOnlyList<TextSample> text, double blockedFraction, double textFraction = 0)
+    /// <param name="linkTokenChoices">When given, each blocked example draws its link-token count K uniformly from these values
+    /// (one model then serves all of them); otherwise every example uses the builder's K.</param>
+    public TrainingMixture(TrainingExampleBuilder builder, IReadOnlyList<QaSample> qa, IReadOnlyList<TextSample> text, double blockedFraction,
+        double textFraction = 0, IReadOnlyList<int>? linkTokenChoices = null)
     {
+        if (linkTokenChoices is not null && (linkTokenChoices.Count == 0 || linkTokenChoices.Any(k => k < 0)))
+            throw new ArgumentException("Link-token choices must be a non-empty list of counts >= 0.", nameof(linkTokenChoices));
+        LinkTokenChoices = linkTokenChoices;
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(qa);
         ArgumentNullException.ThrowIfNull(text);
@@ -42,12 +48,17 @@ public sealed class TrainingMixture
     /// <summary>Share of examples that are plain text.</summary>
     public double TextFraction { get; }
 
+    /// <summary>The link-token counts blocked examples draw from, or null for the builder's.</summary>
+    public IReadOnlyList<int>? LinkTokenChoices { get; }
+
     /// <summary>Draws the next example.</summary>
     public TrainingExample Next(TrainingRandom random)
     {
         ArgumentNullException.ThrowIfNull(random);
         if (random.NextDouble() < TextFraction) return Builder.FromText(_text[random.Next(_text.Count)]);
         var attention = random.NextDouble() < BlockedFraction ? TrainingAttention.Blocked : TrainingAttention.Causal;
-        return Builder.FromQa(_qa[random.Next(_qa.Count)], attention);
+        var sample = _qa[random.Next(_qa.Count)];
+        int? k = attention == TrainingAttention.Blocked && LinkTokenChoices is { } choices ? choices[random.Next(choices.Count)] : null;
+        return Builder.FromQa(sample, attention, k);
     }
 }

@@ -25,13 +25,13 @@ public sealed class RagEvaluatorTests(EngineFixture fx) : IClassFixture<EngineFi
         Assert.Equal(1, acc.Total[RagEvaluator.AllKind]);
         Assert.Equal(["x?", "z?", "w?"], seen);
         Assert.InRange(acc.Overall, 0, 100);
-        Assert.Equal(0, ((Caching.MemoryKvCacheStore)engine.Store).Count);
+        Assert.Equal(0, ((KVLink.Core.Caching.MemoryKvCacheStore)engine.Store).Count);
     }
 
     [Fact]
     public void ReadsCorpusAndNqStyleJsonl()
     {
-        using var dir = new Tests.Tokenization.TempDir();
+        using var dir = new TempFolder();
         File.WriteAllText(dir.File("e.jsonl"),
             """{"documents":[{"title":"T","text":"a"}],"question":"q1","answer":"x","kind":"single-hop"}""" + "\n\n" +
             """{"question":"q2","answers":["Ann","Anne"],"ctxs":[{"title":"U","text":"Ann did."}],"type":"bridge"}""" + "\n" +

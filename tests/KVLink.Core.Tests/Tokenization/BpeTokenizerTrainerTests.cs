@@ -8,7 +8,7 @@ public sealed class BpeTokenizerTrainerTests
     [Fact]
     public void BpeTokenizerLearnsWholeWordsAndCarriesTheKvLinkSpecials()
     {
-        using var dir = new TempDir();
+        using var dir = new TempFolder();
         var texts = Enumerable.Repeat("Born in Zellainville. Works for Kimelcorp.", 5).ToList();
         var result = BpeTokenizerTrainer.Train(texts, merges: 200);
         int vocab = BpeTokenizerTrainer.Write(dir.File("tokenizer.json"), result);

@@ -57,4 +57,59 @@ public sealed class TrainingExampleTests(TrainingFixture fixture) : IClassFixtur
         Assert.InRange(blocked / (double)(400 - text), 0.65, 0.85);
         Assert.Equal(a.State, b.State);
     }
+
+    [Fact]
+    public void FollowUpTurnsAddAnswerTargetsThatSeeEverythingAndTheAnswerPrefixIsTrained()
+    {
+        var builder = new TrainingExampleBuilder(fixture.Tokenizer, fixture.Format, 1, maxLength: 2048, answerPrefix: " ");
+        var sample = TrainingFixture.Qa[0] with { FollowUps = [new("And the second?", "b2"), new("Third?", "c3")] };
+        var layout = builder.Layout(sample);
+        var example = builder.FromQa(sample, TrainingAttention.Blocked);
+        int eot = fixture.Tokenizer.TokenToId("<|eot_id|>")!.Value;
+        var first = fixture.Tokenizer.Encode(" " + sample.Answer);
+        Assert.Equal(first, example.Tokens.Skip(layout.Length).Take(first.Count));
+        string tail = fixture.Tokenizer.Decode([.. example.Tokens.Skip(layout.Length)]);
+        Assert.Equal($" {sample.Answer}<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nAnd the second?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n b2<|eot_id|>" +
+                     "<|start_header_id|>user<|end_header_id|>\n\nThird?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n c3<|eot_id|>", tail);
+        // Targets: the three answers and their end-of-turn tokens, nothing of the follow-up questions.
+        var targets = Enumerable.Range(0, example.Length).Where(i => example.Targets[i]).Select(i => example.Tokens[i]).ToList();
+        Assert.Equal([.. first, eot, .. fixture.Tokenizer.Encode(" b2"), eot, .. fixture.Tokenizer.Encode(" c3"), eot], targets);
+        // The last answer sees the first document (follow-ups are segment 0).
+        Assert.True(example.Visible(example.Length - 1, layout.Documents[0].Start));
+    }
+
+    [Fact]
+    public void DocumentLossTargetsDocumentTokensInsideTheirSegment()
+    {
+        var builder = new TrainingExampleBuilder(fixture.Tokenizer, fixture.Format, 0, documentLoss: true);
+        var sample = TrainingFixture.Qa[0];
+        var layout = builder.Layout(sample);
+        var example = builder.FromQa(sample, TrainingAttention.Blocked);
+        foreach (var d in layout.Documents)
+        {
+            Assert.False(example.Targets[d.Start]);                                 // its first token has no predecessor in its segment
+            Assert.All(Enumerable.Range(d.Start + 1, d.TokenIds.Count - 1), i => Assert.True(example.Targets[i]));
+        }
+        Assert.False(example.Targets[layout.PrefixLength - 1]);
+    }
+
+    [Fact]
+    public void MixtureDrawsLinkTokenCountsForBlockedExamples()
+    {
+        var mixture = new TrainingMixture(fixture.Builder(linkTokens: 0), TrainingFixture.Qa, [], blockedFraction: 0.5, linkTokenChoices: [0, 1, 5]);
+        var random = new TrainingRandom(5);
+        var blockedK = new HashSet<int>();
+        var causalK = new HashSet<int>();
+        int start = fixture.Format.LinkTokenStart, end = start + fixture.Format.LinkTokenIdCount;
+        for (int i = 0; i < 300; i++)
+        {
+            var e = mixture.Next(random);
+            int documents = e.Segments!.Max();
+            int k = e.Tokens.Count(t => t >= start && t < end) / documents;
+            (e.Attention == TrainingAttention.Blocked ? blockedK : causalK).Add(k);
+        }
+        Assert.Equal([0, 1, 5], blockedK.Order());      // K = 0, 1, 5 all drawn for blocked examples
+        Assert.Equal([0], causalK);                     // causal examples keep the builder's K
+        Assert.Throws<ArgumentException>(() => new TrainingMixture(fixture.Builder(), TrainingFixture.Qa, [], 1, linkTokenChoices: [-1]));
+    }
 }
