@@ -7,7 +7,7 @@ public sealed class BenchOptions
 {
     public int[] Contexts { get; set; } = [1000, 2000, 5000, 10000];
     public int[] LinkTokens { get; set; } = [0, 1, 5];
-    public string[] Models { get; set; } = ["small", "1b"];
+    public string[] Models { get; set; } = ["small", "demo", "1b"];
     public int Runs { get; set; } = 5;
     public int Warmup { get; set; } = 1;
     public int Threads { get; set; } = 2;
@@ -29,6 +29,8 @@ public sealed class BenchOptions
     public string Output { get; set; } = "docs/benchmarks.md";
     public string? GgufType { get; set; } = "f16";
     public string CommandLine { get; set; } = "";
+    /// <summary>Stores to measure (name prefixes: memory, file, distributed); null = all.</summary>
+    public string[]? Stores { get; set; }
 
     public static BenchOptions Parse(string[] args)
     {
@@ -63,13 +65,14 @@ public sealed class BenchOptions
                 case "--decode-tokens": o.DecodeTokens = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--gguf-type": o.GgufType = Next(); break;
                 case "--out": o.Output = Next(); break;
+                case "--stores": o.Stores = Next().Split(',', StringSplitOptions.RemoveEmptyEntries); break;
                 case "--help" or "-h":
                     Console.WriteLine("""
                         KVLink.Benchmarks [options]
                           --quick                 1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only
                           --contexts 1000,5000    context sizes in tokens (documents only)
                           --k 0,1,5               link tokens per document
-                          --models small,1b       models to measure
+                          --models small,demo,1b  models to measure (demo: models/kvlink-demo, contexts up to its 2048 positions)
                           --runs N                measured runs per cell after warm-up (median reported; default 5)
                           --full-runs N           runs of the slow full-prefill/llama.cpp cells (default = --runs)
                           --full-runs-upto C      contexts <= C still get --runs full-prefill/llama.cpp runs
@@ -79,6 +82,7 @@ public sealed class BenchOptions
                           --no-full-warmup        warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)
                           --threads N             threads for LibTorch and llama.cpp (default 2)
                           --gguf-type bf16|f16|f32  weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)
+                          --stores memory,file,distributed   stores to measure (name prefixes; default all)
                           --skip-llamacpp --skip-micro
                           --out docs/benchmarks.md
                         """);

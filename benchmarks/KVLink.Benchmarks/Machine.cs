@@ -33,6 +33,34 @@ public static class Machine
 
     public static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "";
 
+    /// <summary>Disk read bandwidth measured by <see cref="MeasureDiskBandwidth"/> (0 until measured).</summary>
+    public static double DiskBandwidth { get; set; }
+
+    /// <summary>Reads a 256 MiB file after evicting it from the page cache (posix_fadvise DONTNEED), median of 3, bytes/s.</summary>
+    public static double MeasureDiskBandwidth(string folder, long bytes = 256L << 20)
+    {
+        Directory.CreateDirectory(folder);
+        string path = Path.Combine(folder, "disk-bandwidth.bin");
+        var buffer = new byte[1 << 20];
+        new Random(1).NextBytes(buffer);
+        using (var f = new FileStream(path, FileMode.Create, FileAccess.Write))
+        {
+            for (long w = 0; w < bytes; w += buffer.Length) f.Write(buffer);
+            f.Flush(flushToDisk: true);
+        }
+        var times = new List<double>();
+        for (int r = 0; r < 3; r++)
+        {
+            BenchStores.Evict(path);
+            var c = Stopwatch.StartNew();
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+            while (f.Read(buffer) > 0) { }
+            times.Add(c.Elapsed.TotalSeconds);
+        }
+        File.Delete(path);
+        return bytes / Stats.Median(times);
+    }
+
     /// <summary>Copy bandwidth: bytes copied per second by a tensor copy of <paramref name="bytes"/> (median of runs).</summary>
     public static double CopyBandwidth(long bytes = 512L << 20, int runs = 7)
     {

@@ -17,6 +17,8 @@ public sealed class BenchModel : IDisposable
     public LlamaForCausalLM Model { get; }
     public LlamaTokenizer Tokenizer { get; }
     public TimeSpan BuildTime { get; }
+    /// <summary>The prompt format: the folder's (demo model: its short system text) or the published one.</summary>
+    public KVLink.Core.Prompting.KvLinkLlama3Format Format { get; private init; } = null!;
 
     /// <summary>Bytes of keys plus values per token in the model dtype (all layers).</summary>
     public long CacheBytesPerToken(int elementBytes = 2) => 2L * Config.NumHiddenLayers * Config.NumKeyValueHeads * Config.HeadDim * elementBytes;
@@ -38,8 +40,17 @@ public sealed class BenchModel : IDisposable
         {
             "small" => (Small(), "small synthetic (hidden 256, 4 layers, 8 heads, 4 kv heads, head_dim 32, vocab 512, tied, llama3 RoPE)"),
             "1b" => (Llama32OneB(), "Llama-3.2-1B shape (hidden 2048, 16 layers, 32 heads, 8 kv heads, head_dim 64, FFN 8192, vocab 128256, tied, llama3 RoPE)"),
-            _ => throw new ArgumentException($"Unknown model '{name}' (small, 1b)."),
+            "demo" => (null!, "the demo model (models/kvlink-demo: trained weights, hidden 128, 4 layers, 4 heads, 2 kv heads, head_dim 32, BPE vocab, 2048 positions)"),
+            _ => throw new ArgumentException($"Unknown model '{name}' (small, 1b, demo)."),
         };
+        if (name == "demo")
+        {
+            var timer = Stopwatch.StartNew();
+            string folder = KVLink.Core.Demo.DemoModel.FindFolder() ?? throw new DirectoryNotFoundException("models/kvlink-demo not found");
+            var tok = LlamaTokenizer.FromCheckpointFolder(folder);
+            var loaded = LlamaCheckpoint.Load(folder, ScalarType.BFloat16);
+            return new BenchModel(name, description, loaded.Config, loaded, tok, timer.Elapsed) { Format = KVLink.Core.Prompting.PromptSettingsFile.FormatFor(folder, tok) };
+        }
         var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(tempFolder);
         string tokenizerPath = Path.Combine(tempFolder, "tokenizer.json");
@@ -47,7 +58,7 @@ public sealed class BenchModel : IDisposable
         var tokenizer = LlamaTokenizer.FromHuggingFaceJson(tokenizerPath);
         var model = new LlamaForCausalLM(config, ScalarType.BFloat16);
         SyntheticCheckpoint.Randomize(model, seed: 7);
-        return new BenchModel(name, description, config, model, tokenizer, clock.Elapsed);
+        return new BenchModel(name, description, config, model, tokenizer, clock.Elapsed) { Format = KVLink.Core.Prompting.KvLinkLlama3Format.FromTokenizer(tokenizer) };
     }
 
     public void Dispose() => Model.Dispose();

@@ -50,6 +50,7 @@ public sealed class Report(BenchOptions options)
         s.AppendLine($"- Machine: {Machine}");
         s.AppendLine($"- Threads: {options.Threads} (LibTorch intra-op and llama.cpp); load average before: `{LoadBefore}`, after: `{LoadAfter}` (the machine is shared; figures are medians)");
         s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**");
+        if (KVLink.Benchmarks.Machine.DiskBandwidth > 0) s.AppendLine($"- Disk read bandwidth (256 MiB file evicted from the page cache, then read; median of 3): **{KVLink.Benchmarks.Machine.DiskBandwidth / 1e9:F2} GB/s** — the floor of the cold file store");
         if (LlamaCppInfo is not null) s.AppendLine($"- llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0 (its avx512 build; on Debian 12 `ldd` resolves every dependency and it needs at most GLIBCXX_3.4.30, so it loads unpatched): `{LlamaCppInfo}`");
         s.AppendLine($"- This run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {options.CommandLine}` ({Elapsed.TotalMinutes:F1} min)");
         s.AppendLine("- Full suite (median of 5 runs everywhere, after 1 warm-up): `dotnet run -c Release --project benchmarks/KVLink.Benchmarks` (all contexts 1k/2k/5k/10k, K = 0/1/5, both models, llama.cpp at every context, micro-benchmarks)");
@@ -68,7 +69,7 @@ public sealed class Report(BenchOptions options)
         {
             s.AppendLine($"## {m.Description}");
             s.AppendLine();
-            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Cache bytes per token: **{m.CacheBytesPerToken:N0} B (bf16)**; int8: pending (the quantised store lands with the stores branch). Memory (process RSS, which also holds the runtime, LibTorch and earlier phases' leftovers): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** (+{Stats.Bytes(m.PeakRss - m.RssBase)}) while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
+            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Cache bytes per token: **{m.CacheBytesPerToken:N0} B (bf16)** in memory; serialized entries (`KvCacheFormat`, header and text included, at the largest context): **{m.Cells.Where(c => c.StoredBytesPerToken > 0).Select(c => c.StoredBytesPerToken).DefaultIfEmpty().Last():N0} B** per token as computed, **{m.Cells.Where(c => c.Int8BytesPerToken > 0).Select(c => c.Int8BytesPerToken).DefaultIfEmpty().Last():N0} B** with `Int8PerChannel`. Memory (process RSS, which also holds the runtime, LibTorch and earlier phases' leftovers): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** (+{Stats.Bytes(m.PeakRss - m.RssBase)}) while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
                         $"Decode: **{m.DecodeTokensPerSecond:F1} tokens/s** (greedy, {options.DecodeTokens} tokens after a {m.DecodeContext}-token KVLink5 prefill).");
             s.AppendLine();
             if (m.LogitCheck is { } lc)
@@ -104,15 +105,15 @@ public sealed class Report(BenchOptions options)
 
             s.AppendLine("### KVLink against its floor, and against llama.cpp");
             s.AppendLine();
-            s.AppendLine("| store | context | K | computed tokens | cache bytes | TTFT | load | re-rotation | forward (in engine) | forward alone | bytes at copy bw | floor | TTFT/floor | llama.cpp/TTFT |");
+            s.AppendLine("| store | context | K | computed tokens | cache bytes | TTFT | load | re-rotation | forward (in engine) | forward alone | bytes at bandwidth | floor | TTFT/floor | llama.cpp/TTFT |");
             s.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var c in m.Cells)
                 foreach (int k in ks)
                 {
                     var kc = c.K[k];
-                    double ttft = Stats.Median(kc.TtftMs), floor = kc.FloorMs(CopyBandwidth), ll = Stats.Median(c.LlamaMs);
+                    double ttft = Stats.Median(kc.TtftMs), floor = kc.FloorMs(c.Bandwidth), ll = Stats.Median(c.LlamaMs);
                     s.AppendLine($"| {c.Store} | {c.Context} | {k} | {kc.ComputedTokens} | {Stats.Bytes(kc.CacheBytes)} | {Stats.Ms(ttft)} | {Stats.Ms(Stats.Median(kc.LoadMs))} | {Stats.Ms(Stats.Median(kc.RerotateMs))} | {Stats.Ms(Stats.Median(kc.PrefillMs))} | " +
-                                 $"{Stats.Ms(Stats.Median(kc.ForwardFloorMs))} | {Stats.Ms(kc.CacheBytes / CopyBandwidth * 1000)} | {Stats.Ms(floor)} | {Stats.X(Stats.Median(kc.RatioToFloor))} | {Stats.X(ll / ttft)} |");
+                                 $"{Stats.Ms(Stats.Median(kc.ForwardFloorMs))} | {Stats.Ms(kc.CacheBytes / c.Bandwidth * 1000)} | {Stats.Ms(floor)} | {Stats.X(Stats.Median(kc.RatioToFloor))} | {Stats.X(ll / ttft)} |");
                 }
             s.AppendLine();
         }

@@ -10,18 +10,19 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>
-/// A cache store under test. The memory store is measured now; the file (cold/warm), distributed and tiered
-/// stores land on another branch: add a row here with a factory (and a <see cref="BeforeRun"/> that drops
-/// the OS page cache for "cold") and every table picks it up.
+/// A cache store under test: memory, the file store with the OS page cache dropped before every request ("cold",
+/// posix_fadvise DONTNEED on each entry file) or left warm, the file store writing int8 entries, and the Redis store
+/// against a real Redis-protocol server (Microsoft Garnet, in process, loopback).
 /// </summary>
-public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null)
+public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null, bool FromDisk = false)
 {
-    public static IReadOnlyList<StoreUnderTest> All() =>
+    public static IReadOnlyList<StoreUnderTest> All(BenchStores stores) =>
     [
         new("memory", () => new MemoryKvCacheStore()),
-        new("file (cold)", null, "pending: the file store lands with the stores branch"),
-        new("file (warm)", null, "pending: the file store lands with the stores branch"),
-        new("distributed", null, "pending: the distributed store lands with the stores branch"),
+        new("file (cold)", () => stores.File("cold"), BeforeRun: () => stores.DropPageCache("cold"), FromDisk: true),
+        new("file (warm)", () => stores.File("warm")),
+        new("file int8 (warm)", () => stores.File("int8", KvCacheCompression.Int8PerChannel)),
+        new("distributed (Redis protocol, Garnet)", stores.Redis),
     ];
 }
 
@@ -31,12 +32,17 @@ public sealed class TtftCell
     public required string Model { get; init; }
     public required string Store { get; init; }
     public required int Context { get; init; }
+    /// <summary>Bandwidth the floor moves this store's bytes at: memory copy, or disk reads for a cold file store.</summary>
+    public double Bandwidth { get; set; }
     public int PromptTokensFull { get; set; }
     public List<double> FullMs { get; } = [];
     public List<double> LlamaMs { get; } = [];
     public string? LlamaError { get; set; }
     public Dictionary<int, KCell> K { get; } = [];
     public double PrecomputeMs { get; set; }
+    /// <summary>Serialized entry bytes per document token (KvCacheFormat, header included): as computed, and int8.</summary>
+    public double StoredBytesPerToken { get; set; }
+    public double Int8BytesPerToken { get; set; }
 }
 
 public sealed class KCell
@@ -55,7 +61,7 @@ public sealed class KCell
     public double FloorMs(double bandwidth) => CacheBytes / bandwidth * 1000 + Stats.Median(ForwardFloorMs);
 }
 
-public sealed class TtftBench(BenchModel model, BenchOptions options, double bandwidth, Action<string> log)
+public sealed class TtftBench(BenchModel model, BenchOptions options, double copyBandwidth, Action<string> log)
 {
     public const string Question = "Who built the lighthouse?";
 
@@ -65,7 +71,24 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double ban
         var docs = new List<KvLinkDocument>();
         var rng = new Random(context * 31 + 1);
         string[] words = ["harbour", "amber", "lighthouse", "navigator", "river", "slate", "festival", "island", "ferry", "currents", "council", "copper", "tides", "quarry", "lantern", "wool"];
-        var format = KvLinkLlama3Format.FromTokenizer(m.Tokenizer);
+        var format = m.Format;
+        if (m.Name == "demo")
+        {
+            // The demo tokenizer is BPE: each lexicon name (space-prefixed) is exactly one token.
+            words = [.. KVLink.Core.Training.SyntheticRagCorpus.Lexicon.All];
+            for (int j = 0; j < count; j++)
+            {
+                int target = context / count + (j < context % count ? 1 : 0);
+                string title = words[j];
+                int header = format.Document(m.Tokenizer, new KvLinkDocument("x", title), j).Count - 1;
+                string text = string.Join(' ', Enumerable.Range(0, target - header).Select(_ => words[rng.Next(words.Length)]));
+                var doc = new KvLinkDocument(text, title, $"ctx{context}-doc{j}");
+                int got = format.Document(m.Tokenizer, doc, j).Count;
+                if (got != target) throw new InvalidOperationException($"document {j} has {got} tokens, wanted {target}");
+                docs.Add(doc);
+            }
+            return docs;
+        }
         for (int j = 0; j < count; j++)
         {
             int target = context / count + (j < context % count ? 1 : 0);
@@ -84,8 +107,9 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double ban
 
     public async Task<TtftCell> RunAsync(StoreUnderTest store, int context, LlamaCppRunner? llama, bool timeLlama)
     {
-        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 0 }, store.Create!());
-        var cell = new TtftCell { Model = model.Name, Store = store.Name, Context = context };
+        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 0, PromptFormat = model.Format }, store.Create!());
+        var cell = new TtftCell { Model = model.Name, Store = store.Name, Context = context, Bandwidth = store.FromDisk && Machine.DiskBandwidth > 0 ? Machine.DiskBandwidth : copyBandwidth };
+        double bandwidth = cell.Bandwidth;
         var docs = MakeDocuments(model, context, options.Documents);
         var clock = Stopwatch.StartNew();
         var ids = new List<string>();
@@ -120,6 +144,17 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double ban
                 entries.Add((e.Keys, e.Values));
             }
             probes[k] = new FloorProbe(model.Model, layout, entries);
+        }
+        {
+            long tokens = 0, dense = 0, int8 = 0;
+            for (int slot = 0; slot < ids.Count; slot++)
+            {
+                using var e = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)) ?? throw new InvalidOperationException("cache missing");
+                tokens += e.Length;
+                dense += KvCacheFormat.Serialize(e).Length;
+                int8 += KvCacheFormat.Serialize(e, KvCacheCompression.Int8PerChannel).Length;
+            }
+            (cell.StoredBytesPerToken, cell.Int8BytesPerToken) = ((double)dense / tokens, (double)int8 / tokens);
         }
         try
         {
@@ -174,7 +209,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double ban
     /// <summary>Decode tokens per second after a KVLink prefill at <paramref name="context"/> (stop tokens disabled).</summary>
     public async Task<(double TokensPerSecond, double TtftMs)> DecodeAsync(int context, int tokens)
     {
-        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 5 });
+        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = model.Format });
         var ids = new List<string>();
         foreach (var d in MakeDocuments(model, context, options.Documents)) ids.Add(await engine.PrecomputeAsync(d));
         var opts = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = 5, MaxNewTokens = tokens, StopTokenIds = [] };
