@@ -1,74 +1,70 @@
-// KVLink.Core quickstart: precompute a few documents once, then answer questions from their stored
-// KV caches (KVLink) and, for comparison, by encoding the same prompt whole (full prefill), printing
-// both answers and their time to first token side by side.
+// KVLink.Core quickstart: precompute documents once, then answer questions from their stored KV caches
+// (KVLink) and, for comparison, by encoding the same prompt whole (full prefill), printing both answers and
+// their time to first token side by side.
+//
+// By default it runs the embedded demo model (models/kvlink-demo): a 1M-parameter Llama trained in this
+// repository, from scratch and on CPU, to answer questions about the fictional people, cities and companies of
+// the synthetic RAG corpus. Pass --model <folder> to run any Hugging Face Llama checkpoint instead.
+using KVLink.Core.Demo;
 using KVLink.Core.Engine;
-using KVLink.Core.Model;
+using KVLink.Core.Evaluation;
 using KVLink.Core.Prompting;
+using KVLink.Core.Training;
 
 string? modelPath = args.SkipWhile(a => a != "--model").Skip(1).FirstOrDefault();
-string? tempModel = null;
-if (modelPath is null)
+modelPath ??= DemoModel.FindFolder()
+    ?? throw new DirectoryNotFoundException("models/kvlink-demo was not found: run from the repository, or pass --model <checkpoint folder>.");
+
+// A document's header names its prompt slot, so its cache is per slot: precompute the first 10 slots (a question
+// here has at most 10 documents), so that no query has to encode a document it has not seen in that slot.
+var options = new KvLinkOptions { LinkTokens = 5, DType = ComputeDType.Float32, PrecomputeSlots = 10 };
+await using var engine = await DemoModel.LoadEngineAsync(modelPath, options);
+var cfg = engine.Model.Config;
+Console.WriteLine($"Model: {modelPath}");
+Console.WriteLine($"       {cfg.NumHiddenLayers} layers, hidden {cfg.HiddenSize}, vocab {cfg.VocabSize}, {engine.Model.DType}; prompt format {engine.PromptFormat.Name}");
+
+// Six held-out questions of the synthetic corpus (never seen in training), each with its own 5-10 documents:
+// the facts are invented per question, so the answer can only come from the documents.
+var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 2026, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = 3 }).Eval;
+var kvlink = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, MaxNewTokens = 12 };
+var full = kvlink with { Mode = ContextMode.FullPrefill };
+int correct = 0;
+double kvlinkTotal = 0, fullTotal = 0;
+for (int i = 0; i < questions.Count; i++)
 {
-    // Until a trained demo model ships with the repository, write a small random checkpoint:
-    // timings are real, answers are not meaningful.
-    tempModel = Path.Combine(Path.GetTempPath(), $"kvlink-quickstart-{Environment.ProcessId}");
-    Console.WriteLine("No --model given: writing a small random Llama checkpoint (answers will be noise; timings are real).");
-    SyntheticCheckpoint.Write(tempModel, SyntheticCheckpoint.SmallConfig(hidden: 256, layers: 4, heads: 8, kvHeads: 4), seed: 1);
-    modelPath = tempModel;
-}
-
-try
-{
-    await using var engine = await KvLinkEngine.LoadAsync(modelPath, new KvLinkOptions { LinkTokens = 5 });
-    var cfg = engine.Model.Config;
-    Console.WriteLine($"Model: {modelPath}  ({cfg.NumHiddenLayers} layers, hidden {cfg.HiddenSize}, {engine.Model.DType}), prompt format {engine.PromptFormat.Name}");
-
-    KvLinkDocument[] documents =
-    [
-        new("Veloria is a coastal city founded in 1721 by the navigator Ilsa Marrow. Its harbour handles amber and salt, and its lighthouse, the Gray Needle, is the tallest in the region. The city council meets every Thursday in the Copper Hall.", "Veloria"),
-        new("Ilsa Marrow was a navigator born in the mountain town of Dunhollow. She mapped the Amber Coast, founded Veloria, and later wrote the Book of Tides, a guide to the currents of the northern sea.", "Ilsa Marrow"),
-        new("The Gray Needle lighthouse stands 61 metres tall on the northern cliff of Veloria. It was rebuilt in 1894 after a storm, and its lamp is visible from the island of Kesh, 40 kilometres away.", "Gray Needle"),
-        new("Dunhollow is a mountain town known for its slate quarries and its winter festival of lanterns. It sits at the source of the river Ost, which flows west to the Amber Coast.", "Dunhollow"),
-        new("Kesh is a small island with a population of about 900 people. Its main exports are dried fish and wool, and a ferry connects it to Veloria twice a week.", "Kesh"),
-        new("The Book of Tides describes the seasonal currents of the northern sea. It was printed in Veloria in 1750 and remained the standard guide for sailors for over a century.", "Book of Tides"),
-    ];
-
+    var q = questions[i];
     var clock = System.Diagnostics.Stopwatch.StartNew();
     var ids = new List<string>();
-    foreach (var doc in documents) ids.Add(await engine.PrecomputeAsync(doc));
-    Console.WriteLine($"Precomputed {ids.Count} documents in {clock.ElapsedMilliseconds} ms (done once; reused by every query).");
-
-    string[] questions =
-    [
-        "Who founded Veloria?",
-        "How tall is the lighthouse of the city founded by Ilsa Marrow?",
-        "What does the island connected to Veloria by ferry export?",
-    ];
-    var kvlink = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, MaxNewTokens = 24 };
-    var full = kvlink with { Mode = ContextMode.FullPrefill };
-    await engine.GenerateAsync("warm-up", ids, kvlink with { MaxNewTokens = 1 });
-    await engine.GenerateAsync("warm-up", ids, full with { MaxNewTokens = 1 });
-
-    foreach (var q in questions)
+    foreach (var doc in q.Sample.Documents) ids.Add(await engine.PrecomputeAsync(doc));
+    Console.WriteLine();
+    Console.WriteLine($"[{i + 1}] Precomputed {ids.Count} documents in {clock.ElapsedMilliseconds} ms (once; every later query reuses their caches):");
+    foreach (var doc in q.Sample.Documents) Console.WriteLine($"      {doc.Text}");
+    if (i == 0)
     {
-        var a = await engine.GenerateAsync(q, ids, kvlink);
-        var b = await engine.GenerateAsync(q, ids, full);
-        double ta = a.Timings.TimeToFirstToken.TotalMilliseconds, tb = b.Timings.TimeToFirstToken.TotalMilliseconds;
-        Console.WriteLine();
-        Console.WriteLine($"Q: {q}");
-        Console.WriteLine($"  KVLink5      TTFT {ta,8:F1} ms  (reused {a.Usage.CachedTokens} cached tokens, computed {a.Usage.ComputedTokens})  A: {Clean(a.Text)}");
-        Console.WriteLine($"  Full prefill TTFT {tb,8:F1} ms  (computed {b.Usage.ComputedTokens} tokens)                 A: {Clean(b.Text)}");
-        Console.WriteLine($"  KVLink TTFT is {tb / ta:F1}x faster ({100 * (1 - ta / tb):F0} % lower) than full prefill on the same prompt.");
+        // Warm-up: the first request of an engine also encodes the shared prompt prefix.
+        await engine.GenerateAsync(q.Sample.Question, ids, kvlink with { MaxNewTokens = 1 });
+        await engine.GenerateAsync(q.Sample.Question, ids, full with { MaxNewTokens = 1 });
     }
+    var a = await engine.GenerateAsync(q.Sample.Question, ids, kvlink);
+    var b = await engine.GenerateAsync(q.Sample.Question, ids, full);
+    double ta = a.Timings.TimeToFirstToken.TotalMilliseconds, tb = b.Timings.TimeToFirstToken.TotalMilliseconds;
+    bool ok = AnswerMetric.IsCorrect(a.Text, [q.Gold]);
+    if (ok) correct++;
+    kvlinkTotal += ta;
+    fullTotal += tb;
+    Console.WriteLine($"    Q: {q.Sample.Question}   (expected: {q.Gold}; {(q.Kind == SyntheticQuestionKind.TwoHop ? "two documents needed" : "one document needed")})");
+    Console.WriteLine($"    KVLink5      A: {Clean(a.Text),-80} {(ok ? "correct" : "wrong")}");
+    Console.WriteLine($"                 TTFT {ta,6:F2} ms (reused {a.Usage.CachedTokens} cached tokens, computed {a.Usage.ComputedTokens})");
+    Console.WriteLine($"    Full prefill A: {Clean(b.Text),-80} {(AnswerMetric.IsCorrect(b.Text, [q.Gold]) ? "correct" : "wrong")}");
+    Console.WriteLine($"                 TTFT {tb,6:F2} ms (computed {b.Usage.ComputedTokens} tokens)");
 }
-finally
-{
-    if (tempModel is not null) Directory.Delete(tempModel, recursive: true);
-}
+Console.WriteLine();
+Console.WriteLine($"KVLink5 answered {correct}/{questions.Count} correctly. Mean TTFT: KVLink {kvlinkTotal / questions.Count:F2} ms vs full prefill {fullTotal / questions.Count:F2} ms ({fullTotal / kvlinkTotal:F1}x), same prompts, same run.");
+Console.WriteLine("The demo model is tiny and its prompts short; docs/benchmarks.md measures TTFT on a Llama-3.2-1B-shaped model at 1k-10k tokens.");
 
 static string Clean(string s)
 {
-    var chars = s.Select(c => char.IsControl(c) || c == '\uFFFD' ? '·' : c).ToArray();
+    var chars = s.Trim().Select(c => char.IsControl(c) || c == '\uFFFD' ? '·' : c).ToArray();
     string t = new(chars);
-    return t.Length > 60 ? t[..60] + "…" : t;
+    return t.Length > 80 ? t[..79] + "…" : t;
 }

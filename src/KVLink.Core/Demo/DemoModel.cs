@@ -43,22 +43,14 @@ public static class DemoModel
     public static KvLinkLlama3Format Format(LlamaTokenizer tokenizer) => KvLinkLlama3Format.FromTokenizer(tokenizer, SystemText);
 
     /// <summary>
-    /// Opens an engine on a checkpoint folder (default: the demo model) with the folder's prompt format
-    /// (<see cref="PromptSettingsFile"/>); <paramref name="options"/>' own PromptFormat wins when set.
+    /// Opens an engine on a checkpoint folder (default: the demo model) with <c>KvLinkEngine.LoadAsync</c>,
+    /// which takes the folder's prompt settings (<see cref="PromptSettingsFile"/>) unless <paramref name="options"/> sets a PromptFormat.
+    /// The engine owns the model.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">No folder given and the demo model was not found.</exception>
-    public static async Task<KvLinkEngine> LoadEngineAsync(string? folder = null, KvLinkOptions? options = null, CancellationToken cancellationToken = default)
+    public static Task<KvLinkEngine> LoadEngineAsync(string? folder = null, KvLinkOptions? options = null, CancellationToken cancellationToken = default)
     {
         folder ??= FindFolder() ?? throw new DirectoryNotFoundException($"models/{FolderName} was not found above {AppContext.BaseDirectory} or {Directory.GetCurrentDirectory()}.");
-        options ??= new KvLinkOptions();
-        options.Validate();
-        var dtype = options.DType switch { ComputeDType.Float32 => ScalarType.Float32, ComputeDType.Float16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
-        var (model, tokenizer) = await Task.Run(() =>
-        {
-            var tok = LlamaTokenizer.FromCheckpointFolder(folder);
-            return (LlamaCheckpoint.Load(folder, dtype), tok);
-        }, cancellationToken).ConfigureAwait(false);
-        options.PromptFormat ??= PromptSettingsFile.FormatFor(folder, tokenizer);
-        return new KvLinkEngine(model, tokenizer, options);
+        return KvLinkEngine.LoadAsync(folder, options, store: null, cancellationToken);
     }
 }

@@ -61,7 +61,8 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
-    /// and creates an engine over it. Options are validated before anything is loaded. The engine owns the
+    /// and creates an engine over it. Without <see cref="KvLinkOptions.PromptFormat"/>, a <c>kvlink_prompt.json</c> in the
+    /// folder (<see cref="PromptSettingsFile"/>) supplies the system text the model was trained with. Options are validated before anything is loaded. The engine owns the
     /// model it loads: disposing the engine disposes the model.
     /// </summary>
     public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, CancellationToken cancellationToken = default) =>
@@ -85,7 +86,9 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
             var model = LlamaCheckpoint.Load(checkpointFolder, dtype, device);
             try
             {
-                return new KvLinkEngine(model, tokenizer, options, store, diagnostics) { _ownsModel = true };
+                // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
+                var format = options.PromptFormat ?? (PromptSettingsFile.ReadSystemText(checkpointFolder) is { } system ? KvLinkLlama3Format.FromTokenizer(tokenizer, system) : null);
+                return new KvLinkEngine(model, tokenizer, options, store, diagnostics) { _ownsModel = true, PromptFormat = format ?? KvLinkLlama3Format.FromTokenizer(tokenizer) };
             }
             catch
             {
@@ -106,7 +109,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Where document caches are stored.</summary>
     public IKvCacheStore Store { get; }
     /// <summary>The prompt layout.</summary>
-    public PromptFormat PromptFormat { get; }
+    public PromptFormat PromptFormat { get; private init; }
     /// <summary>Identity of the model; part of every cache key and content id.</summary>
     public string ModelFingerprint { get; }
     /// <summary>Requests waiting for or using the model.</summary>

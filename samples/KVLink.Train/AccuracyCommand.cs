@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using KVLink.Core.Engine;
+using KVLink.Core.Evaluation;
+
+namespace KVLink.Train;
+
+/// <summary>
+/// <c>accuracy</c>: the demo table on the synthetic held-out split, written into docs/accuracy.md between markers.
+/// <c>eval</c>: any checkpoint on any QA JSONL (synthetic, NQ- or HotpotQA-style), printed.
+/// </summary>
+public static class AccuracyCommand
+{
+    public const string Begin = "<!-- accuracy-table:begin -->", End = "<!-- accuracy-table:end -->";
+
+    public static async Task RunAsync(Options o, string models, string? trainingNote = null)
+    {
+        int perKind = o.Int("per-kind", 500);
+        int maxNew = o.Int("max-new-tokens", 24);
+        var questions = Accuracy.SyntheticEval(new DemoRecipe().Seed, perKind);
+        var clock = Stopwatch.StartNew();
+        string table = await Accuracy.RunAsync(Accuracy.DemoRows(models), questions, maxNew, DemoRecipe.Log);
+        string report = $"""
+            {table}
+            Measured {DateTime.UtcNow:yyyy-MM-dd} in one run of {clock.Elapsed:m\:ss} min on {Environment.ProcessorCount} CPU cores ({RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.ProcessArchitecture}), greedy decoding through `KvLinkEngine`, at most {maxNew} new tokens, Float32, {perKind} questions of each kind.
+            {(trainingNote is null ? "" : "\n" + trainingNote + "\n")}
+            """;
+        string path = Path.Combine(Demo.RepoRoot(), "docs", "accuracy.md");
+        string doc = File.Exists(path) ? File.ReadAllText(path) : $"# Accuracy\n\n{Begin}\n{End}\n";
+        int b = doc.IndexOf(Begin, StringComparison.Ordinal), e = doc.IndexOf(End, StringComparison.Ordinal);
+        if (b < 0 || e < b) doc += $"\n{Begin}\n{End}\n";
+        b = doc.IndexOf(Begin, StringComparison.Ordinal);
+        e = doc.IndexOf(End, StringComparison.Ordinal);
+        File.WriteAllText(path, doc[..(b + Begin.Length)] + "\n" + report.Trim() + "\n" + doc[e..]);
+        Console.WriteLine(report);
+        DemoRecipe.Log($"table written to {path}");
+    }
+
+    /// <summary>Any checkpoint on any QA JSONL: full prefill and KVLink with each requested K.</summary>
+    public static async Task EvalAsync(Options o)
+    {
+        string model = o.Require("model");
+        var questions = EvalJsonl.Read(o.Require("data"));
+        int limit = o.Int("limit", questions.Count);
+        questions = questions.Take(limit).ToList();
+        var links = (o.Get("links") ?? "0,1,5").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture));
+        var rows = new List<Accuracy.Row> { new("Full prefill", model, ContextMode.FullPrefill, 0) };
+        rows.AddRange(links.Select(k => new Accuracy.Row($"KVLink{k}", model, ContextMode.KvLink, k)));
+        Console.WriteLine(await Accuracy.RunAsync(rows, questions, o.Int("max-new-tokens", 32), DemoRecipe.Log));
+    }
+}

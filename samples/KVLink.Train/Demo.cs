@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using KVLink.Core.Demo;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using KVLink.Core.Tokenization;
+using KVLink.Core.Training;
+
+namespace KVLink.Train;
+
+/// <summary>The <c>demo</c> command: retrains both demo models from scratch, then measures the accuracy table.</summary>
+public static class Demo
+{
+    public static async Task RunAsync(Options o)
+    {
+        var total = Stopwatch.StartNew();
+        var recipe = new DemoRecipe
+        {
+            FullSteps = o.Int("full-steps", new DemoRecipe().FullSteps),
+            LinkSteps = o.Int("link-steps", new DemoRecipe().LinkSteps),
+            ExamplesPerStep = o.Int("batch", new DemoRecipe().ExamplesPerStep),
+            Hidden = o.Int("hidden", new DemoRecipe().Hidden),
+            Layers = o.Int("layers", new DemoRecipe().Layers),
+            FullLearningRate = o.Double("lr", new DemoRecipe().FullLearningRate),
+            EasyFraction = o.Double("easy", new DemoRecipe().EasyFraction),
+            CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
+            DocumentLoss = o.Get("doc-loss") is not null,
+            ComputeType = o.Get("bf16") is not null ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
+        };
+        string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
+        string work = Path.Combine(o.Get("work") ?? Path.Combine(Path.GetTempPath(), "kvlink-demo-work"));
+        Directory.CreateDirectory(work);
+        DemoRecipe.Log($"recipe {recipe}");
+
+        var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
+        // The curriculum's short samples: 2-4 documents, so look-up is learned among few distractors first.
+        var easy = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions
+        {
+            Seed = recipe.Seed + 1, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind / 2, EvalQuestionsPerKind = 0, MinDocuments = 2, MaxDocuments = 4, MaxFollowUps = recipe.MaxFollowUps,
+        });
+        string fullWork = Path.Combine(work, "full");
+        var tokenizer = DemoRecipe.TrainTokenizer(corpus, fullWork);
+        var format = DemoModel.Format(tokenizer);
+        var builder = new TrainingExampleBuilder(tokenizer, format, linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
+        var probeSet = corpus.Eval.Take(200).ToList();
+        var qa = corpus.Train.Select(q => q.Sample).ToList();
+        DemoRecipe.Log($"corpus {corpus.Train.Count} train / {corpus.Eval.Count} eval questions, vocab {tokenizer.VocabSize}, " +
+            $"mean example {qa.Take(500).Average(s => builder.FromQa(s, TrainingAttention.Causal).Length):F0} tokens");
+
+        var config = recipe.Config(tokenizer);
+        var model = ModelInitializer.Create(config, seed: (int)recipe.Seed, recipe.ComputeType);
+        var fullOptions = new KvLinkTrainingOptions
+        {
+            LearningRate = recipe.FullLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(100, recipe.FullSteps / 10),
+            TotalSteps = recipe.FullSteps, ExamplesPerStep = recipe.ExamplesPerStep, ComputeType = recipe.ComputeType, Seed = recipe.Seed,
+            BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
+        };
+        TimeSpan fullTime;
+        using (var trainer = new KvLinkTrainer(model, fullOptions, fullWork))
+        {
+            var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
+            var easyMixture = new TrainingMixture(builder, [.. easy.Train.Select(q => q.Sample)], [], blockedFraction: 0);
+            // Stage 0: in-context copying (repeated name sequences) forms induction heads within a few hundred steps;
+            // look-up then builds on them, since an answer restates its document's sentence.
+            var copyMixture = new TrainingMixture(builder, [], DemoRecipe.CopyTexts(recipe.Seed, 4000), blockedFraction: 0, textFraction: 1);
+            fullTime = DemoRecipe.TrainPhase(trainer, [(copyMixture, recipe.CopySteps), (easyMixture, recipe.CopySteps + (int)(recipe.EasyFraction * recipe.FullSteps)), (mixture, recipe.FullSteps)], fullWork,
+                _ => Probe.Run(model, builder, probeSet, TrainingAttention.Causal, 0));
+        }
+        model.Dispose();
+        DemoRecipe.Log($"full-attention phase: {fullTime:hh\\:mm\\:ss}");
+
+        string linkWork = Path.Combine(work, "kvlink");
+        var linkOptions = fullOptions with
+        {
+            LearningRate = recipe.LinkLearningRate, WarmupSteps = Math.Min(50, recipe.LinkSteps / 10), TotalSteps = recipe.LinkSteps,
+            BlockedFraction = recipe.BlockedFraction,
+        };
+        TimeSpan linkTime;
+        using (var trainer = KvLinkTrainer.FromPretrained(fullWork, linkOptions))
+        {
+            var mixture = new TrainingMixture(builder, qa, [], recipe.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
+            linkTime = DemoRecipe.TrainPhase(trainer, mixture, recipe.LinkSteps, linkWork,
+                _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5));
+            trainer.Model.Dispose();
+        }
+        DemoRecipe.Log($"KVLink phase: {linkTime:hh\\:mm\\:ss}");
+        var controlTime = Control(recipe, builder, qa, probeSet, fullWork, linkOptions, Path.Combine(work, "control"));
+        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName));
+        Export(linkWork, fullWork, Path.Combine(models, DemoModel.FolderName));
+        var trainTime = total.Elapsed;
+        DemoRecipe.Log($"models written to {models}; training took {trainTime:hh\\:mm\\:ss}");
+        if (o.Get("no-eval") is null)
+            await AccuracyCommand.RunAsync(o, models, $"Training (the `demo` command before this table): {trainTime:h\\:mm\\:ss} wall time " +
+                $"(full-attention phase {fullTime:h\\:mm\\:ss}, KVLink phase {linkTime:h\\:mm\\:ss}, full-attention control phase {controlTime:h\\:mm\\:ss}), recipe `{recipe}`.");
+    }
+
+    /// <summary>
+    /// The control: the full-attention model trained as many more steps as the KVLink phase, with the same schedule but
+    /// full attention only, so the upper bound and naive-reuse rows come from a model with the same training budget.
+    /// </summary>
+    public static TimeSpan Control(DemoRecipe recipe, TrainingExampleBuilder builder, IReadOnlyList<QaSample> qa, IReadOnlyList<SyntheticRagQuestion> probeSet,
+        string fullWork, KvLinkTrainingOptions linkOptions, string controlWork)
+    {
+        using var trainer = KvLinkTrainer.FromPretrained(fullWork, linkOptions with { BlockedFraction = 0 });
+        var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
+        var time = DemoRecipe.TrainPhase(trainer, mixture, recipe.LinkSteps, controlWork,
+            _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Causal, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0));
+        trainer.Model.Dispose();
+        DemoRecipe.Log($"full-attention control phase: {time:hh\\:mm\\:ss}");
+        return time;
+    }
+
+    /// <summary>The <c>control</c> command: only the control phase, from an existing work folder of <c>demo</c>.</summary>
+    public static void RunControl(Options o)
+    {
+        var recipe = new DemoRecipe { LinkSteps = o.Int("link-steps", new DemoRecipe().LinkSteps) };
+        string work = o.Require("work");
+        string fullWork = Path.Combine(work, "full");
+        var tokenizer = LlamaTokenizer.FromCheckpointFolder(fullWork);
+        var builder = new TrainingExampleBuilder(tokenizer, DemoModel.Format(tokenizer), linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
+        var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
+        var options = new KvLinkTrainingOptions
+        {
+            LearningRate = recipe.LinkLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(50, recipe.LinkSteps / 10), TotalSteps = recipe.LinkSteps,
+            ExamplesPerStep = recipe.ExamplesPerStep, ComputeType = recipe.ComputeType, Seed = recipe.Seed, BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
+        };
+        Control(recipe, builder, [.. corpus.Train.Select(q => q.Sample)], [.. corpus.Eval.Take(200)], fullWork, options, Path.Combine(work, "control"));
+        string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
+        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName));
+    }
+
+    /// <summary>Copies what a checkpoint needs to be loaded (not the optimizer state) into <paramref name="target"/>.</summary>
+    private static void Export(string checkpoint, string tokenizerFolder, string target)
+    {
+        Directory.CreateDirectory(target);
+        foreach (var name in new[] { "config.json", "model.safetensors" })
+            File.Copy(Path.Combine(checkpoint, name), Path.Combine(target, name), overwrite: true);
+        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", PromptSettingsFile.FileName })
+            File.Copy(Path.Combine(tokenizerFolder, name), Path.Combine(target, name), overwrite: true);
+    }
+
+    public static string RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "KVLink.Core.sln"))) return dir.FullName;
+        return Directory.GetCurrentDirectory();
+    }
+}

@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using KVLink.Core.Demo;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using KVLink.Core.Tokenization;
+using KVLink.Core.Training;
+using static TorchSharp.torch;
+
+namespace KVLink.Train;
+
+/// <summary>
+/// How the demo model is made, start to finish: corpus, tokenizer, a 4-layer Llama trained from scratch with full attention,
+/// then KVLink fine-tuning (segment mask, K drawn from {0, 1, 5}). Every number of the recipe lives here.
+/// </summary>
+public sealed record DemoRecipe
+{
+    public ulong Seed { get; init; } = 1234;
+    public int TrainQuestionsPerKind { get; init; } = 20000;
+    /// <summary>Share of the full-attention steps trained on short samples (2-4 documents) first: a curriculum.</summary>
+    public double EasyFraction { get; init; } = 0.3;
+    public bool DocumentLoss { get; init; }
+    public int MaxFollowUps { get; init; } = 6;
+    /// <summary>Steps of the copying warm-up that opens the full-attention phase.</summary>
+    public int CopySteps { get; init; } = 600;
+    public int Hidden { get; init; } = 128;
+    public int Layers { get; init; } = 4;
+    public int Heads { get; init; } = 4;
+    public int KvHeads { get; init; } = 2;
+    public int Intermediate { get; init; } = 384;
+    public int FullSteps { get; init; } = 6000;
+    public int LinkSteps { get; init; } = 1500;
+    public int ExamplesPerStep { get; init; } = 8;
+    public double FullLearningRate { get; init; } = 2e-3;
+    public double LinkLearningRate { get; init; } = 1e-3;
+    public double BlockedFraction { get; init; } = 0.8;
+    public int[] LinkTokenChoices { get; init; } = [0, 1, 5];
+    public ScalarType ComputeType { get; init; } = ScalarType.Float32;
+
+    /// <summary>Answers are trained with a leading space, so they are the same tokens as in the documents.</summary>
+    public const string AnswerPrefix = " ";
+
+    public static void Log(string message) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
+
+    /// <summary>Writes the tokenizer (BPE learned from the training split and the lexicon) into <paramref name="folder"/>.</summary>
+    public static LlamaTokenizer TrainTokenizer(SyntheticRagCorpus corpus, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var texts = corpus.Train.Take(4000).SelectMany(q => q.Sample.Documents.Select(d => KvLinkLlama3Format.DocumentText(d, 0))
+                .Append(q.Sample.Question).Append(AnswerPrefix + q.Sample.Answer)
+                .Concat((q.Sample.FollowUps ?? []).Select(f => f.Question)))
+            .Concat(SyntheticRagCorpus.Lexicon.All.SelectMany(n => Enumerable.Repeat(" " + n, 20)))
+            .Concat(SyntheticRagCorpus.TemplateTexts()).Append(DemoModel.SystemText)
+            .Concat(Enumerable.Range(1, 20).Select(i => $"Document [{i}](Title: x) y\n"));
+        var bpe = BpeTokenizerTrainer.Train(texts, merges: 6000, minCount: 10);
+        BpeTokenizerTrainer.Write(Path.Combine(folder, "tokenizer.json"), bpe);
+        PromptSettingsFile.Write(folder, DemoModel.SystemText);
+        var tokenizer = LlamaTokenizer.FromCheckpointFolder(folder);
+        var split = SyntheticRagCorpus.Lexicon.All.Where(n => tokenizer.Encode(" " + n).Count != 1).ToList();
+        if (split.Count > 0) throw new InvalidOperationException($"{split.Count} names are not single tokens, e.g. '{split[0]}'.");
+        return tokenizer;
+    }
+
+    /// <summary>Copying texts: 16 random names of the lexicon, " |", then the same 16 names.</summary>
+    public static List<TextSample> CopyTexts(ulong seed, int count)
+    {
+        var names = SyntheticRagCorpus.Lexicon.All.ToArray();
+        var r = new TrainingRandom(seed ^ 0xC0C0);
+        return [.. Enumerable.Range(0, count).Select(_ =>
+        {
+            string s = string.Join(" ", Enumerable.Range(0, 16).Select(_ => names[r.Next(names.Length)]));
+            return new TextSample(s + " | " + s);
+        })];
+    }
+
+    public LlamaConfig Config(LlamaTokenizer tokenizer) => new()
+    {
+        HiddenSize = Hidden, IntermediateSize = Intermediate, NumHiddenLayers = Layers, NumAttentionHeads = Heads,
+        NumKeyValueHeads = KvHeads, HeadDim = Hidden / Heads, VocabSize = tokenizer.VocabSize, RmsNormEps = 1e-5, RopeTheta = 10000,
+        MaxPositionEmbeddings = 2048, TieWordEmbeddings = true,
+        BosTokenId = tokenizer.TokenToId(Llama3ChatFormat.BeginOfTextToken)!.Value,
+        EosTokenIds = [tokenizer.TokenToId(Llama3ChatFormat.EndOfTextToken)!.Value, tokenizer.TokenToId(Llama3ChatFormat.EotToken)!.Value],
+    };
+
+    /// <summary>Trains one phase and saves its checkpoint into <paramref name="outFolder"/>; returns the wall time.</summary>
+    public static TimeSpan TrainPhase(KvLinkTrainer trainer, TrainingMixture mixture, int steps, string outFolder, Func<int, string>? probe = null) =>
+        TrainPhase(trainer, [(mixture, steps)], outFolder, probe);
+
+    /// <summary>Trains through <paramref name="stages"/> (each until its step), checkpointing every 500 steps and at the end.</summary>
+    public static TimeSpan TrainPhase(KvLinkTrainer trainer, IReadOnlyList<(TrainingMixture Mixture, int UntilStep)> stages, string outFolder, Func<int, string>? probe = null)
+    {
+        var clock = Stopwatch.StartNew();
+        var progress = new SynchronousProgress<TrainingProgress>(p =>
+        {
+            if (p.Step % 25 != 0 && p.Step != p.TotalSteps) return;
+            Log($"step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:E1} |g| {p.GradientNorm:F2} {p.TokensPerSecond:F0} tok/s eta {p.EstimatedRemaining:hh\\:mm\\:ss}");
+            if (probe is not null && (p.Step % 250 == 0 || p.Step == p.TotalSteps)) Log(probe(p.Step));
+        });
+        // Checkpoint every 500 steps: an interrupted run resumes with KvLinkTrainer.Resume.
+        foreach (var (mixture, steps) in stages)
+            for (int next = Math.Min(steps, (trainer.Step / 500 + 1) * 500); trainer.Step < steps; next = Math.Min(steps, (trainer.Step / 500 + 1) * 500))
+            {
+                trainer.Train(mixture, next, progress);
+                trainer.SaveCheckpoint(outFolder);
+            }
+        return clock.Elapsed;
+    }
+}
+
+/// <summary>An <see cref="IProgress{T}"/> that reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -1,0 +1,37 @@
+using KVLink.Core.Demo;
+using KVLink.Core.Model;
+using KVLink.Core.Tokenization;
+using KVLink.Core.Training;
+using static TorchSharp.torch;
+
+namespace KVLink.Train;
+
+/// <summary>Development aid: the top predictions of a checkpoint at each response token of a few held-out questions.</summary>
+public static class Diag
+{
+    public static void Run(Options o)
+    {
+        string folder = o.Require("model");
+        var tokenizer = LlamaTokenizer.FromCheckpointFolder(folder);
+        using var model = LlamaCheckpoint.Load(folder, ScalarType.Float32);
+        var builder = new TrainingExampleBuilder(tokenizer, DemoModel.Format(tokenizer), 0, 2048, DemoRecipe.AnswerPrefix);
+        var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 1234, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = o.Int("n", 3) });
+        using var _ = no_grad();
+        foreach (var q in corpus.Eval)
+        {
+            var ex = builder.FromQa(q.Sample, TrainingAttention.Causal);
+            int prompt = builder.Layout(q.Sample).Length;
+            long[] positions = [.. Enumerable.Range(0, ex.Length).Select(i => (long)i)];
+            var step = model.Step(positions, ex.Mask(), null);
+            var probs = model.Forward(tensor(ex.Tokens.Select(t => (long)t).ToArray(), [1, ex.Length]), step)[0].softmax(-1);
+            Console.WriteLine($"--- {q.Kind}: {q.Sample.Question}");
+            foreach (var d in q.Sample.Documents) Console.WriteLine($"    {d.Text}");
+            for (int i = prompt; i < ex.Length; i++)
+            {
+                var (v, idx) = probs[i - 1].topk(3);
+                var top = string.Join("  ", Enumerable.Range(0, 3).Select(j => $"{tokenizer.Decode([(int)idx[j].item<long>()]).Replace("\n", "\\n")}:{v[j].item<float>():F2}"));
+                Console.WriteLine($"  {tokenizer.Decode([ex.Tokens[i]]).Replace("\n", "\\n"),-14} <- {top}");
+            }
+        }
+    }
+}
