@@ -39,7 +39,7 @@ try
     foreach (string name in options.Models)
     {
         Machine.ResetPeakRss();
-        Log($"building model {name} (random bf16 weights, in memory)");
+        Log(name == "demo" ? "loading the demo model (models/kvlink-demo, bf16)" : $"building model {name} (random bf16 weights, in memory)");
         using var m = BenchModel.Create(name, Path.Combine(temp, name));
         var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
         report.Models.Add(mr);
