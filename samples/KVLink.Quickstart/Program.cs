@@ -26,7 +26,7 @@ Console.WriteLine($"       {cfg.NumHiddenLayers} layers, hidden {cfg.HiddenSize}
 // Six held-out questions of the synthetic corpus (never seen in training), each with its own 5-10 documents:
 // the facts are invented per question, so the answer can only come from the documents.
 var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 2026, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = 3 }).Eval;
-var kvlink = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, MaxNewTokens = 12 };
+var kvlink = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, MaxNewTokens = 24 };
 var full = kvlink with { Mode = ContextMode.FullPrefill };
 int correct = 0;
 double kvlinkTotal = 0, fullTotal = 0;
@@ -60,6 +60,8 @@ for (int i = 0; i < questions.Count; i++)
 }
 Console.WriteLine();
 Console.WriteLine($"KVLink5 answered {correct}/{questions.Count} correctly. Mean TTFT: KVLink {kvlinkTotal / questions.Count:F2} ms vs full prefill {fullTotal / questions.Count:F2} ms ({fullTotal / kvlinkTotal:F1}x), same prompts, same run.");
+if (modelPath == DemoModel.FindFolder())
+    Console.WriteLine("On 1,000 held-out questions the demo model scores 63.6 % single-hop and 45.6 % two-hop with KVLink5, 64.4 % / 46.0 % with full prefill (docs/accuracy.md).");
 Console.WriteLine("The demo model is tiny and its prompts short; docs/benchmarks.md measures TTFT on a Llama-3.2-1B-shaped model at 1k-10k tokens.");
 
 static string Clean(string s)
