@@ -26,13 +26,7 @@ public static class AccuracyCommand
             Measured {DateTime.UtcNow:yyyy-MM-dd} in one run of {clock.Elapsed:m\:ss} min on {Environment.ProcessorCount} CPU cores ({RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.ProcessArchitecture}), greedy decoding through `KvLinkEngine`, at most {maxNew} new tokens, Float32, {perKind} questions of each kind.
             {(trainingNote is null ? "" : "\n" + trainingNote + "\n")}
             """;
-        string path = Path.Combine(Demo.RepoRoot(), "docs", "accuracy.md");
-        string doc = File.Exists(path) ? File.ReadAllText(path) : $"# Accuracy\n\n{Begin}\n{End}\n";
-        int b = doc.IndexOf(Begin, StringComparison.Ordinal), e = doc.IndexOf(End, StringComparison.Ordinal);
-        if (b < 0 || e < b) doc += $"\n{Begin}\n{End}\n";
-        b = doc.IndexOf(Begin, StringComparison.Ordinal);
-        e = doc.IndexOf(End, StringComparison.Ordinal);
-        File.WriteAllText(path, doc[..(b + Begin.Length)] + "\n" + report.Trim() + "\n" + doc[e..]);
+        string path = DemoRecipe.WriteMarkedSection("accuracy.md", "Accuracy", Begin, End, report);
         Console.WriteLine(report);
         DemoRecipe.Log($"table written to {path}");
     }

@@ -57,10 +57,7 @@ public static class CompressionCommand
 
             Measured {DateTime.UtcNow:yyyy-MM-dd} in one run of {clock.Elapsed:m\:ss} min on {Environment.ProcessorCount} CPU cores ({RuntimeInformation.OSDescription.Trim()}), `{Path.GetFileName(folder)}` in Float32, KVLink with K = {links}, greedy, {perKind} held-out questions of each kind. Cache bytes are the serialized entries (`KvCacheFormat`, header included) of every document of every question, divided by the documents' uncompressed token count; "int8" stores K/V as `Int8PerChannel` in a file store, so its accuracy includes the quantisation.
             """;
-        string path = Path.Combine(Demo.RepoRoot(), "docs", "compression.md");
-        string doc = File.Exists(path) ? File.ReadAllText(path) : $"# Compression\n\n{Begin}\n{End}\n";
-        int b = doc.IndexOf(Begin, StringComparison.Ordinal), e = doc.IndexOf(End, StringComparison.Ordinal);
-        File.WriteAllText(path, doc[..(b + Begin.Length)] + "\n" + report.Trim() + "\n" + doc[e..]);
+        DemoRecipe.WriteMarkedSection("compression.md", "Compression", Begin, End, report);
         Console.WriteLine(report);
     }
 

@@ -48,12 +48,7 @@ public static class Demo
 
         var config = recipe.Config(tokenizer);
         var model = ModelInitializer.Create(config, seed: (int)recipe.Seed, recipe.ComputeType);
-        var fullOptions = new KvLinkTrainingOptions
-        {
-            LearningRate = recipe.FullLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(100, recipe.FullSteps / 10),
-            TotalSteps = recipe.FullSteps, ExamplesPerStep = recipe.ExamplesPerStep, ComputeType = recipe.ComputeType, Seed = recipe.Seed,
-            BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
-        };
+        var fullOptions = recipe.FullOptions();
         TimeSpan fullTime;
         using (var trainer = new KvLinkTrainer(model, fullOptions, fullWork))
         {
@@ -69,11 +64,7 @@ public static class Demo
         DemoRecipe.Log($"full-attention phase: {fullTime:hh\\:mm\\:ss}");
 
         string linkWork = Path.Combine(work, "kvlink");
-        var linkOptions = fullOptions with
-        {
-            LearningRate = recipe.LinkLearningRate, WarmupSteps = Math.Min(50, recipe.LinkSteps / 10), TotalSteps = recipe.LinkSteps,
-            BlockedFraction = recipe.BlockedFraction,
-        };
+        var linkOptions = recipe.LinkOptions();
         TimeSpan linkTime;
         using (var trainer = KvLinkTrainer.FromPretrained(fullWork, linkOptions))
         {
@@ -118,11 +109,7 @@ public static class Demo
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(fullWork);
         var builder = new TrainingExampleBuilder(tokenizer, DemoModel.Format(tokenizer), linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
-        var options = new KvLinkTrainingOptions
-        {
-            LearningRate = recipe.LinkLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(50, recipe.LinkSteps / 10), TotalSteps = recipe.LinkSteps,
-            ExamplesPerStep = recipe.ExamplesPerStep, ComputeType = recipe.ComputeType, Seed = recipe.Seed, BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
-        };
+        var options = recipe.LinkOptions();
         Control(recipe, builder, [.. corpus.Train.Select(q => q.Sample)], [.. corpus.Eval.Take(200)], fullWork, options, Path.Combine(work, "control"));
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
         Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName));

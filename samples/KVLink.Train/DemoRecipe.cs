@@ -72,6 +72,33 @@ public sealed record DemoRecipe
         })];
     }
 
+    /// <summary>Trainer options of the full-attention phase.</summary>
+    public KvLinkTrainingOptions FullOptions() => new()
+    {
+        LearningRate = FullLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(100, FullSteps / 10),
+        TotalSteps = FullSteps, ExamplesPerStep = ExamplesPerStep, ComputeType = ComputeType, Seed = Seed,
+        BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
+    };
+
+    /// <summary>Trainer options of the KVLink phase (the control uses them with BlockedFraction 0).</summary>
+    public KvLinkTrainingOptions LinkOptions() => FullOptions() with
+    {
+        LearningRate = LinkLearningRate, WarmupSteps = Math.Min(50, LinkSteps / 10), TotalSteps = LinkSteps, BlockedFraction = BlockedFraction,
+    };
+
+    /// <summary>Replaces the text between <paramref name="begin"/> and <paramref name="end"/> in a docs file (appending the markers when absent).</summary>
+    public static string WriteMarkedSection(string file, string title, string begin, string end, string content)
+    {
+        string path = Path.Combine(Demo.RepoRoot(), "docs", file);
+        string doc = File.Exists(path) ? File.ReadAllText(path) : $"# {title}\n";
+        if (doc.IndexOf(begin, StringComparison.Ordinal) is var b && (b < 0 || doc.IndexOf(end, b, StringComparison.Ordinal) < 0))
+            doc += $"\n{begin}\n{end}\n";
+        b = doc.IndexOf(begin, StringComparison.Ordinal);
+        int e = doc.IndexOf(end, b, StringComparison.Ordinal);
+        File.WriteAllText(path, doc[..(b + begin.Length)] + "\n" + content.Trim() + "\n" + doc[e..]);
+        return path;
+    }
+
     public LlamaConfig Config(LlamaTokenizer tokenizer) => new()
     {
         HiddenSize = Hidden, IntermediateSize = Intermediate, NumHiddenLayers = Layers, NumAttentionHeads = Heads,

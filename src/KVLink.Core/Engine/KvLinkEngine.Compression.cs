@@ -35,16 +35,12 @@ public sealed partial class KvLinkEngine
         double fraction = KeepFractionOf(document);
         if (fraction >= 1) return full;
         int header = PromptFormat.DocumentHeaderLength(Tokenizer, document, slot);
+        var tokens0 = slot == 0 ? full : PromptFormat.Document(Tokenizer, document, 0);
+        int header0 = slot == 0 ? header : PromptFormat.DocumentHeaderLength(Tokenizer, document, 0);
+        // One selection per document, made in slot 0 (the body's tokens are the same in every slot).
         var kept = _keptBodies.GetOrAdd(id, _ =>
-        {
-            // One selection per document, made in slot 0 (the body's tokens are the same in every slot).
-            var tokens0 = PromptFormat.Document(Tokenizer, document, 0);
-            int header0 = PromptFormat.DocumentHeaderLength(Tokenizer, document, 0);
-            return [.. Compressor().Select(tokens0, fraction, header0, StructuralTokens(tokens0)).Where(i => i >= header0).Select(i => tokens0[i])];
-        });
-        var body0 = PromptFormat.Document(Tokenizer, document, 0);
-        int header0Length = PromptFormat.DocumentHeaderLength(Tokenizer, document, 0);
-        if (!full.Skip(header).SequenceEqual(body0.Skip(header0Length)))
+            [.. Compressor().Select(tokens0, fraction, header0, StructuralTokens(tokens0)).Where(i => i >= header0).Select(i => tokens0[i])]);
+        if (!full.Skip(header).SequenceEqual(tokens0.Skip(header0)))
         {
             // A format whose body tokens depend on the slot: select in this slot directly.
             return [.. Compressor().Compress(full, fraction, header, StructuralTokens(full))];

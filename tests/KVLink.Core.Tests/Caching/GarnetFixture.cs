@@ -32,7 +32,8 @@ public sealed class GarnetFixture : IDisposable
     /// <summary>Microsoft's Redis <c>IDistributedCache</c> pointed at this server.</summary>
     public IDistributedCache DistributedCache => _redisCache;
 
-    private static int FreePort()
+    /// <summary>A loopback port free right now.</summary>
+    internal static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

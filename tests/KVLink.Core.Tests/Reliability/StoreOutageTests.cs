@@ -19,7 +19,7 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 6, StopTokenIds = [] };
     private readonly TempFolder _dir = new();
-    private readonly int _port = FreePort();
+    private readonly int _port = Caching.GarnetFixture.FreePort();
     private GarnetServer? _server;
 
     public void Dispose()
@@ -38,15 +38,6 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
     {
         _server!.Dispose();
         _server = null;
-    }
-
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     private KvLinkEngine Engine(IKvCacheStore store) =>
