@@ -28,4 +28,7 @@ internal static partial class KvLinkLog
 
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "Loading KVLink model '{Engine}' from {ModelPath}")]
     public static partial void Loading(ILogger logger, string engine, string modelPath);
+
+    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "Stored cache of {DocumentId} slot {Slot} rejected on engine '{Engine}': {Problem}; the document is encoded again")]
+    public static partial void EntryRejected(ILogger logger, string documentId, int slot, string engine, string problem);
 }

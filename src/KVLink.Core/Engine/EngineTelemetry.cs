@@ -65,6 +65,12 @@ internal sealed class EngineTelemetry : IDisposable
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "hit", id, slot, Name);
     }
 
+    /// <summary>A stored entry failed <see cref="CacheEntryCheck"/> (it then also counts as a miss).</summary>
+    public void EntryRejected(string id, int slot, string problem)
+    {
+        if (_logger.IsEnabled(LogLevel.Warning)) KvLinkLog.EntryRejected(_logger, id, slot, Name, problem);
+    }
+
     public void CacheMiss(string id, int slot)
     {
         _metrics?.CacheMisses.Add(1, _tierTag, _engineTag);

@@ -29,32 +29,66 @@ public sealed partial class KvLinkEngine
         int k = (gen as KvLinkGenerationOptions)?.LinkTokens ?? _options.LinkTokens;
         PromptFormat.ValidateLinkTokens(k, documentIds.Count);
 
-        var tokens = new List<IReadOnlyList<int>>();
-        var entries = new List<DocumentKvCache>();
-        int cached = 0, onDemand = 0;
-        var onDemandTime = TimeSpan.Zero; // encoding slots that were not cached yet is prefill work, not cache loading
-        for (int slot = 0; slot < documentIds.Count; slot++)
+        // Entries read while resolving ids (another process's documents) are served from here, not read twice.
+        var fetched = new Dictionary<KvCacheKey, DocumentKvCache>();
+        try
         {
-            if (mode == ContextMode.KvLink)
+            var docs = new KvLinkDocument[documentIds.Count];
+            for (int slot = 0; slot < docs.Length; slot++)
+                docs[slot] = await ResolveDocumentAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
+            // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
+            CheckPromptFits(query, docs, k);
+
+            var tokens = new List<IReadOnlyList<int>>();
+            var entries = new List<DocumentKvCache>();
+            int cached = 0, onDemand = 0;
+            var onDemandTime = TimeSpan.Zero; // encoding slots that were not cached yet is prefill work, not cache loading
+            for (int slot = 0; slot < docs.Length; slot++)
             {
-                var started = clock.Elapsed;
-                var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], null, slot, ct, countBytes: true).ConfigureAwait(false);
-                entries.Add(entry);
-                tokens.Add(entry.TokenIds);
-                if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
-                else cached += entry.Length;
+                if (mode == ContextMode.KvLink)
+                {
+                    var started = clock.Elapsed;
+                    var (entry, computed) = await GetOrEncodeAsync(documentIds[slot], docs[slot], slot, fetched, ct, countBytes: true).ConfigureAwait(false);
+                    entries.Add(entry);
+                    tokens.Add(entry.TokenIds);
+                    if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
+                    else cached += entry.Length;
+                }
+                else
+                {
+                    tokens.Add(await DocumentTokensAsync(documentIds[slot], docs[slot], slot, ct).ConfigureAwait(false));
+                }
             }
-            else
-            {
-                var doc = await ResolveDocumentAsync(documentIds[slot], ct).ConfigureAwait(false);
-                tokens.Add(await DocumentTokensAsync(documentIds[slot], doc, slot, ct).ConfigureAwait(false));
-            }
+            var layout = PromptFormat.Build(Tokenizer, tokens, query, k);
+            int max = Model.Config.MaxPositionEmbeddings;
+            if (layout.Length + 1 > max)
+                throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
+            return new PreparedRequest(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
         }
-        var layout = PromptFormat.Build(Tokenizer, tokens, query, k);
+        finally
+        {
+            foreach (var e in fetched.Values) e.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Throws when the prompt cannot fit the model's positions, from token counts alone (a compressed document counts
+    /// its smallest possible size), so that no document is encoded for a request that must fail.
+    /// </summary>
+    private void CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
+    {
+        long length = PromptFormat.Prefix(Tokenizer).Count + PromptFormat.Suffix(Tokenizer, query).Count + (long)linkTokens * docs.Count;
+        for (int slot = 0; slot < docs.Count; slot++)
+        {
+            var full = PromptFormat.Document(Tokenizer, docs[slot], slot);
+            double fraction = KeepFractionOf(docs[slot]);
+            if (fraction >= 1) { length += full.Count; continue; }
+            int header = PromptFormat.DocumentHeaderLength(Tokenizer, docs[slot], slot);
+            length += header + (long)Math.Ceiling(fraction * (full.Count - header));
+        }
         int max = Model.Config.MaxPositionEmbeddings;
-        if (layout.Length + 1 > max)
-            throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-        return new PreparedRequest(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
+        if (length + 1 > max)
+            throw new ArgumentException($"The prompt has at least {length} tokens ({docs.Count} documents); the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", "documentIds");
     }
 
     /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
@@ -63,7 +97,8 @@ public sealed partial class KvLinkEngine
         ct.ThrowIfCancellationRequested();
         var layout = r.Layout;
         using var scope = NewDisposeScope();
-        int capacity = Math.Min(layout.Length + r.Options.MaxNewTokens, Model.Config.MaxPositionEmbeddings);
+        // Long arithmetic: MaxNewTokens = int.MaxValue means "until a stop token or the end of the context".
+        int capacity = (int)Math.Min((long)layout.Length + r.Options.MaxNewTokens, Model.Config.MaxPositionEmbeddings);
         using var cache = new KvCache(Model.Config, capacity, Model.DType, Model.Device);
 
         TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
@@ -120,27 +155,46 @@ public sealed partial class KvLinkEngine
         return length;
     }
 
-    /// <summary>A document's cache for a slot from the store, or encoded now (once, however many callers ask at the same time).</summary>
-    private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument? document, int slot, CancellationToken ct, bool countBytes)
+    /// <summary>
+    /// A document's cache for a slot: from the store when the stored entry passes <see cref="CacheEntryCheck"/> for
+    /// this very document, else encoded now (once, however many callers ask for the same content at the same time).
+    /// </summary>
+    private async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument document, int slot,
+        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes)
     {
         var key = CacheKey(id, slot);
-        var stored = await Store.GetAsync(key, ct).ConfigureAwait(false);
-        if (stored is not null && IsUsable(stored, id))
+        var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await Store.GetAsync(key, ct).ConfigureAwait(false);
+        if (stored is not null)
         {
-            _telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
-            return (stored, false);
+            if (Problem(stored, key, document) is not { } problem)
+            {
+                _telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
+                return (stored, false);
+            }
+            _telemetry.EntryRejected(id, slot, problem);
+            stored.Dispose();
         }
-        stored?.Dispose();
         _telemetry.CacheMiss(id, slot);
 
-        document ??= await ResolveDocumentAsync(id, ct).ConfigureAwait(false);
-        var doc = document;
-        var lazy = _inflight.GetOrAdd(key, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, doc, slot, key)));
+        // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
+        var inflight = new InflightKey(key, document.Text, document.Title, KeepFractionOf(document));
+        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, slot, inflight)));
         return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
     }
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, KvCacheKey key)
+    /// <summary>Why a stored entry cannot serve <paramref name="document"/> under <paramref name="key"/>; null when it can.</summary>
+    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document)
     {
+        var doc = document with { KeepFraction = KeepFractionOf(document) };
+        var full = PromptFormat.Document(Tokenizer, doc, key.Slot);
+        bool compressed = doc.KeepFraction < 1;
+        int header = compressed ? PromptFormat.DocumentHeaderLength(Tokenizer, doc, key.Slot) : 0;
+        return CacheEntryCheck.Problem(entry, key, ModelFingerprint, PromptFormat.Name, Model, doc, compressed ? null : full, full, header);
+    }
+
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, InflightKey inflight)
+    {
+        var key = inflight.Key;
         try
         {
             int length = PromptFormat.Document(Tokenizer, document, slot).Count;
@@ -155,12 +209,18 @@ public sealed partial class KvLinkEngine
             }, CancellationToken.None).ConfigureAwait(false);
             var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, ModelFingerprint, PromptFormat.Name, document.Title, document.Text, key.Tenant,
                 KvCacheRope.FromConfig(Model.Config), KeepFractionOf(document));
+            // A model that produces NaN or infinity for a document must not leave a poisoned entry for every later request.
+            if (!CacheEntryCheck.AllFinite(keys) || !CacheEntryCheck.AllFinite(values))
+            {
+                entry.Dispose();
+                throw new InvalidOperationException($"Encoding document '{id}' gave non-finite keys or values; nothing was stored. The model's weights or dtype cannot represent this document.");
+            }
             await Store.PutAsync(key, entry).ConfigureAwait(false);
             return entry;
         }
         finally
         {
-            _inflight.TryRemove(key, out _);
+            _inflight.TryRemove(inflight, out _);
         }
     }
 
@@ -169,21 +229,30 @@ public sealed partial class KvLinkEngine
         KeepFractionOf(document) >= 1 ? PromptFormat.Document(Tokenizer, document, slot)
             : await _worker.Run(() => DocumentTokens(id, document, slot), ct).ConfigureAwait(false);
 
-    private bool IsUsable(DocumentKvCache entry, string id) =>
-        entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name && entry.DocumentId == id && entry.Tenant == _options.Tenant
-        && entry.Keys.shape[0] == Model.Config.NumHiddenLayers && entry.Keys.dtype == Model.DType;
-
-    /// <summary>The text of a known document: from this engine's catalog, or from a stored cache entry.</summary>
-    private async Task<KvLinkDocument> ResolveDocumentAsync(string id, CancellationToken ct)
+    /// <summary>
+    /// The content of a known document: from this engine's catalog, or else from its stored slot-0 entry (another process
+    /// precomputed it), which is kept in <paramref name="fetched"/> so the request does not read it twice.
+    /// </summary>
+    private async Task<KvLinkDocument> ResolveDocumentAsync(string id, Dictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct)
     {
         if (_documents.TryGetValue(id, out var doc)) return doc;
-        using var entry = await Store.GetAsync(CacheKey(id, 0), ct).ConfigureAwait(false);
-        if (entry is not null && IsUsable(entry, id))
+        var key = CacheKey(id, 0);
+        if (fetched is not null && fetched.TryGetValue(key, out var known)) return DocumentOf(known);
+        var entry = await Store.GetAsync(key, ct).ConfigureAwait(false);
+        if (entry is not null && entry.ModelFingerprint == ModelFingerprint && entry.PromptFormat == PromptFormat.Name
+            && entry.DocumentId == id && entry.Tenant == _options.Tenant && entry.Slot == key.Slot)
         {
-            doc = new KvLinkDocument(entry.Text, entry.Title, id, entry.KeepFraction);
+            doc = DocumentOf(entry);
+            if (fetched is not null) fetched[key] = entry; else entry.Dispose();
             _documents.TryAdd(id, doc);
             return doc;
         }
+        entry?.Dispose();
         throw new KeyNotFoundException($"Unknown document id '{id}': precompute it with PrecomputeAsync first.");
     }
+
+    private static KvLinkDocument DocumentOf(DocumentKvCache entry) => new(entry.Text, entry.Title, entry.DocumentId, entry.KeepFraction);
+
+    /// <summary>What one in-flight encoding computes: a key and the content it is computed from.</summary>
+    private readonly record struct InflightKey(KvCacheKey Key, string Text, string? Title, double KeepFraction);
 }

@@ -27,7 +27,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     private readonly KvLinkOptions _options;
     private readonly ModelWorker _worker;
     private readonly ConcurrentDictionary<string, KvLinkDocument> _documents = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<KvCacheKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
+    private readonly ConcurrentDictionary<InflightKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
     private volatile bool _disposed;
     private PrefixCache? _prefix; // touched only on the model thread
 
@@ -116,17 +116,21 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     public int QueueLength => _worker.Pending;
 
     /// <summary>
-    /// The content-addressed id of a document: the same text, title, model and prompt format give the
-    /// same id on any machine and in any run. A caller-supplied <see cref="KvLinkDocument.Id"/> wins. A document cached
-    /// compressed (kept fraction below 1) gets the suffix <c>~keep{fraction}</c>, so each fraction has its own caches.
+    /// The id of a document. Without a caller-supplied <see cref="KvLinkDocument.Id"/> it is content-addressed: the same
+    /// text, title, model, prompt format and compression give the same id on any machine and in any run. A caller's id is
+    /// returned as given, except that each <c>~</c> in it is doubled, since a single <c>~</c> introduces the suffix
+    /// <c>~keep{fraction}</c> of a document cached compressed (kept fraction below 1). The mapping is one-to-one, so no
+    /// caller id can ever name another document's (compressed) caches.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
     public string DocumentId(KvLinkDocument document)
     {
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(document);
         double fraction = KeepFractionOf(document);
         // A compressed document is another cache: the kept fraction (and scorer) is part of its id, hence of every key.
         string suffix = fraction < 1 ? "~keep" + fraction.ToString("R", CultureInfo.InvariantCulture) : "";
-        if (document.Id is not null) return document.Id + suffix;
+        if (document.Id is not null) return document.Id.Replace("~", "~~", StringComparison.Ordinal) + suffix;
         string identity = string.Join('\0', ModelFingerprint, PromptFormat.Name, document.Title ?? "", document.Text);
         if (fraction < 1) identity += '\0' + CompressionIdentity(fraction);
         return "doc-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32] + suffix;
@@ -136,15 +140,21 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     public string Tenant => _options.Tenant;
 
     /// <summary>The store key of a document's cache in a slot: tenant, model fingerprint, prompt format, document id and slot.</summary>
-    public KvCacheKey CacheKey(string documentId, int slot) =>
-        new(_options.Tenant, ModelFingerprint, PromptFormat.Name, documentId, PromptFormat.DocumentDependsOnSlot ? slot : 0);
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
+    public KvCacheKey CacheKey(string documentId, int slot)
+    {
+        ThrowIfDisposed();
+        return new(_options.Tenant, ModelFingerprint, PromptFormat.Name, documentId, PromptFormat.DocumentDependsOnSlot ? slot : 0);
+    }
 
     /// <summary>
     /// Forgets a document: removes its cached entries of this engine's tenant (every model and slot) from the
     /// store and drops it from this engine's catalog. Returns how many entries were removed.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
     public async Task<long> RemoveDocumentAsync(string documentId, CancellationToken cancellationToken = default)
     {
+        ThrowIfDisposed();
         ArgumentException.ThrowIfNullOrWhiteSpace(documentId);
         _documents.TryRemove(documentId, out _);
         _keptBodies.TryRemove(documentId, out _);
@@ -169,7 +179,15 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     private async Task<(string Id, int Tokens, int Computed)> PrecomputeCoreAsync(KvLinkDocument document, CancellationToken cancellationToken)
     {
         string id = DocumentId(document);
-        _documents[id] = document with { KeepFraction = KeepFractionOf(document) };
+        var known = document with { KeepFraction = KeepFractionOf(document) };
+        // Re-precomputing a caller's id with new content replaces the document: its old entries (every slot) are removed
+        // first. Entries are also checked against the content on every read, so a copy that survives elsewhere is a miss.
+        if (_documents.TryGetValue(id, out var previous) && (previous.Text != known.Text || previous.Title != known.Title))
+        {
+            _keptBodies.TryRemove(id, out _);
+            await Store.InvalidateAsync(new KvCacheScope(_options.Tenant, null, id), cancellationToken).ConfigureAwait(false);
+        }
+        _documents[id] = known;
         using var activity = _telemetry.StartPrecompute(id);
         var clock = Stopwatch.StartNew();
         int tokens = 0, computed = 0, slotsComputed = 0;
@@ -177,7 +195,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
         {
             for (int slot = 0; slot < _options.PrecomputeSlots; slot++)
             {
-                var (entry, wasComputed) = await GetOrEncodeAsync(id, document, slot, cancellationToken, countBytes: false).ConfigureAwait(false);
+                var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, cancellationToken, countBytes: false).ConfigureAwait(false);
                 if (slot == 0) tokens = entry.Length;
                 if (wasComputed) { computed += entry.Length; slotsComputed++; }
             }
@@ -254,11 +272,14 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>The prompt a request would use (documents resolved, caches not loaded); for inspection and tests.</summary>
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
     public async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken cancellationToken = default)
     {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(documentIds);
         var docs = new List<IReadOnlyList<int>>();
         for (int slot = 0; slot < documentIds.Count; slot++)
-            docs.Add(await DocumentTokensAsync(documentIds[slot], await ResolveDocumentAsync(documentIds[slot], cancellationToken).ConfigureAwait(false), slot, cancellationToken).ConfigureAwait(false));
+            docs.Add(await DocumentTokensAsync(documentIds[slot], await ResolveDocumentAsync(documentIds[slot], null, cancellationToken).ConfigureAwait(false), slot, cancellationToken).ConfigureAwait(false));
         return PromptFormat.Build(Tokenizer, docs, query, linkTokens);
     }
 

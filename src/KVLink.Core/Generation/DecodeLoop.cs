@@ -47,7 +47,8 @@ public sealed class DecodeLoop(LlamaForCausalLM model, KvCache cache, Generation
                 int token = _sampler.Next(logits);
                 if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; yield break; }
                 yield return token;
-                if (generated + 1 >= options.MaxNewTokens || nextPosition >= limit) { Finish = FinishReason.Length; yield break; }
+                // The token just chosen sits at nextPosition: prompt and answer together never exceed the context.
+                if (generated + 1 >= options.MaxNewTokens || nextPosition + 1 >= limit) { Finish = FinishReason.Length; yield break; }
 
                 cancellationToken.ThrowIfCancellationRequested();
                 using (var scope = NewDisposeScope())

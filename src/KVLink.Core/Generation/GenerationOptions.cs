@@ -3,10 +3,12 @@ namespace KVLink.Core.Generation;
 /// <summary>How tokens are chosen and when generation stops.</summary>
 public record GenerationOptions
 {
-    /// <summary>Most tokens to generate (default 200, as in the KVLink evaluation).</summary>
+    /// <summary>Most tokens to generate (default 200, as in the KVLink evaluation). <see cref="int.MaxValue"/> means
+    /// "until a stop token or the end of the model's context".</summary>
     public int MaxNewTokens { get; init; } = 200;
 
-    /// <summary>0 (default) decodes greedily; above 0 samples from softmax(logits / temperature).</summary>
+    /// <summary>0 (default) decodes greedily; above 0 samples from softmax(logits / temperature). Temperatures below
+    /// <see cref="TokenSampler.GreedyBelow"/> (1e-5) also decode greedily.</summary>
     public float Temperature { get; init; }
 
     /// <summary>Keep only the k most likely tokens when sampling; 0 keeps all.</summary>

@@ -59,7 +59,7 @@ public sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokeni
         opts.Validate();
         ValidatePrompt(prompt);
         var clock = Stopwatch.StartNew();
-        int capacity = Math.Min(prompt.Count + opts.MaxNewTokens, Model.Config.MaxPositionEmbeddings);
+        int capacity = (int)Math.Min((long)prompt.Count + opts.MaxNewTokens, Model.Config.MaxPositionEmbeddings); // long: MaxNewTokens may be int.MaxValue
         var cache = new KvCache(Model.Config, capacity, Model.DType, Model.Device);
         using var _ = no_grad();
         var logits = CausalPrefill.Run(Model, cache, prompt);

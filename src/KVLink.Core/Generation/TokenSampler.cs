@@ -5,6 +5,9 @@ namespace KVLink.Core.Generation;
 /// <summary>Picks the next token from a logits row: greedy, or temperature / top-k / top-p sampling with a seeded RNG.</summary>
 public sealed class TokenSampler
 {
+    /// <summary>Temperatures below this decode greedily: sampling at them differs from greedy only on exact ties.</summary>
+    public const float GreedyBelow = 1e-5f;
+
     private readonly GenerationOptions _options;
     private readonly Random _random;
 
@@ -21,9 +24,12 @@ public sealed class TokenSampler
     {
         using var scope = NewDisposeScope();
         var row = logits.reshape(-1);
-        if (_options.Temperature == 0) return (int)row.argmax().item<long>();
+        if (_options.Temperature < GreedyBelow) return (int)row.argmax().item<long>();
 
-        var scaled = row.to(ScalarType.Float32) / _options.Temperature;
+        // Shift by the maximum before dividing: logits/T overflows to infinity for tiny T and softmax then gives NaN,
+        // whereas (logits - max)/T is at most 0, so the best token always keeps a finite weight.
+        var f = row.to(ScalarType.Float32);
+        var scaled = (f - f.max()) / _options.Temperature;
         int k = _options.TopK > 0 ? (int)Math.Min(_options.TopK, row.shape[0]) : (int)row.shape[0];
         // Sorting all of a 128k vocabulary each step is wasteful; topk returns the candidates in order.
         var (values, indices) = scaled.topk(k);
