@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 
 if (args.Contains("--llama-probe")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return; }
 if (args.Contains("--profile-link")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return; }
+if (args.Contains("--trust-costs")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return; }
 if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return; }
 var options = BenchOptions.Parse(args);
 var total = Stopwatch.StartNew();

@@ -1,4 +1,5 @@
 using KVLink.Core.Caching;
+using KVLink.Core.Caching.Format;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using static TorchSharp.torch;
@@ -48,11 +49,7 @@ internal static class CacheEntryCheck
     }
 
     /// <summary>True when every element is finite (NaN or infinity in a cache poisons every answer that attends to it).</summary>
-    public static bool AllFinite(Tensor t)
-    {
-        using var scope = NewDisposeScope();
-        return t.isfinite().all().item<bool>();
-    }
+    public static bool AllFinite(Tensor t) => FiniteCheck.AllFinite(t);
 
     /// <summary>An in-order selection of <paramref name="full"/> that keeps its first <paramref name="header"/> tokens and its last.</summary>
     private static bool IsCompressionOf(IReadOnlyList<int> kept, IReadOnlyList<int> full, int header)
