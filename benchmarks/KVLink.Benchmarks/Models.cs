@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Diagnostics;
 using KVLink.Core.Model;
 using KVLink.Core.Tokenization;
@@ -46,7 +47,7 @@ public sealed class BenchModel : IDisposable
         if (name == "demo")
         {
             var timer = Stopwatch.StartNew();
-            string folder = KVLink.Core.Demo.DemoModel.FindFolder() ?? throw new DirectoryNotFoundException("models/kvlink-demo not found");
+            string folder = KVLink.Demo.DemoModel.FindFolder() ?? throw new DirectoryNotFoundException("models/kvlink-demo not found");
             var tok = LlamaTokenizer.FromCheckpointFolder(folder);
             var loaded = LlamaCheckpoint.Load(folder, ScalarType.BFloat16);
             return new BenchModel(name, description, loaded.Config, loaded, tok, timer.Elapsed) { Format = KVLink.Core.Prompting.PromptSettingsFile.FormatFor(folder, tok) };

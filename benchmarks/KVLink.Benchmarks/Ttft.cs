@@ -75,7 +75,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double cop
         if (m.Name == "demo")
         {
             // The demo tokenizer is BPE: each lexicon name (space-prefixed) is exactly one token.
-            words = [.. KVLink.Core.Training.SyntheticRagCorpus.Lexicon.All];
+            words = [.. KVLink.Training.SyntheticRagCorpus.Lexicon.All];
             for (int j = 0; j < count; j++)
             {
                 int target = context / count + (j < context % count ? 1 : 0);

@@ -13,20 +13,11 @@ var builder = WebApplication.CreateBuilder(args);
 int port = builder.Configuration.GetValue("Port", 5080);
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
 
-// No model configured (KvLink:ModelPath): use the repository's demo model (models/kvlink-demo), which answers
-// questions about the synthetic corpus's fictional people, cities and companies; outside the repository, write a
-// small random-weight checkpoint once so the sample still runs (its answers are then meaningless text).
+// No model configured (KvLink:ModelPath): use the demo model (KVLink.Demo copies it next to the app), which answers
+// questions about the synthetic corpus's fictional people, cities and companies.
 if (string.IsNullOrWhiteSpace(builder.Configuration["KvLink:ModelPath"]))
-{
-    string? demo = KVLink.Core.Demo.DemoModel.FindFolder();
-    if (demo is null)
-    {
-        demo = Path.Combine(Path.GetTempPath(), "kvlink-aspnetcore-demo-model");
-        if (!File.Exists(Path.Combine(demo, "config.json")))
-            SyntheticCheckpoint.Write(demo, SyntheticCheckpoint.SmallConfig(), seed: 1);
-    }
-    builder.Configuration["KvLink:ModelPath"] = demo;
-}
+    builder.Configuration["KvLink:ModelPath"] = KVLink.Demo.DemoModel.FindFolder()
+        ?? throw new DirectoryNotFoundException("The demo model (models/kvlink-demo) was not copied next to the app; set KvLink:ModelPath.");
 
 builder.Services.AddKvLink(builder.Configuration.GetSection("KvLink"));
 

@@ -5,11 +5,11 @@
 // By default it runs the embedded demo model (models/kvlink-demo): a 1M-parameter Llama trained in this
 // repository, from scratch and on CPU, to answer questions about the fictional people, cities and companies of
 // the synthetic RAG corpus. Pass --model <folder> to run any Hugging Face Llama checkpoint instead.
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 using KVLink.Core.Prompting;
-using KVLink.Core.Training;
+using KVLink.Training;
 
 string? modelPath = args.SkipWhile(a => a != "--model").Skip(1).FirstOrDefault();
 modelPath ??= DemoModel.FindFolder()

@@ -20,12 +20,10 @@ if (!Directory.Exists(folder)) { Console.Error.WriteLine($"Folder '{folder}' doe
 string? modelPath = Option("--model");
 if (modelPath is null)
 {
-    // No model given: a small random checkpoint (seeded, so the cache stays valid between runs).
-    // Timings are real; answers are noise until a trained model is used.
-    modelPath = Path.Combine(storeDir, "synthetic-model");
-    if (!File.Exists(Path.Combine(modelPath, "config.json")))
-        SyntheticCheckpoint.Write(modelPath, SyntheticCheckpoint.SmallConfig(hidden: 256, layers: 4, heads: 8, kvHeads: 4), seed: 1);
-    Console.WriteLine("No --model given: using a small random checkpoint (answers are noise; timings are real).");
+    // No model given: the demo model (KVLink.Demo copies it next to the app). It was trained only on a synthetic
+    // world of fictional people and places, so on your own documents its answers are noise; timings are real.
+    modelPath = KVLink.Demo.DemoModel.FindFolder() ?? throw new DirectoryNotFoundException("models/kvlink-demo was not found next to the app: pass --model <folder>.");
+    Console.WriteLine("No --model given: using the demo model (trained on a synthetic world only; answers on your documents are noise, timings are real).");
 }
 
 var files = Directory.EnumerateFiles(folder, "*.*", SearchOption.AllDirectories)

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
-using KVLink.Core.Training;
+using KVLink.Training.Evaluation;
+using KVLink.Training;
 
 namespace KVLink.Train;
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 
 namespace KVLink.Train;
 

@@ -4,13 +4,13 @@ using System.Runtime.InteropServices;
 using System.Text;
 using KVLink.Core.Caching;
 using KVLink.Core.Compression;
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
-using KVLink.Core.Training;
+using KVLink.Training;
 using static TorchSharp.torch;
 
 namespace KVLink.Train;

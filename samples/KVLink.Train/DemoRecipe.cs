@@ -1,9 +1,9 @@
 using System.Diagnostics;
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
-using KVLink.Core.Training;
+using KVLink.Training;
 using static TorchSharp.torch;
 
 namespace KVLink.Train;

@@ -1,7 +1,7 @@
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Model;
 using KVLink.Core.Tokenization;
-using KVLink.Core.Training;
+using KVLink.Training;
 using static TorchSharp.torch;
 
 namespace KVLink.Train;

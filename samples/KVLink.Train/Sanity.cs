@@ -1,5 +1,5 @@
 using KVLink.Core.Model;
-using KVLink.Core.Training;
+using KVLink.Training;
 using static TorchSharp.torch;
 
 namespace KVLink.Train;
@@ -12,7 +12,7 @@ public static class Sanity
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 2000, EvalQuestionsPerKind = 10 });
         string work = Path.Combine(Path.GetTempPath(), "kvlink-sanity");
         var tokenizer = DemoRecipe.TrainTokenizer(corpus, work);
-        var format = KVLink.Core.Demo.DemoModel.Format(tokenizer);
+        var format = KVLink.Demo.DemoModel.Format(tokenizer);
         var builder = new TrainingExampleBuilder(tokenizer, format, 0, 2048);
         var names = SyntheticRagCorpus.Lexicon.All.ToArray();
         var r = new TrainingRandom(3);

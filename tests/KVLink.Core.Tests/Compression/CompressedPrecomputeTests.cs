@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Caching;
 using KVLink.Core.Compression;
 using KVLink.Core.Engine;

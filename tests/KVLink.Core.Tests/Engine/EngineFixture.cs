@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;

@@ -1,4 +1,4 @@
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 
 namespace KVLink.Core.Tests.Evaluation;
 

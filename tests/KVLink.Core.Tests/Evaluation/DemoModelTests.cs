@@ -1,9 +1,10 @@
-using KVLink.Core.Demo;
+using KVLink.TestSupport;
+using KVLink.Demo;
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
-using KVLink.Core.Training;
+using KVLink.Training;
 
 namespace KVLink.Core.Tests.Evaluation;
 

@@ -1,5 +1,5 @@
 using KVLink.Core.Engine;
-using KVLink.Core.Evaluation;
+using KVLink.Training.Evaluation;
 using KVLink.Core.Tests.Engine;
 using KVLink.Core.Prompting;
 

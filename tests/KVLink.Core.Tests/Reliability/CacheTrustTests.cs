@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
 using KVLink.Core.Generation;
@@ -20,7 +21,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public void The_fingerprint_changes_when_any_single_weight_of_any_parameter_changes()
     {
         string folder = Path.Combine(Path.GetTempPath(), "kvlink-tests", Guid.NewGuid().ToString("N"));
-        KVLink.Core.Model.SyntheticCheckpoint.Write(folder, KVLink.Core.Model.SyntheticCheckpoint.SmallConfig(hidden: 64, layers: 2, heads: 4, kvHeads: 2), seed: 5);
+        SyntheticCheckpoint.Write(folder, SyntheticCheckpoint.SmallConfig(hidden: 64, layers: 2, heads: 4, kvHeads: 2), seed: 5);
         try
         {
             using var model = KVLink.Core.Model.LlamaCheckpoint.Load(folder, ScalarType.Float32);
@@ -50,7 +51,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
         string id = await a.PrecomputeAsync(EngineFixture.Doc(1, 8) with { Id = "shared" });
 
         string folder = Path.Combine(Path.GetTempPath(), "kvlink-tests", Guid.NewGuid().ToString("N"));
-        KVLink.Core.Model.SyntheticCheckpoint.Write(folder, KVLink.Core.Model.SyntheticCheckpoint.SmallConfig(hidden: 64, layers: 2, heads: 4, kvHeads: 2, maxPositions: 2048), seed: 11);
+        SyntheticCheckpoint.Write(folder, SyntheticCheckpoint.SmallConfig(hidden: 64, layers: 2, heads: 4, kvHeads: 2, maxPositions: 2048), seed: 11);
         try
         {
             using var variant = KVLink.Core.Model.LlamaCheckpoint.Load(folder, ScalarType.Float32);

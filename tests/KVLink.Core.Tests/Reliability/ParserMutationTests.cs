@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.IO.Hashing;
 using System.Text;
 using KVLink.Core.Caching;

@@ -1,5 +1,5 @@
 using KVLink.Core.Model;
-using KVLink.Core.Training;
+using KVLink.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,4 +1,4 @@
-using KVLink.Core.Training;
+using KVLink.Training;
 
 namespace KVLink.Core.Tests.Training;
 

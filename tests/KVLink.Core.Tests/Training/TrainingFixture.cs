@@ -1,7 +1,8 @@
+using KVLink.TestSupport;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
-using KVLink.Core.Training;
+using KVLink.Training;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Training;

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace KVLink.Core.Evaluation;
+namespace KVLink.Training.Evaluation;
 
 /// <summary>
 /// The accuracy metric of the KVLink paper: a response is correct when any gold answer, SQuAD-normalised

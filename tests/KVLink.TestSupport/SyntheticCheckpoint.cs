@@ -1,8 +1,9 @@
+using KVLink.Core.Model;
 using KVLink.Core.Tokenization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Model;
+namespace KVLink.TestSupport;
 
 /// <summary>
 /// Writes small (or real-shaped) Llama checkpoints with seeded random weights in exact Hugging Face
@@ -31,7 +32,7 @@ public static class SyntheticCheckpoint
     public static void Write(string folder, LlamaConfig config, int seed = 0, ScalarType dtype = ScalarType.Float32)
     {
         if (config.VocabSize < VocabSize) throw new ArgumentException($"The synthetic tokenizer needs a vocabulary of at least {VocabSize}.", nameof(config));
-        Native.TorchSharpLoader.EnsureLoaded();
+        KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
         Directory.CreateDirectory(folder);
         using (var model = new LlamaForCausalLM(config, dtype))
         {

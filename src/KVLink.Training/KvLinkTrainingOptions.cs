@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// Hyper-parameters of KVLink fine-tuning. Defaults follow the method (AdamW lr 5e-6, no weight decay, clip 1.0,

@@ -7,7 +7,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// Fine-tunes every parameter of a Llama model for KVLink: AdamW (decoupled weight decay, none by default),
@@ -46,7 +46,7 @@ public sealed class KvLinkTrainer : IDisposable
         options.Validate();
         if (model.DType != options.ComputeType)
             throw new ArgumentException($"The model is {model.DType} but the options ask for {options.ComputeType} compute; load the model in that dtype.", nameof(model));
-        Native.TorchSharpLoader.EnsureLoaded();
+        KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
         Model = model;
         Options = options;
         TokenizerFolder = tokenizerFolder;

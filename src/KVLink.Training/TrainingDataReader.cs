@@ -1,7 +1,7 @@
 using System.Text.Json;
 using KVLink.Core.Prompting;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// Reads JSONL training files, one JSON object per line (blank lines are skipped):

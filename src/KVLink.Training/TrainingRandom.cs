@@ -1,4 +1,4 @@
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// A small seeded generator (SplitMix64) whose whole state is one number, so a trainer can save it and

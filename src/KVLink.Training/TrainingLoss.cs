@@ -2,7 +2,7 @@ using KVLink.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>Cross-entropy on an example's target tokens only, under its attention mask, at positions 0..T-1.</summary>
 public static class TrainingLoss

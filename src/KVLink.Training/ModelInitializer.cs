@@ -2,7 +2,7 @@ using KVLink.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>Creates freshly initialised Llama models for training from scratch.</summary>
 public static class ModelInitializer
@@ -16,7 +16,7 @@ public static class ModelInitializer
     public static LlamaForCausalLM Create(LlamaConfig config, int seed, ScalarType dtype = ScalarType.Float32, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        Native.TorchSharpLoader.EnsureLoaded();
+        KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
         var model = new LlamaForCausalLM(config, dtype, device);
         using var _ = no_grad();
         using var generator = new Generator((ulong)seed);

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>Linear warm-up to the peak rate, then cosine decay to <c>MinLearningRateRatio</c> x peak at <c>TotalSteps</c>.</summary>
 public static class LearningRateSchedule

@@ -1,6 +1,6 @@
 using KVLink.Core.Prompting;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>A retrieval QA training sample: the documents in prompt order, the question and the reference answer.</summary>
 /// <param name="Documents">The retrieved documents, in the order they are placed in the prompt.</param>

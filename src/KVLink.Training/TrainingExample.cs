@@ -2,7 +2,7 @@ using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>How the tokens of a training example attend to each other.</summary>
 public enum TrainingAttention

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>A training data file has a line that is not valid JSON or lacks a required field; the message names the file and line.</summary>
 public sealed class TrainingDataException : FormatException

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>A progress report after one optimizer step.</summary>
 /// <param name="Step">Optimizer steps completed so far.</param>

@@ -1,7 +1,7 @@
 using KVLink.Core.Engine;
 using KVLink.Core.Prompting;
 
-namespace KVLink.Core.Evaluation;
+namespace KVLink.Training.Evaluation;
 
 /// <summary>Accuracy of one evaluated configuration, overall and per sample kind.</summary>
 /// <param name="Correct">Correct answers per kind (samples without a kind count under "all").</param>

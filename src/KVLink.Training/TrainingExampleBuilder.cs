@@ -1,7 +1,7 @@
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// Turns samples into training sequences. A QA sample becomes the KVLink prompt (each document followed by its

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using KVLink.Core.Prompting;
 
-namespace KVLink.Core.Evaluation;
+namespace KVLink.Training.Evaluation;
 
 /// <summary>One retrieval-QA evaluation question: its documents in prompt order, the question, every accepted answer and an optional kind label.</summary>
 /// <param name="Documents">Retrieved documents, in prompt order.</param>

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json;
 using KVLink.Core.Prompting;
 
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>The kind of a synthetic question.</summary>
 public enum SyntheticQuestionKind

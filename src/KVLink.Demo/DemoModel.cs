@@ -4,7 +4,7 @@ using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Demo;
+namespace KVLink.Demo;
 
 /// <summary>
 /// The small KVLink demo model trained from scratch on the synthetic corpus (<c>models/kvlink-demo</c> in the repository,

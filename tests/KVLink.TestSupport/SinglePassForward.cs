@@ -1,8 +1,9 @@
+using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Linking;
+namespace KVLink.TestSupport;
 
 /// <summary>
 /// The reference formulation of KVLink (the official evaluation and training): one forward pass over the

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Training;
+namespace KVLink.Training;
 
 /// <summary>
 /// Draws training examples from QA and plain-text samples: with probability <see cref="TextFraction"/> a random
