@@ -73,9 +73,9 @@ public sealed class DistributedStoreTests(GarnetFixture garnet)
 
         var keys = await ServerKeys();
         Assert.All(keys.Where(k => !k.EndsWith(":ix:tenants", StringComparison.Ordinal)), k =>
-            Assert.True(k.StartsWith($"dc:{_prefix}:{a.TenantHash}:", StringComparison.Ordinal) || k.StartsWith($"dc:{_prefix}:{b.TenantHash}:", StringComparison.Ordinal), k));
-        Assert.Equal(chunksA, keys.Count(k => k.StartsWith($"dc:{_prefix}:{a.TenantHash}:c:{a.Hash}:", StringComparison.Ordinal)));
-        Assert.Equal(1, keys.Count(k => k.StartsWith($"dc:{_prefix}:{b.TenantHash}:c:{b.Hash}:", StringComparison.Ordinal)));
+            Assert.True(k.StartsWith($"dc:{_prefix}:v2:{a.TenantHash}:", StringComparison.Ordinal) || k.StartsWith($"dc:{_prefix}:v2:{b.TenantHash}:", StringComparison.Ordinal), k));
+        Assert.Equal(chunksA, keys.Count(k => k.StartsWith($"dc:{_prefix}:v2:{a.TenantHash}:c:{a.Hash}:", StringComparison.Ordinal)));
+        Assert.Equal(1, keys.Count(k => k.StartsWith($"dc:{_prefix}:v2:{b.TenantHash}:c:{b.Hash}:", StringComparison.Ordinal)));
         // No caller-supplied string reaches the server.
         Assert.DoesNotContain(keys, k => k.Contains("doc", StringComparison.Ordinal) || k.Contains(":A:", StringComparison.Ordinal));
 
@@ -110,7 +110,7 @@ public sealed class DistributedStoreTests(GarnetFixture garnet)
         // A manifest of another tenant planted under this key is refused.
         var other = CacheTestData.Key("partial", tenant: "someone-else");
         await Microsoft.Extensions.Caching.Distributed.DistributedCacheExtensions.SetAsync(garnet.DistributedCache, store.ManifestKey(key),
-            new DistributedCacheKvCacheStore.ManifestInfo(Guid.NewGuid().ToString("N"), 1, 10, other.TenantHash, other.ModelHash, other.DocumentHash).ToBytes());
+            System.Text.Encoding.ASCII.GetBytes(new ChunkManifest(Guid.NewGuid().ToString("N"), 1, 1024, 10, other.TenantHash, other.ModelHash, other.DocumentHash).ToString()));
         Assert.Null(await store.GetAsync(key));
         Assert.Equal((2, 1L), (store.Statistics.Misses, store.Statistics.Rejected));
     }

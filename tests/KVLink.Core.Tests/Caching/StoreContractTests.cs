@@ -175,16 +175,17 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
             case FileKvCacheStore file:
                 File.WriteAllBytes(file.PathOf(key), bytes);
                 break;
-            case RedisKvCacheStore:
+            case RedisKvCacheStore redis:
+                // One chunk holding all the bytes (its manifest's chunk size at least the 1 KiB minimum).
+                var m = new ChunkManifest(Guid.NewGuid().ToString("N"), 1, Math.Max(1024, bytes.Length), bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash);
                 var db = garnet.Connection.GetDatabase();
-                string write = Guid.NewGuid().ToString("N");
-                await db.StringSetAsync($"{_prefix}:c:{key.Hash}:{write}:0", bytes);
-                await db.StringSetAsync($"{_prefix}:m:{key.Hash}", $"v1 {write} 1 {bytes.Length} {key.TenantHash} {key.ModelHash} {key.DocumentHash}");
+                await db.StringSetAsync(redis.Chunk(key.Hash, m.Write, 0), bytes);
+                await db.StringSetAsync(redis.Manifest(key.Hash), m.ToString());
                 break;
             case DistributedCacheKvCacheStore distributed:
-                string id = Guid.NewGuid().ToString("N");
-                await garnet.DistributedCache.SetAsync(distributed.ChunkKey(key, id, 0), bytes);
-                await garnet.DistributedCache.SetAsync(distributed.ManifestKey(key), new DistributedCacheKvCacheStore.ManifestInfo(id, 1, bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash).ToBytes());
+                var dm = new ChunkManifest(Guid.NewGuid().ToString("N"), 1, Math.Max(1024, bytes.Length), bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash);
+                await garnet.DistributedCache.SetAsync(distributed.ChunkKey(key, dm.Write, 0), bytes);
+                await garnet.DistributedCache.SetAsync(distributed.ManifestKey(key), System.Text.Encoding.ASCII.GetBytes(dm.ToString()));
                 break;
             default: throw new ArgumentException(store.GetType().Name);
         }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Garnet;
+using Microsoft.Extensions.Time.Testing;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
 using KVLink.Core.Tests.Engine;
@@ -68,7 +69,9 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
         config.BacklogPolicy = BacklogPolicy.FailFast;
         config.ReconnectRetryPolicy = new LinearRetry(250);
         using var connection = await ConnectionMultiplexer.ConnectAsync(config);
-        var redis = new RedisKvCacheStore(connection, new() { KeyPrefix = "outage" });
+        // The store's circuit opens during the outage; a fake clock lets the test pass its break instead of waiting 10 s.
+        var clock = new FakeTimeProvider();
+        var redis = new RedisKvCacheStore(connection, new() { KeyPrefix = "outage", TimeProvider = clock });
         var file = new FileKvCacheStore(_dir.File("file"));
         var memory = new MemoryKvCacheStore();
         var tiered = new TieredKvCacheStore(memory, file, redis);
@@ -110,6 +113,7 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
         // Server back (empty: Garnet here keeps nothing on disk). Writes and reads go to it again.
         StartServer();
         await WaitConnected(connection, true);
+        clock.Advance(new RedisKvCacheStoreOptions().BreakDuration);
         long writesBefore = redis.Statistics.Writes;
         await using (var third = Engine(redis))
         {
@@ -153,6 +157,14 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
         Check(() => new RedisKvCacheStore(connection, new() { KeyPrefix = "" }), "RedisKvCacheStoreOptions.KeyPrefix");
         Check(() => new RedisKvCacheStore(connection, new() { Database = -2 }), "RedisKvCacheStoreOptions.Database");
         Check(() => new RedisKvCacheStore(connection, new() { Compression = (KvCacheCompression)7 }), "RedisKvCacheStoreOptions.Compression");
+        Check(() => new RedisKvCacheStore(connection, new() { KeyPrefix = "a{b}" }), "RedisKvCacheStoreOptions.KeyPrefix");
+        Check(() => new RedisKvCacheStore(connection, new() { MaxEntryBytes = 100 }), "RedisKvCacheStoreOptions.MaxEntryBytes");
+        Check(() => new RedisKvCacheStore(connection, new() { OperationTimeout = TimeSpan.Zero }), "RedisKvCacheStoreOptions.OperationTimeout");
+        Check(() => new RedisKvCacheStore(connection, new() { FailuresBeforeBreak = -1 }), "RedisKvCacheStoreOptions.FailuresBeforeBreak");
+        Check(() => new RedisKvCacheStore(connection, new() { BreakDuration = TimeSpan.FromSeconds(-1) }), "RedisKvCacheStoreOptions.BreakDuration");
+        using var cache = new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCache(Microsoft.Extensions.Options.Options.Create(new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCacheOptions { Configuration = offline.ToString() }));
+        Check(() => new DistributedCacheKvCacheStore(cache, new() { MaxEntryBytes = long.MaxValue }), "DistributedCacheKvCacheStoreOptions.MaxEntryBytes");
+        Check(() => new DistributedCacheKvCacheStore(cache, new() { OperationTimeout = TimeSpan.FromSeconds(-3) }), "DistributedCacheKvCacheStoreOptions.OperationTimeout");
         Check(() => _ = new TieredKvCacheStore(), "tiers");
         Check(() => new KvLinkOptions { Tenant = " " }.Validate(), "Tenant");
         Check(() => new KvLinkOptions { PrecomputeSlots = 0 }.Validate(), "PrecomputeSlots");

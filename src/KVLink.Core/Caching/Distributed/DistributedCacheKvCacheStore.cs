@@ -10,21 +10,27 @@ namespace KVLink.Core.Caching;
 /// A store over any <see cref="IDistributedCache"/> (Redis, Garnet, SQL Server, a database, a memory cache...).
 /// Each entry is its <see cref="KvCacheFormat"/> bytes split into chunks under a per-write id, plus a manifest
 /// naming that write, written after the chunks: a reader sees a whole entry or a miss, and the checksum catches
-/// anything else. Every cache key starts with the prefix and the tenant's hash:
-/// <c>{prefix}:{tenant16}:m:{key32}</c> (manifest), <c>{prefix}:{tenant16}:c:{key32}:{write}:{i}</c> (chunks),
-/// <c>{prefix}:{tenant16}:ix</c> (the tenant's index, for invalidation); <c>{prefix}:ix:tenants</c> lists the
+/// anything else. Every cache key starts with the prefix, the layout version and the tenant's hash:
+/// <c>{prefix}:v2:{tenant16}:m:{key32}</c> (manifest), <c>{prefix}:v2:{tenant16}:c:{key32}:{write}:{i}</c> (chunks),
+/// <c>{prefix}:v2:{tenant16}:ix</c> (the tenant's index, for invalidation); <c>{prefix}:v2:ix:tenants</c> lists the
 /// tenants' hashes. <see cref="IDistributedCache"/> has no sets, scans or atomic updates, so the indexes are
 /// read-modify-write values: exact within one process (updates are serialized), but two processes updating one
 /// tenant's index at the same instant can lose a line, leaving that entry out of a later invalidation (it still
 /// expires with <see cref="DistributedCacheKvCacheStoreOptions.TimeToLive"/>). Cache errors are logged and read as
-/// misses (a read) or skipped (a write): a cache outage never fails a request.
+/// misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>) or skipped (a write, <see cref="KvCacheStoreStatistics.FailedWrites"/>):
+/// a cache outage never fails a request. Each call is bounded by <see cref="DistributedCacheKvCacheStoreOptions.OperationTimeout"/>
+/// and a circuit skips the cache after <see cref="DistributedCacheKvCacheStoreOptions.FailuresBeforeBreak"/> failures in a row.
+/// A removal or invalidation that fails throws <see cref="KvCacheStoreUnavailableException"/>.
 /// </summary>
 public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation, IDisposable
 {
     private const int Stripes = 64;
+    /// <summary>Chunk requests in flight at once for one entry: bounds the tasks a read makes, and a missing chunk stops it early.</summary>
+    private const int Parallel = 16;
     private readonly IDistributedCache _cache;
     private readonly DistributedCacheKvCacheStoreOptions _options;
     private readonly ILogger _logger;
+    private readonly CircuitBreaker _circuit;
     private readonly StoreCounters _counters = new();
     private readonly SemaphoreSlim[] _keyLocks = [.. Enumerable.Range(0, Stripes).Select(_ => new SemaphoreSlim(1, 1))];
     private readonly SemaphoreSlim _indexLock = new(1, 1);
@@ -37,8 +43,10 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         _cache = cache;
         _options = options ?? new DistributedCacheKvCacheStoreOptions();
         ArgumentException.ThrowIfNullOrWhiteSpace(_options.KeyPrefix);
-        ArgumentOutOfRangeException.ThrowIfLessThan(_options.ChunkBytes, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_options.ChunkBytes, ChunkManifest.MinChunkBytes);
         if (_options.TimeToLive is { } ttl) ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
+        _circuit = CircuitBreaker.Create(nameof(DistributedCacheKvCacheStoreOptions), nameof(DistributedCacheKvCacheStore), _options.MaxEntryBytes,
+            _options.OperationTimeout, _options.FailuresBeforeBreak, _options.BreakDuration, _options.TimeProvider);
         _logger = _options.Logger ?? NullLogger.Instance;
     }
 
@@ -47,97 +55,111 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
 
     internal string ManifestKey(KvCacheKey key) => ManifestKey(key.TenantHash, key.Hash);
     internal string ChunkKey(KvCacheKey key, string write, int i) => ChunkKey(key.TenantHash, key.Hash, write, i);
-    private string ManifestKey(string tenant, string hash) => $"{_options.KeyPrefix}:{tenant}:m:{hash}";
+    private string ManifestKey(string tenant, string hash) => $"{_options.KeyPrefix}:v2:{tenant}:m:{hash}";
     private string ChunkKey(string tenant, string hash, string write, int i) =>
-        $"{_options.KeyPrefix}:{tenant}:c:{hash}:{write}:{i.ToString(CultureInfo.InvariantCulture)}";
-    private string IndexKey(string tenant) => $"{_options.KeyPrefix}:{tenant}:ix";
-    private string TenantsKey => $"{_options.KeyPrefix}:ix:tenants";
+        $"{_options.KeyPrefix}:v2:{tenant}:c:{hash}:{write}:{i.ToString(CultureInfo.InvariantCulture)}";
+    private string IndexKey(string tenant) => $"{_options.KeyPrefix}:v2:{tenant}:ix";
+    private string TenantsKey => $"{_options.KeyPrefix}:v2:ix:tenants";
 
-    /// <summary>Manifest text: "v1 write-id chunk-count byte-length tenant-hash model-hash document-hash".</summary>
-    internal sealed record ManifestInfo(string Write, int Chunks, long Length, string Tenant, string Model, string Document)
-    {
-        public byte[] ToBytes() => Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture, $"v1 {Write} {Chunks} {Length} {Tenant} {Model} {Document}"));
+    /// <summary>One call to the cache, bounded by the operation timeout and skipped while the circuit is open. Any failure counts: an <see cref="IDistributedCache"/> does not say which errors are outages.</summary>
+    private Task<T> Call<T>(Func<CancellationToken, Task<T>> operation, CancellationToken cancellationToken) =>
+        _circuit.RunAsync(operation, static _ => true, cancellationToken);
 
-        public static ManifestInfo? Parse(byte[]? value)
-        {
-            if (value is null || value.Length is 0 or > 512) return null;
-            var p = Encoding.ASCII.GetString(value).Split(' ');
-            if (p.Length != 7 || p[0] != "v1" || p[1].Length != 32
-                || !int.TryParse(p[2], NumberStyles.None, CultureInfo.InvariantCulture, out int chunks) || chunks is < 1 or > 1 << 20
-                || !long.TryParse(p[3], NumberStyles.None, CultureInfo.InvariantCulture, out long length)) return null;
-            return new ManifestInfo(p[1], chunks, length, p[4], p[5], p[6]);
-        }
-    }
+    private Task<bool> Call(Func<CancellationToken, Task> operation, CancellationToken cancellationToken) =>
+        Call(async t => { await operation(t).ConfigureAwait(false); return true; }, cancellationToken);
 
     /// <inheritdoc/>
     public async ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        byte[] bytes;
-        try
+        ChunkRead read;
+        try { read = await Call(t => ReadChunks(key, t), cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            var raw = await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false);
-            if (raw is null) { _counters.Miss(); return null; }
-            var manifest = ManifestInfo.Parse(raw);
-            if (manifest is null || manifest.Tenant != key.TenantHash)
-            {
-                StoreGuards.Rejected(_logger, _counters, nameof(DistributedCacheKvCacheStore), key, "malformed manifest");
-                return null;
-            }
-            var chunks = await Task.WhenAll(Enumerable.Range(0, manifest.Chunks)
-                .Select(i => _cache.GetAsync(ChunkKey(key, manifest.Write, i), cancellationToken))).ConfigureAwait(false);
-            // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
-            if (chunks.Any(c => c is null)) { _counters.Miss(); return null; }
-            var joined = StoreGuards.Concatenate([.. chunks.Select(c => c!)], manifest.Length);
-            if (joined is null)
-            {
-                StoreGuards.Rejected(_logger, _counters, nameof(DistributedCacheKvCacheStore), key, "chunks do not add up to the manifest's length");
-                return null;
-            }
-            bytes = joined;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _counters.Miss();
+            _counters.Unavailable();
             _logger.LogWarning("KV cache store {Store}: read of {Key} failed, treated as a miss: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
             return null;
         }
-
-        return StoreGuards.Decode(bytes, key, _logger, _counters, nameof(DistributedCacheKvCacheStore));
+        return read.Finish(key, _logger, _counters, nameof(DistributedCacheKvCacheStore));
     }
+
+    private async Task<ChunkRead> ReadChunks(KvCacheKey key, CancellationToken cancellationToken)
+    {
+        var raw = await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false);
+        if (raw is null) return ChunkRead.Miss;
+        var manifest = ParseManifest(raw);
+        if (manifest is null || manifest.Tenant != key.TenantHash) return ChunkRead.Rejected("malformed manifest");
+        var chunks = new byte[manifest.Chunks][];
+        for (int start = 0; start < manifest.Chunks; start += Parallel)
+        {
+            int n = Math.Min(Parallel, manifest.Chunks - start);
+            var batch = await Task.WhenAll(Enumerable.Range(start, n)
+                .Select(i => _cache.GetAsync(ChunkKey(key, manifest.Write, i), cancellationToken))).ConfigureAwait(false);
+            for (int i = 0; i < n; i++)
+            {
+                // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
+                if (batch[i] is null) return ChunkRead.Miss;
+                chunks[start + i] = batch[i]!;
+            }
+        }
+        return ChunkRead.Of(chunks, manifest);
+    }
+
+    private ChunkManifest? ParseManifest(byte[]? raw) =>
+        raw is null || raw.Length > 256 ? null : ChunkManifest.Parse(Encoding.ASCII.GetString(raw), _options.MaxEntryBytes);
 
     /// <inheritdoc/>
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
         StoreGuards.EnsureBelongs(entry, key);
         byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
-        string write = Guid.NewGuid().ToString("N");
-        int size = _options.ChunkBytes;
-        int count = StoreGuards.ChunkCount(bytes.Length, size);
+        if (bytes.Length > _options.MaxEntryBytes)
+        {
+            _counters.Evict();
+            _logger.LogInformation("KV cache store {Store}: entry {Key} ({Bytes} bytes) exceeds MaxEntryBytes and was not written", nameof(DistributedCacheKvCacheStore), key, bytes.Length);
+            return;
+        }
+        var manifest = ChunkManifest.For(key, bytes.Length, _options.ChunkBytes);
+        ChunkManifest? previous;
+        try { previous = await Call(t => Write(key, bytes, manifest, t), cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _counters.FailedWrite();
+            _logger.LogWarning("KV cache store {Store}: write of {Key} failed and was skipped: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
+            return;
+        }
+        // The cache accepted the manifest: the entry is written, whatever happens to the old chunks below.
+        if (previous is null) Interlocked.Increment(ref _entries);
+        Interlocked.Add(ref _bytes, bytes.Length - (previous?.Length ?? 0));
+        _counters.Write(bytes.Length);
+        if (previous is null || previous.Write == manifest.Write) return;
+        try { await Call(t => DeleteChunks(key.Hash, previous, t), cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning("KV cache store {Store}: chunks of the replaced entry {Key} were left behind: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
+        }
+    }
+
+    /// <summary>Chunks, then the index line, then the manifest (under the key's lock); returns the manifest it replaced.</summary>
+    private async Task<ChunkManifest?> Write(KvCacheKey key, byte[] bytes, ChunkManifest manifest, CancellationToken cancellationToken)
+    {
         var manifestOptions = new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.TimeToLive };
         // Chunks outlive their manifest a little, so a reader that got the manifest finds them.
         var chunkOptions = new DistributedCacheEntryOptions { AbsoluteExpirationRelativeToNow = _options.TimeToLive + TimeSpan.FromMinutes(1) };
+        await Task.WhenAll(Enumerable.Range(0, manifest.Chunks).Select(i =>
+            _cache.SetAsync(ChunkKey(key, manifest.Write, i), manifest.Slice(bytes, i).ToArray(), chunkOptions, cancellationToken))).ConfigureAwait(false);
+        // Indexed before the manifest is visible, so no entry can be served that an invalidation would not find
+        // (a line without a manifest is dropped by the next invalidation). Not under the key's lock: invalidation takes them in the other order.
+        await UpdateIndex(key.TenantHash, lines => { lines.Add(Line(key.Hash, key.ModelHash, key.DocumentHash)); return Task.CompletedTask; }, cancellationToken).ConfigureAwait(false);
         var gate = KeyLock(key.Hash);
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, count).Select(i =>
-                _cache.SetAsync(ChunkKey(key, write, i), bytes[(i * size)..Math.Min(bytes.Length, (i + 1) * size)], chunkOptions, cancellationToken))).ConfigureAwait(false);
-            var previous = ManifestInfo.Parse(await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false));
-            var manifest = new ManifestInfo(write, count, bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash);
-            await _cache.SetAsync(ManifestKey(key), manifest.ToBytes(), manifestOptions, cancellationToken).ConfigureAwait(false);
-            if (previous is not null) await DeleteChunks(key.Hash, previous, cancellationToken).ConfigureAwait(false);
-            else Interlocked.Increment(ref _entries);
-            Interlocked.Add(ref _bytes, bytes.Length - (previous?.Length ?? 0));
-            _counters.Write(bytes.Length);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _logger.LogWarning("KV cache store {Store}: write of {Key} failed and was skipped: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
-            return;
+            var previous = ParseManifest(await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false));
+            await _cache.SetAsync(ManifestKey(key), Encoding.ASCII.GetBytes(manifest.ToString()), manifestOptions, cancellationToken).ConfigureAwait(false);
+            return previous;
         }
         finally { gate.Release(); }
-        await UpdateIndex(key.TenantHash, lines => { lines.Add(Line(key.Hash, key.ModelHash, key.DocumentHash)); return Task.CompletedTask; }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -145,20 +167,23 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
     {
         ArgumentNullException.ThrowIfNull(key);
         bool removed;
-        try { removed = await RemoveEntry(key.TenantHash, key.Hash, cancellationToken).ConfigureAwait(false); }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _logger.LogWarning("KV cache store {Store}: removal of {Key} failed: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
-            return false;
-        }
+        try { removed = await Call(t => RemoveEntry(key.TenantHash, key.Hash, t), cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested) { throw Unavailable("remove " + key, e); }
         if (!removed) return false;
         _counters.Remove();
-        // Unless a writer put the entry back meanwhile, its index line goes too.
-        await UpdateIndex(key.TenantHash, async lines =>
+        // Unless a writer put the entry back meanwhile, its index line goes too; a line left behind is harmless.
+        try
         {
-            if (await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false) is null)
-                lines.RemoveWhere(l => l.StartsWith(key.Hash, StringComparison.Ordinal));
-        }, cancellationToken).ConfigureAwait(false);
+            await Call(t => UpdateIndex(key.TenantHash, async lines =>
+            {
+                if (await _cache.GetAsync(ManifestKey(key), t).ConfigureAwait(false) is null)
+                    lines.RemoveWhere(l => l.StartsWith(key.Hash, StringComparison.Ordinal));
+            }, t), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning("KV cache store {Store}: index line of the removed {Key} was left behind: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
+        }
         return true;
     }
 
@@ -166,8 +191,8 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
     public async ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        try { return await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false) is not null; }
-        catch (Exception e) when (e is not OperationCanceledException)
+        try { return await Call(async t => await _cache.GetAsync(ManifestKey(key), t).ConfigureAwait(false) is not null, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
             _logger.LogWarning("KV cache store {Store}: lookup of {Key} failed: {Reason}", nameof(DistributedCacheKvCacheStore), key, e.Message);
             return false;
@@ -186,12 +211,13 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         await _indexLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            // One bounded call per cache operation, so a long invalidation is not cut by the operation timeout.
             var tenants = scope.Tenant is not null
                 ? new SortedSet<string>(StringComparer.Ordinal) { KvCacheKey.HashOf("tenant", scope.Tenant)[..16] }
-                : ReadLines(await _cache.GetAsync(TenantsKey, cancellationToken).ConfigureAwait(false));
+                : ReadLines(await Call(t => _cache.GetAsync(TenantsKey, t), cancellationToken).ConfigureAwait(false));
             foreach (string tenant in tenants)
             {
-                var lines = ReadLines(await _cache.GetAsync(IndexKey(tenant), cancellationToken).ConfigureAwait(false));
+                var lines = ReadLines(await Call(t => _cache.GetAsync(IndexKey(tenant), t), cancellationToken).ConfigureAwait(false));
                 var keep = new SortedSet<string>(StringComparer.Ordinal);
                 foreach (string line in lines)
                 {
@@ -199,19 +225,20 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
                     var p = line.Split(' ');
                     if (p.Length != 3) continue;
                     if (!scope.MatchesHashes(tenant, p[1], p[2])) { keep.Add(line); continue; }
-                    if (await RemoveEntry(tenant, p[0], cancellationToken).ConfigureAwait(false)) removed.Add(p[0]);
+                    if (await Call(t => RemoveEntry(tenant, p[0], t), cancellationToken).ConfigureAwait(false)) removed.Add(p[0]);
                 }
-                await WriteLines(IndexKey(tenant), keep, cancellationToken).ConfigureAwait(false);
+                await Call(t => WriteLines(IndexKey(tenant), keep, t), cancellationToken).ConfigureAwait(false);
                 if (keep.Count == 0)
                 {
-                    var all = ReadLines(await _cache.GetAsync(TenantsKey, cancellationToken).ConfigureAwait(false));
-                    if (all.Remove(tenant)) await WriteLines(TenantsKey, all, cancellationToken).ConfigureAwait(false);
+                    var all = ReadLines(await Call(t => _cache.GetAsync(TenantsKey, t), cancellationToken).ConfigureAwait(false));
+                    if (all.Remove(tenant)) await Call(t => WriteLines(TenantsKey, all, t), cancellationToken).ConfigureAwait(false);
                 }
             }
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            _logger.LogWarning("KV cache store {Store}: invalidation of {Scope} stopped: {Reason}", nameof(DistributedCacheKvCacheStore), scope, e.Message);
+            _counters.Remove(removed.Count);
+            throw Unavailable($"invalidate {scope} (after removing {removed.Count})", e);
         }
         finally { _indexLock.Release(); }
         _counters.Remove(removed.Count);
@@ -227,16 +254,18 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
 
     private SemaphoreSlim KeyLock(string hash) => _keyLocks[Convert.ToInt32(hash[..4], 16) % Stripes];
 
-    /// <summary>Deletes the manifest and then the chunks of one entry; false when it was not there.</summary>
+    /// <summary>Deletes the manifest and then the chunks of one entry; false when there was no valid entry (junk under its name is deleted).</summary>
     private async Task<bool> RemoveEntry(string tenant, string hash, CancellationToken cancellationToken)
     {
         var gate = KeyLock(hash);
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var manifest = ManifestInfo.Parse(await _cache.GetAsync(ManifestKey(tenant, hash), cancellationToken).ConfigureAwait(false));
-            if (manifest is null) return false;
+            var raw = await _cache.GetAsync(ManifestKey(tenant, hash), cancellationToken).ConfigureAwait(false);
+            if (raw is null) return false;
+            var manifest = ParseManifest(raw);
             await _cache.RemoveAsync(ManifestKey(tenant, hash), cancellationToken).ConfigureAwait(false);
+            if (manifest is null) return false;
             await DeleteChunks(hash, manifest, cancellationToken).ConfigureAwait(false);
             Interlocked.Decrement(ref _entries);
             Interlocked.Add(ref _bytes, -manifest.Length);
@@ -245,12 +274,23 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         finally { gate.Release(); }
     }
 
-    private Task DeleteChunks(string hash, ManifestInfo manifest, CancellationToken cancellationToken) =>
-        Task.WhenAll(Enumerable.Range(0, manifest.Chunks).Select(i => _cache.RemoveAsync(ChunkKey(manifest.Tenant, hash, manifest.Write, i), cancellationToken)));
+    private async Task DeleteChunks(string hash, ChunkManifest manifest, CancellationToken cancellationToken)
+    {
+        for (int start = 0; start < manifest.Chunks; start += Parallel)
+            await Task.WhenAll(Enumerable.Range(start, Math.Min(Parallel, manifest.Chunks - start))
+                .Select(i => _cache.RemoveAsync(ChunkKey(manifest.Tenant, hash, manifest.Write, i), cancellationToken))).ConfigureAwait(false);
+    }
 
     private static string Line(string hash, string model, string document) => $"{hash} {model} {document}";
 
-    /// <summary>Read-modify-write of a tenant's index (and the tenant list), serialized within this process.</summary>
+    private KvCacheStoreUnavailableException Unavailable(string what, Exception e)
+    {
+        if (e is KvCacheStoreUnavailableException skipped) return skipped;
+        _logger.LogWarning("KV cache store {Store}: could not {What}: {Reason}", nameof(DistributedCacheKvCacheStore), what, e.Message);
+        return new KvCacheStoreUnavailableException($"{nameof(DistributedCacheKvCacheStore)}: could not {what}: the cache failed ({e.Message}).", e);
+    }
+
+    /// <summary>Read-modify-write of a tenant's index (and the tenant list), serialized within this process; throws when the cache fails.</summary>
     private async Task UpdateIndex(string tenant, Func<SortedSet<string>, Task> change, CancellationToken cancellationToken)
     {
         await _indexLock.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -265,10 +305,6 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
                 var tenants = ReadLines(await _cache.GetAsync(TenantsKey, cancellationToken).ConfigureAwait(false));
                 if (tenants.Add(tenant)) await WriteLines(TenantsKey, tenants, cancellationToken).ConfigureAwait(false);
             }
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _logger.LogWarning("KV cache store {Store}: index update for tenant {Tenant} failed: {Reason}", nameof(DistributedCacheKvCacheStore), tenant, e.Message);
         }
         finally { _indexLock.Release(); }
     }

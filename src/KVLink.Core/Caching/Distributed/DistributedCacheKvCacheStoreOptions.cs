@@ -13,6 +13,28 @@ public sealed class DistributedCacheKvCacheStoreOptions
     public TimeSpan? TimeToLive { get; set; }
     /// <summary>How entries are written. Default <see cref="KvCacheCompression.None"/>.</summary>
     public KvCacheCompression Compression { get; set; } = KvCacheCompression.None;
+    /// <summary>
+    /// Largest entry (serialized bytes) this store writes or reads; a bigger entry is not written (counted in
+    /// <see cref="KvCacheStoreStatistics.Evictions"/>) and a manifest claiming more is a rejected miss, before any
+    /// chunk is read. Default 1 GiB.
+    /// </summary>
+    public long MaxEntryBytes { get; set; } = 1L << 30;
+    /// <summary>
+    /// Longest one store call (a read, write or removal of one entry, all its chunks) may take before it is given up
+    /// (a read is then a miss, a write a failed write, a removal throws). Default 2 s; raise it for very large
+    /// entries on slow links. <see cref="Timeout.InfiniteTimeSpan"/> waits as long as the client does.
+    /// </summary>
+    public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// After this many consecutive failed calls (server unreachable or timed out) the store stops calling the
+    /// server for <see cref="BreakDuration"/>: reads are misses and writes are skipped at once, both counted.
+    /// Default 3; 0 never stops calling.
+    /// </summary>
+    public int FailuresBeforeBreak { get; set; } = 3;
+    /// <summary>How long the store skips the server once <see cref="FailuresBeforeBreak"/> is reached; then one call probes it. Default 10 s.</summary>
+    public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>The clock for <see cref="OperationTimeout"/> and <see cref="BreakDuration"/>; null is the system clock.</summary>
+    public TimeProvider? TimeProvider { get; set; }
     /// <summary>Where refusals and cache errors are logged; null logs nothing.</summary>
     public ILogger? Logger { get; set; }
 }

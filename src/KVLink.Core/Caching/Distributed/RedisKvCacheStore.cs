@@ -1,4 +1,3 @@
-using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StackExchange.Redis;
@@ -6,21 +5,27 @@ using StackExchange.Redis;
 namespace KVLink.Core.Caching;
 
 /// <summary>
-/// A store on a Redis-protocol server (Redis, Valkey, Garnet...) shared by a fleet, through StackExchange.Redis.
+/// A store on a Redis-protocol server (Redis, Valkey, Garnet, Redis Cluster...) shared by a fleet, through StackExchange.Redis.
 /// Each entry is its <see cref="KvCacheFormat"/> bytes split into chunks under a per-write id, plus a manifest
 /// naming that write; the manifest is swapped atomically (GETSET) after the chunks are written, so readers
-/// see a whole entry or none, and the checksum catches anything else. Index sets per tenant, model and
-/// document make invalidation possible without scanning the server. Server errors are logged and read as
-/// misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>) or skipped (a write,
-/// <see cref="KvCacheStoreStatistics.FailedWrites"/>): a cache outage never fails a request. A removal or
-/// invalidation that cannot reach the server throws <see cref="KvCacheStoreUnavailableException"/>.
-/// Connect with <c>BacklogPolicy.FailFast</c> and short timeouts so an outage costs milliseconds, not the timeout.
+/// see a whole entry or none, and the checksum catches anything else. An entry's keys share one hash tag, so a
+/// cluster keeps them in one slot. Index sets per tenant, model and document make invalidation possible without
+/// scanning the server. Server errors are logged and read as misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>)
+/// or skipped (a write, <see cref="KvCacheStoreStatistics.FailedWrites"/>): a cache outage never fails a request.
+/// Each call is bounded by <see cref="RedisKvCacheStoreOptions.OperationTimeout"/>, and after
+/// <see cref="RedisKvCacheStoreOptions.FailuresBeforeBreak"/> failures in a row the server is skipped for
+/// <see cref="RedisKvCacheStoreOptions.BreakDuration"/>. A removal or invalidation that cannot reach the server
+/// throws <see cref="KvCacheStoreUnavailableException"/>. Keys of the wrong Redis type where the store expects its
+/// own are replaced on write and read as misses.
 /// </summary>
 public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
 {
+    /// <summary>Keys per MGET or DEL: far below any server's argument limit, and a missing chunk stops a read early.</summary>
+    private const int Batch = 1024;
     private readonly IConnectionMultiplexer _connection;
     private readonly RedisKvCacheStoreOptions _options;
     private readonly ILogger _logger;
+    private readonly CircuitBreaker _circuit;
     private readonly StoreCounters _counters = new();
     private long _entries, _bytes;
 
@@ -30,9 +35,9 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         ArgumentNullException.ThrowIfNull(connection);
         _connection = connection;
         _options = options ?? new RedisKvCacheStoreOptions();
-        if (string.IsNullOrWhiteSpace(_options.KeyPrefix))
-            throw new ArgumentException("RedisKvCacheStoreOptions.KeyPrefix must not be empty.", "options.KeyPrefix");
-        if (_options.ChunkBytes < 1024)
+        if (string.IsNullOrWhiteSpace(_options.KeyPrefix) || _options.KeyPrefix.AsSpan().IndexOfAny('{', '}') >= 0)
+            throw new ArgumentException("RedisKvCacheStoreOptions.KeyPrefix must not be empty or contain braces (the store adds a hash tag per entry).", "options.KeyPrefix");
+        if (_options.ChunkBytes < ChunkManifest.MinChunkBytes)
             throw new ArgumentOutOfRangeException("options.ChunkBytes", _options.ChunkBytes, "RedisKvCacheStoreOptions.ChunkBytes must be at least 1024.");
         if (_options.TimeToLive is { } ttl && ttl <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException("options.TimeToLive", ttl, "RedisKvCacheStoreOptions.TimeToLive must be positive (or null for no expiry).");
@@ -40,6 +45,8 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             throw new ArgumentOutOfRangeException("options.Database", _options.Database, "RedisKvCacheStoreOptions.Database must be -1 (the connection's default) or a database number >= 0.");
         if (!Enum.IsDefined(_options.Compression))
             throw new ArgumentOutOfRangeException("options.Compression", _options.Compression, "RedisKvCacheStoreOptions.Compression is not a known compression.");
+        _circuit = CircuitBreaker.Create(nameof(RedisKvCacheStoreOptions), nameof(RedisKvCacheStore), _options.MaxEntryBytes,
+            _options.OperationTimeout, _options.FailuresBeforeBreak, _options.BreakDuration, _options.TimeProvider);
         _logger = _options.Logger ?? NullLogger.Instance;
     }
 
@@ -47,55 +54,53 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public KvCacheStoreStatistics Statistics => _counters.Snapshot(Interlocked.Read(ref _entries), Interlocked.Read(ref _bytes));
 
     private IDatabase Db => _connection.GetDatabase(_options.Database);
-    private string Manifest(string hash) => $"{_options.KeyPrefix}:m:{hash}";
-    private string Chunk(string hash, string write, int i) => $"{_options.KeyPrefix}:c:{hash}:{write}:{i.ToString(CultureInfo.InvariantCulture)}";
-    private string Index(string kind, string hash) => $"{_options.KeyPrefix}:ix:{kind}:{hash}";
-    private string AllIndex => $"{_options.KeyPrefix}:ix:all";
 
-    /// <summary>Manifest text: "v1 write-id chunk-count byte-length tenant-hash model-hash document-hash".</summary>
-    private sealed record ManifestInfo(string Write, int Chunks, long Length, string Tenant, string Model, string Document)
-    {
-        public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"v1 {Write} {Chunks} {Length} {Tenant} {Model} {Document}");
-
-        public static ManifestInfo? Parse(RedisValue value)
-        {
-            if (value.IsNullOrEmpty) return null;
-            var p = ((string)value!).Split(' ');
-            if (p.Length != 7 || p[0] != "v1" || p[1].Length != 32
-                || !int.TryParse(p[2], NumberStyles.None, CultureInfo.InvariantCulture, out int chunks) || chunks is < 1 or > 1 << 20
-                || !long.TryParse(p[3], NumberStyles.None, CultureInfo.InvariantCulture, out long length)) return null;
-            return new ManifestInfo(p[1], chunks, length, p[4], p[5], p[6]);
-        }
-    }
+    // Layout version 2: {key32} is a hash tag, so an entry's manifest and chunks share a cluster slot (one MGET/DEL).
+    internal string Manifest(string hash) => $"{_options.KeyPrefix}:v2:{{{hash}}}:m";
+    internal string Chunk(string hash, string write, int i) => $"{_options.KeyPrefix}:v2:{{{hash}}}:c:{write}:{i}";
+    internal string Index(string kind, string hash) => $"{_options.KeyPrefix}:v2:ix:{kind}:{hash}";
+    internal string AllIndex => $"{_options.KeyPrefix}:v2:ix:all";
 
     /// <inheritdoc/>
     public async ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        byte[] bytes;
-        try
+        ChunkRead read;
+        try { read = await _circuit.RunAsync(_ => ReadChunks(key), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            var db = Db;
-            var raw = await db.StringGetAsync(Manifest(key.Hash)).ConfigureAwait(false);
-            if (raw.IsNull) { _counters.Miss(); return null; }
-            var manifest = ManifestInfo.Parse(raw);
-            if (manifest is null) { StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, "malformed manifest"); return null; }
-            var keys = Enumerable.Range(0, manifest.Chunks).Select(i => (RedisKey)Chunk(key.Hash, manifest.Write, i)).ToArray();
-            var chunks = await db.StringGetAsync(keys).ConfigureAwait(false);
-            // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
-            if (chunks.Any(c => c.IsNull)) { _counters.Miss(); return null; }
-            var joined = StoreGuards.Concatenate([.. chunks.Select(c => (byte[])c!)], manifest.Length);
-            if (joined is null) { StoreGuards.Rejected(_logger, _counters, nameof(RedisKvCacheStore), key, "chunks do not add up to the manifest's length"); return null; }
-            bytes = joined;
-        }
-        catch (Exception e) when (IsServerFailure(e))
-        {
+            // Any failure of the server or client (down, timed out, refused, circuit open) is a miss, never the caller's exception.
             _counters.Unavailable();
             _logger.LogWarning("KV cache store {Store}: read of {Key} failed, treated as a miss: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
             return null;
         }
+        return read.Finish(key, _logger, _counters, nameof(RedisKvCacheStore));
+    }
 
-        return StoreGuards.Decode(bytes, key, _logger, _counters, nameof(RedisKvCacheStore));
+    private async Task<ChunkRead> ReadChunks(KvCacheKey key)
+    {
+        var db = Db;
+        RedisValue raw;
+        try { raw = await db.StringGetAsync(Manifest(key.Hash)).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e)) { return ChunkRead.Rejected("the manifest key holds another Redis type"); }
+        if (raw.IsNull) return ChunkRead.Miss;
+        var manifest = ChunkManifest.Parse(raw, _options.MaxEntryBytes);
+        if (manifest is null || manifest.Tenant != key.TenantHash) return ChunkRead.Rejected("malformed manifest");
+        var chunks = new byte[manifest.Chunks][];
+        for (int start = 0; start < manifest.Chunks; start += Batch)
+        {
+            int n = Math.Min(Batch, manifest.Chunks - start);
+            var keys = new RedisKey[n];
+            for (int i = 0; i < n; i++) keys[i] = Chunk(key.Hash, manifest.Write, start + i);
+            var values = await db.StringGetAsync(keys).ConfigureAwait(false);
+            for (int i = 0; i < n; i++)
+            {
+                // A chunk gone means the entry was replaced, removed or expired while we read: a plain miss.
+                if (values[i].IsNull) return ChunkRead.Miss;
+                chunks[start + i] = (byte[])values[i]!;
+            }
+        }
+        return ChunkRead.Of(chunks, manifest);
     }
 
     /// <inheritdoc/>
@@ -103,37 +108,82 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     {
         StoreGuards.EnsureBelongs(entry, key);
         byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
-        string write = Guid.NewGuid().ToString("N");
-        int size = _options.ChunkBytes;
-        int count = StoreGuards.ChunkCount(bytes.Length, size);
-        // Chunks outlive their manifest a little, so a reader that got the manifest finds them.
-        TimeSpan? chunkTtl = _options.TimeToLive is { } ttl ? ttl + TimeSpan.FromMinutes(1) : null;
-        try
+        if (bytes.Length > _options.MaxEntryBytes)
         {
-            var db = Db;
-            var writes = new List<Task>(count);
-            for (int i = 0; i < count; i++)
-            {
-                var part = bytes.AsMemory(i * size, Math.Min(size, bytes.Length - i * size));
-                writes.Add(chunkTtl is { } ct ? db.StringSetAsync(Chunk(key.Hash, write, i), part, ct) : db.StringSetAsync(Chunk(key.Hash, write, i), part));
-            }
-            await Task.WhenAll(writes).ConfigureAwait(false);
-            var manifest = new ManifestInfo(write, count, bytes.Length, key.TenantHash, key.ModelHash, key.DocumentHash);
-            var previous = ManifestInfo.Parse(await db.StringGetSetAsync(Manifest(key.Hash), manifest.ToString()).ConfigureAwait(false));
-            if (_options.TimeToLive is { } t) await db.KeyExpireAsync(Manifest(key.Hash), t).ConfigureAwait(false);
-            await Task.WhenAll(
-                db.SetAddAsync(Index("t", key.TenantHash), key.Hash), db.SetAddAsync(Index("m", key.ModelHash), key.Hash),
-                db.SetAddAsync(Index("d", key.DocumentHash), key.Hash), db.SetAddAsync(AllIndex, key.Hash)).ConfigureAwait(false);
-            if (previous is not null && previous.Write != write) await DeleteChunks(db, key.Hash, previous).ConfigureAwait(false);
-            else Interlocked.Increment(ref _entries);
-            Interlocked.Add(ref _bytes, bytes.Length - (previous?.Length ?? 0));
-            _counters.Write(bytes.Length);
+            _counters.Evict();
+            _logger.LogInformation("KV cache store {Store}: entry {Key} ({Bytes} bytes) exceeds MaxEntryBytes and was not written", nameof(RedisKvCacheStore), key, bytes.Length);
+            return;
         }
-        catch (Exception e) when (IsServerFailure(e))
+        var manifest = ChunkManifest.For(key, bytes.Length, _options.ChunkBytes);
+        ChunkManifest? previous;
+        try { previous = await _circuit.RunAsync(_ => Write(key, bytes, manifest), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
             _counters.FailedWrite();
             _logger.LogWarning("KV cache store {Store}: write of {Key} failed and was skipped: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
+            return;
         }
+        // The server accepted the manifest: the entry is written, whatever happens to the old chunks below.
+        if (previous is null) Interlocked.Increment(ref _entries);
+        Interlocked.Add(ref _bytes, bytes.Length - (previous?.Length ?? 0));
+        _counters.Write(bytes.Length);
+        if (previous is null || previous.Write == manifest.Write) return;
+        try { await _circuit.RunAsync(_ => DeleteChunks(Db, key.Hash, previous), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning("KV cache store {Store}: chunks of the replaced entry {Key} were left behind: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
+        }
+    }
+
+    /// <summary>Chunks, then index memberships, then the manifest swap; returns the manifest it replaced.</summary>
+    private async Task<ChunkManifest?> Write(KvCacheKey key, byte[] bytes, ChunkManifest manifest)
+    {
+        var db = Db;
+        // Chunks outlive their manifest a little, so a reader that got the manifest finds them.
+        TimeSpan? chunkTtl = _options.TimeToLive is { } ttl ? ttl + TimeSpan.FromMinutes(1) : null;
+        var writes = new List<Task>(manifest.Chunks);
+        for (int i = 0; i < manifest.Chunks; i++)
+        {
+            string chunk = Chunk(key.Hash, manifest.Write, i);
+            var part = manifest.Slice(bytes, i);
+            writes.Add(chunkTtl is { } ct ? db.StringSetAsync(chunk, part, ct) : db.StringSetAsync(chunk, part));
+        }
+        await Task.WhenAll(writes).ConfigureAwait(false);
+        // Indexed before the manifest is visible, so no entry can be served that an invalidation would not find;
+        // a member without a manifest is harmless (invalidation drops it).
+        await Task.WhenAll(
+            AddToIndex(db, Index("t", key.TenantHash), key.Hash), AddToIndex(db, Index("m", key.ModelHash), key.Hash),
+            AddToIndex(db, Index("d", key.DocumentHash), key.Hash), AddToIndex(db, AllIndex, key.Hash)).ConfigureAwait(false);
+        string m = Manifest(key.Hash);
+        RedisValue old;
+        try { old = await db.StringGetSetAsync(m, manifest.ToString()).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e))
+        {
+            // A key of another type under the manifest's name would refuse every write forever: it holds no entry of ours.
+            _logger.LogWarning("KV cache store {Store}: manifest key {Manifest} held another Redis type and was replaced", nameof(RedisKvCacheStore), m);
+            await db.KeyDeleteAsync(m).ConfigureAwait(false);
+            old = await db.StringGetSetAsync(m, manifest.ToString()).ConfigureAwait(false);
+        }
+        if (_options.TimeToLive is { } t) await db.KeyExpireAsync(m, t).ConfigureAwait(false);
+        return ChunkManifest.Parse(old, _options.MaxEntryBytes);
+    }
+
+    /// <summary>SADD; a key of another type under the index's name holds no member of ours, so it is replaced by a set.</summary>
+    private async Task AddToIndex(IDatabase db, string set, string hash)
+    {
+        try { await db.SetAddAsync(set, hash).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e))
+        {
+            _logger.LogWarning("KV cache store {Store}: index key {Index} held another Redis type and was replaced", nameof(RedisKvCacheStore), set);
+            await db.KeyDeleteAsync(set).ConfigureAwait(false);
+            await db.SetAddAsync(set, hash).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task RemoveFromIndex(IDatabase db, string set, string hash)
+    {
+        try { await db.SetRemoveAsync(set, hash).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e)) { await db.KeyDeleteAsync(set).ConfigureAwait(false); }
     }
 
     /// <inheritdoc/>
@@ -141,8 +191,8 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     {
         ArgumentNullException.ThrowIfNull(key);
         bool removed;
-        try { removed = await RemoveHash(Db, key.Hash).ConfigureAwait(false); }
-        catch (Exception e) when (IsServerFailure(e)) { throw Unreachable("remove " + key, e); }
+        try { removed = await _circuit.RunAsync(_ => RemoveHash(Db, key.Hash), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested) { throw Unreachable("remove " + key, e); }
         if (removed) _counters.Remove();
         return removed;
     }
@@ -151,8 +201,12 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(key);
-        try { return await Db.KeyExistsAsync(Manifest(key.Hash)).ConfigureAwait(false); }
-        catch (Exception e) when (IsServerFailure(e)) { return false; }
+        try { return await _circuit.RunAsync(_ => Db.KeyExistsAsync(Manifest(key.Hash)), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning("KV cache store {Store}: lookup of {Key} failed: {Reason}", nameof(RedisKvCacheStore), key, e.Message);
+            return false;
+        }
     }
 
     /// <inheritdoc/>
@@ -163,52 +217,100 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
-        try { return await InvalidateCore(scope, cancellationToken).ConfigureAwait(false); }
-        catch (Exception e) when (IsServerFailure(e)) { throw Unreachable("invalidate " + scope, e); }
-    }
-
-    private async Task<IReadOnlyCollection<string>> InvalidateCore(KvCacheScope scope, CancellationToken cancellationToken)
-    {
-        var db = Db;
         string set = scope.DocumentId is not null ? Index("d", KvCacheKey.HashOf("document", scope.DocumentId)[..16])
             : scope.Tenant is not null ? Index("t", KvCacheKey.HashOf("tenant", scope.Tenant)[..16])
             : scope.ModelFingerprint is not null ? Index("m", KvCacheKey.HashOf("model", scope.ModelFingerprint)[..16])
             : AllIndex;
+        RedisValue[] members;
+        try { members = await _circuit.RunAsync(_ => Db.SetMembersAsync(set), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e)) { throw await WrongTypedIndex(set, e, cancellationToken).ConfigureAwait(false); }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested) { throw Unreachable("invalidate " + scope, e); }
+
+        // One bounded call per member, so a long invalidation is not cut by the operation timeout.
         var removed = new List<string>();
-        foreach (var member in await db.SetMembersAsync(set).ConfigureAwait(false))
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            string hash = member!;
-            var manifest = ManifestInfo.Parse(await db.StringGetAsync(Manifest(hash)).ConfigureAwait(false));
-            if (manifest is null) { await db.SetRemoveAsync(set, hash).ConfigureAwait(false); continue; }
-            if (scope.MatchesHashes(manifest.Tenant, manifest.Model, manifest.Document) && await RemoveHash(db, hash).ConfigureAwait(false)) removed.Add(hash);
+            foreach (var member in members)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                string hash = member!;
+                if (await _circuit.RunAsync(_ => RemoveMember(set, hash, scope), IsOutage, cancellationToken).ConfigureAwait(false)) removed.Add(hash);
+            }
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _counters.Remove(removed.Count);
+            throw Unreachable($"invalidate {scope} (after removing {removed.Count})", e);
         }
         _counters.Remove(removed.Count);
         return removed;
     }
 
+    private async Task<bool> RemoveMember(string set, string hash, KvCacheScope scope)
+    {
+        var db = Db;
+        ChunkManifest? manifest;
+        try { manifest = ChunkManifest.Parse(await db.StringGetAsync(Manifest(hash)).ConfigureAwait(false), _options.MaxEntryBytes); }
+        catch (RedisServerException e) when (IsWrongType(e)) { manifest = null; }
+        if (manifest is null)
+        {
+            // No entry of ours behind this member (gone, or junk under its name): drop the member and the junk.
+            await RemoveHash(db, hash).ConfigureAwait(false);
+            await RemoveFromIndex(db, set, hash).ConfigureAwait(false);
+            return false;
+        }
+        return scope.MatchesHashes(manifest.Tenant, manifest.Model, manifest.Document) && await RemoveHash(db, hash).ConfigureAwait(false);
+    }
+
+    /// <summary>The wrong-typed index is deleted (later writes rebuild it); the caller learns the invalidation may be incomplete.</summary>
+    private async Task<Exception> WrongTypedIndex(string set, RedisServerException e, CancellationToken cancellationToken)
+    {
+        try { await _circuit.RunAsync(_ => Db.KeyDeleteAsync(set), IsOutage, cancellationToken).ConfigureAwait(false); }
+        catch (Exception d) when (!cancellationToken.IsCancellationRequested) { return Unreachable("repair the index " + set, d); }
+        string message = $"{nameof(RedisKvCacheStore)}: the index key {set} held another Redis type, not the store's set ({e.Message}); it was deleted, "
+            + "so entries written before cannot be found by this invalidation (they expire with the TTL, or can be removed one by one).";
+        _logger.LogWarning("KV cache store {Store}: {Message}", nameof(RedisKvCacheStore), message);
+        return new KvCacheStoreUnavailableException(message, e);
+    }
+
+    /// <summary>Deletes the manifest (whatever its type), then the chunks and index memberships of a valid one; false when there was no valid entry.</summary>
     private async Task<bool> RemoveHash(IDatabase db, string hash)
     {
-        var manifest = ManifestInfo.Parse(await db.StringGetDeleteAsync(Manifest(hash)).ConfigureAwait(false));
+        string m = Manifest(hash);
+        ChunkManifest? manifest;
+        try { manifest = ChunkManifest.Parse(await db.StringGetDeleteAsync(m).ConfigureAwait(false), _options.MaxEntryBytes); }
+        catch (RedisServerException e) when (IsWrongType(e)) { await db.KeyDeleteAsync(m).ConfigureAwait(false); return false; }
         if (manifest is null) return false;
         await DeleteChunks(db, hash, manifest).ConfigureAwait(false);
         await Task.WhenAll(
-            db.SetRemoveAsync(Index("t", manifest.Tenant), hash), db.SetRemoveAsync(Index("m", manifest.Model), hash),
-            db.SetRemoveAsync(Index("d", manifest.Document), hash), db.SetRemoveAsync(AllIndex, hash)).ConfigureAwait(false);
+            RemoveFromIndex(db, Index("t", manifest.Tenant), hash), RemoveFromIndex(db, Index("m", manifest.Model), hash),
+            RemoveFromIndex(db, Index("d", manifest.Document), hash), RemoveFromIndex(db, AllIndex, hash)).ConfigureAwait(false);
         Interlocked.Decrement(ref _entries);
         Interlocked.Add(ref _bytes, -manifest.Length);
         return true;
     }
 
-    /// <summary>Errors that mean the server could not be used (down, timed out, connection closed), not a bug.</summary>
-    private static bool IsServerFailure(Exception e) => e is RedisException or TimeoutException or ObjectDisposedException;
+    private async Task<bool> DeleteChunks(IDatabase db, string hash, ChunkManifest manifest)
+    {
+        for (int start = 0; start < manifest.Chunks; start += Batch)
+        {
+            var keys = new RedisKey[Math.Min(Batch, manifest.Chunks - start)];
+            for (int i = 0; i < keys.Length; i++) keys[i] = Chunk(hash, manifest.Write, start + i);
+            await db.KeyDeleteAsync(keys).ConfigureAwait(false);
+        }
+        return true;
+    }
+
+    /// <summary>An answer from the server (an error reply) shows it is up; anything else (connection, timeout, client) counts towards the circuit.</summary>
+    private static bool IsOutage(Exception e) => e is not RedisServerException;
+
+    private static bool IsWrongType(RedisServerException e) => e.Message.StartsWith("WRONGTYPE", StringComparison.Ordinal);
 
     private KvCacheStoreUnavailableException Unreachable(string what, Exception e)
     {
+        if (e is KvCacheStoreUnavailableException skipped) return skipped;
         _logger.LogWarning("KV cache store {Store}: could not {What}: {Reason}", nameof(RedisKvCacheStore), what, e.Message);
-        return new KvCacheStoreUnavailableException($"{nameof(RedisKvCacheStore)}: could not {what}: the server is unavailable ({e.Message}).", e);
+        string why = e is RedisServerException ? "the server refused it" : "the server is unavailable";
+        return new KvCacheStoreUnavailableException($"{nameof(RedisKvCacheStore)}: could not {what}: {why} ({e.Message}).", e);
     }
-
-    private Task DeleteChunks(IDatabase db, string hash, ManifestInfo manifest) =>
-        db.KeyDeleteAsync(Enumerable.Range(0, manifest.Chunks).Select(i => (RedisKey)Chunk(hash, manifest.Write, i)).ToArray());
 }

@@ -64,7 +64,12 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
         long length;
         try
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+            using var handle = RegularFile.OpenRead(path);
+            if (handle is null)
+            {
+                StoreGuards.Rejected(_logger, _counters, nameof(FileKvCacheStore), key, "the entry's name is not a regular file (a FIFO, device, directory or symlink)");
+                return ValueTask.FromResult<DocumentKvCache?>(null);
+            }
             length = RandomAccess.GetLength(handle);
             entry = KvCacheFormat.Read(handle, Path.GetFileName(path));
         }
@@ -133,9 +138,10 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
     }
 
     /// <inheritdoc/>
+    /// <exception cref="KvCacheStoreUnavailableException">The file is there but could not be deleted (read-only or immutable file system, permissions).</exception>
     public ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken cancellationToken = default)
     {
-        bool removed = Delete(PathOf(key));
+        bool removed = Delete(PathOf(key), throwOnFailure: true);
         if (removed) _counters.Remove();
         return ValueTask.FromResult(removed);
     }
@@ -149,16 +155,22 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
         (await InvalidateKeysAsync(scope, cancellationToken).ConfigureAwait(false)).Count;
 
     /// <inheritdoc/>
+    /// <exception cref="KvCacheStoreUnavailableException">A matching file could not be deleted (the others were).</exception>
     public ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
         var removed = new List<string>();
+        KvCacheStoreUnavailableException? failure = null;
         foreach (var file in EntryFiles())
         {
             var m = EntryName().Match(file.Name);
-            if (scope.MatchesHashes(m.Groups["t"].Value, m.Groups["m"].Value, m.Groups["d"].Value) && Delete(file.FullName)) removed.Add(m.Groups["k"].Value);
+            if (!scope.MatchesHashes(m.Groups["t"].Value, m.Groups["m"].Value, m.Groups["d"].Value)) continue;
+            // Every other match is still removed; the caller then learns that some entry survived.
+            try { if (Delete(file.FullName, throwOnFailure: true)) removed.Add(m.Groups["k"].Value); }
+            catch (KvCacheStoreUnavailableException e) { failure ??= e; }
         }
         _counters.Remove(removed.Count);
+        if (failure is not null) throw new KvCacheStoreUnavailableException($"{nameof(FileKvCacheStore)}: invalidate {scope} removed {removed.Count} entries but not all: {failure.Message}", failure);
         return ValueTask.FromResult<IReadOnlyCollection<string>>(removed);
     }
 
@@ -208,7 +220,8 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
         try { return f.Length; } catch (IOException) { return 0; }
     }
 
-    private bool Delete(string path)
+    /// <summary>Deletes an entry's file; false when it was not there. A file that stays is logged, and thrown for removals (an eviction just moves on).</summary>
+    private bool Delete(string path, bool throwOnFailure = false)
     {
         try
         {
@@ -223,6 +236,7 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _logger.LogWarning("KV cache store {Store}: could not delete {Path}: {Reason}", nameof(FileKvCacheStore), path, e.Message);
+            if (throwOnFailure) throw new KvCacheStoreUnavailableException($"{nameof(FileKvCacheStore)}: could not delete {Path.GetFileName(path)}: {e.Message}", e);
             return false;
         }
     }

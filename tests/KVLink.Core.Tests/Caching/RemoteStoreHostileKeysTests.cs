@@ -1,0 +1,198 @@
+using System.Diagnostics;
+using System.Text;
+using KVLink.Core.Caching;
+using Microsoft.Extensions.Caching.Distributed;
+using StackExchange.Redis;
+
+namespace KVLink.Core.Tests.Caching;
+
+/// <summary>
+/// What another writer on a shared server can leave under the store's keys: manifests that claim impossible chunk
+/// counts or sizes, chunks of the wrong size, keys of the wrong Redis type. Each read is a counted miss, fast, with
+/// no exception; each write still lands. On the real in-process Garnet server.
+/// </summary>
+[Collection(GarnetCollection.Name)]
+public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
+{
+    private readonly string _prefix = "h" + Guid.NewGuid().ToString("N")[..12];
+    private IDatabase Db => garnet.Connection.GetDatabase();
+
+    private RedisKvCacheStore Redis(long maxEntryBytes = 1L << 30) =>
+        new(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, MaxEntryBytes = maxEntryBytes });
+
+    private DistributedCacheKvCacheStore Distributed(long maxEntryBytes = 1L << 30) =>
+        new(garnet.DistributedCache, new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, MaxEntryBytes = maxEntryBytes });
+
+    /// <summary>Manifests whose claims do not hold together, each with the key's own tenant, model and document.</summary>
+    public static TheoryData<string, string> BadManifests => new()
+    {
+        { "redis", "{w} 1048576 1024 1073741824" },     // 1 GiB in 1 KiB chunks: over the store's 64 MiB maximum below
+        { "distributed", "{w} 1048576 1024 1073741824" },
+        { "redis", "{w} 1048576 4096 5000" },            // chunk count not the one length and chunk size imply
+        { "distributed", "{w} 1000000 4096 5000" },
+        { "redis", "{w} 2 512 1000" },                   // chunk size under the 1 KiB minimum
+        { "distributed", "{w} 0 4096 0" },               // empty
+        { "redis", "{w} -1 4096 5000" },
+        { "distributed", "{w} 99999999999 4096 5000" },  // overflows int
+    };
+
+    [Theory, MemberData(nameof(BadManifests))]
+    public async Task A_manifest_whose_chunk_count_its_length_does_not_imply_is_a_fast_rejected_miss(string kind, string claim)
+    {
+        var key = CacheTestData.Key("claims");
+        string text = $"v2 {claim.Replace("{w}", Guid.NewGuid().ToString("N"), StringComparison.Ordinal)} {key.TenantHash} {key.ModelHash} {key.DocumentHash}";
+        IKvCacheStore store;
+        if (kind == "redis") { var r = Redis(64 << 20); await Db.StringSetAsync(r.Manifest(key.Hash), text); store = r; }
+        else { var d = Distributed(64 << 20); await garnet.DistributedCache.SetAsync(d.ManifestKey(key), Encoding.ASCII.GetBytes(text)); store = d; }
+
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var watch = Stopwatch.StartNew();
+        Assert.Null(await store.GetAsync(key));
+        watch.Stop();
+
+        // Refused before any chunk is asked for: no million-key request, no million tasks (those cost 350 MiB and
+        // seconds). The allocation bound is loose because tests of other collections allocate meanwhile.
+        Assert.True(watch.ElapsedMilliseconds < 1000, $"{watch.ElapsedMilliseconds} ms");
+        long bytes = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        Assert.True(bytes < 100 << 20, $"the read allocated {bytes} bytes");
+        var s = store.Statistics;
+        Assert.Equal((1L, 1L, 0L), (s.Misses, s.Rejected, s.Unavailable));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("distributed")]
+    public async Task A_consistent_manifest_of_a_million_chunks_that_are_not_there_is_a_plain_miss_after_one_batch(string kind)
+    {
+        // 1,000,000 chunks of 1 KiB: allowed by a 1 GiB maximum, so the chunks are asked for, in bounded batches; the first gap ends the read.
+        var key = CacheTestData.Key("absent-chunks");
+        string text = $"v2 {Guid.NewGuid():N} 1000000 1024 1024000000 {key.TenantHash} {key.ModelHash} {key.DocumentHash}";
+        IKvCacheStore store;
+        if (kind == "redis") { var r = Redis(); await Db.StringSetAsync(r.Manifest(key.Hash), text); store = r; }
+        else { var d = Distributed(); await garnet.DistributedCache.SetAsync(d.ManifestKey(key), Encoding.ASCII.GetBytes(text)); store = d; }
+
+        var watch = Stopwatch.StartNew();
+        Assert.Null(await store.GetAsync(key));
+        Assert.True(watch.ElapsedMilliseconds < 1000, $"{watch.ElapsedMilliseconds} ms");
+        Assert.Equal((1L, 0L, 0L), (store.Statistics.Misses, store.Statistics.Rejected, store.Statistics.Unavailable));
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("distributed")]
+    public async Task A_chunk_of_another_size_than_the_manifest_says_is_rejected(string kind)
+    {
+        var key = CacheTestData.Key("resized");
+        using var entry = CacheTestData.Entry(key, tokens: 100);
+        IKvCacheStore store = kind == "redis" ? Redis() : Distributed();
+        await store.PutAsync(key, entry);
+        if (store is RedisKvCacheStore r)
+        {
+            var m = ChunkManifest.Parse(await Db.StringGetAsync(r.Manifest(key.Hash)), long.MaxValue)!;
+            Assert.True(await Db.KeyExistsAsync(r.Chunk(key.Hash, m.Write, 0)));
+            await Db.StringSetAsync(r.Chunk(key.Hash, m.Write, 0), new byte[10]);
+        }
+        else
+        {
+            var d = (DistributedCacheKvCacheStore)store;
+            var m = ChunkManifest.Parse(Encoding.ASCII.GetString((await garnet.DistributedCache.GetAsync(d.ManifestKey(key)))!), long.MaxValue)!;
+            Assert.NotNull(await garnet.DistributedCache.GetAsync(d.ChunkKey(key, m.Write, 0)));
+            await garnet.DistributedCache.SetAsync(d.ChunkKey(key, m.Write, 0), new byte[10]);
+        }
+        Assert.Null(await store.GetAsync(key));
+        Assert.Equal(1, store.Statistics.Rejected);
+    }
+
+    [Fact]
+    public async Task A_manifest_key_of_the_wrong_type_is_a_rejected_miss_and_replaced_by_the_next_write()
+    {
+        var store = Redis();
+        var key = CacheTestData.Key("listed");
+        await Db.ListRightPushAsync(store.Manifest(key.Hash), "junk");
+        Assert.Null(await store.GetAsync(key));
+        Assert.Equal((1L, 0L), (store.Statistics.Rejected, store.Statistics.Unavailable));
+
+        using var entry = CacheTestData.Entry(key);
+        for (int i = 0; i < 2; i++) await store.PutAsync(key, entry);
+        Assert.Equal((2L, 0L), (store.Statistics.Writes, store.Statistics.FailedWrites));
+        using (var back = await store.GetAsync(key)) CacheTestData.AssertSame(entry, back!);
+        Assert.Equal(RedisType.String, await Db.KeyTypeAsync(store.Manifest(key.Hash)));
+
+        // Removal deletes junk under the name too, and says there was no entry.
+        await Db.KeyDeleteAsync(store.Manifest(key.Hash));
+        await Db.ListRightPushAsync(store.Manifest(key.Hash), "junk");
+        Assert.False(await store.RemoveAsync(key));
+        Assert.False(await Db.KeyExistsAsync(store.Manifest(key.Hash)));
+    }
+
+    [Fact]
+    public async Task Index_keys_of_the_wrong_type_are_replaced_so_writes_count_and_invalidation_finds_every_entry()
+    {
+        var store = Redis();
+        var keys = Enumerable.Range(0, 8).Select(i => CacheTestData.Key($"doc-{i}")).ToArray();
+        await Db.ListRightPushAsync(store.AllIndex, "junk");
+        await Db.StringSetAsync(store.Index("t", keys[0].TenantHash), "junk");
+        foreach (var k in keys) { using var e = CacheTestData.Entry(k); await store.PutAsync(k, e); }
+        Assert.Equal((8L, 0L), (store.Statistics.Writes, store.Statistics.FailedWrites));
+        Assert.Equal(RedisType.Set, await Db.KeyTypeAsync(store.AllIndex));
+
+        Assert.Equal(8, await store.InvalidateAsync(new KvCacheScope()));
+        Assert.Equal(0, await store.InvalidateAsync(new KvCacheScope()));
+        foreach (var k in keys) Assert.False(await store.ContainsAsync(k));
+    }
+
+    [Fact]
+    public async Task An_index_that_became_another_type_is_reported_as_such_and_repaired()
+    {
+        var store = Redis();
+        var key = CacheTestData.Key("indexed");
+        using (var e = CacheTestData.Entry(key)) await store.PutAsync(key, e);
+        await Db.KeyDeleteAsync(store.Index("t", key.TenantHash));
+        await Db.ListRightPushAsync(store.Index("t", key.TenantHash), "junk");
+
+        var error = await Assert.ThrowsAsync<KvCacheStoreUnavailableException>(async () => await store.InvalidateAsync(new KvCacheScope(Tenant: key.Tenant)));
+        Assert.Contains("another Redis type", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("unavailable", error.Message, StringComparison.Ordinal);
+        Assert.False(await Db.KeyExistsAsync(store.Index("t", key.TenantHash)));
+        // The entry is still reachable through the other indexes, and the tenant index works again after a write.
+        Assert.Equal(1, await store.InvalidateAsync(new KvCacheScope(DocumentId: key.DocumentId)));
+        using (var e = CacheTestData.Entry(key)) await store.PutAsync(key, e);
+        Assert.Equal(1, await store.InvalidateAsync(new KvCacheScope(Tenant: key.Tenant)));
+    }
+
+    [Fact]
+    public async Task Every_key_of_an_entry_hashes_to_one_cluster_slot()
+    {
+        var store = Redis();
+        var key = CacheTestData.Key("slotted");
+        using (var e = CacheTestData.Entry(key, tokens: 200)) await store.PutAsync(key, e);
+        var server = garnet.Connection.GetServer(garnet.Connection.GetEndPoints()[0]);
+        var entryKeys = new List<string>();
+        await foreach (var k in server.KeysAsync(pattern: $"{_prefix}:*{key.Hash}*")) entryKeys.Add(k!);
+        Assert.True(entryKeys.Count > 5, $"{entryKeys.Count} keys");
+        // Redis Cluster hashes only the first {...} of a key when there is one: every key's tag is the entry's hash,
+        // so the whole entry is in one slot and entries spread over the cluster.
+        Assert.All(entryKeys, k => Assert.Equal(key.Hash, HashTag(k)));
+    }
+
+    /// <summary>The part of a key Redis Cluster hashes: the text between the first '{' and the next '}', if not empty.</summary>
+    private static string HashTag(string key)
+    {
+        int open = key.IndexOf('{', StringComparison.Ordinal);
+        int close = open < 0 ? -1 : key.IndexOf('}', open + 1);
+        return close > open + 1 ? key[(open + 1)..close] : key;
+    }
+
+    [Fact]
+    public async Task An_entry_over_MaxEntryBytes_is_not_written()
+    {
+        var key = CacheTestData.Key("too-big");
+        using var entry = CacheTestData.Entry(key, tokens: 100);
+        foreach (IKvCacheStore store in new IKvCacheStore[] { Redis(maxEntryBytes: 4096), Distributed(maxEntryBytes: 4096) })
+        {
+            await store.PutAsync(key, entry);
+            Assert.False(await store.ContainsAsync(key));
+            Assert.Equal((0L, 1L, 0L), (store.Statistics.Writes, store.Statistics.Evictions, store.Statistics.FailedWrites));
+        }
+    }
+}
