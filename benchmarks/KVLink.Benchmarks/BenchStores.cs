@@ -1,3 +1,4 @@
+using KVLink.Core.Redis;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;

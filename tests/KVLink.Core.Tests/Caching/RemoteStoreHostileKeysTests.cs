@@ -1,3 +1,4 @@
+using KVLink.Core.Redis;
 using System.Diagnostics;
 using System.Text;
 using KVLink.Core.Caching;

@@ -1,3 +1,4 @@
+using KVLink.Core.Redis;
 using KVLink.Core.Caching;
 using Microsoft.Extensions.Caching.Distributed;
 using StackExchange.Redis;

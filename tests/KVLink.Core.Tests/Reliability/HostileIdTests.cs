@@ -1,3 +1,4 @@
+using KVLink.Core.Redis;
 using KVLink.Core.Caching;
 using KVLink.Core.Tests.Caching;
 

@@ -1,3 +1,4 @@
+using KVLink.Core.Redis;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;

@@ -1,8 +1,10 @@
+using KVLink.Core.Caching;
+using KVLink.Core.Caching.Format;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using StackExchange.Redis;
 
-namespace KVLink.Core.Caching;
+namespace KVLink.Core.Redis;
 
 /// <summary>
 /// A store on a Redis-protocol server (Redis, Valkey, Garnet, Redis Cluster...) shared by a fleet, through StackExchange.Redis.

@@ -1,6 +1,8 @@
+using KVLink.Core.Caching;
+using KVLink.Core.Caching.Format;
 using Microsoft.Extensions.Logging;
 
-namespace KVLink.Core.Caching;
+namespace KVLink.Core.Redis;
 
 /// <summary>Settings of a <see cref="RedisKvCacheStore"/>.</summary>
 public sealed class RedisKvCacheStoreOptions
