@@ -48,19 +48,19 @@ internal static class HuggingFaceTokenizerJsonReader
         var (names, bytesById) = ReadVocab(model, added);
         var merges = ReadMerges(model, names);
         string pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? HuggingFacePreTokenizer.Pattern(pre) : PreTokenizerPatterns.Llama3;
-        Regex split = PreTokenizerPatterns.Compile(pattern);
 
         // ignore_merges (Llama 3) means a piece that is a token stays whole, and the merges were
         // derived from tiktoken ranks = ids: exactly tiktoken's rule, so use the tiktoken engine.
         if (model.TryGetProperty("ignore_merges", out var ignore) && ignore.ValueKind == JsonValueKind.True)
-            return LlamaTokenizer.FromRanks(bytesById, added, special, split);
+            return LlamaTokenizer.FromRanks(bytesById, added, special, pattern);
 
+        var split = PreTokenizerPatterns.Create(pattern, added);
         var options = new BpeOptions(names)
         {
             Merges = merges,
             ByteLevel = true,
             SpecialTokens = added,
-            PreTokenizer = new RegexPreTokenizer(split, added),
+            PreTokenizer = split,
         };
         return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special);
     }

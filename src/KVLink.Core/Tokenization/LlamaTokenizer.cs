@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace KVLink.Core.Tokenization;
@@ -68,7 +67,7 @@ public sealed class LlamaTokenizer
         tiktokenFile.CopyTo(content);
         var ranks = TiktokenVocabulary.Parse(content.ToArray(), source);
         specialTokens ??= Llama3SpecialTokens.Create();
-        return FromRanks(ranks, specialTokens, specialTokens, PreTokenizerPatterns.Compile(PreTokenizerPatterns.Llama3));
+        return FromRanks(ranks, specialTokens, specialTokens, PreTokenizerPatterns.Llama3);
     }
 
     /// <summary>Loads a Hugging Face <c>tokenizer.json</c> holding a byte-level BPE model.</summary>
@@ -100,13 +99,13 @@ public sealed class LlamaTokenizer
     /// <param name="ranks">Token bytes by rank (= id).</param>
     /// <param name="matched">Tokens recognised whole in text before splitting.</param>
     /// <param name="special">Tokens reported by <see cref="SpecialTokens"/>.</param>
-    /// <param name="split">Pre-tokenizer pattern.</param>
+    /// <param name="splitPattern">Pre-tokenizer pattern (see <see cref="PreTokenizerPatterns.Create"/>).</param>
     internal static LlamaTokenizer FromRanks(
         IReadOnlyDictionary<int, byte[]> ranks, IReadOnlyDictionary<string, int> matched,
-        IReadOnlyDictionary<string, int> special, Regex split)
+        IReadOnlyDictionary<string, int> special, string splitPattern)
     {
         using var stream = TiktokenVocabulary.Write(ranks);
-        var inner = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(split, matched), normalizer: null, matched);
+        var inner = TiktokenTokenizer.Create(stream, PreTokenizerPatterns.Create(splitPattern, matched), normalizer: null, matched);
         return new LlamaTokenizer(inner, new TokenByteTable(ranks, matched), special);
     }
 }
