@@ -8,6 +8,8 @@ namespace KVLink.Core.Tokenization;
 /// checked, and any problem becomes an <see cref="InvalidDataException"/> naming the file.</summary>
 internal static class HuggingFaceTokenizerJsonReader
 {
+    private const string AddedTokensSource = "tokenizer.json added_tokens";
+
     public static LlamaTokenizer Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -52,7 +54,7 @@ internal static class HuggingFaceTokenizerJsonReader
         // ignore_merges (Llama 3) means a piece that is a token stays whole, and the merges were
         // derived from tiktoken ranks = ids: exactly tiktoken's rule, so use the tiktoken engine.
         if (model.TryGetProperty("ignore_merges", out var ignore) && ignore.ValueKind == JsonValueKind.True)
-            return LlamaTokenizer.FromRanks(bytesById, added, special, pattern);
+            return LlamaTokenizer.FromRanks(bytesById, added, special, pattern, AddedTokensSource);
 
         var split = PreTokenizerPatterns.Create(pattern, added);
         var options = new BpeOptions(names)
@@ -62,7 +64,7 @@ internal static class HuggingFaceTokenizerJsonReader
             SpecialTokens = added,
             PreTokenizer = split,
         };
-        return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special);
+        return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special, AddedTokensSource);
     }
 
     /// <summary>All added tokens are matched whole in text; those marked special are also reported as such.</summary>
