@@ -43,7 +43,8 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Creates an engine over a loaded model and tokenizer that logs and records metrics through <paramref name="diagnostics"/>.</summary>
-    /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
+    /// <exception cref="ArgumentException">Invalid options (the message names the setting), or a prompt format whose
+    /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
     public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -53,7 +54,9 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
         Model = model;
         Tokenizer = tokenizer;
         Store = store ?? new MemoryKvCacheStore();
+        // A caller's format is checked here; FromTokenizer checks its own.
         PromptFormat = _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
+        PromptFormat.Validate(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
         _worker = new ModelWorker("KVLink model worker");
         _telemetry = new EngineTelemetry(this, diagnostics);

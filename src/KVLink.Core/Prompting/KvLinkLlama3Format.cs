@@ -13,7 +13,8 @@ namespace KVLink.Core.Prompting;
 /// </code>
 /// Each piece is tokenized separately (special tokens recognised in the text) and the ids concatenated.
 /// Link token t of slot j has id <c>LinkTokenStart + K*j + t</c>. Other models (including small ones we
-/// train) use the same layout with their own ids through the constructor.
+/// train) use the same layout with their own ids through the constructor; <see cref="Validate"/> checks the ids
+/// against a tokenizer (the engine calls it).
 /// </summary>
 public sealed class KvLinkLlama3Format : PromptFormat
 {
@@ -22,27 +23,82 @@ public sealed class KvLinkLlama3Format : PromptFormat
         "You are a intelligent AI assistant. Please answer questions based on the user's instruction. " +
         "Below are some reference documents that may help you in answering the user's question.";
 
+    /// <summary>Size of a Llama 3 vocabulary: 128,000 BPE ranks and 256 special tokens.</summary>
+    public const int Llama3VocabSize = 128256;
+
+    /// <summary>Id of link token 0 of slot 0 in the published checkpoints (link token t of slot j is <c>128011 + K*j + t</c>).</summary>
+    public const int PublishedLinkTokenStart = 128011;
+
+    /// <summary>Id of <c>&lt;mem_start&gt;</c> in the published checkpoints.</summary>
+    public const int PublishedMemStart = 128254;
+
+    /// <summary>Id of <c>&lt;mem_end&gt;</c> in the published checkpoints.</summary>
+    public const int PublishedMemEnd = 128255;
+
     /// <summary>The format of the published Llama-3.2 KVLink checkpoints: link ids 128011..128253, mem 128254/128255, stop 128009/128001.</summary>
-    public static KvLinkLlama3Format Published { get; } = new(PublishedSystemText, 128011, 128254 - 128011, 128254, 128255, [128009, 128001]);
+    public static KvLinkLlama3Format Published { get; } = new(PublishedSystemText, PublishedLinkTokenStart, PublishedMemStart - PublishedLinkTokenStart,
+        PublishedMemStart, PublishedMemEnd, [Llama3ChatFormat.Ids.EotId, Llama3ChatFormat.Ids.EndOfText]);
 
     private readonly string _name;
 
     /// <summary>
-    /// The layout for a tokenizer with the Llama-3 special-token names: link tokens from
-    /// <c>&lt;|reserved_special_token_3|&gt;</c> up to <c>&lt;mem_start&gt;</c> = <c>&lt;|reserved_special_token_246|&gt;</c>,
-    /// <c>&lt;mem_end&gt;</c> = <c>&lt;|reserved_special_token_247|&gt;</c>, stop on <c>&lt;|eot_id|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>.
-    /// For the stock Llama-3 tokenizer this is exactly <see cref="Published"/>.
+    /// The layout for a tokenizer, checked against it (<see cref="Validate"/>). A Llama-3-sized vocabulary
+    /// (<see cref="Llama3VocabSize"/> ids) gets the published numeric ids, whatever the release calls them: Llama 3.0
+    /// and 3.1/3.2 name the reserved tokens differently, and the published checkpoints were trained on the ids.
+    /// A vocabulary of another size (a small model trained here) gets the ids derived from the Llama 3.1 names
+    /// (<see cref="FromReservedTokenNames"/>). Generation stops on <c>&lt;|eot_id|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>.
     /// </summary>
-    /// <exception cref="ArgumentException">The tokenizer lacks one of those special tokens.</exception>
+    /// <exception cref="ArgumentException">The tokenizer lacks a needed token, or an id the format would insert is not
+    /// a token or is a functional special token (the message names the id and what it collides with).</exception>
     public static KvLinkLlama3Format FromTokenizer(LlamaTokenizer tokenizer, string systemText = PublishedSystemText)
     {
-        int Id(string name) => tokenizer.TokenToId(name) ?? throw new ArgumentException($"The tokenizer has no special token '{name}' needed by the KVLink prompt format.", nameof(tokenizer));
-        int linkStart = Id("<|reserved_special_token_3|>");
-        int memStart = Id("<|reserved_special_token_246|>");
-        int memEnd = Id("<|reserved_special_token_247|>");
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (tokenizer.VocabSize != Llama3VocabSize)
+            return FromReservedTokenNames(tokenizer, systemText);
+        var format = new KvLinkLlama3Format(systemText, PublishedLinkTokenStart, PublishedMemStart - PublishedLinkTokenStart,
+            PublishedMemStart, PublishedMemEnd, StopTokens(tokenizer));
+        format.Validate(tokenizer);
+        return format;
+    }
+
+    /// <summary>
+    /// The layout derived from Llama 3.1/3.2 special-token names: link tokens from <c>&lt;|reserved_special_token_3|&gt;</c>
+    /// up to <c>&lt;mem_start&gt;</c> = <c>&lt;|reserved_special_token_246|&gt;</c>, <c>&lt;mem_end&gt;</c> =
+    /// <c>&lt;|reserved_special_token_247|&gt;</c>, stop on <c>&lt;|eot_id|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>;
+    /// checked against the tokenizer (<see cref="Validate"/>). With Llama 3.0 names this would put link tokens on
+    /// the chat header and end-of-turn ids, which the check rejects.
+    /// </summary>
+    /// <exception cref="ArgumentException">The tokenizer lacks one of those special tokens, or the derived ids fail the check.</exception>
+    public static KvLinkLlama3Format FromReservedTokenNames(LlamaTokenizer tokenizer, string systemText = PublishedSystemText)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        int linkStart = Id(tokenizer, "<|reserved_special_token_3|>");
+        int memStart = Id(tokenizer, "<|reserved_special_token_246|>");
+        int memEnd = Id(tokenizer, "<|reserved_special_token_247|>");
         if (memStart <= linkStart) throw new ArgumentException("The tokenizer's reserved special tokens are not in Llama-3 order.", nameof(tokenizer));
-        return new KvLinkLlama3Format(systemText, linkStart, memStart - linkStart, memStart, memEnd,
-            [Id(Llama3ChatFormat.EotToken), Id(Llama3ChatFormat.EndOfTextToken)]);
+        var format = new KvLinkLlama3Format(systemText, linkStart, memStart - linkStart, memStart, memEnd, StopTokens(tokenizer));
+        format.Validate(tokenizer);
+        return format;
+    }
+
+    private static int Id(LlamaTokenizer tokenizer, string name) =>
+        tokenizer.TokenToId(name) ?? throw new ArgumentException($"The tokenizer has no special token '{name}' needed by the KVLink prompt format.", nameof(tokenizer));
+
+    private static int[] StopTokens(LlamaTokenizer tokenizer) =>
+        [Id(tokenizer, Llama3ChatFormat.EotToken), Id(tokenizer, Llama3ChatFormat.EndOfTextToken)];
+
+    /// <summary>Checks every id this format inserts: each link-token id and both memory markers must be a token of
+    /// <paramref name="tokenizer"/> and not a functional special token (<see cref="LlamaTokenizer.FunctionalTokens"/>:
+    /// bos/eos, end of turn or message, chat headers, tool and padding tokens, whatever the chat template uses), and
+    /// no id may serve twice; stop tokens must exist.</summary>
+    /// <exception cref="ArgumentException">The message names the id, what it collides with and how to set the format explicitly.</exception>
+    public override void Validate(LlamaTokenizer tokenizer)
+    {
+        var inserted = Enumerable.Range(0, LinkTokenIdCount)
+            .Select(i => (LinkTokenStart + i, $"link-token id {i} of {LinkTokenIdCount} ({LinkTokenStart}..{LinkTokenStart + LinkTokenIdCount - 1})"))
+            .Append((MemStart, "<mem_start>"))
+            .Append((MemEnd, "<mem_end>"));
+        FormatTokenCheck.Check(tokenizer, Name, inserted, StopTokenIds);
     }
 
     /// <summary>Creates the layout with a model's own ids.</summary>

@@ -39,6 +39,16 @@ public abstract class PromptFormat
     /// <summary>Token ids that end generation.</summary>
     public abstract IReadOnlyList<int> StopTokenIds { get; }
 
+    /// <summary>
+    /// Checks that the ids this format inserts directly (link tokens, markers, stop tokens) suit
+    /// <paramref name="tokenizer"/>; the engine calls it when it is created. The default checks nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">An id is not a token, or collides with a functional special token.</exception>
+    public virtual void Validate(LlamaTokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+    }
+
     /// <summary>Throws when <paramref name="linkTokens"/> per document cannot be given to <paramref name="documents"/> documents.</summary>
     public void ValidateLinkTokens(int linkTokens, int documents)
     {

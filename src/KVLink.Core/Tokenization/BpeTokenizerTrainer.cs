@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.RegularExpressions;
 using KVLink.Core.Tokenization;
 
 namespace KVLink.Core.Tokenization;
@@ -31,11 +30,14 @@ public static class BpeTokenizerTrainer
     public static Result Train(IEnumerable<string> texts, int merges, int minCount = 2)
     {
         ArgumentNullException.ThrowIfNull(texts);
-        var regex = new Regex(PreTokenizerPatterns.Llama3, RegexOptions.Compiled);
+        // The same splitter the trained tokenizer encodes with, so merges are learnt on the pieces it will see.
         var counts = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (string text in texts)
-            foreach (Match m in regex.Matches(text))
-                counts[m.Value] = counts.GetValueOrDefault(m.Value) + 1;
+            foreach (var (offset, length) in Llama3Splitter.Split(text.AsMemory(), 0))
+            {
+                string piece = text.Substring(offset, length);
+                counts[piece] = counts.GetValueOrDefault(piece) + 1;
+            }
 
         var vocab = Enumerable.Range(0, 256).Select(b => new[] { (byte)b }).ToList();
         var words = counts.OrderBy(p => p.Key, StringComparer.Ordinal)

@@ -8,6 +8,8 @@ namespace KVLink.Core.Tokenization;
 /// checked, and any problem becomes an <see cref="InvalidDataException"/> naming the file.</summary>
 internal static class HuggingFaceTokenizerJsonReader
 {
+    private const string AddedTokensSource = "tokenizer.json added_tokens";
+
     public static LlamaTokenizer Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -48,21 +50,21 @@ internal static class HuggingFaceTokenizerJsonReader
         var (names, bytesById) = ReadVocab(model, added);
         var merges = ReadMerges(model, names);
         string pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? HuggingFacePreTokenizer.Pattern(pre) : PreTokenizerPatterns.Llama3;
-        Regex split = PreTokenizerPatterns.Compile(pattern);
 
         // ignore_merges (Llama 3) means a piece that is a token stays whole, and the merges were
         // derived from tiktoken ranks = ids: exactly tiktoken's rule, so use the tiktoken engine.
         if (model.TryGetProperty("ignore_merges", out var ignore) && ignore.ValueKind == JsonValueKind.True)
-            return LlamaTokenizer.FromRanks(bytesById, added, special, split);
+            return LlamaTokenizer.FromRanks(bytesById, added, special, pattern, AddedTokensSource);
 
+        var split = PreTokenizerPatterns.Create(pattern, added);
         var options = new BpeOptions(names)
         {
             Merges = merges,
             ByteLevel = true,
             SpecialTokens = added,
-            PreTokenizer = new RegexPreTokenizer(split, added),
+            PreTokenizer = split,
         };
-        return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special);
+        return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special, AddedTokensSource);
     }
 
     /// <summary>All added tokens are matched whole in text; those marked special are also reported as such.</summary>

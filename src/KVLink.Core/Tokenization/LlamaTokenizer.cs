@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
 
 namespace KVLink.Core.Tokenization;
@@ -11,13 +10,27 @@ public sealed class LlamaTokenizer
 {
     private readonly TokenByteTable _bytes;
     private readonly Dictionary<string, int> _special;
+    private readonly Dictionary<int, string> _functional = [];
 
-    internal LlamaTokenizer(Tokenizer inner, TokenByteTable bytes, IReadOnlyDictionary<string, int> specialTokens)
+    internal LlamaTokenizer(Tokenizer inner, TokenByteTable bytes, IReadOnlyDictionary<string, int> specialTokens, string specialTokenSource)
     {
         InnerTokenizer = inner;
         _bytes = bytes;
         _special = new Dictionary<string, int>(specialTokens, StringComparer.Ordinal);
+        SpecialTokenSource = specialTokenSource;
+        foreach (var (name, id) in _special)
+            if (Llama3SpecialTokens.FunctionalNames.Contains(name))
+                _functional.TryAdd(id, $"{name} (a Llama 3 control token)");
     }
+
+    /// <summary>Where the special-token names came from, e.g. "tokenizer.json added_tokens" or
+    /// "built-in Llama 3.0 table (config.json has no llama3 rope_scaling)".</summary>
+    public string SpecialTokenSource { get; }
+
+    /// <summary>Special tokens with a job (text boundaries, chat headers, end of turn, tool calls, padding, the
+    /// tokens <c>tokenizer_config.json</c> names as bos/eos/pad/unk or its chat template uses), id to a description.
+    /// Prompt formats refuse to use them as link tokens or memory markers.</summary>
+    public IReadOnlyDictionary<int, string> FunctionalTokens => _functional;
 
     /// <summary>The Microsoft.ML.Tokenizers tokenizer that does the splitting and merging.</summary>
     public Tokenizer InnerTokenizer { get; }
@@ -49,6 +62,9 @@ public sealed class LlamaTokenizer
     /// <exception cref="ArgumentOutOfRangeException">No token has this id.</exception>
     public ReadOnlySpan<byte> TokenBytes(int id) => _bytes[id];
 
+    /// <summary>True when <paramref name="id"/> is a token (ordinary or special) of this vocabulary.</summary>
+    public bool HasToken(int id) => _bytes.Contains(id);
+
     /// <summary>The id of a special token, or null when the tokenizer has none by that name.</summary>
     public int? TokenToId(string specialTokenName)
     {
@@ -63,12 +79,18 @@ public sealed class LlamaTokenizer
     public static LlamaTokenizer FromTiktoken(Stream tiktokenFile, IReadOnlyDictionary<string, int>? specialTokens = null)
     {
         ArgumentNullException.ThrowIfNull(tiktokenFile);
-        string source = tiktokenFile is FileStream fs ? fs.Name : "tiktoken stream";
+        var ranks = ReadRanks(tiktokenFile);
+        string source = specialTokens is null ? "built-in Llama 3.1/3.2 table (FromTiktoken default)" : "supplied to FromTiktoken";
+        specialTokens ??= Llama3SpecialTokens.Create();
+        return FromRanks(ranks, specialTokens, specialTokens, PreTokenizerPatterns.Llama3, source);
+    }
+
+    private static Dictionary<int, byte[]> ReadRanks(Stream tiktokenFile)
+    {
+        string name = tiktokenFile is FileStream fs ? fs.Name : "tiktoken stream";
         var content = new MemoryStream();
         tiktokenFile.CopyTo(content);
-        var ranks = TiktokenVocabulary.Parse(content.ToArray(), source);
-        specialTokens ??= Llama3SpecialTokens.Create();
-        return FromRanks(ranks, specialTokens, specialTokens, PreTokenizerPatterns.Compile(PreTokenizerPatterns.Llama3));
+        return TiktokenVocabulary.Parse(content.ToArray(), name);
     }
 
     /// <summary>Loads a Hugging Face <c>tokenizer.json</c> holding a byte-level BPE model.</summary>
@@ -78,35 +100,60 @@ public sealed class LlamaTokenizer
         HuggingFaceTokenizerJsonReader.Load(tokenizerJsonPath);
 
     /// <summary>Loads the tokenizer of a checkpoint folder: <c>tokenizer.json</c> when present, else
-    /// <c>original/tokenizer.model</c> (tiktoken) with the Llama 3 special tokens.</summary>
+    /// <c>original/tokenizer.model</c> (tiktoken). The tiktoken file has no special-token names: they come from the
+    /// folder's <c>tokenizer_config.json</c> (<c>added_tokens_decoder</c>), else from the built-in table of the Llama 3
+    /// release the folder's <c>config.json</c> or <c>original/params.json</c> points to (3.0 and 3.1/3.2 name the same
+    /// ids differently); <see cref="SpecialTokenSource"/> says which. A <c>tokenizer_config.json</c> also marks the
+    /// tokens it names as bos/eos/pad/unk or its chat template uses as <see cref="FunctionalTokens"/>.</summary>
     /// <exception cref="FileNotFoundException">The folder has neither file.</exception>
+    /// <exception cref="InvalidDataException">A tokenizer or config file is malformed (the message names it).</exception>
     public static LlamaTokenizer FromCheckpointFolder(string dir)
     {
         ArgumentNullException.ThrowIfNull(dir);
+        var config = TokenizerConfigFile.TryRead(dir);
         string json = Path.Combine(dir, "tokenizer.json");
-        if (File.Exists(json))
-            return FromHuggingFaceJson(json);
         string tiktoken = Path.Combine(dir, "original", "tokenizer.model");
-        if (File.Exists(tiktoken))
+        LlamaTokenizer tokenizer;
+        if (File.Exists(json))
+            tokenizer = FromHuggingFaceJson(json);
+        else if (File.Exists(tiktoken))
         {
             using var stream = File.OpenRead(tiktoken);
-            return FromTiktoken(stream);
+            var (matched, special, source) = CheckpointSpecialTokens.Resolve(dir, config);
+            tokenizer = FromRanks(ReadRanks(stream), matched, special, PreTokenizerPatterns.Llama3, source);
         }
-        throw new FileNotFoundException(
-            $"No tokenizer in checkpoint folder '{dir}': expected tokenizer.json or original/tokenizer.model.", json);
+        else
+            throw new FileNotFoundException(
+                $"No tokenizer in checkpoint folder '{dir}': expected tokenizer.json or original/tokenizer.model.", json);
+        if (config is not null)
+            tokenizer.MarkConfigFunctionalTokens(config);
+        return tokenizer;
+    }
+
+    private void MarkConfigFunctionalTokens(TokenizerConfigFile config)
+    {
+        foreach (var (name, role) in config.RoleTokens)
+            if (_special.TryGetValue(name, out int id))
+                _functional.TryAdd(id, $"{name} ({role} in {TokenizerConfigFile.FileName})");
+        if (config.ChatTemplate.Length == 0)
+            return;
+        foreach (var (name, id) in _special)
+            if (config.ChatTemplate.Contains(name, StringComparison.Ordinal))
+                _functional.TryAdd(id, $"{name} (used by the chat template in {TokenizerConfigFile.FileName})");
     }
 
     /// <summary>Builds a tokenizer with tiktoken's merge rule (lowest-rank pair first, whole piece when it is a token).</summary>
     /// <param name="ranks">Token bytes by rank (= id).</param>
     /// <param name="matched">Tokens recognised whole in text before splitting.</param>
     /// <param name="special">Tokens reported by <see cref="SpecialTokens"/>.</param>
-    /// <param name="split">Pre-tokenizer pattern.</param>
+    /// <param name="splitPattern">Pre-tokenizer pattern (see <see cref="PreTokenizerPatterns.Create"/>).</param>
+    /// <param name="specialTokenSource">Where the special-token names came from (<see cref="SpecialTokenSource"/>).</param>
     internal static LlamaTokenizer FromRanks(
         IReadOnlyDictionary<int, byte[]> ranks, IReadOnlyDictionary<string, int> matched,
-        IReadOnlyDictionary<string, int> special, Regex split)
+        IReadOnlyDictionary<string, int> special, string splitPattern, string specialTokenSource)
     {
         using var stream = TiktokenVocabulary.Write(ranks);
-        var inner = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(split, matched), normalizer: null, matched);
-        return new LlamaTokenizer(inner, new TokenByteTable(ranks, matched), special);
+        var inner = TiktokenTokenizer.Create(stream, PreTokenizerPatterns.Create(splitPattern, matched), normalizer: null, matched);
+        return new LlamaTokenizer(inner, new TokenByteTable(ranks, matched), special, specialTokenSource);
     }
 }

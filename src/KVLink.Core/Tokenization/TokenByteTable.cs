@@ -39,6 +39,10 @@ internal sealed class TokenByteTable
         else _bytes[id] = bytes;
     }
 
+    /// <summary>True when a token has this id.</summary>
+    public bool Contains(int id) =>
+        _sparse is not null ? _sparse.ContainsKey(id) : (uint)id < (uint)_bytes.Length && _bytes[id] is not null;
+
     /// <summary>Max id + 1.</summary>
     public int Count => _count;
 

@@ -14,8 +14,17 @@ internal static class Cl100kTestData
         return LlamaTokenizer.FromTiktoken(stream, Llama3SpecialTokens.Create(128000));
     });
 
-    /// <summary>One tokenizer for all tests: building it parses 100k ranks.</summary>
+    private static readonly Lazy<LlamaTokenizer> SharedLlama30 = new(() =>
+    {
+        using var stream = OpenTiktoken();
+        return LlamaTokenizer.FromTiktoken(stream, Llama3SpecialTokens.CreateLlama30(128000));
+    });
+
+    /// <summary>One tokenizer for all tests (Llama 3.1/3.2 special-token names): building it parses 100k ranks.</summary>
     public static LlamaTokenizer Tokenizer => Shared.Value;
+
+    /// <summary>The same ranks with the Llama 3.0 special-token names (Meta-Llama-3-8B's tokenizer.json).</summary>
+    public static LlamaTokenizer Llama30Tokenizer => SharedLlama30.Value;
 
     public static Stream OpenTiktoken()
     {
