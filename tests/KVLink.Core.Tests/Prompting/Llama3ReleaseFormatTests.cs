@@ -1,4 +1,4 @@
-using KVLink.Core.Demo;
+using KVLink.Demo;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tests.Tokenization;
 using KVLink.Core.Tokenization;
