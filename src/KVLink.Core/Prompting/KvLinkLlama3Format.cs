@@ -39,7 +39,7 @@ public sealed class KvLinkLlama3Format : PromptFormat
     public static KvLinkLlama3Format Published { get; } = new(PublishedSystemText, PublishedLinkTokenStart, PublishedMemStart - PublishedLinkTokenStart,
         PublishedMemStart, PublishedMemEnd, [Llama3ChatFormat.Ids.EotId, Llama3ChatFormat.Ids.EndOfText]);
 
-    private readonly string _name;
+    private string? _name;
 
     /// <summary>
     /// The layout for a tokenizer, checked against it (<see cref="Validate"/>). A Llama-3-sized vocabulary
@@ -119,9 +119,15 @@ public sealed class KvLinkLlama3Format : PromptFormat
         MemStart = memStart;
         MemEnd = memEnd;
         StopTokenIds = stopTokenIds;
-        string identity = $"{systemText}\u0001{linkTokenStart}\u0001{linkTokenIdCount}\u0001{memStart}\u0001{memEnd}";
-        _name = "kvlink-llama3-v1-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..12];
     }
+
+    /// <summary>
+    /// False (the default): special-token names written in a document's text or title or in a question (for example
+    /// <c>&lt;|eot_id|&gt;</c> or a link token's name) are encoded as the plain text they are, so a document cannot close
+    /// the memory block, start a turn or impersonate a link token. True encodes them as the special tokens (only for
+    /// text you trust); it is part of <see cref="Name"/>, so the two settings never share caches.
+    /// </summary>
+    public bool SpecialTokensInText { get; init; }
 
     /// <summary>The system prompt.</summary>
     public string SystemText { get; }
@@ -136,7 +142,8 @@ public sealed class KvLinkLlama3Format : PromptFormat
     public int MemEnd { get; }
 
     /// <inheritdoc/>
-    public override string Name => _name;
+    public override string Name => _name ??= "kvlink-llama3-v2-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
+        $"{SystemText}\u0001{LinkTokenStart}\u0001{LinkTokenIdCount}\u0001{MemStart}\u0001{MemEnd}" + (SpecialTokensInText ? "\u0001special-in-text" : ""))))[..12];
 
     /// <inheritdoc/>
     public override int LinkTokenIdCount { get; }
@@ -157,7 +164,7 @@ public sealed class KvLinkLlama3Format : PromptFormat
 
     /// <inheritdoc/>
     public override IReadOnlyList<int> Document(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) =>
-        tokenizer.Encode(DocumentText(document, slot));
+        UserText(tokenizer, DocumentText(document, slot));
 
     /// <summary>
     /// The tokens of <c>Document [{slot+1}](Title: {title})</c> when they begin the document's tokens (they do with
@@ -167,7 +174,7 @@ public sealed class KvLinkLlama3Format : PromptFormat
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(document);
-        var header = tokenizer.Encode($"Document [{slot + 1}](Title: {document.Title ?? ""})");
+        var header = UserText(tokenizer, $"Document [{slot + 1}](Title: {document.Title ?? ""})");
         var full = Document(tokenizer, document, slot);
         int n = 0;
         while (n < header.Count && n < full.Count && header[n] == full[n]) n++;
@@ -181,7 +188,11 @@ public sealed class KvLinkLlama3Format : PromptFormat
     public override IReadOnlyList<int> Suffix(LlamaTokenizer tokenizer, string question) =>
     [
         MemEnd,
-        .. tokenizer.Encode(question),
+        .. UserText(tokenizer, question),
         .. tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("assistant")),
     ];
+
+    /// <summary>Text that comes from documents and questions: special-token names in it stay plain text unless <see cref="SpecialTokensInText"/>.</summary>
+    private IReadOnlyList<int> UserText(LlamaTokenizer tokenizer, string text) =>
+        SpecialTokensInText ? tokenizer.Encode(text) : tokenizer.EncodeText(text);
 }

@@ -56,15 +56,16 @@ internal static class HuggingFaceTokenizerJsonReader
         if (model.TryGetProperty("ignore_merges", out var ignore) && ignore.ValueKind == JsonValueKind.True)
             return LlamaTokenizer.FromRanks(bytesById, added, special, pattern, AddedTokensSource);
 
-        var split = PreTokenizerPatterns.Create(pattern, added);
-        var options = new BpeOptions(names)
+        BpeTokenizer Create(Dictionary<string, int> matched) => BpeTokenizer.Create(new BpeOptions(names)
         {
             Merges = merges,
             ByteLevel = true,
-            SpecialTokens = added,
-            PreTokenizer = split,
-        };
-        return new LlamaTokenizer(BpeTokenizer.Create(options), new TokenByteTable(bytesById, added), special, AddedTokensSource);
+            SpecialTokens = matched,
+            PreTokenizer = PreTokenizerPatterns.Create(pattern, matched),
+        });
+        // Text from users matches the added tokens that are not special (they are vocabulary), never the special ones.
+        var plainMatched = added.Where(t => !special.ContainsKey(t.Key)).ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
+        return new LlamaTokenizer(Create(added), new TokenByteTable(bytesById, added), special, AddedTokensSource, () => Create(plainMatched));
     }
 
     /// <summary>All added tokens are matched whole in text; those marked special are also reported as such.</summary>

@@ -11,10 +11,12 @@ public sealed class LlamaTokenizer
     private readonly TokenByteTable _bytes;
     private readonly Dictionary<string, int> _special;
     private readonly Dictionary<int, string> _functional = [];
+    private readonly Lazy<Tokenizer> _plainText;
 
-    internal LlamaTokenizer(Tokenizer inner, TokenByteTable bytes, IReadOnlyDictionary<string, int> specialTokens, string specialTokenSource)
+    internal LlamaTokenizer(Tokenizer inner, TokenByteTable bytes, IReadOnlyDictionary<string, int> specialTokens, string specialTokenSource, Func<Tokenizer>? plainText = null)
     {
         InnerTokenizer = inner;
+        _plainText = new Lazy<Tokenizer>(plainText ?? (() => inner));
         _bytes = bytes;
         _special = new Dictionary<string, int>(specialTokens, StringComparer.Ordinal);
         SpecialTokenSource = specialTokenSource;
@@ -46,6 +48,17 @@ public sealed class LlamaTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         return InnerTokenizer.EncodeToIds(text);
+    }
+
+    /// <summary>
+    /// Token ids of text that comes from users (documents, questions): special-token names written in it, such as
+    /// <c>&lt;|eot_id|&gt;</c>, are encoded as the plain text they are, never as the special tokens, so untrusted text
+    /// cannot end a turn, open a header or impersonate a link token. Other text encodes exactly as <see cref="Encode"/>.
+    /// </summary>
+    public IReadOnlyList<int> EncodeText(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return _plainText.Value.EncodeToIds(text);
     }
 
     /// <summary>The text of a token sequence; special tokens appear as their names and byte
@@ -154,6 +167,13 @@ public sealed class LlamaTokenizer
     {
         using var stream = TiktokenVocabulary.Write(ranks);
         var inner = TiktokenTokenizer.Create(stream, PreTokenizerPatterns.Create(splitPattern, matched), normalizer: null, matched);
-        return new LlamaTokenizer(inner, new TokenByteTable(ranks, matched), special, specialTokenSource);
+        // Built on first use of EncodeText: the same ranks, with the special tokens neither matched nor known.
+        var plainMatched = matched.Where(t => !special.ContainsKey(t.Key)).ToDictionary(t => t.Key, t => t.Value, StringComparer.Ordinal);
+        Tokenizer PlainText()
+        {
+            using var again = TiktokenVocabulary.Write(ranks);
+            return TiktokenTokenizer.Create(again, PreTokenizerPatterns.Create(splitPattern, plainMatched), normalizer: null, plainMatched);
+        }
+        return new LlamaTokenizer(inner, new TokenByteTable(ranks, matched), special, specialTokenSource, PlainText);
     }
 }
