@@ -1,14 +1,9 @@
-using System.Globalization;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
-using System.Text;
 using System.Threading.Channels;
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
 using KVLink.Core.Generation;
-using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
@@ -22,18 +17,19 @@ namespace KVLink.Core.Engine;
 /// documents, re-rotates their keys to their global positions, runs the link tokens and the question in
 /// one pass, and generates. Thread safe: model work runs on one dedicated thread, requests queue.
 /// </summary>
-public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
+/// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), document
+/// caches and in-flight encodes (<see cref="DocumentCaches"/>), request execution and the prefix cache
+/// (<see cref="RequestRunner"/>) and corpus indexing (<see cref="CorpusIndexer"/>) each live in their own type.</remarks>
+public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 {
-    private readonly KvLinkOptions _options;
-    private readonly ModelWorker _worker;
-    private readonly ConcurrentDictionary<string, KvLinkDocument> _documents = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<InflightKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
-    private volatile bool _disposed;
-    private PrefixCache? _prefix; // touched only on the model thread
-
-    private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
+    private readonly EngineContext _context;
+    private readonly DocumentCatalog _catalog;
+    private readonly DocumentCaches _documents;
+    private readonly RequestRunner _requests;
+    private readonly CorpusIndexer _indexer;
     private readonly EngineTelemetry _telemetry;
-    private bool _ownsModel;
+    private readonly bool _ownsModel;
+    private volatile bool _disposed;
 
     /// <summary>Creates an engine over a loaded model and tokenizer.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
@@ -46,6 +42,12 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <exception cref="ArgumentException">Invalid options (the message names the setting), or a prompt format whose
     /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
     public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
+        : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false)
+    {
+    }
+
+    private KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics,
+        PromptFormat? format, bool ownsModel)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -55,12 +57,19 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
         Tokenizer = tokenizer;
         Store = store ?? new MemoryKvCacheStore();
         // A caller's format is checked here; FromTokenizer checks its own.
-        PromptFormat = _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
+        PromptFormat = format ?? _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         PromptFormat.Validate(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
-        _worker = new ModelWorker("KVLink model worker");
+        _ownsModel = ownsModel;
         _telemetry = new EngineTelemetry(this, diagnostics);
+        _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker"), _telemetry);
+        _catalog = new DocumentCatalog(_options, ModelFingerprint, PromptFormat.Name);
+        _documents = new DocumentCaches(_context, _catalog);
+        _requests = new RequestRunner(_context, _documents);
+        _indexer = new CorpusIndexer(_context, _documents);
     }
+
+    private readonly KvLinkOptions _options;
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
@@ -91,7 +100,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
             {
                 // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
                 var format = options.PromptFormat ?? (PromptSettingsFile.ReadSystemText(checkpointFolder) is { } system ? KvLinkLlama3Format.FromTokenizer(tokenizer, system) : null);
-                return new KvLinkEngine(model, tokenizer, options, store, diagnostics) { _ownsModel = true, PromptFormat = format ?? KvLinkLlama3Format.FromTokenizer(tokenizer) };
+                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true);
             }
             catch
             {
@@ -112,11 +121,11 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Where document caches are stored.</summary>
     public IKvCacheStore Store { get; }
     /// <summary>The prompt layout.</summary>
-    public PromptFormat PromptFormat { get; private init; }
+    public PromptFormat PromptFormat { get; }
     /// <summary>Identity of the model; part of every cache key and content id.</summary>
     public string ModelFingerprint { get; }
     /// <summary>Requests waiting for or using the model.</summary>
-    public int QueueLength => _worker.Pending;
+    public int QueueLength => _context.Worker.Pending;
 
     /// <summary>
     /// The id of a document. Without a caller-supplied <see cref="KvLinkDocument.Id"/> it is content-addressed: the same
@@ -130,13 +139,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(document);
-        double fraction = KeepFractionOf(document);
-        // A compressed document is another cache: the kept fraction (and scorer) is part of its id, hence of every key.
-        string suffix = fraction < 1 ? "~keep" + fraction.ToString("R", CultureInfo.InvariantCulture) : "";
-        if (document.Id is not null) return document.Id.Replace("~", "~~", StringComparison.Ordinal) + suffix;
-        string identity = string.Join('\0', ModelFingerprint, PromptFormat.Name, document.Title ?? "", document.Text);
-        if (fraction < 1) identity += '\0' + CompressionIdentity(fraction);
-        return "doc-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)))[..32] + suffix;
+        return _catalog.Id(document);
     }
 
     /// <summary>The tenant (cache namespace) of this engine's entries; see <see cref="KvLinkOptions.Tenant"/>.</summary>
@@ -147,7 +150,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     public KvCacheKey CacheKey(string documentId, int slot)
     {
         ThrowIfDisposed();
-        return new(_options.Tenant, ModelFingerprint, PromptFormat.Name, documentId, PromptFormat.DocumentDependsOnSlot ? slot : 0);
+        return _context.Key(documentId, slot);
     }
 
     /// <summary>
@@ -159,9 +162,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         ThrowIfDisposed();
         ArgumentException.ThrowIfNullOrWhiteSpace(documentId);
-        _documents.TryRemove(documentId, out _);
-        _keptBodies.TryRemove(documentId, out _);
-        return await Store.InvalidateAsync(new KvCacheScope(_options.Tenant, null, documentId), cancellationToken).ConfigureAwait(false);
+        return await _documents.RemoveAsync(documentId, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -175,37 +176,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
         ArgumentNullException.ThrowIfNull(document);
         if (string.IsNullOrWhiteSpace(document.Text)) throw new ArgumentException("The document text is empty.", nameof(document));
         if (document.Id is { } given && string.IsNullOrWhiteSpace(given)) throw new ArgumentException("A document id, when given, must not be empty.", nameof(document));
-        return (await PrecomputeCoreAsync(document, cancellationToken).ConfigureAwait(false)).Id;
-    }
-
-    /// <summary>Precompute with accounting: the id, tokens of slot 0, and tokens encoded now (0 when everything was stored).</summary>
-    private async Task<(string Id, int Tokens, int Computed)> PrecomputeCoreAsync(KvLinkDocument document, CancellationToken cancellationToken)
-    {
-        string id = DocumentId(document);
-        var known = document with { KeepFraction = KeepFractionOf(document) };
-        // Re-precomputing a caller's id with new content replaces the document: its old entries (every slot) are removed
-        // first. Entries are also checked against the content on every read, so a copy that survives elsewhere is a miss.
-        if (_documents.TryGetValue(id, out var previous) && (previous.Text != known.Text || previous.Title != known.Title))
-        {
-            _keptBodies.TryRemove(id, out _);
-            await Store.InvalidateAsync(new KvCacheScope(_options.Tenant, null, id), cancellationToken).ConfigureAwait(false);
-        }
-        _documents[id] = known;
-        using var activity = _telemetry.StartPrecompute(id);
-        var clock = Stopwatch.StartNew();
-        int tokens = 0, computed = 0, slotsComputed = 0;
-        try
-        {
-            for (int slot = 0; slot < _options.PrecomputeSlots; slot++)
-            {
-                var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, cancellationToken, countBytes: false).ConfigureAwait(false);
-                if (slot == 0) tokens = entry.Length;
-                if (wasComputed) { computed += entry.Length; slotsComputed++; }
-            }
-        }
-        catch (Exception e) when (EngineTelemetry.Fail(activity, e)) { throw; }
-        _telemetry.Precomputed(activity, id, clock.Elapsed, tokens, computed, slotsComputed);
-        return (id, tokens, computed);
+        return (await _documents.PrecomputeAsync(document, cancellationToken).ConfigureAwait(false)).Id;
     }
 
     /// <summary>
@@ -220,8 +191,9 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
         using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
         try
         {
-            var request = await PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
-            var result = await _worker.Run(() => Run(request, null, cancellationToken), cancellationToken).ConfigureAwait(false);
+            ThrowIfDisposed();
+            var request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
+            var result = await _context.Worker.Run(() => _requests.Run(request, null, cancellationToken), cancellationToken).ConfigureAwait(false);
             _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
             return result;
         }
@@ -234,18 +206,22 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         var clock = Stopwatch.StartNew();
         using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: true);
-        PreparedRequest request;
-        try { request = await PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false); }
+        RequestRunner.Prepared request;
+        try
+        {
+            ThrowIfDisposed();
+            request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
+        }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
         // A consumer that stops reading early cancels the rest of the generation.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var decoder = new Utf8StreamDecoder(Tokenizer);
-        var run = _worker.Run(() =>
+        var run = _context.Worker.Run(() =>
         {
             try
             {
-                var result = Run(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
+                var result = _requests.Run(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
                 string rest = decoder.Flush();
                 if (rest.Length > 0) deltas.Writer.TryWrite(rest);
                 return result;
@@ -279,11 +255,7 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     public async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(documentIds);
-        var docs = new List<IReadOnlyList<int>>();
-        for (int slot = 0; slot < documentIds.Count; slot++)
-            docs.Add(await DocumentTokensAsync(documentIds[slot], await ResolveDocumentAsync(documentIds[slot], null, cancellationToken).ConfigureAwait(false), slot, cancellationToken).ConfigureAwait(false));
-        return PromptFormat.Build(Tokenizer, docs, query, linkTokens);
+        return await _requests.LayoutAsync(query, documentIds, linkTokens, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -291,9 +263,8 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         if (_disposed) return ValueTask.CompletedTask;
         _disposed = true;
-        _worker.Dispose();
-        _prefix?.Keys.Dispose();
-        _prefix?.Values.Dispose();
+        _context.Worker.Dispose();
+        _requests.Dispose();
         _telemetry.Dispose();
         if (_ownsModel) Model.Dispose();
         return ValueTask.CompletedTask;
@@ -301,6 +272,37 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>Same as <see cref="DisposeAsync"/> (which completes synchronously): lets queued work finish, then stops the model thread.</summary>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Precomputes a whole corpus with bounded parallelism, reporting progress after every document.
+    /// Already-stored documents are found, not recomputed, so a cancelled run can simply be started again.
+    /// </summary>
+    /// <remarks>
+    /// Cancellation stops taking new documents; a document already being encoded is finished and stored
+    /// whole, and the method returns (throwing <see cref="OperationCanceledException"/>) only when nothing of
+    /// this run is still being written. Every store entry is therefore either complete or absent.
+    /// </remarks>
+    /// <exception cref="OperationCanceledException">Cancelled; documents finished so far stay stored.</exception>
+    /// <exception cref="ArgumentException">A document is invalid (empty text, too long); documents finished so far stay stored.</exception>
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
+    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IEnumerable<KvLinkDocument> documents, KvLinkIndexingOptions? options = null,
+        IProgress<KvLinkIndexingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        return _indexer.PrecomputeAllAsync(documents, options, progress, cancellationToken);
+    }
+
+    /// <summary>Like <see cref="PrecomputeAllAsync(IEnumerable{KvLinkDocument}, KvLinkIndexingOptions?, IProgress{KvLinkIndexingProgress}?, CancellationToken)"/>, for a streamed corpus (total unknown).</summary>
+    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
+    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IAsyncEnumerable<KvLinkDocument> documents, KvLinkIndexingOptions? options = null,
+        IProgress<KvLinkIndexingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        return _indexer.PrecomputeAllAsync(documents, options, progress, cancellationToken);
+    }
+
+    /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
+    internal int CatalogCount => _catalog.Count;
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

@@ -65,6 +65,12 @@ public sealed class KvLinkOptions
     /// </summary>
     public IKvCacheTransfer? CacheTransfer { get; set; }
 
+    /// <summary>
+    /// Most documents the engine remembers in memory (text and title, least recently used first out); default 10,000.
+    /// A document that falls out is still served: its text is in every stored entry, so it is read back from the store.
+    /// </summary>
+    public int DocumentCatalogCapacity { get; set; } = 10_000;
+
     /// <summary>Compression of documents before caching (LLMLingua-style); off unless <c>KeepFraction</c> is below 1.</summary>
     public Compression.DocumentCompressionOptions Compression { get; set; } = new();
 
@@ -72,6 +78,7 @@ public sealed class KvLinkOptions
     public void Validate()
     {
         if (LinkTokens < 0) throw new ArgumentOutOfRangeException(nameof(LinkTokens), LinkTokens, "LinkTokens must be >= 0.");
+        if (DocumentCatalogCapacity < 1) throw new ArgumentOutOfRangeException(nameof(DocumentCatalogCapacity), DocumentCatalogCapacity, "DocumentCatalogCapacity must be >= 1.");
         if (PrecomputeSlots < 1) throw new ArgumentOutOfRangeException(nameof(PrecomputeSlots), PrecomputeSlots, "PrecomputeSlots must be >= 1.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");
         if (!Enum.IsDefined(DType)) throw new ArgumentOutOfRangeException(nameof(DType), DType, "Unknown dtype.");

@@ -6,7 +6,8 @@ using Microsoft.Extensions.Logging;
 
 namespace KVLink.Core.Engine;
 
-public sealed partial class KvLinkEngine
+/// <summary>Precomputes a corpus with bounded parallelism; <see cref="KvLinkEngine.PrecomputeAllAsync(IEnumerable{KvLinkDocument}, KvLinkIndexingOptions?, IProgress{KvLinkIndexingProgress}?, CancellationToken)"/>.</summary>
+internal sealed class CorpusIndexer(EngineContext c, DocumentCaches documents)
 {
     /// <summary>
     /// Precomputes a whole corpus with bounded parallelism, reporting progress after every document.
@@ -19,32 +20,31 @@ public sealed partial class KvLinkEngine
     /// </remarks>
     /// <exception cref="OperationCanceledException">Cancelled; documents finished so far stay stored.</exception>
     /// <exception cref="ArgumentException">A document is invalid (empty text, too long); documents finished so far stay stored.</exception>
-    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IEnumerable<KvLinkDocument> documents, KvLinkIndexingOptions? options = null,
+    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IEnumerable<KvLinkDocument> corpus, KvLinkIndexingOptions? options = null,
         IProgress<KvLinkIndexingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(documents);
-        int? total = documents.TryGetNonEnumeratedCount(out int n) ? n : null;
-        return PrecomputeAllCoreAsync(ToAsync(documents), total, options, progress, cancellationToken);
+        ArgumentNullException.ThrowIfNull(corpus);
+        int? total = corpus.TryGetNonEnumeratedCount(out int n) ? n : null;
+        return PrecomputeAllCoreAsync(ToAsync(corpus), total, options, progress, cancellationToken);
     }
 
     /// <summary>Like <see cref="PrecomputeAllAsync(IEnumerable{KvLinkDocument}, KvLinkIndexingOptions?, IProgress{KvLinkIndexingProgress}?, CancellationToken)"/>, for a streamed corpus (total unknown).</summary>
-    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IAsyncEnumerable<KvLinkDocument> documents, KvLinkIndexingOptions? options = null,
+    public Task<KvLinkIndexingResult> PrecomputeAllAsync(IAsyncEnumerable<KvLinkDocument> corpus, KvLinkIndexingOptions? options = null,
         IProgress<KvLinkIndexingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(documents);
-        return PrecomputeAllCoreAsync(documents, null, options, progress, cancellationToken);
+        ArgumentNullException.ThrowIfNull(corpus);
+        return PrecomputeAllCoreAsync(corpus, null, options, progress, cancellationToken);
     }
 
-    private async Task<KvLinkIndexingResult> PrecomputeAllCoreAsync(IAsyncEnumerable<KvLinkDocument> documents, int? total, KvLinkIndexingOptions? options,
+    private async Task<KvLinkIndexingResult> PrecomputeAllCoreAsync(IAsyncEnumerable<KvLinkDocument> corpus, int? total, KvLinkIndexingOptions? options,
         IProgress<KvLinkIndexingProgress>? progress, CancellationToken cancellationToken)
     {
-        ThrowIfDisposed();
         options ??= new KvLinkIndexingOptions();
         if (options.MaxDegreeOfParallelism < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxDegreeOfParallelism, "KvLinkIndexingOptions.MaxDegreeOfParallelism must be >= 1.");
 
         using var activity = KvLinkTelemetry.ActivitySource.StartActivity("kvlink.index", ActivityKind.Internal);
-        activity?.SetTag(KvLinkTelemetry.EngineTag, Name);
+        activity?.SetTag(KvLinkTelemetry.EngineTag, c.Telemetry.Name);
         var clock = Stopwatch.StartNew();
         var ids = new List<string?>();
         var gate = new Lock();
@@ -54,10 +54,10 @@ public sealed partial class KvLinkEngine
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.MaxDegreeOfParallelism, CancellationToken = cancellationToken };
         try
         {
-            await Parallel.ForEachAsync(Numbered(documents, ids, gate, cancellationToken), parallel, async (item, _) =>
+            await Parallel.ForEachAsync(Numbered(corpus, ids, gate, cancellationToken), parallel, async (item, _) =>
             {
                 // Not bound to the caller's token: a started document is finished and stored whole.
-                var (id, docTokens, docComputed) = await PrecomputeCoreAsync(item.Document, CancellationToken.None).ConfigureAwait(false);
+                var (id, docTokens, docComputed) = await documents.PrecomputeAsync(item.Document, CancellationToken.None).ConfigureAwait(false);
                 KvLinkIndexingProgress report;
                 lock (gate)
                 {
@@ -73,7 +73,7 @@ public sealed partial class KvLinkEngine
         catch (OperationCanceledException e)
         {
             EngineTelemetry.Fail(activity, e);
-            KvLinkLog.IndexingCancelled(_telemetry.Logger, Name, Volatile.Read(ref done));
+            KvLinkLog.IndexingCancelled(c.Telemetry.Logger, c.Telemetry.Name, Volatile.Read(ref done));
             throw;
         }
         catch (Exception e) when (EngineTelemetry.Fail(activity, e)) { throw; }
@@ -81,16 +81,16 @@ public sealed partial class KvLinkEngine
         activity?.SetTag("kvlink.documents", done);
         activity?.SetTag("kvlink.tokens", tokens);
         activity?.SetTag("kvlink.tokens.computed", computed);
-        if (_telemetry.Logger.IsEnabled(LogLevel.Information))
-            KvLinkLog.IndexingDone(_telemetry.Logger, Name, done, tokens, computed, clock.Elapsed.TotalMilliseconds);
+        if (c.Telemetry.Logger.IsEnabled(LogLevel.Information))
+            KvLinkLog.IndexingDone(c.Telemetry.Logger, c.Telemetry.Name, done, tokens, computed, clock.Elapsed.TotalMilliseconds);
         return new KvLinkIndexingResult([.. ids.Select(i => i!)], tokens, computed, clock.Elapsed);
     }
 
-    private static async IAsyncEnumerable<(int Index, KvLinkDocument Document)> Numbered(IAsyncEnumerable<KvLinkDocument> documents, List<string?> ids, Lock gate,
+    private static async IAsyncEnumerable<(int Index, KvLinkDocument Document)> Numbered(IAsyncEnumerable<KvLinkDocument> corpus, List<string?> ids, Lock gate,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         int i = 0;
-        await foreach (var d in documents.WithCancellation(cancellationToken).ConfigureAwait(false))
+        await foreach (var d in corpus.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             ArgumentNullException.ThrowIfNull(d, "documents[" + i + "]");
             lock (gate) ids.Add(null);
@@ -99,9 +99,9 @@ public sealed partial class KvLinkEngine
     }
 
 #pragma warning disable CS1998 // An iterator over a synchronous sequence.
-    private static async IAsyncEnumerable<KvLinkDocument> ToAsync(IEnumerable<KvLinkDocument> documents)
+    private static async IAsyncEnumerable<KvLinkDocument> ToAsync(IEnumerable<KvLinkDocument> corpus)
 #pragma warning restore CS1998
     {
-        foreach (var d in documents) yield return d;
+        foreach (var d in corpus) yield return d;
     }
 }

@@ -1,0 +1,195 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using KVLink.Core.Caching;
+using KVLink.Core.Compression;
+using KVLink.Core.Linking;
+using KVLink.Core.Prompting;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// Document caches: precompute, find a stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>),
+/// or encode it on the model thread once however many callers ask at the same time, and store it. Also the document
+/// tokens a slot uses, compressed when the document's kept fraction is below 1.
+/// </summary>
+internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
+{
+    private readonly ConcurrentDictionary<InflightKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
+    // Kept body tokens per compressed document id, so the slots of one document share one selection; bounded like the catalog.
+    private readonly BoundedLru<string, int[]> _keptBodies = new(c.Options.DocumentCatalogCapacity);
+    private DocumentCompressor? _compressor; // created on the model thread on first use
+
+    /// <summary>Precompute with accounting: the id, tokens of slot 0, and tokens encoded now (0 when everything was stored).</summary>
+    public async Task<(string Id, int Tokens, int Computed)> PrecomputeAsync(KvLinkDocument document, CancellationToken ct)
+    {
+        string id = catalog.Id(document);
+        var known = catalog.Resolved(document);
+        // Re-precomputing a caller's id with new content replaces the document: its old entries (every slot) are removed
+        // first. Entries are also checked against the content on every read, so a copy that survives elsewhere is a miss.
+        if (catalog.Remember(id, known) is not null)
+        {
+            _keptBodies.Remove(id);
+            await c.Store.InvalidateAsync(new KvCacheScope(c.Options.Tenant, null, id), ct).ConfigureAwait(false);
+        }
+        using var activity = c.Telemetry.StartPrecompute(id);
+        var clock = Stopwatch.StartNew();
+        int tokens = 0, computed = 0, slotsComputed = 0;
+        try
+        {
+            for (int slot = 0; slot < c.Options.PrecomputeSlots; slot++)
+            {
+                var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, ct, countBytes: false).ConfigureAwait(false);
+                if (slot == 0) tokens = entry.Length;
+                if (wasComputed) { computed += entry.Length; slotsComputed++; }
+            }
+        }
+        catch (Exception e) when (EngineTelemetry.Fail(activity, e)) { throw; }
+        c.Telemetry.Precomputed(activity, id, clock.Elapsed, tokens, computed, slotsComputed);
+        return (id, tokens, computed);
+    }
+
+    /// <summary>Forgets a document here and in the store (this tenant, every model and slot); returns the entries removed.</summary>
+    public async Task<long> RemoveAsync(string id, CancellationToken ct)
+    {
+        catalog.Forget(id);
+        _keptBodies.Remove(id);
+        return await c.Store.InvalidateAsync(new KvCacheScope(c.Options.Tenant, null, id), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A document's cache for a slot: from the store when the stored entry passes <see cref="CacheEntryCheck"/> for
+    /// this very document, else encoded now (once, however many callers ask for the same content at the same time).
+    /// </summary>
+    public async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument document, int slot,
+        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes)
+    {
+        var key = c.Key(id, slot);
+        var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await c.Store.GetAsync(key, ct).ConfigureAwait(false);
+        if (stored is not null)
+        {
+            if (Problem(stored, key, document) is not { } problem)
+            {
+                c.Telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
+                return (stored, false);
+            }
+            c.Telemetry.EntryRejected(id, slot, problem);
+            stored.Dispose();
+        }
+        c.Telemetry.CacheMiss(id, slot);
+
+        // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
+        var inflight = new InflightKey(key, document.Text, document.Title, catalog.KeepFraction(document));
+        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, slot, inflight)));
+        return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
+    }
+
+    /// <summary>
+    /// The content of a known document: from the catalog, or else from its stored slot-0 entry (another process
+    /// precomputed it), which is kept in <paramref name="fetched"/> so the request does not read it twice.
+    /// </summary>
+    public async Task<KvLinkDocument> ResolveAsync(string id, Dictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct)
+    {
+        if (catalog.TryGet(id, out var doc)) return doc;
+        var key = c.Key(id, 0);
+        if (fetched is not null && fetched.TryGetValue(key, out var known)) return DocumentOf(known);
+        var entry = await c.Store.GetAsync(key, ct).ConfigureAwait(false);
+        if (entry is not null && entry.ModelFingerprint == c.Fingerprint && entry.PromptFormat == c.Format.Name
+            && entry.DocumentId == id && entry.Tenant == c.Options.Tenant && entry.Slot == key.Slot)
+        {
+            doc = DocumentOf(entry);
+            if (fetched is not null) fetched[key] = entry; else entry.Dispose();
+            catalog.Remember(id, doc);
+            return doc;
+        }
+        entry?.Dispose();
+        throw new KeyNotFoundException($"Unknown document id '{id}': precompute it with PrecomputeAsync first.");
+    }
+
+    /// <summary>A document's tokens in a slot (compressed on the model thread when its kept fraction is below 1).</summary>
+    public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, int slot, CancellationToken ct) =>
+        catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
+            : await c.Worker.Run(() => Tokens(id, document, slot), ct).ConfigureAwait(false);
+
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, InflightKey inflight)
+    {
+        var key = inflight.Key;
+        try
+        {
+            int length = c.Format.Document(c.Tokenizer, document, slot).Count;
+            if (length > c.Model.Config.MaxPositionEmbeddings)
+                throw new ArgumentException($"Document '{id}' has {length} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
+            // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
+            var (tokens, keys, values) = await c.Worker.Run(() =>
+            {
+                var tokens = Tokens(id, document, slot);
+                var (k, v) = DocumentEncoder.Encode(c.Model, tokens);
+                return (tokens, k, v);
+            }, CancellationToken.None).ConfigureAwait(false);
+            var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, c.Fingerprint, c.Format.Name, document.Title, document.Text, key.Tenant,
+                KvCacheRope.FromConfig(c.Model.Config), catalog.KeepFraction(document));
+            // A model that produces NaN or infinity for a document must not leave a poisoned entry for every later request.
+            if (!CacheEntryCheck.AllFinite(keys) || !CacheEntryCheck.AllFinite(values))
+            {
+                entry.Dispose();
+                throw new InvalidOperationException($"Encoding document '{id}' gave non-finite keys or values; nothing was stored. The model's weights or dtype cannot represent this document.");
+            }
+            await c.Store.PutAsync(key, entry).ConfigureAwait(false);
+            return entry;
+        }
+        finally
+        {
+            _inflight.TryRemove(inflight, out _);
+        }
+    }
+
+    /// <summary>Why a stored entry cannot serve <paramref name="document"/> under <paramref name="key"/>; null when it can.</summary>
+    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document)
+    {
+        var doc = catalog.Resolved(document);
+        var full = c.Format.Document(c.Tokenizer, doc, key.Slot);
+        bool compressed = doc.KeepFraction < 1;
+        int header = compressed ? c.Format.DocumentHeaderLength(c.Tokenizer, doc, key.Slot) : 0;
+        return CacheEntryCheck.Problem(entry, key, c.Fingerprint, c.Format.Name, c.Model, doc, compressed ? null : full, full, header);
+    }
+
+    /// <summary>The tokens of a document in a slot: the format's, or, when compressed, the header plus the kept body. Runs on the model thread.</summary>
+    private IReadOnlyList<int> Tokens(string id, KvLinkDocument document, int slot)
+    {
+        var full = c.Format.Document(c.Tokenizer, document, slot);
+        double fraction = catalog.KeepFraction(document);
+        if (fraction >= 1) return full;
+        int header = c.Format.DocumentHeaderLength(c.Tokenizer, document, slot);
+        var tokens0 = slot == 0 ? full : c.Format.Document(c.Tokenizer, document, 0);
+        int header0 = slot == 0 ? header : c.Format.DocumentHeaderLength(c.Tokenizer, document, 0);
+        // One selection per document, made in slot 0 (the body's tokens are the same in every slot).
+        var kept = _keptBodies.GetOrAdd(id, _ =>
+            [.. Compressor().Select(tokens0, fraction, header0, StructuralTokens(tokens0)).Where(i => i >= header0).Select(i => tokens0[i])]);
+        if (!full.Skip(header).SequenceEqual(tokens0.Skip(header0)))
+        {
+            // A format whose body tokens depend on the slot: select in this slot directly.
+            return [.. Compressor().Compress(full, fraction, header, StructuralTokens(full))];
+        }
+        return [.. full.Take(header), .. kept];
+    }
+
+    /// <summary>Tokens kept whatever their score: the last (the document's terminator) and any that contains a line break.</summary>
+    private IEnumerable<int> StructuralTokens(IReadOnlyList<int> tokens)
+    {
+        for (int i = 0; i < tokens.Count; i++)
+            if (i == tokens.Count - 1 || c.Tokenizer.Decode([tokens[i]]).Contains('\n', StringComparison.Ordinal)) yield return i;
+    }
+
+    private DocumentCompressor Compressor()
+    {
+        if (_compressor is not null) return _compressor;
+        var o = c.Options.Compression;
+        if (o.ScorerModel is { } m && m.Config.VocabSize != c.Model.Config.VocabSize)
+            throw new InvalidOperationException($"The compression scorer model has a vocabulary of {m.Config.VocabSize} tokens, the engine's model {c.Model.Config.VocabSize}: they must share the tokenizer.");
+        return _compressor = new DocumentCompressor(o.Scorer ?? new SelfInformation(o.ScorerModel ?? c.Model, o.Window, o.Context));
+    }
+
+    private static KvLinkDocument DocumentOf(DocumentKvCache entry) => new(entry.Text, entry.Title, entry.DocumentId, entry.KeepFraction);
+
+    /// <summary>What one in-flight encoding computes: a key and the content it is computed from.</summary>
+    private readonly record struct InflightKey(KvCacheKey Key, string Text, string? Title, double KeepFraction);
+}

@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using KVLink.Core.Caching;
+using KVLink.Core.Generation;
+using KVLink.Core.Linking;
+using KVLink.Core.Model;
+using KVLink.Core.Prompting;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// Request execution: <see cref="PrepareAsync"/> resolves the documents and their caches off the model thread;
+/// <see cref="Run"/> places the caches (or encodes everything, for full prefill), runs the link tokens and the
+/// question, and decodes, on the model thread. Keeps the cache of the prompt prefix, which every request shares.
+/// </summary>
+internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
+{
+    private PrefixCache? _prefix; // touched only on the model thread
+
+    private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
+
+    /// <summary>Everything a request needs before it reaches the model thread.</summary>
+    public sealed record Prepared(
+        PromptLayout Layout, ContextMode Mode, GenerationOptions Options, IReadOnlyList<DocumentKvCache> Entries,
+        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock);
+
+    public async Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The query is empty.", nameof(query));
+        ArgumentNullException.ThrowIfNull(documentIds);
+        for (int i = 0; i < documentIds.Count; i++)
+            if (string.IsNullOrWhiteSpace(documentIds[i])) throw new ArgumentException($"Document id #{i} is empty.", nameof(documentIds));
+
+        var gen = options ?? c.Options.Generation;
+        gen.Validate();
+        var mode = (gen as KvLinkGenerationOptions)?.Mode ?? c.Options.Mode;
+        int k = (gen as KvLinkGenerationOptions)?.LinkTokens ?? c.Options.LinkTokens;
+        c.Format.ValidateLinkTokens(k, documentIds.Count);
+
+        // Entries read while resolving ids (another process's documents) are served from here, not read twice.
+        var fetched = new Dictionary<KvCacheKey, DocumentKvCache>();
+        try
+        {
+            var docs = new KvLinkDocument[documentIds.Count];
+            for (int slot = 0; slot < docs.Length; slot++)
+                docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
+            // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
+            CheckPromptFits(query, docs, k);
+
+            var tokens = new List<IReadOnlyList<int>>();
+            var entries = new List<DocumentKvCache>();
+            int cached = 0, onDemand = 0;
+            var onDemandTime = TimeSpan.Zero; // encoding slots that were not cached yet is prefill work, not cache loading
+            for (int slot = 0; slot < docs.Length; slot++)
+            {
+                if (mode == ContextMode.KvLink)
+                {
+                    var started = clock.Elapsed;
+                    var (entry, computed) = await documents.GetOrEncodeAsync(documentIds[slot], docs[slot], slot, fetched, ct, countBytes: true).ConfigureAwait(false);
+                    entries.Add(entry);
+                    tokens.Add(entry.TokenIds);
+                    if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
+                    else cached += entry.Length;
+                }
+                else
+                {
+                    tokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], slot, ct).ConfigureAwait(false));
+                }
+            }
+            var layout = c.Format.Build(c.Tokenizer, tokens, query, k);
+            int max = c.Model.Config.MaxPositionEmbeddings;
+            if (layout.Length + 1 > max)
+                throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
+            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
+        }
+        finally
+        {
+            foreach (var e in fetched.Values) e.Dispose();
+        }
+    }
+
+    /// <summary>The prompt a request would use (documents resolved, caches not loaded).</summary>
+    public async Task<PromptLayout> LayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(documentIds);
+        var docs = new List<IReadOnlyList<int>>();
+        for (int slot = 0; slot < documentIds.Count; slot++)
+            docs.Add(await documents.TokensAsync(documentIds[slot], await documents.ResolveAsync(documentIds[slot], null, ct).ConfigureAwait(false), slot, ct).ConfigureAwait(false));
+        return c.Format.Build(c.Tokenizer, docs, query, linkTokens);
+    }
+
+    /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
+    public GenerationResult Run(Prepared r, Action<int>? onToken, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var model = c.Model;
+        var layout = r.Layout;
+        using var scope = NewDisposeScope();
+        // Long arithmetic: MaxNewTokens = int.MaxValue means "until a stop token or the end of the context".
+        int capacity = (int)Math.Min((long)layout.Length + r.Options.MaxNewTokens, model.Config.MaxPositionEmbeddings);
+        using var cache = new KvCache(model.Config, capacity, model.DType, model.Device);
+
+        TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
+        int computed, cached = r.CachedTokens;
+        var prefillStart = r.Clock.Elapsed;
+        Tensor logits;
+        if (r.Mode == ContextMode.KvLink)
+        {
+            var prefixStart = r.Clock.Elapsed;
+            int prefix = PlacePrefix(cache, layout);
+            var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
+            var transfer = c.Options.CacheTransfer;
+            (load, rerotate) = LinkTokens.PlaceDocuments(model, cache, layout,
+                [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, model.Device))]);
+            load += prefixTime;
+            prefillStart = r.Clock.Elapsed;
+            logits = LinkTokens.Forward(model, cache, layout, lastOnly: true, from: prefix);
+            computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
+            cached += prefix;
+        }
+        else
+        {
+            logits = CausalPrefill.Run(model, cache, layout.Tokens);
+            computed = layout.Length;
+        }
+        var prefill = r.Clock.Elapsed - prefillStart;
+
+        var stops = new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds);
+        var loop = new DecodeLoop(model, cache, r.Options, stops);
+        var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
+        var usage = new GenerationUsage(layout.Length, cached, computed, generated.Count);
+        var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill + r.OnDemandTime, ttft, r.Clock.Elapsed);
+        return new GenerationResult(c.Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
+    }
+
+    /// <summary>
+    /// Throws when the prompt cannot fit the model's positions, from token counts alone (a compressed document counts
+    /// its smallest possible size), so that no document is encoded for a request that must fail.
+    /// </summary>
+    private void CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
+    {
+        long length = c.Format.Prefix(c.Tokenizer).Count + c.Format.Suffix(c.Tokenizer, query).Count + (long)linkTokens * docs.Count;
+        for (int slot = 0; slot < docs.Count; slot++)
+        {
+            var full = c.Format.Document(c.Tokenizer, docs[slot], slot);
+            double fraction = docs[slot].KeepFraction ?? c.Options.Compression.KeepFraction;
+            if (fraction >= 1) { length += full.Count; continue; }
+            int header = c.Format.DocumentHeaderLength(c.Tokenizer, docs[slot], slot);
+            length += header + (long)Math.Ceiling(fraction * (full.Count - header));
+        }
+        int max = c.Model.Config.MaxPositionEmbeddings;
+        if (length + 1 > max)
+            throw new ArgumentException($"The prompt has at least {length} tokens ({docs.Count} documents); the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", "documentIds");
+    }
+
+    /// <summary>
+    /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.
+    /// The prefix attends only to itself, so its cache is the same for every request: it is computed once,
+    /// on the model thread, and kept. Returns P (0 when the layout has no prefix).
+    /// </summary>
+    private int PlacePrefix(KvCache cache, PromptLayout layout)
+    {
+        int length = layout.PrefixLength;
+        if (length == 0) return 0;
+        var tokens = layout.Tokens.Take(length).ToArray();
+        if (_prefix is not { } p || !p.Tokens.SequenceEqual(tokens))
+        {
+            _prefix?.Keys.Dispose();
+            _prefix?.Values.Dispose();
+            var (keys, values) = DocumentEncoder.Encode(c.Model, tokens);
+            _prefix = p = new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope());
+        }
+        cache.Write(0, p.Keys, p.Values);
+        return length;
+    }
+
+    public void Dispose()
+    {
+        _prefix?.Keys.Dispose();
+        _prefix?.Values.Dispose();
+    }
+}
