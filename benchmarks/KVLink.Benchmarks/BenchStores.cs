@@ -14,10 +14,10 @@ public sealed class BenchStores(string folder) : IDisposable
     private GarnetServer? _garnet;
     private ConnectionMultiplexer? _redis;
 
-    public IKvCacheStore File(string name, KvCacheCompression compression = KvCacheCompression.None)
+    public IKvCacheStore File(string name, KvCacheQuantization compression = KvCacheQuantization.None)
     {
         string dir = Path.Combine(folder, name + "-" + Guid.NewGuid().ToString("N")[..8]);
-        var store = new FileKvCacheStore(dir, new FileKvCacheStoreOptions { Compression = compression });
+        var store = new FileKvCacheStore(dir, new FileKvCacheStoreOptions { Quantization = compression });
         _folders[name] = dir;
         return store;
     }

@@ -70,7 +70,7 @@ public class RerotationBench
     private RotaryEmbedding _rope = null!;
     private readonly long[] _offsetList = [.. Enumerable.Repeat(1234L, MicroBenchmarks.DocTokens)];
     private LlamaForCausalLM _model = null!;
-    private KvCache _cache = null!;
+    private AttentionCache _cache = null!;
     private PromptLayout _layout = null!;
     private List<(Tensor, Tensor)> _docs = null!;
     private const long DocKeyBytes = 16L * 8 * 500 * 64 * 2;
@@ -95,7 +95,7 @@ public class RerotationBench
             tokens.Add(300); segments.Add(0);
         }
         _layout = new PromptLayout(tokens, segments, spans);
-        _cache = new KvCache(config, tokens.Count + 1, ScalarType.BFloat16, CPU);
+        _cache = new AttentionCache(config, tokens.Count + 1, ScalarType.BFloat16, CPU);
     }
 
     [Benchmark(Baseline = true), Bytes("1 doc, 500 tokens, keys, tensor path (fp32 temporaries)", 16L * 8 * 500 * 64 * 2)]
@@ -115,7 +115,7 @@ public class RerotationBench
     public void PlaceDocuments()
     {
         using var scope = NewDisposeScope();
-        LinkTokens.PlaceDocuments(_model, _cache, _layout, _docs);
+        LinkTokenPass.PlaceDocuments(_model, _cache, _layout, _docs);
     }
 
     [GlobalCleanup]

@@ -93,7 +93,7 @@ public static class LinkProfile
             foreach (int t in new[] { 1, 40, 90 })
             {
                 using var scope = NewDisposeScope();
-                using var cache = new KVLink.Core.Model.KvCache(m.Config, s + 1, ScalarType.BFloat16);
+                using var cache = new KVLink.Core.Model.AttentionCache(m.Config, s + 1, ScalarType.BFloat16);
                 var (k, v) = (randn([16, 8, s - t, 64]).to(ScalarType.BFloat16), randn([16, 8, s - t, 64]).to(ScalarType.BFloat16));
                 cache.Write(0, k, v);
                 long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];

@@ -21,7 +21,7 @@ public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, st
         new("memory", () => new MemoryKvCacheStore()),
         new("file (cold)", () => stores.File("cold"), BeforeRun: () => stores.DropPageCache("cold"), FromDisk: true),
         new("file (warm)", () => stores.File("warm")),
-        new("file int8 (warm)", () => stores.File("int8", KvCacheCompression.Int8PerChannel)),
+        new("file int8 (warm)", () => stores.File("int8", KvCacheQuantization.Int8PerChannel)),
         new("distributed (Redis protocol, Garnet)", stores.Redis),
     ];
 }
@@ -152,7 +152,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double cop
                 using var e = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)) ?? throw new InvalidOperationException("cache missing");
                 tokens += e.Length;
                 dense += KvCacheFormat.Serialize(e).Length;
-                int8 += KvCacheFormat.Serialize(e, KvCacheCompression.Int8PerChannel).Length;
+                int8 += KvCacheFormat.Serialize(e, KvCacheQuantization.Int8PerChannel).Length;
             }
             (cell.StoredBytesPerToken, cell.Int8BytesPerToken) = ((double)dense / tokens, (double)int8 / tokens);
         }
@@ -231,20 +231,20 @@ public sealed class FloorProbe : IDisposable
 {
     private readonly LlamaForCausalLM _model;
     private readonly PromptLayout _layout;
-    private readonly KvCache _cache;
+    private readonly AttentionCache _cache;
 
     public FloorProbe(LlamaForCausalLM model, PromptLayout layout, List<(Tensor, Tensor)> entries)
     {
         (_model, _layout) = (model, layout);
         using var _ = no_grad();
-        _cache = new KvCache(model.Config, layout.Length + 1, model.DType, model.Device); // outlives the scope below
+        _cache = new AttentionCache(model.Config, layout.Length + 1, model.DType, model.Device); // outlives the scope below
         using var scope = NewDisposeScope();
         if (layout.PrefixLength > 0)
         {
             var (pk, pv) = DocumentEncoder.Encode(model, [.. layout.Tokens.Take(layout.PrefixLength)]);
             _cache.Write(0, pk, pv);
         }
-        LinkTokens.PlaceDocuments(model, _cache, layout, entries);
+        LinkTokenPass.PlaceDocuments(model, _cache, layout, entries);
     }
 
     public double Measure()
@@ -252,7 +252,7 @@ public sealed class FloorProbe : IDisposable
         using var _ = no_grad();
         using var scope = NewDisposeScope();
         var c = Stopwatch.StartNew();
-        var logits = LinkTokens.Forward(_model, _cache, _layout, lastOnly: true, from: _layout.PrefixLength);
+        var logits = LinkTokenPass.Forward(_model, _cache, _layout, lastOnly: true, from: _layout.PrefixLength);
         logits.argmax(-1).item<long>();
         return c.Elapsed.TotalMilliseconds;
     }

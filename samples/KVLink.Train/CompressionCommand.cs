@@ -64,7 +64,7 @@ public static class CompressionCommand
     private static async Task<string> MeasureAsync(string folder, Config c, IReadOnlyList<SyntheticRagQuestion> questions, int links)
     {
         string? temp = c.Int8 ? Path.Combine(Path.GetTempPath(), "kvlink-compression-" + Guid.NewGuid().ToString("N")[..8]) : null;
-        IKvCacheStore store = temp is null ? new MemoryKvCacheStore() : new FileKvCacheStore(temp, new FileKvCacheStoreOptions { Compression = KvCacheCompression.Int8PerChannel });
+        IKvCacheStore store = temp is null ? new MemoryKvCacheStore() : new FileKvCacheStore(temp, new FileKvCacheStoreOptions { Quantization = KvCacheQuantization.Int8PerChannel });
         var options = new KvLinkOptions
         {
             DType = ComputeDType.Float32, LinkTokens = links,
@@ -91,7 +91,7 @@ public static class CompressionCommand
             {
                 originalTokens += engine.PromptFormat.Document(tokenizer, q.Sample.Documents[slot], slot).Count;
                 using var entry = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot));
-                bytes += KvCacheFormat.Serialize(entry!, c.Int8 ? KvCacheCompression.Int8PerChannel : KvCacheCompression.None).Length;
+                bytes += KvCacheFormat.Serialize(entry!, c.Int8 ? KvCacheQuantization.Int8PerChannel : KvCacheQuantization.None).Length;
             }
             foreach (var id in ids) await engine.RemoveDocumentAsync(id);
         }

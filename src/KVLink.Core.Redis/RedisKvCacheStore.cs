@@ -45,8 +45,8 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             throw new ArgumentOutOfRangeException("options.TimeToLive", ttl, "RedisKvCacheStoreOptions.TimeToLive must be positive (or null for no expiry).");
         if (_options.Database < -1)
             throw new ArgumentOutOfRangeException("options.Database", _options.Database, "RedisKvCacheStoreOptions.Database must be -1 (the connection's default) or a database number >= 0.");
-        if (!Enum.IsDefined(_options.Compression))
-            throw new ArgumentOutOfRangeException("options.Compression", _options.Compression, "RedisKvCacheStoreOptions.Compression is not a known compression.");
+        if (!Enum.IsDefined(_options.Quantization))
+            throw new ArgumentOutOfRangeException("options.Quantization", _options.Quantization, "RedisKvCacheStoreOptions.Quantization is not a known quantization.");
         _circuit = CircuitBreaker.Create(nameof(RedisKvCacheStoreOptions), nameof(RedisKvCacheStore), _options.MaxEntryBytes,
             _options.OperationTimeout, _options.FailuresBeforeBreak, _options.BreakDuration, _options.TimeProvider);
         _logger = _options.Logger ?? NullLogger.Instance;
@@ -109,7 +109,7 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
         StoreGuards.EnsureBelongs(entry, key);
-        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
+        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Quantization);
         if (bytes.Length > _options.MaxEntryBytes)
         {
             _counters.Evict();

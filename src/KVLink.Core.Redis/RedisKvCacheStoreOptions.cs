@@ -13,8 +13,8 @@ public sealed class RedisKvCacheStoreOptions
     public int ChunkBytes { get; set; } = 1 << 20;
     /// <summary>Entries expire this long after they are written; null keeps them until removed or evicted by the server.</summary>
     public TimeSpan? TimeToLive { get; set; }
-    /// <summary>How entries are written. Default <see cref="KvCacheCompression.None"/>.</summary>
-    public KvCacheCompression Compression { get; set; } = KvCacheCompression.None;
+    /// <summary>How entries are written. Default <see cref="KvCacheQuantization.None"/>.</summary>
+    public KvCacheQuantization Quantization { get; set; } = KvCacheQuantization.None;
     /// <summary>The server database number; -1 is the connection's default.</summary>
     public int Database { get; set; } = -1;
     /// <summary>

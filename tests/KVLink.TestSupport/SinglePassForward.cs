@@ -13,7 +13,7 @@ namespace KVLink.TestSupport;
 public static class SinglePassForward
 {
     /// <summary>Logits of every prompt token ([1, T, vocab]); fills <paramref name="cache"/> when given so decoding can continue.</summary>
-    public static Tensor Forward(LlamaForCausalLM model, PromptLayout layout, KvCache? cache = null, bool lastOnly = false)
+    public static Tensor Forward(LlamaForCausalLM model, PromptLayout layout, AttentionCache? cache = null, bool lastOnly = false)
     {
         using var scope = NewDisposeScope();
         long[] positions = [.. Enumerable.Range(0, layout.Length).Select(i => (long)i)];

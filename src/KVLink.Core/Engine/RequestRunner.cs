@@ -98,7 +98,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         using var scope = NewDisposeScope();
         // Long arithmetic: MaxNewTokens = int.MaxValue means "until a stop token or the end of the context".
         int capacity = (int)Math.Min((long)layout.Length + r.Options.MaxNewTokens, model.Config.MaxPositionEmbeddings);
-        using var cache = new KvCache(model.Config, capacity, model.DType, model.Device);
+        using var cache = new AttentionCache(model.Config, capacity, model.DType, model.Device);
 
         TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
         int computed, cached = r.CachedTokens;
@@ -110,11 +110,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             int prefix = PlacePrefix(cache, layout);
             var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
             var transfer = c.Options.CacheTransfer;
-            (load, rerotate) = LinkTokens.PlaceDocuments(model, cache, layout,
+            (load, rerotate) = LinkTokenPass.PlaceDocuments(model, cache, layout,
                 [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, model.Device))]);
             load += prefixTime;
             prefillStart = r.Clock.Elapsed;
-            logits = LinkTokens.Forward(model, cache, layout, lastOnly: true, from: prefix);
+            logits = LinkTokenPass.Forward(model, cache, layout, lastOnly: true, from: prefix);
             computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
             cached += prefix;
         }
@@ -158,7 +158,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// The prefix attends only to itself, so its cache is the same for every request: it is computed once,
     /// on the model thread, and kept. Returns P (0 when the layout has no prefix).
     /// </summary>
-    private int PlacePrefix(KvCache cache, PromptLayout layout)
+    private int PlacePrefix(AttentionCache cache, PromptLayout layout)
     {
         int length = layout.PrefixLength;
         if (length == 0) return 0;

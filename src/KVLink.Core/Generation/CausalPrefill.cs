@@ -7,7 +7,7 @@ namespace KVLink.Core.Generation;
 public static class CausalPrefill
 {
     /// <summary>Runs the prompt and returns the last token's logits ([1, 1, vocab]).</summary>
-    public static Tensor Run(LlamaForCausalLM model, KvCache cache, IReadOnlyList<int> prompt)
+    public static Tensor Run(LlamaForCausalLM model, AttentionCache cache, IReadOnlyList<int> prompt)
     {
         if (prompt.Count == 0) throw new ArgumentException("The prompt is empty.", nameof(prompt));
         using var scope = NewDisposeScope();

@@ -60,14 +60,14 @@ public sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokeni
         ValidatePrompt(prompt);
         var clock = Stopwatch.StartNew();
         int capacity = (int)Math.Min((long)prompt.Count + opts.MaxNewTokens, Model.Config.MaxPositionEmbeddings); // long: MaxNewTokens may be int.MaxValue
-        var cache = new KvCache(Model.Config, capacity, Model.DType, Model.Device);
+        var cache = new AttentionCache(Model.Config, capacity, Model.DType, Model.Device);
         using var _ = no_grad();
         var logits = CausalPrefill.Run(Model, cache, prompt);
         var loop = new DecodeLoop(Model, cache, opts, opts.StopTokenIds?.ToHashSet() ?? DefaultStopTokens());
         return new GenerationRun(this, prompt.Count, cache, logits, loop, clock, clock.Elapsed);
     }
 
-    private sealed record GenerationRun(LlamaGenerator Owner, int PromptTokens, KvCache Cache, Tensor Logits, DecodeLoop Loop, Stopwatch Clock, TimeSpan Prefill) : IDisposable
+    private sealed record GenerationRun(LlamaGenerator Owner, int PromptTokens, AttentionCache Cache, Tensor Logits, DecodeLoop Loop, Stopwatch Clock, TimeSpan Prefill) : IDisposable
     {
         public GenerationResult Result(List<int> tokens, TimeSpan ttft) =>
             new(Owner.Tokenizer.Decode(tokens), tokens, Loop.Finish ?? FinishReason.Length,

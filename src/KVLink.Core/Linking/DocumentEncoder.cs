@@ -18,7 +18,7 @@ public static class DocumentEncoder
             throw new ArgumentException($"The document has {length} tokens; the model supports at most {model.Config.MaxPositionEmbeddings} positions.", nameof(tokens));
 
         using var scope = NewDisposeScope();
-        using var cache = new KvCache(model.Config, length, model.DType, model.Device);
+        using var cache = new AttentionCache(model.Config, length, model.DType, model.Device);
         long[] positions = [.. Enumerable.Range(0, length).Select(i => (long)i)];
         var step = model.Step(positions, AttentionMasks.CausalOverSlots(positions, length, model.Device), cache);
         var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, length], device: model.Device);

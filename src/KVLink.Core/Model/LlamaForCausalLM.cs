@@ -46,7 +46,7 @@ public sealed class LlamaForCausalLM : nn.Module
     public RotaryEmbedding Rope { get; }
 
     /// <summary>Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>.</summary>
-    public ForwardStep Step(long[] positions, Tensor mask, KvCache? cache)
+    public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache)
     {
         var slots = tensor(positions, device: Device);
         var (cos, sin) = Rope.Angles(slots);

@@ -77,9 +77,9 @@ public sealed class KvCacheFormatTests
     }
 
     [Theory]
-    [InlineData(KvCacheCompression.Int8PerChannel)]
-    [InlineData(KvCacheCompression.Int8PerToken)]
-    public void Int8_round_trip_is_close_and_keys_are_quantised_before_rope(KvCacheCompression compression)
+    [InlineData(KvCacheQuantization.Int8PerChannel)]
+    [InlineData(KvCacheQuantization.Int8PerToken)]
+    public void Int8_round_trip_is_close_and_keys_are_quantised_before_rope(KvCacheQuantization compression)
     {
         using var scope = NewDisposeScope();
         var key = CacheTestData.Key();

@@ -121,9 +121,9 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
         using var _ = no_grad();
         Tensor Logits(IReadOnlyList<DocumentKvCache> docs)
         {
-            using var cache = new KvCache(model.Config, layout.Length, ScalarType.BFloat16);
-            LinkTokens.PlaceDocuments(model, cache, layout, [.. docs.Select(e => (e.Keys, e.Values))]);
-            return LinkTokens.Forward(model, cache, layout, lastOnly: false).to(ScalarType.Float32).squeeze(0);
+            using var cache = new AttentionCache(model.Config, layout.Length, ScalarType.BFloat16);
+            LinkTokenPass.PlaceDocuments(model, cache, layout, [.. docs.Select(e => (e.Keys, e.Values))]);
+            return LinkTokenPass.Forward(model, cache, layout, lastOnly: false).to(ScalarType.Float32).squeeze(0);
         }
         long bf16Bytes = entries.Sum(e => (long)KvCacheFormat.Serialize(e).Length);
         var baseline = Logits(entries);
@@ -131,7 +131,7 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
         var logP = baseline.log_softmax(-1);
         output.WriteLine($"Synthetic bf16 checkpoint (hidden 64, 2 layers, 4 heads / 2 KV heads, head_dim 16), 10 documents, {layout.DocumentTokenCount} document tokens, {baseline.shape[0]} computed positions");
         output.WriteLine($"bf16 stored  : {bf16Bytes,9} bytes, KL {Kl(logP, baselineAgain):E2}, top-1 {Top1(baseline, baselineAgain):P1}");
-        foreach (var compression in new[] { KvCacheCompression.Int8PerChannel, KvCacheCompression.Int8PerToken })
+        foreach (var compression in new[] { KvCacheQuantization.Int8PerChannel, KvCacheQuantization.Int8PerToken })
         {
             var blobs = entries.Select(e => KvCacheFormat.Serialize(e, compression)).ToList();
             var quantised = blobs.Select(b => KvCacheFormat.Deserialize(b)).ToList();

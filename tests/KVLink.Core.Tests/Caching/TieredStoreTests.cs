@@ -11,17 +11,17 @@ public sealed class TieredStoreTests(GarnetFixture garnet) : IDisposable
     private readonly List<IDisposable> _owned = [];
 
     private (TieredKvCacheStore Tiered, MemoryKvCacheStore Memory, FileKvCacheStore File, DistributedCacheKvCacheStore Distributed) Create(
-        long memoryBudget = long.MaxValue, long fileBudget = long.MaxValue, KvCacheCompression fileCompression = KvCacheCompression.None)
+        long memoryBudget = long.MaxValue, long fileBudget = long.MaxValue, KvCacheQuantization fileQuantization = KvCacheQuantization.None)
     {
         var memory = new MemoryKvCacheStore(new() { ByteBudget = memoryBudget });
-        var file = new FileKvCacheStore(_folder, new() { ByteBudget = fileBudget, Compression = fileCompression });
+        var file = new FileKvCacheStore(_folder, new() { ByteBudget = fileBudget, Quantization = fileQuantization });
         var distributed = new DistributedCacheKvCacheStore(garnet.DistributedCache, new() { KeyPrefix = _prefix, ChunkBytes = 4096 });
         _owned.Add(memory);
         _owned.Add(distributed);
         return (new TieredKvCacheStore(memory, file, distributed), memory, file, distributed);
     }
 
-    private static long Serialized(DocumentKvCache e, KvCacheCompression c = KvCacheCompression.None) => KvCacheFormat.Serialize(e, c).Length;
+    private static long Serialized(DocumentKvCache e, KvCacheQuantization c = KvCacheQuantization.None) => KvCacheFormat.Serialize(e, c).Length;
 
     [Fact]
     public async Task An_entry_only_in_the_file_tier_is_promoted_to_memory_and_then_served_from_memory()
@@ -72,14 +72,14 @@ public sealed class TieredStoreTests(GarnetFixture garnet) : IDisposable
     [Fact]
     public async Task A_write_goes_through_to_every_tier_each_counting_its_own_bytes()
     {
-        var (tiered, memory, file, distributed) = Create(fileCompression: KvCacheCompression.Int8PerChannel);
+        var (tiered, memory, file, distributed) = Create(fileQuantization: KvCacheQuantization.Int8PerChannel);
         var key = CacheTestData.Key("everywhere");
         using var entry = CacheTestData.Entry(key, tokens: 64);
         await tiered.PutAsync(key, entry);
 
         foreach (var tier in tiered.Tiers) Assert.True(await tier.ContainsAsync(key));
         Assert.Equal((1L, 1L, entry.ByteSize, entry.ByteSize), (memory.Statistics.Writes, memory.Statistics.Entries, memory.Statistics.Bytes, memory.Statistics.BytesWritten));
-        long int8 = Serialized(entry, KvCacheCompression.Int8PerChannel);
+        long int8 = Serialized(entry, KvCacheQuantization.Int8PerChannel);
         Assert.Equal((1L, 1L, int8, int8), (file.Statistics.Writes, file.Statistics.Entries, file.Statistics.Bytes, file.Statistics.BytesWritten));
         long plain = Serialized(entry);
         Assert.True(int8 < plain);

@@ -74,7 +74,7 @@ public sealed class CompressedPrecomputeTests(EngineFixture fx) : IClassFixture<
             using var entry = await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot));
             Assert.Equal(layout.Documents[slot].TokenIds, entry!.TokenIds);
         }
-        using var oracleCache = new KvCache(fx.Model.Config, layout.Length + 6, ScalarType.Float32);
+        using var oracleCache = new AttentionCache(fx.Model.Config, layout.Length + 6, ScalarType.Float32);
         var last = SinglePassForward.Forward(fx.Model, layout, oracleCache, lastOnly: true);
         var (expected, _) = new DecodeLoop(fx.Model, oracleCache, greedy, new HashSet<int>()).Collect(last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
         Assert.Equal(expected, result.TokenIds);
@@ -116,7 +116,7 @@ public sealed class CompressedPrecomputeTests(EngineFixture fx) : IClassFixture<
         await using var engine = Engine(0.5);
         string id = await engine.PrecomputeAsync(Kesh);
         using var entry = await engine.Store.GetAsync(engine.CacheKey(id, 0));
-        foreach (var quantisation in new[] { KvCacheCompression.None, KvCacheCompression.Int8PerChannel })
+        foreach (var quantisation in new[] { KvCacheQuantization.None, KvCacheQuantization.Int8PerChannel })
         {
             byte[] bytes = KvCacheFormat.Serialize(entry!, quantisation);
             Assert.Equal("0.5", KvCacheFormat.ReadMetadata(bytes)["kvlink.keep_fraction"]);

@@ -43,15 +43,15 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
             Assert.Equal(layout.Documents[slot].TokenIds, entry!.TokenIds);
             entries.Add((entry.Keys, entry.Values));
         }
-        using var cache = new KvCache(fx.Model.Config, layout.Length, ScalarType.Float32);
-        LinkTokens.PlaceDocuments(fx.Model, cache, layout, entries);
-        using var linked = LinkTokens.Forward(fx.Model, cache, layout, lastOnly: false);
+        using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
+        LinkTokenPass.PlaceDocuments(fx.Model, cache, layout, entries);
+        using var linked = LinkTokenPass.Forward(fx.Model, cache, layout, lastOnly: false);
 
         double err = (linked - oracleRows).abs().max().item<float>() / oracleRows.abs().max().item<float>();
         Assert.True(err < 1e-4, $"relative error {err:E2}");
 
         // Greedy decoding from the oracle's cache gives the engine's tokens.
-        using var oracleCache = new KvCache(fx.Model.Config, layout.Length + 10, ScalarType.Float32);
+        using var oracleCache = new AttentionCache(fx.Model.Config, layout.Length + 10, ScalarType.Float32);
         var last = SinglePassForward.Forward(fx.Model, layout, oracleCache, lastOnly: true);
         var loop = new DecodeLoop(fx.Model, oracleCache, greedy, new HashSet<int>());
         var (expected, _) = loop.Collect(last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
@@ -70,7 +70,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
         using var offsets = tensor(Enumerable.Repeat((long)doc.Start, doc.Length).ToArray());
         using var shifted = RopeRerotation.Shift(keys, offsets, fx.Model.Rope);
 
-        using var cache = new KvCache(fx.Model.Config, layout.Length, ScalarType.Float32);
+        using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
         SinglePassForward.Forward(fx.Model, layout, cache, lastOnly: true).Dispose();
         var (direct, directValues) = cache.Export(doc.Start, doc.Length);
         Assert.True(doc.Start > 10);
@@ -97,9 +97,9 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
             var e = (await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)))!;
             entries.Add((e.Keys, e.Values));
         }
-        using var cache = new KvCache(fx.Model.Config, layout.Length, ScalarType.Float32);
-        LinkTokens.PlaceDocuments(fx.Model, cache, layout, entries);
-        using var linked = LinkTokens.Forward(fx.Model, cache, layout, lastOnly: false);
+        using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
+        LinkTokenPass.PlaceDocuments(fx.Model, cache, layout, entries);
+        using var linked = LinkTokenPass.Forward(fx.Model, cache, layout, lastOnly: false);
         int row = Array.IndexOf(layout.ComputedPositions(), (long)link);
         using var engineRow = linked[0, row];
 

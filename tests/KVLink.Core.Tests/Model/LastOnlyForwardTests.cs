@@ -16,8 +16,8 @@ public class LastOnlyForwardTests
         using var scope = NewDisposeScope();
         var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]);
         long[] pos = [.. Enumerable.Range(0, tokens.Length).Select(i => (long)i)];
-        using var cacheAll = new KvCache(c, capacity: 16, ScalarType.Float32);
-        using var cacheLast = new KvCache(c, capacity: 16, ScalarType.Float32);
+        using var cacheAll = new AttentionCache(c, capacity: 16, ScalarType.Float32);
+        using var cacheLast = new AttentionCache(c, capacity: 16, ScalarType.Float32);
         var all = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverSlots(pos, tokens.Length), cacheAll));
         var last = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverSlots(pos, tokens.Length), cacheLast), lastOnly: true);
 

@@ -38,7 +38,7 @@ public class LlamaForwardTests
         using var all = tensor(tokens.Select(t => (long)t).ToArray(), [1, tokens.Length]);
         using var full = model.Forward(all);
 
-        using var cache = new KvCache(c, capacity: 32, ScalarType.Float32);
+        using var cache = new AttentionCache(c, capacity: 32, ScalarType.Float32);
         int prefill = 7;
         var pieces = new List<Tensor>();
         {

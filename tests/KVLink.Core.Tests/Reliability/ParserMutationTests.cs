@@ -41,7 +41,7 @@ public sealed class ParserMutationTests(ITestOutputHelper output) : IDisposable
         {
             valid.Add(KvCacheFormat.Serialize(a));
             valid.Add(KvCacheFormat.Serialize(b));
-            valid.Add(KvCacheFormat.Serialize(a, KvCacheCompression.Int8PerChannel));
+            valid.Add(KvCacheFormat.Serialize(a, KvCacheQuantization.Int8PerChannel));
         }
         int n = Iterations(3000);
         int read = 0, rejected = 0, resealed = 0;

@@ -149,7 +149,7 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
         string dir = _dir.File("opts");
         Check(() => new FileKvCacheStore(dir, new() { ByteBudget = -5 }), "FileKvCacheStoreOptions.ByteBudget");
         Check(() => new FileKvCacheStore(dir, new() { StaleTempFileAge = TimeSpan.FromSeconds(-1) }), "FileKvCacheStoreOptions.StaleTempFileAge");
-        Check(() => new FileKvCacheStore(dir, new() { Compression = (KvCacheCompression)9 }), "FileKvCacheStoreOptions.Compression");
+        Check(() => new FileKvCacheStore(dir, new() { Quantization = (KvCacheQuantization)9 }), "FileKvCacheStoreOptions.Quantization");
         Check(() => new FileKvCacheStore(" "), "directory");
         var offline = ConfigurationOptions.Parse($"127.0.0.1:{_port},abortConnect=false,connectTimeout=200");
         using var connection = ConnectionMultiplexer.Connect(offline);
@@ -157,7 +157,7 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
         Check(() => new RedisKvCacheStore(connection, new() { TimeToLive = TimeSpan.Zero }), "RedisKvCacheStoreOptions.TimeToLive");
         Check(() => new RedisKvCacheStore(connection, new() { KeyPrefix = "" }), "RedisKvCacheStoreOptions.KeyPrefix");
         Check(() => new RedisKvCacheStore(connection, new() { Database = -2 }), "RedisKvCacheStoreOptions.Database");
-        Check(() => new RedisKvCacheStore(connection, new() { Compression = (KvCacheCompression)7 }), "RedisKvCacheStoreOptions.Compression");
+        Check(() => new RedisKvCacheStore(connection, new() { Quantization = (KvCacheQuantization)7 }), "RedisKvCacheStoreOptions.Quantization");
         Check(() => new RedisKvCacheStore(connection, new() { KeyPrefix = "a{b}" }), "RedisKvCacheStoreOptions.KeyPrefix");
         Check(() => new RedisKvCacheStore(connection, new() { MaxEntryBytes = 100 }), "RedisKvCacheStoreOptions.MaxEntryBytes");
         Check(() => new RedisKvCacheStore(connection, new() { OperationTimeout = TimeSpan.Zero }), "RedisKvCacheStoreOptions.OperationTimeout");

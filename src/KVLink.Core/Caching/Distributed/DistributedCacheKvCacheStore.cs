@@ -112,7 +112,7 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
         StoreGuards.EnsureBelongs(entry, key);
-        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
+        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Quantization);
         if (bytes.Length > _options.MaxEntryBytes)
         {
             _counters.Evict();

@@ -11,8 +11,8 @@ public sealed class DistributedCacheKvCacheStoreOptions
     public int ChunkBytes { get; set; } = 1 << 20;
     /// <summary>Entries expire this long after they are written (absolute expiration); null keeps them until removed or evicted by the cache.</summary>
     public TimeSpan? TimeToLive { get; set; }
-    /// <summary>How entries are written. Default <see cref="KvCacheCompression.None"/>.</summary>
-    public KvCacheCompression Compression { get; set; } = KvCacheCompression.None;
+    /// <summary>How entries are written. Default <see cref="KvCacheQuantization.None"/>.</summary>
+    public KvCacheQuantization Quantization { get; set; } = KvCacheQuantization.None;
     /// <summary>
     /// Largest entry (serialized bytes) this store writes or reads; a bigger entry is not written (counted in
     /// <see cref="KvCacheStoreStatistics.Evictions"/>) and a manifest claiming more is a rejected miss, before any

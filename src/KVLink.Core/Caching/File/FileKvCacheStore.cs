@@ -35,8 +35,8 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
             throw new ArgumentOutOfRangeException("options.ByteBudget", _options.ByteBudget, "FileKvCacheStoreOptions.ByteBudget must be >= 0.");
         if (_options.StaleTempFileAge < TimeSpan.Zero)
             throw new ArgumentOutOfRangeException("options.StaleTempFileAge", _options.StaleTempFileAge, "FileKvCacheStoreOptions.StaleTempFileAge must be >= 0.");
-        if (!Enum.IsDefined(_options.Compression))
-            throw new ArgumentOutOfRangeException("options.Compression", _options.Compression, "FileKvCacheStoreOptions.Compression is not a known compression.");
+        if (!Enum.IsDefined(_options.Quantization))
+            throw new ArgumentOutOfRangeException("options.Quantization", _options.Quantization, "FileKvCacheStoreOptions.Quantization is not a known quantization.");
         _logger = _options.Logger ?? NullLogger.Instance;
         Directory = Path.GetFullPath(directory);
         System.IO.Directory.CreateDirectory(Directory);
@@ -98,7 +98,7 @@ public sealed partial class FileKvCacheStore : IKvCacheStore, IKvCacheStoreInval
     public ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
     {
         StoreGuards.EnsureBelongs(entry, key);
-        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Compression);
+        byte[] bytes = KvCacheFormat.Serialize(entry, _options.Quantization);
         if (bytes.Length > _options.ByteBudget)
         {
             _counters.Evict();

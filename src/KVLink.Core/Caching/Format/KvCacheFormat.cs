@@ -37,7 +37,7 @@ public static class KvCacheFormat
 
     /// <summary>Serializes <paramref name="entry"/> (its tensors are not modified).</summary>
     /// <exception cref="ArgumentException">Compression requested for an entry without <see cref="DocumentKvCache.Rope"/>, or an unsupported dtype.</exception>
-    public static byte[] Serialize(DocumentKvCache entry, KvCacheCompression compression = KvCacheCompression.None)
+    public static byte[] Serialize(DocumentKvCache entry, KvCacheQuantization compression = KvCacheQuantization.None)
     {
         ArgumentNullException.ThrowIfNull(entry);
         using var scope = NewDisposeScope();
@@ -45,7 +45,7 @@ public static class KvCacheFormat
         {
             ["token_ids"] = tensor(entry.TokenIds.ToArray(), ScalarType.Int32),
         };
-        if (compression == KvCacheCompression.None)
+        if (compression == KvCacheQuantization.None)
         {
             tensors["keys"] = Dense(entry.Keys);
             tensors["values"] = Dense(entry.Values);
@@ -53,7 +53,7 @@ public static class KvCacheFormat
         else
         {
             if (entry.Rope is null) throw new ArgumentException("Quantised storage needs the entry's RoPE settings (DocumentKvCache.Rope) to quantise keys before RoPE.", nameof(entry));
-            var (k, ks, v, vs) = Int8Quantizer.Quantize(Dense(entry.Keys), Dense(entry.Values), entry.Rope.ToRotaryEmbedding(), compression == KvCacheCompression.Int8PerChannel);
+            var (k, ks, v, vs) = Int8Quantizer.Quantize(Dense(entry.Keys), Dense(entry.Values), entry.Rope.ToRotaryEmbedding(), compression == KvCacheQuantization.Int8PerChannel);
             (tensors["keys"], tensors["key_scales"], tensors["values"], tensors["value_scales"]) = (k, ks, v, vs);
         }
 
@@ -162,20 +162,20 @@ public static class KvCacheFormat
         int tokenCount = ParseCount(Get(meta, KeyTokens, name), name, "token count");
 
         var infos = parsed.Tensors;
-        string[] expectedNames = compression == KvCacheCompression.None
+        string[] expectedNames = compression == KvCacheQuantization.None
             ? ["keys", "token_ids", "values"] : ["key_scales", "keys", "token_ids", "value_scales", "values"];
         if (!infos.Keys.Order(StringComparer.Ordinal).SequenceEqual(expectedNames)) throw Bad(name, $"tensors must be exactly {string.Join(", ", expectedNames)}");
         var keysInfo = infos["keys"];
         var shape = keysInfo.Shape;
         if (shape.Length != 4 || shape.Any(d => d == 0) || !infos["values"].Shape.SequenceEqual(shape)) throw Bad(name, "keys and values must share a non-empty [layers, kv_heads, tokens, head_dim] shape");
         if (shape[2] != tokenCount || infos["token_ids"].DType != "I32" || !infos["token_ids"].Shape.SequenceEqual([tokenCount])) throw Bad(name, "token ids do not match the tensors");
-        string storedType = compression == KvCacheCompression.None ? dtypeName : "I8";
+        string storedType = compression == KvCacheQuantization.None ? dtypeName : "I8";
         if (keysInfo.DType != storedType || infos["values"].DType != storedType) throw Bad(name, $"keys and values must be {storedType}");
         if (rope is not null && rope.HeadDim != shape[3]) throw Bad(name, "RoPE head width does not match the keys");
-        if (compression != KvCacheCompression.None)
+        if (compression != KvCacheQuantization.None)
         {
             if (rope is null) throw Bad(name, "quantised keys need RoPE settings");
-            long[] scaleShape = compression == KvCacheCompression.Int8PerChannel ? [shape[0], shape[1], 1, shape[3]] : [shape[0], shape[1], shape[2], 1];
+            long[] scaleShape = compression == KvCacheQuantization.Int8PerChannel ? [shape[0], shape[1], 1, shape[3]] : [shape[0], shape[1], shape[2], 1];
             foreach (var s in new[] { "key_scales", "value_scales" })
                 if (infos[s].DType != "F32" || !infos[s].Shape.SequenceEqual(scaleShape)) throw Bad(name, $"{s} must be F32 [{string.Join(", ", scaleShape)}]");
         }
@@ -208,7 +208,7 @@ public static class KvCacheFormat
             var ids = loaded["token_ids"].data<int>().ToArray();
             if (ids.Any(id => id < 0)) throw Bad(name, "negative token id");
             Tensor keys, values;
-            if (compression == KvCacheCompression.None)
+            if (compression == KvCacheQuantization.None)
             {
                 (keys, values) = (loaded["keys"], loaded["values"]);
                 loaded.Remove("keys");
@@ -265,19 +265,19 @@ public static class KvCacheFormat
         return digits;
     }
 
-    private static string QuantizationName(KvCacheCompression c) => c switch
+    private static string QuantizationName(KvCacheQuantization c) => c switch
     {
-        KvCacheCompression.None => "none",
-        KvCacheCompression.Int8PerChannel => "int8-per-channel",
-        KvCacheCompression.Int8PerToken => "int8-per-token",
+        KvCacheQuantization.None => "none",
+        KvCacheQuantization.Int8PerChannel => "int8-per-channel",
+        KvCacheQuantization.Int8PerToken => "int8-per-token",
         _ => throw new ArgumentOutOfRangeException(nameof(c), c, "Unknown compression."),
     };
 
-    private static KvCacheCompression ParseQuantization(string text, string name) => text switch
+    private static KvCacheQuantization ParseQuantization(string text, string name) => text switch
     {
-        "none" => KvCacheCompression.None,
-        "int8-per-channel" => KvCacheCompression.Int8PerChannel,
-        "int8-per-token" => KvCacheCompression.Int8PerToken,
+        "none" => KvCacheQuantization.None,
+        "int8-per-channel" => KvCacheQuantization.Int8PerChannel,
+        "int8-per-token" => KvCacheQuantization.Int8PerToken,
         _ => throw Bad(name, $"unknown quantization '{text}'"),
     };
 

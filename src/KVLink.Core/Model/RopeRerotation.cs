@@ -4,7 +4,7 @@ using KVLink.Core.Model;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Linking;
+namespace KVLink.Core.Model;
 
 /// <summary>
 /// Moves cached keys to new positions. Document caches store keys rotated for their local positions

@@ -8,12 +8,12 @@ namespace KVLink.Core.Model;
 /// so stored document caches are copied in with one copy per document and re-rotated in one pass.
 /// A slot is a global position: the key at slot p is rotated for position p.
 /// </summary>
-public sealed class KvCache : IDisposable
+public sealed class AttentionCache : IDisposable
 {
     private readonly Tensor _keys, _values;
 
     /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
-    public KvCache(LlamaConfig config, int capacity, ScalarType dtype, Device? device = null, int batch = 1)
+    public AttentionCache(LlamaConfig config, int capacity, ScalarType dtype, Device? device = null, int batch = 1)
     {
         if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "Capacity must be positive.");
         Capacity = capacity;
@@ -64,13 +64,13 @@ public sealed class KvCache : IDisposable
 
     /// <summary>
     /// Re-rotates, in place, the keys of slots [start, start+offsets.Length) of all layers by one offset per slot
-    /// (see <see cref="Linking.RopeRerotation.ShiftInPlace"/>).
+    /// (see <see cref="RopeRerotation.ShiftInPlace"/>).
     /// </summary>
     public void RotateKeys(int start, IReadOnlyList<long> offsets, RotaryEmbedding rope)
     {
         if (start < 0 || start + offsets.Count > Capacity) throw new InvalidOperationException($"Slots [{start}, {start + offsets.Count}) do not fit a KV cache of capacity {Capacity}.");
         using var scope = NewDisposeScope();
-        Linking.RopeRerotation.ShiftInPlace(_keys.narrow(3, start, offsets.Count), offsets, rope);
+        RopeRerotation.ShiftInPlace(_keys.narrow(3, start, offsets.Count), offsets, rope);
     }
 
     /// <summary>Marks slots [0, length) as filled.</summary>

@@ -11,13 +11,13 @@ namespace KVLink.Core.Linking;
 /// key_slot &lt;= query_position. Link tokens thereby attend to all earlier documents, restoring the
 /// cross-document attention that independent encoding lost.
 /// </summary>
-public static class LinkTokens
+public static class LinkTokenPass
 {
     /// <summary>
     /// Runs the segment-0 tokens from position <paramref name="from"/> on (0, or the prefix length when the
     /// prefix cache is already in place); returns logits of every computed token, or only the last ([1, 1, vocab]).
     /// </summary>
-    public static Tensor Forward(LlamaForCausalLM model, KvCache cache, PromptLayout layout, bool lastOnly, int from = 0)
+    public static Tensor Forward(LlamaForCausalLM model, AttentionCache cache, PromptLayout layout, bool lastOnly, int from = 0)
     {
         using var scope = NewDisposeScope();
         long[] positions = layout.ComputedPositions(from);
@@ -35,7 +35,7 @@ public static class LinkTokens
     /// </summary>
     /// <returns>Time spent copying and time spent re-rotating.</returns>
     public static (TimeSpan Load, TimeSpan Rerotate) PlaceDocuments(
-        LlamaForCausalLM model, KvCache cache, PromptLayout layout, IReadOnlyList<(Tensor Keys, Tensor Values)> documents)
+        LlamaForCausalLM model, AttentionCache cache, PromptLayout layout, IReadOnlyList<(Tensor Keys, Tensor Values)> documents)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         for (int d = 0; d < documents.Count; d++) cache.Write(layout.Documents[d].Start, documents[d].Keys, documents[d].Values);

@@ -1,7 +1,7 @@
 namespace KVLink.Core.Caching;
 
 /// <summary>How a serialized document cache stores its keys and values.</summary>
-public enum KvCacheCompression
+public enum KvCacheQuantization
 {
     /// <summary>As computed (bf16, f16 or f32): bit-exact.</summary>
     None,
