@@ -50,7 +50,7 @@ public sealed record LlamaConfig
     /// <exception cref="InvalidDataException">The file is not a supported Llama config; the message names the field.</exception>
     public static LlamaConfig Load(string path)
     {
-        byte[] bytes = File.ReadAllBytes(path);
+        byte[] bytes = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes);
         try
         {
             using var doc = JsonDocument.Parse(bytes);

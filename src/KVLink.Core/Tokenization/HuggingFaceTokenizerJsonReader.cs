@@ -11,7 +11,7 @@ internal static class HuggingFaceTokenizerJsonReader
     public static LlamaTokenizer Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        byte[] content = File.ReadAllBytes(path);
+        byte[] content = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.TokenizerMaxBytes);
         try
         {
             using var doc = JsonDocument.Parse(content);

@@ -66,7 +66,12 @@ public sealed class LlamaTokenizer
         string source = tiktokenFile is FileStream fs ? fs.Name : "tiktoken stream";
         var content = new MemoryStream();
         tiktokenFile.CopyTo(content);
-        var ranks = TiktokenVocabulary.Parse(content.ToArray(), source);
+        return FromTiktoken(content.ToArray(), source, specialTokens);
+    }
+
+    private static LlamaTokenizer FromTiktoken(byte[] content, string source, IReadOnlyDictionary<string, int>? specialTokens)
+    {
+        var ranks = TiktokenVocabulary.Parse(content, source);
         specialTokens ??= Llama3SpecialTokens.Create();
         return FromRanks(ranks, specialTokens, specialTokens, PreTokenizerPatterns.Compile(PreTokenizerPatterns.Llama3));
     }
@@ -78,8 +83,10 @@ public sealed class LlamaTokenizer
         HuggingFaceTokenizerJsonReader.Load(tokenizerJsonPath);
 
     /// <summary>Loads the tokenizer of a checkpoint folder: <c>tokenizer.json</c> when present, else
-    /// <c>original/tokenizer.model</c> (tiktoken) with the Llama 3 special tokens.</summary>
+    /// <c>original/tokenizer.model</c> (tiktoken) with the Llama 3 special tokens. Either must be a regular file
+    /// (or a link to one) of at most 64 MiB.</summary>
     /// <exception cref="FileNotFoundException">The folder has neither file.</exception>
+    /// <exception cref="InvalidDataException">The file is malformed, not a regular file, or over the cap; the message names it.</exception>
     public static LlamaTokenizer FromCheckpointFolder(string dir)
     {
         ArgumentNullException.ThrowIfNull(dir);
@@ -88,10 +95,7 @@ public sealed class LlamaTokenizer
             return FromHuggingFaceJson(json);
         string tiktoken = Path.Combine(dir, "original", "tokenizer.model");
         if (File.Exists(tiktoken))
-        {
-            using var stream = File.OpenRead(tiktoken);
-            return FromTiktoken(stream);
-        }
+            return FromTiktoken(IO.UntrustedFile.ReadAllBytes(tiktoken, IO.UntrustedFile.TokenizerMaxBytes), tiktoken, null);
         throw new FileNotFoundException(
             $"No tokenizer in checkpoint folder '{dir}': expected tokenizer.json or original/tokenizer.model.", json);
     }
