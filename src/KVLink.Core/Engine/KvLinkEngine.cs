@@ -44,10 +44,12 @@ public sealed partial class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>Creates an engine over a loaded model and tokenizer that logs and records metrics through <paramref name="diagnostics"/>.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
+    /// <exception cref="InvalidDataException">The tokenizer has token ids at or above the model's vocab_size.</exception>
     public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
+        VocabularyFit.Ensure(tokenizer, model.Config);
         _options = options ?? new KvLinkOptions();
         _options.Validate();
         Model = model;
