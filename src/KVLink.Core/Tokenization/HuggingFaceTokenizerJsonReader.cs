@@ -47,6 +47,8 @@ internal static class HuggingFaceTokenizerJsonReader
         var added = ReadAddedTokens(root, out var special);
         var (names, bytesById) = ReadVocab(model, added);
         var merges = ReadMerges(model, names);
+        if (ByteCoverage.FindGap(bytesById.Values) is { } gap)
+            throw new InvalidDataException($"model.vocab: {gap}.");
         string pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? HuggingFacePreTokenizer.Pattern(pre) : PreTokenizerPatterns.Llama3;
         Regex split = PreTokenizerPatterns.Compile(pattern);
 
