@@ -51,6 +51,7 @@ internal static class HuggingFaceTokenizerJsonReader
             throw new InvalidDataException($"model.vocab: {gap}.");
         string pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? HuggingFacePreTokenizer.Pattern(pre) : PreTokenizerPatterns.Llama3;
         Regex split = PreTokenizerPatterns.Compile(pattern);
+        PreTokenizerPatterns.RejectEmptyMatches(split);
 
         // ignore_merges (Llama 3) means a piece that is a token stays whole, and the merges were
         // derived from tiktoken ranks = ids: exactly tiktoken's rule, so use the tiktoken engine.
