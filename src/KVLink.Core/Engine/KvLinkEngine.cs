@@ -41,6 +41,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Creates an engine over a loaded model and tokenizer that logs and records metrics through <paramref name="diagnostics"/>.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting), or a prompt format whose
     /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
+    /// <exception cref="InvalidDataException">The tokenizer has token ids at or above the model's vocab_size.</exception>
     public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
         : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false)
     {
@@ -51,6 +52,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
+        VocabularyFit.Ensure(tokenizer, model.Config);
         _options = options ?? new KvLinkOptions();
         _options.Validate();
         Model = model;

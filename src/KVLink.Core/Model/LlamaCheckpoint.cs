@@ -12,7 +12,9 @@ public static class LlamaCheckpoint
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
-    /// <exception cref="InvalidDataException">Unsupported config, missing tensor, wrong shape or dtype; the message names the file and tensor.</exception>
+    /// <exception cref="InvalidDataException">Unsupported config or a value outside <see cref="LlamaConfigLimits"/>, a layer count,
+    /// missing tensor, shape or dtype that does not match the safetensors header (all checked before the model is allocated),
+    /// or a file that is not a regular file or is over its size cap; the message names the file and the field or tensor.</exception>
     public static LlamaForCausalLM Load(string folder, ScalarType dtype = ScalarType.BFloat16, Device? device = null)
     {
         Native.TorchSharpLoader.EnsureLoaded();
@@ -22,6 +24,8 @@ public static class LlamaCheckpoint
         var config = LlamaConfig.Load(configPath);
 
         using var tensors = CheckpointTensors.Open(folder);
+        // Before anything is allocated: the config's shapes must be the file's, so the file bounds the model's size.
+        LlamaTensorShapes.Verify(config, tensors, configPath);
         var model = new LlamaForCausalLM(config, dtype, device);
         try
         {
@@ -29,14 +33,6 @@ public static class LlamaCheckpoint
             foreach (var (name, parameter) in model.named_parameters())
             {
                 if (config.TieWordEmbeddings && name == "lm_head.weight") continue; // shares embed_tokens
-                if (!tensors.Names.Contains(name))
-                    throw new InvalidDataException($"Checkpoint '{folder}' has no tensor '{name}'" +
-                        (name == "lm_head.weight" ? " (config.json says tie_word_embeddings is false)." : "."));
-                var info = tensors.Info(name);
-                if (!info.Shape.SequenceEqual(parameter.shape))
-                    throw new InvalidDataException($"Checkpoint '{folder}': tensor '{name}' has shape [{string.Join(", ", info.Shape)}], but config.json implies [{string.Join(", ", parameter.shape)}].");
-                if (info.DType is not ("F32" or "F16" or "BF16" or "F64"))
-                    throw new InvalidDataException($"Checkpoint '{folder}': tensor '{name}' has dtype {info.DType}; weights must be floating point (BF16, F16, F32).");
                 using var stored = tensors.Read(name);
                 using var converted = stored.to(dtype, parameter.device);
                 parameter.copy_(converted);

@@ -46,11 +46,12 @@ public sealed record LlamaConfig
     /// <summary>Query heads that share one key/value head.</summary>
     public int GroupSize => NumAttentionHeads / NumKeyValueHeads;
 
-    /// <summary>Reads and validates a <c>config.json</c>.</summary>
-    /// <exception cref="InvalidDataException">The file is not a supported Llama config; the message names the field.</exception>
+    /// <summary>Reads and validates a <c>config.json</c> (a regular file of at most 1 MiB).</summary>
+    /// <exception cref="InvalidDataException">The file is not a supported Llama config, or a value is of the wrong
+    /// kind or outside <see cref="LlamaConfigLimits"/>; the message names the file and the field.</exception>
     public static LlamaConfig Load(string path)
     {
-        byte[] bytes = File.ReadAllBytes(path);
+        byte[] bytes = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes);
         try
         {
             using var doc = JsonDocument.Parse(bytes);
@@ -63,9 +64,10 @@ public sealed record LlamaConfig
     }
 
     /// <summary>Builds a config from an already-parsed <c>config.json</c> element.</summary>
+    /// <exception cref="InvalidDataException">As for <see cref="Load"/>.</exception>
     public static LlamaConfig FromJson(JsonElement root, string source = "config.json")
     {
-        // A number of the wrong kind (1.5, 1e12 or "7" where an int belongs) is a bad file, not a crash.
+        // Every field is read with its kind and range checked; this is a safety net for anything that slips past.
         try { return FromJsonCore(root, source); }
         catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException)
         {
@@ -76,41 +78,43 @@ public sealed record LlamaConfig
     private static LlamaConfig FromJsonCore(JsonElement root, string source)
     {
         if (root.ValueKind != JsonValueKind.Object) throw Bad(source, "the root is not a JSON object");
-        string? modelType = Str(root, "model_type");
+        var f = new ConfigJsonFields(root, source);
+        string? modelType = f.String("model_type");
         if (modelType != "llama")
             throw Bad(source, $"model_type is '{modelType ?? "(missing)"}', only 'llama' is supported");
-        if (Bool(root, "attention_bias") == true || Bool(root, "mlp_bias") == true)
+        if (f.Bool("attention_bias") == true || f.Bool("mlp_bias") == true)
             throw Bad(source, "attention_bias/mlp_bias are not supported (Llama has none)");
 
-        int hidden = RequiredInt(root, "hidden_size", source);
-        int heads = RequiredInt(root, "num_attention_heads", source);
-        int kvHeads = Int(root, "num_key_value_heads") ?? heads;
-        int headDim = Int(root, "head_dim") ?? (hidden % heads == 0 ? hidden / heads : throw Bad(source, "hidden_size is not divisible by num_attention_heads and head_dim is missing"));
-        if (kvHeads <= 0 || heads % kvHeads != 0) throw Bad(source, $"num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kvHeads})");
+        int hidden = f.RequiredInt("hidden_size", 1, LlamaConfigLimits.MaxHiddenSize);
+        int heads = f.RequiredInt("num_attention_heads", 1, LlamaConfigLimits.MaxHeads);
+        int kvHeads = f.Int("num_key_value_heads", 1, heads) ?? heads;
+        if (heads % kvHeads != 0) throw Bad(source, $"num_attention_heads ({heads}) must be a multiple of num_key_value_heads ({kvHeads})");
+        int headDim = f.Int("head_dim", 1, LlamaConfigLimits.MaxHeadDim)
+            ?? (hidden % heads == 0 ? hidden / heads : throw Bad(source, "hidden_size is not divisible by num_attention_heads and head_dim is missing"));
         if (headDim % 2 != 0) throw Bad(source, $"head_dim ({headDim}) must be even for RoPE");
+        if (headDim > LlamaConfigLimits.MaxHeadDim) throw f.Bad("head_dim", $"(hidden_size / num_attention_heads = {headDim}) must be at most {LlamaConfigLimits.MaxHeadDim}");
+        if (checked((long)heads * headDim) > LlamaConfigLimits.MaxAttentionWidth)
+            throw Bad(source, $"num_attention_heads x head_dim ({heads} x {headDim}) exceeds {LlamaConfigLimits.MaxAttentionWidth}");
+        int vocab = f.RequiredInt("vocab_size", 1, LlamaConfigLimits.MaxVocabSize);
 
-        var config = new LlamaConfig
+        return new LlamaConfig
         {
             HiddenSize = hidden,
-            IntermediateSize = RequiredInt(root, "intermediate_size", source),
-            NumHiddenLayers = RequiredInt(root, "num_hidden_layers", source),
+            IntermediateSize = f.RequiredInt("intermediate_size", 1, LlamaConfigLimits.MaxIntermediateSize),
+            NumHiddenLayers = f.RequiredInt("num_hidden_layers", 1, LlamaConfigLimits.MaxLayers),
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = headDim,
-            VocabSize = RequiredInt(root, "vocab_size", source),
-            RmsNormEps = Double(root, "rms_norm_eps") ?? 1e-6,
-            RopeTheta = Double(root, "rope_theta") ?? 10000.0,
+            VocabSize = vocab,
+            RmsNormEps = f.Double("rms_norm_eps", LlamaConfigLimits.MinRmsNormEps, LlamaConfigLimits.MaxRmsNormEps) ?? 1e-6,
+            RopeTheta = f.Double("rope_theta", LlamaConfigLimits.MinRopeThetaExclusive, LlamaConfigLimits.MaxRopeTheta, minExclusive: true) ?? 10000.0,
             RopeScaling = ParseRopeScaling(root, source),
-            MaxPositionEmbeddings = Int(root, "max_position_embeddings") ?? 2048,
-            TieWordEmbeddings = Bool(root, "tie_word_embeddings") ?? false,
-            BosTokenId = Int(root, "bos_token_id"),
-            EosTokenIds = ParseIds(root, "eos_token_id"),
-            TorchDtype = Str(root, "torch_dtype"),
+            MaxPositionEmbeddings = f.Int("max_position_embeddings", 1, LlamaConfigLimits.MaxPositions) ?? 2048,
+            TieWordEmbeddings = f.Bool("tie_word_embeddings") ?? false,
+            BosTokenId = f.Int("bos_token_id", 0, vocab - 1),
+            EosTokenIds = f.Ids("eos_token_id", vocab - 1),
+            TorchDtype = f.String("torch_dtype"),
         };
-        if (config.RmsNormEps <= 0) throw Bad(source, "rms_norm_eps must be positive");
-        if (config.RopeTheta <= 0) throw Bad(source, "rope_theta must be positive");
-        if (config.MaxPositionEmbeddings <= 0) throw Bad(source, "max_position_embeddings must be positive");
-        return config;
     }
 
     /// <summary>Writes this config as a Hugging Face <c>config.json</c> object.</summary>
@@ -153,47 +157,19 @@ public sealed record LlamaConfig
     {
         if (!root.TryGetProperty("rope_scaling", out var s) || s.ValueKind == JsonValueKind.Null) return null;
         if (s.ValueKind != JsonValueKind.Object) throw Bad(source, "rope_scaling must be an object or null");
-        string? type = Str(s, "rope_type") ?? Str(s, "type");
+        var f = new ConfigJsonFields(s, source, "rope_scaling.");
+        string? type = f.String("rope_type") ?? f.String("type");
         if (type == "default") return null;
         if (type != "llama3") throw Bad(source, $"rope_scaling.rope_type '{type ?? "(missing)"}' is not supported (supported: default, llama3)");
         var r = new Llama3RopeScaling(
-            Double(s, "factor") ?? throw Bad(source, "rope_scaling.factor is missing"),
-            Double(s, "low_freq_factor") ?? 1.0,
-            Double(s, "high_freq_factor") ?? 4.0,
-            Int(s, "original_max_position_embeddings") ?? 8192);
-        if (r.Factor <= 0 || r.LowFreqFactor <= 0 || r.HighFreqFactor <= r.LowFreqFactor || r.OriginalMaxPositionEmbeddings <= 0)
-            throw Bad(source, "rope_scaling needs factor > 0 and 0 < low_freq_factor < high_freq_factor");
+            f.Double("factor", LlamaConfigLimits.MinRopeFactor, LlamaConfigLimits.MaxRopeFactor) ?? throw f.Bad("factor", "is missing"),
+            f.Double("low_freq_factor", 0, LlamaConfigLimits.MaxRopeFactor, minExclusive: true) ?? 1.0,
+            f.Double("high_freq_factor", 0, LlamaConfigLimits.MaxRopeFactor, minExclusive: true) ?? 4.0,
+            f.Int("original_max_position_embeddings", 1, LlamaConfigLimits.MaxPositions) ?? 8192);
+        if (r.HighFreqFactor <= r.LowFreqFactor)
+            throw Bad(source, $"rope_scaling needs low_freq_factor ({r.LowFreqFactor}) < high_freq_factor ({r.HighFreqFactor})");
         return r;
     }
 
-    private static IReadOnlyList<int> ParseIds(JsonElement root, string name)
-    {
-        if (!root.TryGetProperty(name, out var e)) return [];
-        return e.ValueKind switch
-        {
-            JsonValueKind.Number => [e.GetInt32()],
-            JsonValueKind.Array => e.EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-            _ => [],
-        };
-    }
-
     private static InvalidDataException Bad(string source, string what) => new($"{source}: {what}.");
-
-    private static int RequiredInt(JsonElement root, string name, string source)
-    {
-        int v = Int(root, name) ?? throw Bad(source, $"'{name}' is missing");
-        return v > 0 ? v : throw Bad(source, $"'{name}' must be positive, got {v}");
-    }
-
-    private static int? Int(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
-
-    private static double? Double(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-
-    private static bool? Bool(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
-
-    private static string? Str(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
 }

@@ -12,13 +12,26 @@ public static class PromptSettingsFile
     /// <summary>The file name inside a checkpoint folder.</summary>
     public const string FileName = "kvlink_prompt.json";
 
-    /// <summary>The stored system text, or null when the folder has no settings file.</summary>
+    /// <summary>The stored system text, or null when the folder has no settings file or the file sets none.</summary>
+    /// <exception cref="InvalidDataException">The file is not a regular file of at most 1 MiB, not a JSON object, or its
+    /// system_text is present but not a string; the message names the file.</exception>
     public static string? ReadSystemText(string folder)
     {
         string path = Path.Combine(folder, FileName);
         if (!File.Exists(path)) return null;
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
-        return doc.RootElement.TryGetProperty("system_text", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
+        byte[] bytes = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes);
+        try
+        {
+            using var doc = JsonDocument.Parse(bytes);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: the root is not a JSON object.");
+            if (!doc.RootElement.TryGetProperty("system_text", out var s) || s.ValueKind == JsonValueKind.Null) return null;
+            // A present but unusable value is an error: silently using the published prompt would change the answers.
+            return s.ValueKind == JsonValueKind.String ? s.GetString() : throw new InvalidDataException($"{path}: 'system_text' must be a string.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: invalid JSON: {e.Message}", e);
+        }
     }
 
     /// <summary>Writes the settings file.</summary>

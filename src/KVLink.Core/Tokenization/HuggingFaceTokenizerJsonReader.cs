@@ -13,7 +13,7 @@ internal static class HuggingFaceTokenizerJsonReader
     public static LlamaTokenizer Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        byte[] content = File.ReadAllBytes(path);
+        byte[] content = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.TokenizerMaxBytes);
         try
         {
             using var doc = JsonDocument.Parse(content);
@@ -49,7 +49,12 @@ internal static class HuggingFaceTokenizerJsonReader
         var added = ReadAddedTokens(root, out var special);
         var (names, bytesById) = ReadVocab(model, added);
         var merges = ReadMerges(model, names);
+        if (ByteCoverage.FindGap(bytesById.Values) is { } gap)
+            throw new InvalidDataException($"model.vocab: {gap}.");
         string pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? HuggingFacePreTokenizer.Pattern(pre) : PreTokenizerPatterns.Llama3;
+        // A custom split pattern that can match the empty string would make encoding loop forever (the Llama 3 scanner cannot).
+        if (pattern != PreTokenizerPatterns.Llama3)
+            PreTokenizerPatterns.RejectEmptyMatches(PreTokenizerPatterns.Compile(pattern));
 
         // ignore_merges (Llama 3) means a piece that is a token stays whole, and the merges were
         // derived from tiktoken ranks = ids: exactly tiktoken's rule, so use the tiktoken engine.

@@ -119,7 +119,8 @@ public sealed class LlamaTokenizer
     /// ids differently); <see cref="SpecialTokenSource"/> says which. A <c>tokenizer_config.json</c> also marks the
     /// tokens it names as bos/eos/pad/unk or its chat template uses as <see cref="FunctionalTokens"/>.</summary>
     /// <exception cref="FileNotFoundException">The folder has neither file.</exception>
-    /// <exception cref="InvalidDataException">A tokenizer or config file is malformed (the message names it).</exception>
+    /// <remarks>Either file must be a regular file (or a link to one) of at most 64 MiB.</remarks>
+    /// <exception cref="InvalidDataException">A tokenizer or config file is malformed, not a regular file, or over the cap (the message names it).</exception>
     public static LlamaTokenizer FromCheckpointFolder(string dir)
     {
         ArgumentNullException.ThrowIfNull(dir);
@@ -131,9 +132,9 @@ public sealed class LlamaTokenizer
             tokenizer = FromHuggingFaceJson(json);
         else if (File.Exists(tiktoken))
         {
-            using var stream = File.OpenRead(tiktoken);
+            var ranks = TiktokenVocabulary.Parse(IO.UntrustedFile.ReadAllBytes(tiktoken, IO.UntrustedFile.TokenizerMaxBytes), tiktoken);
             var (matched, special, source) = CheckpointSpecialTokens.Resolve(dir, config);
-            tokenizer = FromRanks(ReadRanks(stream), matched, special, PreTokenizerPatterns.Llama3, source);
+            tokenizer = FromRanks(ranks, matched, special, PreTokenizerPatterns.Llama3, source);
         }
         else
             throw new FileNotFoundException(

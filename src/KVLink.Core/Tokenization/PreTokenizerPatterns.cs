@@ -23,4 +23,29 @@ internal static class PreTokenizerPatterns
     /// <summary>Compiles a pattern; patterns may come from untrusted files, so matching is time-bounded.</summary>
     public static Regex Compile(string pattern) =>
         new(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(5));
+
+    /// <summary>Texts whose every position is tried for an empty match: letters, digits, marks, spaces, newlines, CJK.</summary>
+    private static readonly string[] Probes = ["", " hello wörld's 12345 !? 日本\r\n\n\t  x", "A", "1", " ", "\n", "!", "日"];
+
+    /// <summary>
+    /// Throws when the pattern matches the empty string at a position of <see cref="Probes"/>: Microsoft.ML.Tokenizers'
+    /// pre-tokenizer restarts at the end of each match, so an empty match makes Encode loop forever (found by the
+    /// tokenizer.json mutation run: one ']' turned into '2' did it). Probing cannot prove a pattern never matches empty,
+    /// only that it does not on these texts, which contain every character class a split pattern distinguishes.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The pattern matches the empty string, or probing it timed out.</exception>
+    public static void RejectEmptyMatches(Regex split)
+    {
+        try
+        {
+            foreach (string text in Probes)
+                for (int i = 0; i <= text.Length; i++)
+                    if (split.Match(text, i) is { Success: true, Length: 0 } m)
+                        throw new InvalidDataException($"the pre_tokenizer split pattern matches the empty string (at {m.Index} of a probe text); it must consume at least one character.");
+        }
+        catch (RegexMatchTimeoutException e)
+        {
+            throw new InvalidDataException("the pre_tokenizer split pattern took too long to match a short probe text.", e);
+        }
+    }
 }

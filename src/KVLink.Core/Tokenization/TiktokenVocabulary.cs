@@ -10,7 +10,7 @@ internal static class TiktokenVocabulary
     /// <summary>Parses the ranks of a tiktoken file.</summary>
     /// <param name="content">The whole file.</param>
     /// <param name="source">Named in error messages.</param>
-    /// <exception cref="InvalidDataException">A line is not <c>base64 rank</c>, or a rank repeats.</exception>
+    /// <exception cref="InvalidDataException">A line is not <c>base64 rank</c>, a rank repeats, or a byte has no token.</exception>
     public static Dictionary<int, byte[]> Parse(byte[] content, string source)
     {
         var ranks = new Dictionary<int, byte[]>();
@@ -40,6 +40,8 @@ internal static class TiktokenVocabulary
         }
         if (ranks.Count == 0)
             throw new InvalidDataException($"{source}: no tokens found.");
+        if (ByteCoverage.FindGap(ranks.Values) is { } gap)
+            throw new InvalidDataException($"{source}: {gap}.");
         return ranks;
     }
 

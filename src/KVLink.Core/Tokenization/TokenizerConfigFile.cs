@@ -33,7 +33,7 @@ internal sealed class TokenizerConfigFile
             return null;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            using var doc = JsonDocument.Parse(IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.TokenizerMaxBytes)); // a regular file, capped: never a FIFO or /dev/zero
             return Parse(doc.RootElement);
         }
         catch (Exception e) when (e is JsonException or InvalidDataException)

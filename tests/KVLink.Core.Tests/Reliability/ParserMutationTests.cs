@@ -1,6 +1,7 @@
 using KVLink.TestSupport;
 using System.IO.Hashing;
 using System.Text;
+using System.Text.RegularExpressions;
 using KVLink.Core.Caching;
 using KVLink.Core.Model;
 using KVLink.Core.Tests.Caching;
@@ -152,6 +153,119 @@ public sealed class ParserMutationTests(ITestOutputHelper output) : IDisposable
         Assert.True(worstManaged < 1 << 20, $"a {valid.Length}-byte config allocated {worstManaged} bytes");
     }
 
+    [Fact]
+    public async Task Config_numbers_set_to_hostile_values_load_a_bounded_model_or_fail_before_allocating()
+    {
+        // Every number of a real checkpoint's config.json, one at a time, set to every hostile value; then random
+        // pairs and triples. Loaded through LlamaCheckpoint.Load, so the header check is exercised too.
+        var c = SyntheticCheckpoint.SmallConfig(hidden: 32, layers: 2, heads: 4, kvHeads: 2);
+        SyntheticCheckpoint.Write(_dir.Path, c);
+        string configPath = _dir.File("config.json");
+        string valid = File.ReadAllText(configPath);
+        long fileBytes = new FileInfo(_dir.File("model.safetensors")).Length;
+        var numbers = NumberToken.Matches(valid).ToArray();
+        var inputs = new List<(string Json, string How)>();
+        foreach (var at in numbers)
+            foreach (string value in HostileNumbers)
+                inputs.Add((Replace(valid, [(at, value)]), $"{Field(valid, at)} -> {value}"));
+        int single = inputs.Count;
+        var random = new Random(1919);
+        for (int i = 0, n = Iterations(300); i < n; i++)
+        {
+            var picks = numbers.OrderBy(_ => random.Next()).Take(2 + random.Next(2))
+                .Select(at => (at, HostileNumbers[random.Next(HostileNumbers.Length)])).ToArray();
+            inputs.Add((Replace(valid, picks), string.Join(", ", picks.Select(p => $"{Field(valid, p.at)} -> {p.Item2}"))));
+        }
+
+        int loaded = 0, rejected = 0;
+        long worstManaged = 0, worstModelBytes = 0, peakRss = Environment.WorkingSet, rss0 = peakRss;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await Task.Run(() =>
+        {
+            foreach (var (json, how) in inputs)
+            {
+                File.WriteAllText(configPath, json);
+                long tensors = Tensor.TotalCount, before = GC.GetAllocatedBytesForCurrentThread();
+                try
+                {
+                    using var model = LlamaCheckpoint.Load(_dir.Path, ScalarType.Float32);
+                    long bytes = model.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
+                    worstModelBytes = Math.Max(worstModelBytes, bytes);
+                    Assert.True(bytes <= 2 * fileBytes, $"{how}: a {bytes}-byte model from a {fileBytes}-byte file");
+                    loaded++;
+                }
+                catch (InvalidDataException)
+                {
+                    Assert.True(tensors == Tensor.TotalCount, $"{how}: refused only after allocating tensors");
+                    rejected++;
+                }
+                catch (Exception e) { Assert.Fail($"{how} threw {e.GetType().Name}: {e.Message}"); }
+                worstManaged = Math.Max(worstManaged, GC.GetAllocatedBytesForCurrentThread() - before);
+                peakRss = Math.Max(peakRss, Environment.WorkingSet);
+            }
+        }).WaitAsync(Bound);
+        output.WriteLine($"config.json hostile numbers: {inputs.Count} inputs ({numbers.Length} numbers x {HostileNumbers.Length} values = {single} single, "
+            + $"{inputs.Count - single} random pairs/triples), {loaded} loaded, {rejected} rejected as InvalidDataException, 0 other outcomes; "
+            + $"largest model {worstModelBytes} bytes from a {fileBytes}-byte file; largest managed allocation per load {worstManaged >> 10} KiB; "
+            + $"RSS {rss0 >> 20} -> peak {peakRss >> 20} MiB; {clock.Elapsed.TotalSeconds:F1} s");
+        Assert.True(loaded > 0 && rejected > 0, $"both outcomes must occur ({loaded} loaded, {rejected} rejected)");
+        Assert.True(worstManaged < 4 << 20, $"a load allocated {worstManaged} managed bytes");
+        Assert.True(peakRss - rss0 < 512L << 20, $"RSS grew from {rss0 >> 20} to {peakRss >> 20} MiB");
+    }
+
+    [Fact]
+    public async Task Tiktoken_file_mutated_loads_cleanly_or_fails_as_InvalidDataException()
+    {
+        // original/tokenizer.model of a checkpoint folder: the first 400 ranks of cl100k, read through FromCheckpointFolder.
+        Directory.CreateDirectory(_dir.File("original"));
+        string path = _dir.File("original/tokenizer.model");
+        string[] lines;
+        using (var reader = new StreamReader(Cl100kTestData.OpenTiktoken()))
+            lines = [.. Enumerable.Range(0, 400).Select(_ => reader.ReadLine()!)];
+        byte[] valid = Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n");
+        int n = Iterations(400);
+        int read = 0, rejected = 0;
+        long worstManaged = 0;
+        await Task.Run(() =>
+        {
+            var random = new Random(128000);
+            for (int i = 0; i < n; i++)
+            {
+                byte[] mutant = MutateText(valid, random, out string how);
+                File.WriteAllBytes(path, mutant);
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                try
+                {
+                    var tokenizer = LlamaTokenizer.FromCheckpointFolder(_dir.Path);
+                    var ids = tokenizer.Encode("the cat <|eot_id|>");
+                    Assert.All(ids, id => Assert.InRange(id, 0, TokenByteTableMax));
+                    _ = tokenizer.Decode(ids);
+                    read++;
+                }
+                catch (InvalidDataException) { rejected++; }
+                catch (Exception e) { Assert.Fail($"Mutation {i} ({how}) threw {e.GetType().Name}: {e.Message}"); }
+                worstManaged = Math.Max(worstManaged, GC.GetAllocatedBytesForCurrentThread() - before);
+            }
+        }).WaitAsync(Bound);
+        output.WriteLine($"tokenizer.model (tiktoken) mutations: {n} inputs of {valid.Length} bytes, {read} loaded cleanly, {rejected} rejected as InvalidDataException, 0 other outcomes; largest managed allocation per load: {worstManaged >> 10} KiB");
+        Assert.True(read > 0 && rejected > 0, $"both outcomes must occur ({read} read, {rejected} rejected)");
+    }
+
+    private static string Replace(string text, (Match At, string Value)[] edits)
+    {
+        foreach (var (at, value) in edits.OrderByDescending(e => e.At.Index))
+            text = text[..at.Index] + value + text[(at.Index + at.Length)..];
+        return text;
+    }
+
+    /// <summary>The JSON key a number belongs to (for messages): the last quoted name before it.</summary>
+    private static string Field(string json, Match at)
+    {
+        int colon = json.LastIndexOf("\":", at.Index, StringComparison.Ordinal);
+        int open = colon < 0 ? -1 : json.LastIndexOf('"', colon - 1);
+        return open < 0 ? $"number at {at.Index}" : json[(open + 1)..colon];
+    }
+
     private const int TokenByteTableMax = (1 << 24) - 1;
 
     private static int HeaderEnd(byte[] file) => 8 + (int)BitConverter.ToInt64(file, 0);
@@ -204,12 +318,36 @@ public sealed class ParserMutationTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    /// <summary>Mutations of a JSON text: bytes, JSON characters, digits, deletions, duplications and truncation.</summary>
+    /// <summary>
+    /// Values a hostile file may put where a number belongs: huge, negative, zero, non-finite, fractional,
+    /// numbers as strings, and other JSON kinds (issue #19).
+    /// </summary>
+    private static readonly string[] HostileNumbers =
+    [
+        "0", "-1", "1", "2", "3", "2147483647", "2147483648", "-2147483648", "9223372036854775807", "99999999999999999999",
+        "1e9", "1e308", "1e999", "-1e999", "1e-300", "0.5", "1.5", "16.0", "\"16\"", "\"NaN\"", "\"Infinity\"",
+        "true", "null", "[]", "{}",
+    ];
+
+    /// <summary>A JSON number (or a tiktoken rank) standing alone, not digits inside a name or base64.</summary>
+    private static readonly Regex NumberToken = new(@"(?<![A-Za-z0-9+/=._""-])-?\d+(\.\d+)?([eE][+-]?\d+)?(?![A-Za-z0-9_""])", RegexOptions.Compiled);
+
+    /// <summary>Mutations of a JSON text: bytes, JSON characters, digits, deletions, duplications, truncation, hostile numbers.</summary>
     private static byte[] MutateText(byte[] valid, Random random, out string how)
     {
         var m = new List<byte>(valid);
-        switch (random.Next(6))
+        switch (random.Next(7))
         {
+            case 6:
+            {
+                string text = Encoding.UTF8.GetString(valid);
+                var numbers = NumberToken.Matches(text);
+                if (numbers.Count == 0) goto case 0;
+                var at = numbers[random.Next(numbers.Count)];
+                string value = HostileNumbers[random.Next(HostileNumbers.Length)];
+                how = $"number '{at.Value}' at {at.Index} -> {value}";
+                return Encoding.UTF8.GetBytes(text[..at.Index] + value + text[(at.Index + at.Length)..]);
+            }
             case 0: { int at = random.Next(m.Count); m[at] = (byte)random.Next(256); how = $"byte {at}"; break; }
             case 1: { int at = random.Next(m.Count); m[at] = (byte)JsonChars[random.Next(JsonChars.Length)]; how = $"json char at {at}"; break; }
             case 2:

@@ -15,13 +15,8 @@ internal static class CheckpointIndex
     /// <exception cref="InvalidDataException">The index is malformed; the message names the file.</exception>
     public static IReadOnlyDictionary<string, string> ReadWeightMap(string indexPath)
     {
-        using (var probe = File.OpenHandle(indexPath))
-        {
-            // Same cap as a safetensors header: an index is a small map of names.
-            if (RandomAccess.GetLength(probe) > SafeTensorsFile.MaxHeaderBytes)
-                throw SafeTensorsHeader.Bad(indexPath, "index file exceeds the 100 MiB limit");
-        }
-        byte[] bytes = File.ReadAllBytes(indexPath);
+        // Same cap as a safetensors header: an index is a small map of names.
+        byte[] bytes = IO.UntrustedFile.ReadAllBytes(indexPath, SafeTensorsFile.MaxHeaderBytes);
         JsonDocument doc;
         try
         {

@@ -84,6 +84,10 @@ public sealed class CheckpointTensors : IDisposable
     /// <exception cref="KeyNotFoundException">The checkpoint has no tensor of that name.</exception>
     public SafeTensorInfo Info(string name) => FileOf(name).Tensors[name];
 
+    /// <summary>Path of the safetensors file holding a tensor (for error messages).</summary>
+    /// <exception cref="KeyNotFoundException">The checkpoint has no tensor of that name.</exception>
+    public string PathOf(string name) => FileOf(name).Path;
+
     /// <summary>Reads a tensor into a new CPU tensor of its stored dtype and shape.</summary>
     /// <exception cref="KeyNotFoundException">The checkpoint has no tensor of that name.</exception>
     public torch.Tensor Read(string name) => FileOf(name).Read(name);

@@ -36,12 +36,13 @@ public sealed class SafeTensorsFile : IDisposable
     public IReadOnlyDictionary<string, string> Metadata { get; }
 
     /// <summary>Opens and validates a safetensors file.</summary>
-    /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message names it.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid safetensors file, or not a regular file; the message names it.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     public static SafeTensorsFile Open(string path)
     {
+        // A FIFO would block the open and a device would read forever: only regular files are opened.
         // FileShare.Delete lets a writer atomically replace the file while it is open (needed on Windows).
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete);
+        var handle = IO.UntrustedFile.OpenRegular(path);
         try
         {
             long length = RandomAccess.GetLength(handle);
