@@ -19,13 +19,12 @@ if (string.IsNullOrWhiteSpace(builder.Configuration["KvLink:ModelPath"]))
     builder.Configuration["KvLink:ModelPath"] = KVLink.Demo.DemoModel.FindFolder()
         ?? throw new DirectoryNotFoundException("The demo model (models/kvlink-demo) was not copied next to the app; set KvLink:ModelPath.");
 
+// The host validates the options and loads the model when it starts (KvLinkOptions.LoadOnStart), so a bad
+// configuration or checkpoint stops the app at start rather than failing the first request.
 builder.Services.AddKvLink(builder.Configuration.GetSection("KvLink"));
+builder.Services.AddHealthChecks().AddKvLinkHealthCheck();
 
 var app = builder.Build();
-
-// Load the model now rather than on the first request (this also surfaces configuration errors at start).
-var engine = app.Services.GetRequiredService<KvLinkEngine>();
-app.Logger.LogInformation("Model loaded from {Path}", engine.Options.ModelPath);
 
 // Caller mistakes become 4xx answers instead of 500s: unknown document ids, empty text or question, too long a prompt.
 app.Use(async (context, next) =>
@@ -35,9 +34,12 @@ app.Use(async (context, next) =>
     catch (ArgumentException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 400).ExecuteAsync(context); }
 });
 
-app.MapGet("/", () => Results.Ok(new { service = "KVLink.AspNetCore", model = engine.Options.ModelPath, linkTokens = engine.Options.LinkTokens, queue = engine.QueueLength }));
+app.MapGet("/", (KvLinkEngine engine) => Results.Ok(new { service = "KVLink.AspNetCore", model = engine.ModelId, path = engine.Options.ModelPath, linkTokens = engine.Options.LinkTokens, queue = engine.QueueLength }));
 
-app.MapPost("/documents", async (DocumentRequest doc, CancellationToken ct) =>
+// Model loaded, queue length, store reachable (503 when unhealthy).
+app.MapHealthChecks("/health");
+
+app.MapPost("/documents", async (DocumentRequest doc, KvLinkEngine engine, CancellationToken ct) =>
 {
     string id = await engine.PrecomputeAsync(new KvLinkDocument(doc.Text, doc.Title, doc.Id), ct);
     return Results.Ok(new { id });

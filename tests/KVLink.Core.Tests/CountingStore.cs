@@ -1,5 +1,4 @@
 using KVLink.Core.Caching;
-using KVLink.Core.Diagnostics;
 
 namespace KVLink.Core.Tests;
 
@@ -10,9 +9,6 @@ public sealed class CountingStore : IKvCacheStore
     private int _puts;
 
     public CountingStore() => _inner = new();
-
-    /// <summary>The constructor a DI container fills in.</summary>
-    public CountingStore(KvLinkMetrics metrics) => _inner = new(new() { Metrics = metrics });
 
     public int Puts => _puts;
     public KvCacheStoreStatistics Statistics => _inner.Statistics;

@@ -43,7 +43,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
                 if (wasComputed) { computed += entry.Length; slotsComputed++; }
             }
         }
-        catch (Exception e) when (EngineTelemetry.Fail(activity, e)) { throw; }
+        catch (Exception e) when (c.Telemetry.PrecomputeFailed(activity, e, clock.Elapsed)) { throw; }
         c.Telemetry.Precomputed(activity, id, clock.Elapsed, tokens, computed, slotsComputed);
         return (id, tokens, computed);
     }

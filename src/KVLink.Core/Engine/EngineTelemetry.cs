@@ -14,18 +14,19 @@ namespace KVLink.Core.Engine;
 internal sealed class EngineTelemetry : IDisposable
 {
     private readonly ILogger _logger;
-    private readonly KvLinkMetrics? _metrics;
-    private readonly IDisposable? _tracking;
+    private readonly KvLinkInstruments _metrics;
+    private readonly IDisposable _tracking;
+    private readonly KvLinkEngine _engine;
     private readonly KeyValuePair<string, object?> _engineTag;
-    private readonly KeyValuePair<string, object?> _tierTag = new(KvLinkTelemetry.TierTag, KvLinkTelemetry.EngineTier);
     private readonly long _bytesPerToken;
 
     public EngineTelemetry(KvLinkEngine engine, KvLinkDiagnostics? diagnostics)
     {
         Name = diagnostics?.Name ?? "default";
+        _engine = engine;
         _logger = diagnostics?.Logger ?? NullLogger.Instance;
-        _metrics = diagnostics?.Metrics;
-        _tracking = _metrics?.Track(engine, Name);
+        _metrics = KvLinkInstruments.For(diagnostics?.MeterFactory);
+        _tracking = _metrics.Track(engine, Name);
         _engineTag = new(KvLinkTelemetry.EngineTag, Name);
         var c = engine.Model.Config;
         long element = engine.Model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
@@ -60,8 +61,8 @@ internal sealed class EngineTelemetry : IDisposable
 
     public void CacheHit(string id, int slot, int tokens)
     {
-        _metrics?.CacheHits.Add(1, _tierTag, _engineTag);
-        if (tokens > 0) _metrics?.BytesLoaded.Add(CacheBytes(tokens), _tierTag, _engineTag);
+        _metrics.CacheHits.Add(1, _engineTag);
+        if (tokens > 0) _metrics.BytesLoaded.Add(CacheBytes(tokens), _engineTag);
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "hit", id, slot, Name);
     }
 
@@ -73,7 +74,7 @@ internal sealed class EngineTelemetry : IDisposable
 
     public void CacheMiss(string id, int slot)
     {
-        _metrics?.CacheMisses.Add(1, _tierTag, _engineTag);
+        _metrics.CacheMisses.Add(1, _engineTag);
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "miss", id, slot, Name);
     }
 
@@ -81,11 +82,8 @@ internal sealed class EngineTelemetry : IDisposable
     {
         activity?.SetTag("kvlink.tokens", tokens);
         activity?.SetTag("kvlink.tokens.computed", computed);
-        if (_metrics is not null)
-        {
-            _metrics.PrecomputeDuration.Record(elapsed.TotalSeconds, _engineTag);
-            if (computed > 0) _metrics.TokensComputed.Add(computed, _engineTag, new(KvLinkTelemetry.OperationTag, "precompute"));
-        }
+        _metrics.PrecomputeDuration.Record(elapsed.TotalSeconds, _engineTag);
+        if (computed > 0) _metrics.TokensComputed.Add(computed, _engineTag, new(KvLinkTelemetry.OperationTag, "precompute"));
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.Precomputed(_logger, id, Name, elapsed.TotalMilliseconds, slotsComputed);
     }
 
@@ -103,25 +101,66 @@ internal sealed class EngineTelemetry : IDisposable
             activity.SetTag("kvlink.ttft_ms", t.TimeToFirstToken.TotalMilliseconds);
             activity.SetTag("kvlink.finish_reason", result.FinishReason.ToString());
         }
-        if (_metrics is not null)
-        {
-            var modeTag = new KeyValuePair<string, object?>(KvLinkTelemetry.ModeTag, mode.ToString());
-            _metrics.TimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, _engineTag, modeTag);
-            _metrics.GenerateDuration.Record(t.Total.TotalSeconds, _engineTag, modeTag);
-            if (u.CachedTokens > 0) _metrics.TokensReused.Add(u.CachedTokens, _engineTag);
-            if (u.ComputedTokens > 0) _metrics.TokensComputed.Add(u.ComputedTokens, _engineTag, new(KvLinkTelemetry.OperationTag, "generate"));
-            if (u.GeneratedTokens > 0) _metrics.TokensGenerated.Add(u.GeneratedTokens, _engineTag);
-        }
+        var modeTag = new KeyValuePair<string, object?>(KvLinkTelemetry.ModeTag, mode.ToString());
+        _metrics.TimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, _engineTag, modeTag);
+        _metrics.GenerateDuration.Record(t.Total.TotalSeconds, _engineTag, modeTag);
+        if (u.CachedTokens > 0) _metrics.TokensReused.Add(u.CachedTokens, _engineTag);
+        if (u.ComputedTokens > 0) _metrics.TokensComputed.Add(u.ComputedTokens, _engineTag, new(KvLinkTelemetry.OperationTag, "generate"));
+        if (u.GeneratedTokens > 0) _metrics.TokensGenerated.Add(u.GeneratedTokens, _engineTag);
+
+        // OpenTelemetry GenAI semantic conventions (the model answered as a local server and its own client).
+        var genAi = GenAiTags(null);
+        _metrics.OperationDuration.Record(t.Total.TotalSeconds, genAi);
+        _metrics.ServerTimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, genAi);
+        if (u.GeneratedTokens > 1)
+            _metrics.ServerTimePerOutputToken.Record((t.Total - t.TimeToFirstToken).TotalSeconds / (u.GeneratedTokens - 1), genAi);
+        var tokenTags = GenAiTags(null);
+        tokenTags.Add(KvLinkInstruments.GenAiTokenType, "input");
+        _metrics.TokenUsage.Record(u.PromptTokens, tokenTags);
+        tokenTags[^1] = new(KvLinkInstruments.GenAiTokenType, "output");
+        _metrics.TokenUsage.Record(u.GeneratedTokens, tokenTags);
         if (_logger.IsEnabled(LogLevel.Debug))
             KvLinkLog.Generated(_logger, u.GeneratedTokens, Name, documents, mode.ToString(), t.TimeToFirstToken.TotalMilliseconds, t.Total.TotalMilliseconds, u.CachedTokens, u.ComputedTokens);
     }
 
-    /// <summary>Marks the span failed and logs; always false so it can sit in an exception filter.</summary>
-    public bool GenerateFailed(Activity? activity, Exception e)
+    /// <summary>
+    /// Marks the span failed, records the request's duration with <c>error.type</c> and logs; always false so it can sit
+    /// in an exception filter. Cancelled requests are recorded too (error.type = the cancellation exception's type), not logged.
+    /// </summary>
+    public bool GenerateFailed(Activity? activity, Exception e, TimeSpan elapsed)
     {
         Fail(activity, e);
+        var error = new KeyValuePair<string, object?>(KvLinkTelemetry.ErrorTypeTag, ErrorType(e));
+        _metrics.GenerateDuration.Record(elapsed.TotalSeconds, _engineTag, error);
+        _metrics.OperationDuration.Record(elapsed.TotalSeconds, GenAiTags(error));
         if (e is not OperationCanceledException) KvLinkLog.GenerationFailed(_logger, e, Name);
         return false;
+    }
+
+    /// <summary>Marks the span failed and records the precompute's duration with <c>error.type</c>; always false (exception filter).</summary>
+    public bool PrecomputeFailed(Activity? activity, Exception e, TimeSpan elapsed)
+    {
+        Fail(activity, e);
+        _metrics.PrecomputeDuration.Record(elapsed.TotalSeconds, _engineTag, new(KvLinkTelemetry.ErrorTypeTag, ErrorType(e)));
+        return false;
+    }
+
+    /// <summary>The <c>error.type</c> of <paramref name="e"/>: its full type name (low cardinality, as the conventions ask).</summary>
+    public static string ErrorType(Exception e) => e.GetType().FullName ?? e.GetType().Name;
+
+    private TagList GenAiTags(KeyValuePair<string, object?>? error)
+    {
+        string model = _engine.ModelId;
+        var tags = new TagList
+        {
+            { KvLinkInstruments.GenAiOperationName, KvLinkInstruments.ChatOperation },
+            { KvLinkInstruments.GenAiProviderName, KvLinkInstruments.Provider },
+            { KvLinkInstruments.GenAiRequestModel, model },
+            _engineTag,
+        };
+        if (error is { } e) tags.Add(e);
+        else tags.Add(KvLinkInstruments.GenAiResponseModel, model);
+        return tags;
     }
 
     /// <summary>Marks the span failed (or cancelled); always false so it can sit in an exception filter.</summary>
@@ -130,9 +169,9 @@ internal sealed class EngineTelemetry : IDisposable
         if (activity is null) return false;
         if (e is OperationCanceledException) activity.SetTag("kvlink.cancelled", true);
         activity.SetStatus(ActivityStatusCode.Error, e.Message);
-        activity.SetTag("error.type", e.GetType().FullName);
+        activity.SetTag(KvLinkTelemetry.ErrorTypeTag, ErrorType(e));
         return false;
     }
 
-    public void Dispose() => _tracking?.Dispose();
+    public void Dispose() => _tracking.Dispose();
 }

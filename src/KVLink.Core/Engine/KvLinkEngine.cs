@@ -102,7 +102,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             {
                 // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
                 var format = options.PromptFormat ?? (PromptSettingsFile.ReadSystemText(checkpointFolder) is { } system ? KvLinkLlama3Format.FromTokenizer(tokenizer, system) : null);
-                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true);
+                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true) { ModelId = CheckpointName.Of(checkpointFolder) };
             }
             catch
             {
@@ -116,6 +116,11 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     public KvLinkOptions Options => _options;
     /// <summary>The engine's name in logs, metric tags and spans (the DI key, or "default").</summary>
     public string Name => _telemetry.Name;
+    /// <summary>
+    /// The model's name in chat metadata and the <c>gen_ai.request.model</c> metric attribute: config.json's <c>_name_or_path</c>
+    /// (or the checkpoint folder's name) when loaded with <c>LoadAsync</c>; "llama" for an engine over a model loaded elsewhere.
+    /// </summary>
+    public string ModelId { get; private init; } = "llama";
     /// <summary>The transformer.</summary>
     public LlamaForCausalLM Model { get; }
     /// <summary>The tokenizer.</summary>
@@ -199,7 +204,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
             return result;
         }
-        catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
+        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
     }
 
     /// <summary>Like <see cref="GenerateAsync"/>, streaming text deltas; the last update carries the full result.</summary>
@@ -214,7 +219,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
+        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
         // A consumer that stops reading early cancels the rest of the generation.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -242,7 +247,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             }
             GenerationResult final;
             try { final = await run.ConfigureAwait(false); }
-            catch (Exception e) when (_telemetry.GenerateFailed(activity, e)) { throw; }
+            catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
             _telemetry.Generated(activity, request.Mode, documentIds!.Count, final);
             yield return new GenerationUpdate("", final);
         }

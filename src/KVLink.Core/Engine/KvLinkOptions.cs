@@ -71,6 +71,13 @@ public sealed class KvLinkOptions
     /// </summary>
     public int DocumentCatalogCapacity { get; set; } = 10_000;
 
+    /// <summary>
+    /// Used by the DI registration (<c>services.AddKvLink</c>) only: true (default) loads the model when the host starts, so a bad
+    /// checkpoint or a missing LibTorch runtime fails the host start instead of the first request; false loads it when the engine
+    /// is first resolved.
+    /// </summary>
+    public bool LoadOnStart { get; set; } = true;
+
     /// <summary>Compression of documents before caching (LLMLingua-style); off unless <c>KeepFraction</c> is below 1.</summary>
     public Compression.DocumentCompressionOptions Compression { get; set; } = new();
 

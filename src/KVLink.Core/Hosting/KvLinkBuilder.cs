@@ -1,5 +1,4 @@
 using KVLink.Core.Caching;
-using KVLink.Core.Diagnostics;
 using KVLink.Core.Engine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -51,6 +50,9 @@ public sealed class KvLinkBuilder
     public KvLinkBuilder UseStore<TStore>() where TStore : class, IKvCacheStore =>
         UseStore(sp => ActivatorUtilities.CreateInstance<TStore>(sp));
 
-    /// <summary>Uses an in-process <see cref="MemoryKvCacheStore"/> reporting to the shared <see cref="KvLinkMetrics"/> (the default).</summary>
-    public KvLinkBuilder UseMemoryStore() => UseStore(sp => new MemoryKvCacheStore(new() { Metrics = sp.GetRequiredService<KvLinkMetrics>() }));
+    /// <summary>Uses an in-process <see cref="MemoryKvCacheStore"/> (the default). Its metrics are reported through the engine, as every store's are.</summary>
+    public KvLinkBuilder UseMemoryStore() => UseStore(_ => new MemoryKvCacheStore());
+
+    /// <summary>Sets <see cref="KvLinkOptions.LoadOnStart"/>: whether the host loads this engine's model when it starts (the default) or on first use.</summary>
+    public KvLinkBuilder LoadOnStart(bool enabled = true) => Configure(o => o.LoadOnStart = enabled);
 }

@@ -6,34 +6,25 @@ using Microsoft.Extensions.AI;
 namespace KVLink.Core.Hosting;
 
 /// <summary>
-/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>. The question is the text of the last user
-/// message; the documents are the precomputed ids set with <see cref="KvLinkChatOptionsExtensions.WithDocuments"/>.
-/// The prompt's system text is fixed by the engine's prompt format (the layout link tokens were trained on),
-/// so system messages and earlier turns are not sent to the model.
+/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatClientExtensions.AsChatClient"/>.
+/// The question is the text of the last user message; the documents are the precomputed ids set with
+/// <see cref="KvLinkChatOptionsExtensions.WithDocuments"/>. The prompt's system text is fixed by the engine's prompt format
+/// (the layout link tokens were trained on), so system messages and earlier turns are not sent to the model.
 /// </summary>
-/// <remarks>
-/// Mapped <see cref="ChatOptions"/>: MaxOutputTokens, Temperature, TopP, TopK, Seed; unset ones use the engine's
-/// <see cref="KvLinkOptions.Generation"/>. StopSequences, tools and response formats are not supported and are ignored.
-/// Usage: InputTokenCount = prompt tokens, CachedInputTokenCount = prompt tokens reused from stored caches,
-/// OutputTokenCount = generated tokens.
-/// </remarks>
-public sealed class KvLinkChatClient : IChatClient
+internal sealed class KvLinkChatClient : IChatClient
 {
     private readonly KvLinkEngine _engine;
     private readonly ChatClientMetadata _metadata;
+    private readonly TimeProvider _time;
 
     /// <summary>Creates a client over <paramref name="engine"/> (not owned: disposing the client leaves the engine running).</summary>
-    /// <param name="engine">The engine.</param>
-    /// <param name="modelId">Model id reported in metadata and responses; defaults to the engine's name.</param>
-    public KvLinkChatClient(KvLinkEngine engine, string? modelId = null)
+    public KvLinkChatClient(KvLinkEngine engine, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
         _engine = engine;
-        _metadata = new ChatClientMetadata("kvlink", null, modelId ?? engine.Name);
+        _time = timeProvider ?? TimeProvider.System;
+        _metadata = new ChatClientMetadata(Diagnostics.KvLinkInstruments.Provider, null, engine.ModelId);
     }
-
-    /// <summary>The engine.</summary>
-    public KvLinkEngine Engine => _engine;
 
     /// <inheritdoc/>
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
@@ -44,7 +35,7 @@ public sealed class KvLinkChatClient : IChatClient
         {
             ResponseId = NewId(),
             ModelId = _metadata.DefaultModelId,
-            CreatedAt = DateTimeOffset.UtcNow,
+            CreatedAt = _time.GetUtcNow(),
             FinishReason = Finish(result.FinishReason),
             Usage = Usage(result.Usage),
             RawRepresentation = result,
@@ -57,7 +48,7 @@ public sealed class KvLinkChatClient : IChatClient
     {
         var (query, documents, generation) = Translate(messages, options);
         string responseId = NewId(), messageId = NewId();
-        var created = DateTimeOffset.UtcNow;
+        var created = _time.GetUtcNow();
         await foreach (var update in _engine.GenerateStreamingAsync(query, documents, generation, cancellationToken).ConfigureAwait(false))
         {
             if (update.Result is { } result)
@@ -101,7 +92,16 @@ public sealed class KvLinkChatClient : IChatClient
         string query = last.Text;
         if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The last user message has no text.", nameof(messages));
 
-        var defaults = _engine.Options.Generation;
+        // ChatOptions.RawRepresentationFactory may supply this call's GenerationOptions (a KvLinkGenerationOptions to set the
+        // mode and link tokens too): they replace the engine's Generation defaults; set ChatOptions properties still win.
+        var defaults = options?.RawRepresentationFactory?.Invoke(this) switch
+        {
+            null => _engine.Options.Generation,
+            GenerationOptions raw => raw,
+            var other => throw new ArgumentException(
+                $"ChatOptions.RawRepresentationFactory returned a {other.GetType().Name}; the KVLink chat client takes a {nameof(KvLinkGenerationOptions)} (or a {nameof(GenerationOptions)}).", nameof(options)),
+        };
+        var kvlink = defaults as KvLinkGenerationOptions;
         var generation = new KvLinkGenerationOptions
         {
             MaxNewTokens = options?.MaxOutputTokens ?? defaults.MaxNewTokens,
@@ -110,8 +110,8 @@ public sealed class KvLinkChatClient : IChatClient
             TopK = options?.TopK ?? defaults.TopK,
             Seed = options?.Seed is long seed ? unchecked((int)seed) : defaults.Seed,
             StopTokenIds = defaults.StopTokenIds,
-            Mode = options.GetContextMode(),
-            LinkTokens = options.GetLinkTokens(),
+            Mode = options.GetContextMode() ?? kvlink?.Mode,
+            LinkTokens = options.GetLinkTokens() ?? kvlink?.LinkTokens,
         };
         return (query, options.GetDocuments(), generation);
     }

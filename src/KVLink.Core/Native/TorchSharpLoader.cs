@@ -93,6 +93,45 @@ public static class TorchSharpLoader
         }
     }
 
+    private static volatile bool _runtimeReady;
+
+    /// <summary>
+    /// Checks that a LibTorch runtime is present (TorchSharp's CPU backend initialises); throws an error naming the packages
+    /// to reference when none is: TorchSharp itself only fails later, deep in a tensor call. Idempotent once it succeeds.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No LibTorch runtime package is referenced (or its native files failed to load).</exception>
+    internal static void EnsureRuntime()
+    {
+        if (_runtimeReady) return;
+        CheckRuntime(() =>
+        {
+            EnsureLoaded();
+            return TorchSharp.torch.TryInitializeDeviceType(TorchSharp.DeviceType.CPU);
+        });
+        _runtimeReady = true;
+    }
+
+    /// <summary>The check of <see cref="EnsureRuntime()"/> with the probe given (tests).</summary>
+    internal static void CheckRuntime(Func<bool> probe)
+    {
+        Exception? error = null;
+        bool ok;
+        try { ok = probe(); }
+        catch (Exception e) when (e is DllNotFoundException or NotSupportedException or TypeInitializationException or BadImageFormatException or EntryPointNotFoundException)
+        {
+            ok = false;
+            error = e;
+        }
+        if (!ok) throw new InvalidOperationException(MissingRuntimeMessage(error?.Message), error);
+    }
+
+    /// <summary>The message of a missing LibTorch runtime: what to add to the application.</summary>
+    internal static string MissingRuntimeMessage(string? reason) =>
+        "TorchSharp's native LibTorch runtime could not be loaded. KVLink.Core references the TorchSharp bindings only: the application "
+        + "picks the runtime by referencing one package, TorchSharp-cpu (any machine), TorchSharp-cuda-linux or TorchSharp-cuda-windows (NVIDIA GPUs), "
+        + "e.g. `dotnet add package TorchSharp-cpu`, the same version as TorchSharp."
+        + (string.IsNullOrWhiteSpace(reason) ? "" : $" The loader said: {reason}");
+
     private static IEnumerable<string> CandidateDirectories()
     {
         // The host's own native probing list first (it includes NuGet-cache folders when the app runs from them).

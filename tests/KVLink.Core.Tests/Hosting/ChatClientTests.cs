@@ -48,7 +48,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     public async Task Streaming_concatenation_equals_the_non_streaming_text_and_reports_usage()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        using var chat = new KvLinkChatClient(engine, "synthetic");
+        using var chat = engine.AsChatClient();
         string id = await engine.PrecomputeAsync(HostingFixture.Doc(7, words: 30));
         var options = new ChatOptions { MaxOutputTokens = 20 }.WithDocuments(id);
 
@@ -63,7 +63,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
             text.Append(u.Text);
             usage ??= u.Contents.OfType<UsageContent>().SingleOrDefault()?.Details;
             finish ??= u.FinishReason;
-            Assert.Equal("synthetic", u.ModelId);
+            Assert.Equal(engine.ModelId, u.ModelId);
         }
 
         Assert.True(updates > 1);
@@ -83,7 +83,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     public async Task Options_map_to_generation_settings()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        var chat = new KvLinkChatClient(engine);
+        var chat = engine.AsChatClient();
         string id = await engine.PrecomputeAsync(HostingFixture.Doc(3));
 
         var shortAnswer = await chat.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 2 }.WithDocuments(id).WithContextMode(ContextMode.FullPrefill));
@@ -102,7 +102,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     public async Task Bad_requests_fail_clearly()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        var chat = new KvLinkChatClient(engine);
+        var chat = engine.AsChatClient();
         await Assert.ThrowsAsync<ArgumentException>(() => chat.GetResponseAsync([new ChatMessage(ChatRole.System, "no question")]));
         await Assert.ThrowsAsync<KeyNotFoundException>(() => chat.GetResponseAsync("q", new ChatOptions().WithDocuments("doc-unknown")));
         Assert.Null(chat.GetService<KvLinkEngine>("some-key"));

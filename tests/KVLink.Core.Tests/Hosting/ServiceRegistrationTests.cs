@@ -61,7 +61,9 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
         Assert.NotSame(a.Store, b.Store);
         Assert.Same(a.Store, sp.GetRequiredKeyedService<IKvCacheStore>("small"));
         Assert.Same(b, sp.GetRequiredKeyedService<IChatClient>("linked").GetService<KvLinkEngine>());
-        Assert.Equal("small", sp.GetRequiredKeyedService<IChatClient>("small").GetService<ChatClientMetadata>()!.DefaultModelId);
+        // The metadata names the model (the checkpoint folder here, which has no _name_or_path), not the DI key.
+        Assert.Equal(Path.GetFileName(fixture.Folder), a.ModelId);
+        Assert.Equal(a.ModelId, sp.GetRequiredKeyedService<IChatClient>("small").GetService<ChatClientMetadata>()!.DefaultModelId);
         Assert.Null(sp.GetService<KvLinkEngine>()); // no default engine was registered
     }
 
@@ -121,7 +123,7 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
         await using var sp = services.BuildServiceProvider();
 
         var e = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredService<KvLinkEngine>());
-        Assert.Contains("KvLinkOptions.ModelPath", e.Message);
+        Assert.Contains("KvLinkOptions:ModelPath", e.Message);
         Assert.Contains(expected, e.Message);
         // ValidateOnStart: the host's start-up validator reports the same failure before any request.
         var startup = Assert.ThrowsAny<Exception>(() => sp.GetRequiredService<IStartupValidator>().Validate());
@@ -164,7 +166,7 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
         });
         await using var sp = services.BuildServiceProvider();
         var e = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredKeyedService<KvLinkEngine>("m"));
-        Assert.Contains($"KvLinkOptions['m'].{option.Split('.')[^1]}", e.Message);
+        Assert.Contains($"KvLinkOptions['m']:{option.Replace('.', ':')} ", e.Message);
     }
 
     [Fact]

@@ -3,73 +3,241 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
+using KVLink.Core.Engine;
+using KVLink.Core.Hosting;
+using Microsoft.Extensions.Caching.Distributed;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
 
 namespace KVLink.Core.Tests.Hosting;
 
 public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<HostingFixture>
 {
-    private sealed record Point(string Instrument, double Value, Dictionary<string, object?> Tags);
+    private static readonly double[] DurationBounds = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+    private static readonly double[] TtftBounds = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+    private static readonly double[] TpotBounds = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
+    private static readonly double[] TokenBounds = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
+
+    /// <summary>Metrics as an OpenTelemetry exporter sees them: the SDK's MeterProvider with the in-memory exporter.</summary>
+    private sealed class Exported : IDisposable
+    {
+        private readonly List<MetricSnapshot> _snapshots = [];
+        private readonly MeterProvider _provider;
+        private readonly string _engine;
+
+        public Exported(string engine)
+        {
+            _engine = engine;
+            _provider = Sdk.CreateMeterProviderBuilder().AddMeter(KvLinkTelemetry.MeterName).AddInMemoryExporter(_snapshots).Build();
+        }
+
+        /// <summary>Collects now (cumulative values) and keeps only this test's engine's points.</summary>
+        public Dictionary<string, (MetricSnapshot Metric, List<MetricPoint> Points)> Collect()
+        {
+            _snapshots.Clear();
+            Assert.True(_provider.ForceFlush());
+            return _snapshots.GroupBy(m => m.Name).ToDictionary(g => g.Key, g =>
+            {
+                var last = g.Last();
+                var points = new List<MetricPoint>();
+                foreach (var p in last.MetricPoints) if (Equals(Tags(p).GetValueOrDefault("kvlink.engine"), _engine)) points.Add(p);
+                return (last, points);
+            });
+        }
+
+        public void Dispose() => _provider.Dispose();
+    }
+
+    private static Dictionary<string, object?> Tags(MetricPoint point)
+    {
+        var tags = new Dictionary<string, object?>();
+        foreach (var t in point.Tags) tags[t.Key] = t.Value;
+        return tags;
+    }
+
+    private static double[] Bounds(MetricPoint point)
+    {
+        var bounds = new List<double>();
+        foreach (var b in point.GetHistogramBuckets()) if (!double.IsPositiveInfinity(b.ExplicitBound)) bounds.Add(b.ExplicitBound);
+        return [.. bounds];
+    }
 
     [Fact]
-    public async Task Engine_and_memory_store_record_metrics()
+    public async Task Engine_metrics_reach_an_OpenTelemetry_exporter_with_names_units_attributes_and_buckets()
     {
-        using var metrics = new KvLinkMetrics();
-        var points = new ConcurrentQueue<Point>();
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (i, l) => { if (ReferenceEquals(i.Meter, metrics.Meter)) l.EnableMeasurementEvents(i); };
-        void Add(Instrument i, double v, ReadOnlySpan<KeyValuePair<string, object?>> tags) => points.Enqueue(new(i.Name, v, new(tags.ToArray())));
-        listener.SetMeasurementEventCallback<long>((i, v, t, _) => Add(i, v, t));
-        listener.SetMeasurementEventCallback<double>((i, v, t, _) => Add(i, v, t));
-        listener.SetMeasurementEventCallback<int>((i, v, t, _) => Add(i, v, t));
-        listener.Start();
-
-        string name = "metrics-" + Guid.NewGuid().ToString("N")[..8];
-        await using var engine = await fixture.LoadEngineAsync(new MemoryKvCacheStore(new() { Metrics = metrics }), new KvLinkDiagnostics { Metrics = metrics, Name = name });
+        string name = "otel-" + Guid.NewGuid().ToString("N")[..8];
+        using var exported = new Exported(name);
+        await using var engine = await fixture.LoadEngineAsync(new MemoryKvCacheStore(), new KvLinkDiagnostics { Name = name });
         string[] ids = [await engine.PrecomputeAsync(HostingFixture.Doc(1)), await engine.PrecomputeAsync(HostingFixture.Doc(2))];
-        Assert.Equal(2, ((MemoryKvCacheStore)engine.Store).Count);
-
-        IEnumerable<Point> Of(string instrument, string? tier = null) => points.Where(p => p.Instrument == instrument
-            && (tier is null || Equals(p.Tags.GetValueOrDefault(KvLinkTelemetry.TierTag), tier)));
-        double Sum(string instrument, string? tier = null) => Of(instrument, tier).Sum(p => p.Value);
-
-        // Precompute: two misses in each view, two encodings.
-        Assert.Equal(2, Of("kvlink.precompute.duration").Count());
-        Assert.Equal(2, Sum("kvlink.cache.misses", KvLinkTelemetry.EngineTier));
-        Assert.Equal(2, Sum("kvlink.cache.misses", KvLinkTelemetry.MemoryTier));
-        Assert.Equal(0, Sum("kvlink.cache.hits"));
-        double precomputed = Of("kvlink.tokens.computed").Where(p => Equals(p.Tags[KvLinkTelemetry.OperationTag], "precompute")).Sum(p => p.Value);
-        Assert.True(precomputed > 0);
-
         // Warm-up: document 2 is encoded for slot 1 on first use (precompute stores slot 0 only).
-        await engine.GenerateAsync("question?", ids);
-        points.Clear();
+        var warm = await engine.GenerateAsync("question?", ids);
         var result = await engine.GenerateAsync("question?", ids);
-        // The worker decrements its queue count just after completing the request's task: let it settle.
         Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)));
-        listener.RecordObservableInstruments();
+        CheckCacheMetrics(exported.Collect(), engine, warm, result, await engine.BuildLayoutAsync("q", [], 0));
 
-        Assert.Single(Of("kvlink.generate.time_to_first_token"));
-        Assert.Equal(result.Timings.TimeToFirstToken.TotalSeconds, Of("kvlink.generate.time_to_first_token").Single().Value, 6);
-        Assert.Equal(result.Timings.Total.TotalSeconds, Of("kvlink.generate.duration").Single().Value, 6);
-        Assert.Equal(name, Of("kvlink.generate.duration").Single().Tags[KvLinkTelemetry.EngineTag]);
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => engine.GenerateAsync("q", ["doc-missing"]));
+        using var cancelled = new CancellationTokenSource();
+        cancelled.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => engine.GenerateAsync("question?", ids, cancellationToken: cancelled.Token));
+        Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)));
 
-        // Both documents now come from the store: two hits in the engine's view and in the memory tier.
-        Assert.Equal(2, Sum("kvlink.cache.hits", KvLinkTelemetry.EngineTier));
-        Assert.Equal(2, Sum("kvlink.cache.hits", KvLinkTelemetry.MemoryTier));
-        Assert.Equal(0, Sum("kvlink.cache.misses"));
+        var m = exported.Collect();
+
+        // Names and units, GenAI semantic conventions beside the kvlink.* instruments.
+        foreach (var (instrument, unit) in new[]
+        {
+            ("gen_ai.client.operation.duration", "s"), ("gen_ai.client.token.usage", "{token}"), ("gen_ai.server.time_to_first_token", "s"),
+            ("gen_ai.server.time_per_output_token", "s"), ("kvlink.generate.time_to_first_token", "s"), ("kvlink.generate.duration", "s"),
+            ("kvlink.precompute.duration", "s"), ("kvlink.cache.hits", "{lookup}"), ("kvlink.cache.misses", "{lookup}"), ("kvlink.cache.bytes_loaded", "By"),
+            ("kvlink.tokens.reused", "{token}"), ("kvlink.tokens.computed", "{token}"), ("kvlink.tokens.generated", "{token}"),
+            ("kvlink.queue.length", "{request}"), ("kvlink.store.hits", "{lookup}"), ("kvlink.store.writes", "{entry}"), ("kvlink.store.bytes", "By"),
+        })
+        {
+            Assert.True(m.ContainsKey(instrument), $"{instrument} was not exported");
+            Assert.Equal(unit, m[instrument].Metric.Unit);
+            Assert.NotEmpty(m[instrument].Points);
+        }
+
+        // Every histogram carries its bucket advice, so the SDK's default buckets (0, 5, 10, 25... seconds) are not used.
+        foreach (var (instrument, bounds) in new[]
+        {
+            ("gen_ai.client.operation.duration", DurationBounds), ("gen_ai.server.time_to_first_token", TtftBounds),
+            ("gen_ai.server.time_per_output_token", TpotBounds), ("gen_ai.client.token.usage", TokenBounds),
+            ("kvlink.generate.time_to_first_token", TtftBounds), ("kvlink.generate.duration", DurationBounds), ("kvlink.precompute.duration", DurationBounds),
+        })
+            Assert.All(m[instrument].Points, p => Assert.Equal(bounds, Bounds(p)));
+
+        // Successful requests: GenAI attributes; TTFT and per-token times recorded.
+        var ok = Assert.Single(m["gen_ai.client.operation.duration"].Points, p => !Tags(p).ContainsKey("error.type"));
+        var okTags = Tags(ok);
+        Assert.Equal("chat", okTags["gen_ai.operation.name"]);
+        Assert.Equal("kvlink", okTags["gen_ai.provider.name"]);
+        Assert.Equal(engine.ModelId, okTags["gen_ai.request.model"]);
+        Assert.Equal(engine.ModelId, okTags["gen_ai.response.model"]);
+        Assert.Equal(2, ok.GetHistogramCount());
+        Assert.Equal(warm.Timings.Total.TotalSeconds + result.Timings.Total.TotalSeconds, ok.GetHistogramSum(), 6);
+        var ttft = Assert.Single(m["gen_ai.server.time_to_first_token"].Points);
+        Assert.Equal(warm.Timings.TimeToFirstToken.TotalSeconds + result.Timings.TimeToFirstToken.TotalSeconds, ttft.GetHistogramSum(), 6);
+        Assert.Equal(2, Assert.Single(m["kvlink.generate.time_to_first_token"].Points).GetHistogramCount());
+        var input = Assert.Single(m["gen_ai.client.token.usage"].Points, p => Equals(Tags(p)["gen_ai.token.type"], "input"));
+        Assert.Equal(warm.Usage.PromptTokens + result.Usage.PromptTokens, input.GetHistogramSum());
+        var output = Assert.Single(m["gen_ai.client.token.usage"].Points, p => Equals(Tags(p)["gen_ai.token.type"], "output"));
+        Assert.Equal(warm.Usage.GeneratedTokens + result.Usage.GeneratedTokens, output.GetHistogramSum());
+
+        // The failed and the cancelled request are in both duration histograms, with error.type (and no response model).
+        foreach (var instrument in new[] { "gen_ai.client.operation.duration", "kvlink.generate.duration" })
+        {
+            var failed = Assert.Single(m[instrument].Points, p => Equals(Tags(p).GetValueOrDefault("error.type"), typeof(KeyNotFoundException).FullName));
+            Assert.Equal(1, failed.GetHistogramCount());
+            var cancel = Assert.Single(m[instrument].Points, p => Tags(p).GetValueOrDefault("error.type") is string t
+                && typeof(OperationCanceledException).IsAssignableFrom(typeof(OperationCanceledException).Assembly.GetType(t)));
+            Assert.Equal(1, cancel.GetHistogramCount());
+            Assert.False(Tags(cancel).ContainsKey("gen_ai.response.model"));
+        }
+        Assert.All(m["gen_ai.server.time_to_first_token"].Points, p => Assert.False(Tags(p).ContainsKey("error.type")));
+
+    }
+
+    private static void CheckCacheMetrics(Dictionary<string, (MetricSnapshot Metric, List<MetricPoint> Points)> m, KvLinkEngine engine,
+        KVLink.Core.Generation.GenerationResult warm, KVLink.Core.Generation.GenerationResult result, KVLink.Core.Prompting.PromptLayout empty)
+    {
+        // The engine's view of its store, and the store's own tier metrics (observed from its statistics).
         long perToken = 2L * 2 /*layers*/ * 2 /*kv heads*/ * 16 /*head dim*/ * 4 /*fp32*/;
-        // Reused tokens include the prompt prefix, which the engine keeps itself; the store served the documents.
-        int documentTokens = result.Usage.CachedTokens - (await engine.BuildLayoutAsync("q", [], 0)).PrefixLength;
-        Assert.Equal(documentTokens * perToken, Sum("kvlink.cache.bytes_loaded", KvLinkTelemetry.EngineTier));
-        Assert.Equal(documentTokens * perToken, Sum("kvlink.cache.bytes_loaded", KvLinkTelemetry.MemoryTier));
+        long Sum(string instrument) { long s = 0; foreach (var p in m[instrument].Points) s += p.GetSumLong(); return s; }
+        int prefix = empty.PrefixLength;
+        Assert.Equal(3, Sum("kvlink.cache.hits")); // warm-up: document 1; measured request: both
+        Assert.Equal(2 + 1, Sum("kvlink.cache.misses")); // the two precomputes, document 2's slot 1 in the warm-up
+        Assert.Equal((warm.Usage.CachedTokens - prefix + result.Usage.CachedTokens - prefix) * perToken, Sum("kvlink.cache.bytes_loaded"));
+        Assert.Equal(warm.Usage.CachedTokens + result.Usage.CachedTokens, Sum("kvlink.tokens.reused"));
+        var stats = engine.Store.Statistics;
+        var storeHits = Assert.Single(m["kvlink.store.hits"].Points);
+        Assert.Equal("memory", Tags(storeHits)["kvlink.cache.tier"]);
+        Assert.Equal(stats.Hits, storeHits.GetSumLong());
+        Assert.Equal(3, stats.Hits);
+        Assert.Equal(stats.Misses, Sum("kvlink.store.misses"));
+        Assert.Equal(3, Sum("kvlink.store.writes")); // two precomputes, document 2's slot-1 cache
+        Assert.Equal(stats.Bytes, Assert.Single(m["kvlink.store.bytes"].Points).GetSumLong());
+        Assert.Equal(0, Assert.Single(m["kvlink.queue.length"].Points).GetGaugeLastValueLong());
+    }
 
-        Assert.Equal(result.Usage.CachedTokens, Sum("kvlink.tokens.reused"));
-        Assert.Equal(result.Usage.ComputedTokens, Of("kvlink.tokens.computed").Where(p => Equals(p.Tags[KvLinkTelemetry.OperationTag], "generate")).Sum(p => p.Value));
-        Assert.Equal(result.Usage.GeneratedTokens, Sum("kvlink.tokens.generated"));
+    [Fact]
+    public async Task Every_store_reports_its_tier_memory_file_distributed_and_the_tiered_view()
+    {
+        string name = "tiers-" + Guid.NewGuid().ToString("N")[..8];
+        using var folder = new TempFolder();
+        var memory = new MemoryKvCacheStore();
+        var file = new FileKvCacheStore(Path.Combine(folder.Path, "store"));
+        var distributed = new DistributedCacheKvCacheStore(new DictionaryCache());
+        var tiered = new TieredKvCacheStore(memory, file, distributed);
+        using var exported = new Exported(name);
+        await using var engine = await fixture.LoadEngineAsync(tiered, new KvLinkDiagnostics { Name = name });
+        string id = await engine.PrecomputeAsync(HostingFixture.Doc(3));
+        await memory.RemoveAsync(engine.CacheKey(id, 0)); // the next read misses memory and is answered by the file tier
+        await engine.GenerateAsync("question?", [id]);
 
-        var queue = Of("kvlink.queue.length").Single(p => Equals(p.Tags[KvLinkTelemetry.EngineTag], name));
-        Assert.Equal(0, queue.Value);
+        var m = exported.Collect();
+        var byTier = m["kvlink.store.hits"].Points.ToDictionary(p => (string)Tags(p)["kvlink.cache.tier"]!, p => p.GetSumLong());
+        Assert.Equal(new[] { "distributed", "file", "memory", "tiered" }, byTier.Keys.Order());
+        Assert.Equal((tiered.Statistics.Hits, memory.Statistics.Hits, file.Statistics.Hits, distributed.Statistics.Hits),
+            (byTier["tiered"], byTier["memory"], byTier["file"], byTier["distributed"]));
+        Assert.True(byTier["file"] >= 1);
+        var writes = m["kvlink.store.writes"].Points.ToDictionary(p => (string)Tags(p)["kvlink.cache.tier"]!, p => p.GetSumLong());
+        Assert.Equal(distributed.Statistics.Writes, writes["distributed"]);
+        Assert.True(writes["distributed"] >= 1);
+        Assert.Equal(memory.Statistics.Removals, m["kvlink.store.removals"].Points.Single(p => Equals(Tags(p)["kvlink.cache.tier"], "memory")).GetSumLong());
+        Assert.Equal("redis", KvLinkInstruments.TierOf(new RedisKvCacheStore()));
+    }
+
+    [Fact]
+    public async Task Engines_from_the_container_record_on_its_meter_factory()
+    {
+        var services = new ServiceCollection();
+        var factory = new RecordingMeterFactory();
+        services.AddSingleton<IMeterFactory>(factory);
+        services.AddKvLink(fixture.Configure);
+        await using var sp = services.BuildServiceProvider();
+        var engine = sp.GetRequiredService<KvLinkEngine>();
+        Assert.Contains(factory.Meters, meter => meter.Name == KvLinkTelemetry.MeterName);
+        // One set of instruments per factory, however many engines use it.
+        Assert.Same(KvLinkInstruments.For(factory), KvLinkInstruments.For(factory));
+        Assert.Same(factory.Meters.Single(), KvLinkInstruments.For(factory).Meter);
+        GC.KeepAlive(engine);
+    }
+
+    private sealed class RecordingMeterFactory : IMeterFactory
+    {
+        public List<Meter> Meters { get; } = [];
+        public Meter Create(MeterOptions options) { var meter = new Meter(options); Meters.Add(meter); return meter; }
+        public void Dispose() { foreach (var meter in Meters) meter.Dispose(); }
+    }
+
+    /// <summary>Stands in for RedisKvCacheStore's type name (a custom store's tier is its type name without "KvCacheStore").</summary>
+    private sealed class RedisKvCacheStore : NullStore;
+
+    private abstract class NullStore : IKvCacheStore
+    {
+        public KvCacheStoreStatistics Statistics => default;
+        public ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken ct = default) => ValueTask.FromResult<DocumentKvCache?>(null);
+        public ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken ct = default) => ValueTask.CompletedTask;
+        public ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken ct = default) => ValueTask.FromResult(false);
+        public ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken ct = default) => ValueTask.FromResult(false);
+        public ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken ct = default) => ValueTask.FromResult(0L);
+    }
+
+    /// <summary>An in-process <see cref="IDistributedCache"/> (what a Redis or SQL cache looks like to the store).</summary>
+    private sealed class DictionaryCache : IDistributedCache
+    {
+        private readonly ConcurrentDictionary<string, byte[]> _items = new();
+        public byte[]? Get(string key) => _items.GetValueOrDefault(key);
+        public Task<byte[]?> GetAsync(string key, CancellationToken token = default) => Task.FromResult(Get(key));
+        public void Set(string key, byte[] value, DistributedCacheEntryOptions options) => _items[key] = value;
+        public Task SetAsync(string key, byte[] value, DistributedCacheEntryOptions options, CancellationToken token = default) { Set(key, value, options); return Task.CompletedTask; }
+        public void Refresh(string key) { }
+        public Task RefreshAsync(string key, CancellationToken token = default) => Task.CompletedTask;
+        public void Remove(string key) => _items.TryRemove(key, out _);
+        public Task RemoveAsync(string key, CancellationToken token = default) { Remove(key); return Task.CompletedTask; }
     }
 
     [Fact]

@@ -56,7 +56,6 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidatio
             if (!_entries.TryGetValue(key.Hash, out var node))
             {
                 _counters.Miss();
-                _options.Metrics?.RecordCacheMiss(Diagnostics.KvLinkTelemetry.MemoryTier);
                 return ValueTask.FromResult<DocumentKvCache?>(null);
             }
             if (!StoreGuards.BelongsTo(node.Entry, key))
@@ -67,7 +66,6 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidatio
             node.LastUse = ++_tick;
             node.Hits++;
             _counters.Hit(node.Bytes);
-            _options.Metrics?.RecordCacheHit(Diagnostics.KvLinkTelemetry.MemoryTier, node.Bytes);
             return ValueTask.FromResult<DocumentKvCache?>(node.Entry.Share());
         }
     }

@@ -11,7 +11,4 @@ public sealed class MemoryKvCacheStoreOptions
     public KvCacheEvictionPolicy Policy { get; set; } = KvCacheEvictionPolicy.Lru;
     /// <summary>Where refusals and evictions are logged; null logs nothing.</summary>
     public ILogger? Logger { get; set; }
-
-    /// <summary>Where hits, misses and bytes served are reported (tier "memory"); null reports nothing.</summary>
-    public KVLink.Core.Diagnostics.KvLinkMetrics? Metrics { get; set; }
 }
