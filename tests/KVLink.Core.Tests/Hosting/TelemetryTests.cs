@@ -46,7 +46,7 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
         points.Clear();
         var result = await engine.GenerateAsync("question?", ids);
         // The worker decrements its queue count just after completing the request's task: let it settle.
-        Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)));
+        Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)), $"the engine still had {engine.QueueLength} queued items after 10 s");
         listener.RecordObservableInstruments();
 
         Assert.Single(Of("kvlink.generate.time_to_first_token"));
