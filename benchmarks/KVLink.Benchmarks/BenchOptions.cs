@@ -1,10 +1,16 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace KVLink.Benchmarks;
 
+/// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
+public enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput }
+
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 public sealed class BenchOptions
 {
+    public BenchMode Mode { get; set; }
     public int[] Contexts { get; set; } = [1000, 2000, 5000, 10000];
     public int[] LinkTokens { get; set; } = [0, 1, 5];
     public string[] Models { get; set; } = ["small", "demo", "1b"];
@@ -32,67 +38,144 @@ public sealed class BenchOptions
     /// <summary>Stores to measure (name prefixes: memory, file, distributed); null = all.</summary>
     public string[]? Stores { get; set; }
 
-    public static BenchOptions Parse(string[] args)
+    /// <summary>The program's command line: every option, its help text and its validation; <paramref name="run"/> gets the parsed options.</summary>
+    public static RootCommand CreateCommand(string[] args, Func<BenchOptions, Task> run)
     {
-        var o = new BenchOptions { CommandLine = string.Join(' ', args) };
-        for (int i = 0; i < args.Length; i++)
+        var modes = new (Option<bool> Option, BenchMode Mode)[]
         {
-            string a = args[i];
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{a} needs a value");
-            switch (a)
+            (Flag("--llama-probe", "only: llama.cpp prefill/decode probe of a 1B-shape model"), BenchMode.LlamaProbe),
+            (Flag("--profile-link", "only: profile of one KVLink link step"), BenchMode.ProfileLink),
+            (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
+            (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
+            (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
+        };
+        var quick = Flag("--quick", "1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only (options given with it still win)");
+        var contexts = IntList("--contexts", "context sizes in tokens (documents only; default 1000,2000,5000,10000)");
+        var k = IntList("--k", "link tokens per document (default 0,1,5)");
+        var models = new Option<string[]>("--models")
+        {
+            Description = "models to measure: small, demo, 1b, or none (demo: models/kvlink-demo, contexts up to its 2048 positions; default small,demo,1b)",
+            HelpName = "small,demo,1b",
+            CustomParser = r => [.. Split(r).Where(m => m != "none")],
+        };
+        models.Validators.Add(r =>
+        {
+            foreach (string m in r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Where(m => m is not ("small" or "demo" or "1b" or "none")))
+                r.AddError($"--models: unknown model '{m}' (small, demo, 1b, none).");
+        });
+        var runs = Int("--runs", "measured runs per cell after warm-up (median reported; default 5)");
+        var fullRuns = Int("--full-runs", "runs of the slow full-prefill/llama.cpp cells (default = --runs)");
+        var fullRunsUpTo = Int("--full-runs-upto", "contexts <= C still get --runs full-prefill/llama.cpp runs", "C", minimum: 0);
+        var llamaRuns = Int("--llama-runs", "at most N llama.cpp runs per context (paired with the first full-prefill runs)", minimum: 0);
+        var llamaContexts = IntList("--llama-contexts", "contexts at which llama.cpp is timed (default = --contexts)");
+        var warmup = Int("--warmup", "warm-up runs per cell (default 1)", minimum: 0);
+        var noFullWarmup = Flag("--no-full-warmup", "warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)");
+        var threads = Int("--threads", "threads for LibTorch and llama.cpp (default 2)");
+        var ggufType = new Option<string>("--gguf-type")
+        {
+            Description = "weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)",
+            HelpName = "bf16|f16|f32",
+        };
+        ggufType.AcceptOnlyFromAmong("bf16", "f16", "f32");
+        var stores = new Option<string[]>("--stores")
+        {
+            Description = "stores to measure (name prefixes: memory, file, distributed; default all)",
+            HelpName = "memory,file,distributed",
+            CustomParser = r => Split(r),
+        };
+        var skipLlama = Flag("--skip-llamacpp", "do not load or time llama.cpp");
+        var skipMicro = Flag("--skip-micro", "skip the kernel profile and the BenchmarkDotNet micro-benchmarks");
+        var decodeTokens = Int("--decode-tokens", "tokens generated when measuring decode speed (default 32)");
+        var output = new Option<string>("--out") { Description = "report file (default docs/benchmarks.md)", HelpName = "file" };
+
+        var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
+        foreach (var (option, _) in modes) root.Add(option);
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, decodeTokens, output];
+        foreach (var option in all) root.Add(option);
+        root.Validators.Add(r =>
+        {
+            var chosen = modes.Where(m => r.GetResult(m.Option) is { Implicit: false }).Select(m => m.Option.Name).ToList();
+            if (chosen.Count > 1) r.AddError($"{string.Join(" and ", chosen)} cannot be combined: each is a run of its own.");
+        });
+
+        root.SetAction(async (r, _) =>
+        {
+            var o = new BenchOptions { CommandLine = string.Join(' ', args) };
+            o.Mode = modes.Where(m => r.GetValue(m.Option)).Select(m => m.Mode).FirstOrDefault(BenchMode.Suite);
+            if (r.GetValue(quick))
             {
-                case "--quick":
-                    o.Quick = true;
-                    o.Contexts = [1000, 5000];
-                    o.Runs = 5;
-                    o.FullRuns = 1;
-                    o.LlamaContexts = [1000];
-                    o.FullWarmup = false;
-                    break;
-                case "--no-full-warmup": o.FullWarmup = false; break;
-                case "--llama-runs": o.LlamaRuns = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--full-runs-upto": o.FullRunsUpTo = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--contexts": o.Contexts = Ints(Next()); break;
-                case "--k": o.LinkTokens = Ints(Next()); break;
-                case "--models": o.Models = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries).Where(m => m != "none")]; break;
-                case "--runs": o.Runs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--full-runs": o.FullRuns = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--warmup": o.Warmup = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--threads": o.Threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--llama-contexts": o.LlamaContexts = Ints(Next()); break;
-                case "--skip-llamacpp": o.SkipLlamaCpp = true; break;
-                case "--skip-micro": o.SkipMicro = true; break;
-                case "--decode-tokens": o.DecodeTokens = int.Parse(Next(), CultureInfo.InvariantCulture); break;
-                case "--gguf-type": o.GgufType = Next(); break;
-                case "--out": o.Output = Next(); break;
-                case "--stores": o.Stores = Next().Split(',', StringSplitOptions.RemoveEmptyEntries); break;
-                case "--help" or "-h":
-                    Console.WriteLine("""
-                        KVLink.Benchmarks [options]
-                          --quick                 1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only
-                          --contexts 1000,5000    context sizes in tokens (documents only)
-                          --k 0,1,5               link tokens per document
-                          --models small,demo,1b  models to measure (demo: models/kvlink-demo, contexts up to its 2048 positions)
-                          --runs N                measured runs per cell after warm-up (median reported; default 5)
-                          --full-runs N           runs of the slow full-prefill/llama.cpp cells (default = --runs)
-                          --full-runs-upto C      contexts <= C still get --runs full-prefill/llama.cpp runs
-                          --llama-runs N          at most N llama.cpp runs per context (paired with the first full-prefill runs)
-                          --llama-contexts 1000   contexts at which llama.cpp is timed (default = --contexts)
-                          --warmup N              warm-up runs per cell (default 1)
-                          --no-full-warmup        warm-up runs skip full prefill and llama.cpp (precompute has run the same kernels)
-                          --threads N             threads for LibTorch and llama.cpp (default 2)
-                          --gguf-type bf16|f16|f32  weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)
-                          --stores memory,file,distributed   stores to measure (name prefixes; default all)
-                          --skip-llamacpp --skip-micro
-                          --out docs/benchmarks.md
-                        """);
-                    Environment.Exit(0);
-                    break;
-                default: throw new ArgumentException($"Unknown option '{a}' (try --help).");
+                o.Quick = true;
+                o.Contexts = [1000, 5000];
+                o.Runs = 5;
+                o.FullRuns = 1;
+                o.LlamaContexts = [1000];
+                o.FullWarmup = false;
             }
-        }
-        return o;
+            // Only options on the command line replace the defaults (or the --quick preset).
+            bool Has(Option option) => r.GetResult(option) is { Implicit: false };
+            if (r.GetValue(noFullWarmup)) o.FullWarmup = false;
+            if (Has(llamaRuns)) o.LlamaRuns = r.GetValue(llamaRuns);
+            if (Has(fullRunsUpTo)) o.FullRunsUpTo = r.GetValue(fullRunsUpTo);
+            if (Has(contexts)) o.Contexts = r.GetValue(contexts)!;
+            if (Has(k)) o.LinkTokens = r.GetValue(k)!;
+            if (Has(models)) o.Models = r.GetValue(models)!;
+            if (Has(runs)) o.Runs = r.GetValue(runs);
+            if (Has(fullRuns)) o.FullRuns = r.GetValue(fullRuns);
+            if (Has(warmup)) o.Warmup = r.GetValue(warmup);
+            if (Has(threads)) o.Threads = r.GetValue(threads);
+            if (Has(llamaContexts)) o.LlamaContexts = r.GetValue(llamaContexts);
+            if (r.GetValue(skipLlama)) o.SkipLlamaCpp = true;
+            if (r.GetValue(skipMicro)) o.SkipMicro = true;
+            if (Has(decodeTokens)) o.DecodeTokens = r.GetValue(decodeTokens);
+            if (Has(ggufType)) o.GgufType = r.GetValue(ggufType);
+            if (Has(output)) o.Output = r.GetValue(output)!;
+            if (Has(stores)) o.Stores = r.GetValue(stores);
+            await run(o);
+            return 0;
+        });
+        return root;
     }
 
-    private static int[] Ints(string s) => [.. s.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(x => int.Parse(x, CultureInfo.InvariantCulture))];
+    private static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
+
+    /// <summary>A whole-number option; a malformed value or one below <paramref name="minimum"/> (default 1) is a parse error.</summary>
+    private static Option<int> Int(string name, string description, string helpName = "N", int minimum = 1) => new(name)
+    {
+        Description = description,
+        HelpName = helpName,
+        CustomParser = r =>
+        {
+            string text = r.Tokens.Single().Value;
+            if (!int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value))
+                r.AddError($"{name}: '{text}' is not a whole number.");
+            else if (value < minimum)
+                r.AddError($"{name} must be at least {minimum} (got {value}).");
+            return value;
+        },
+    };
+
+    /// <summary>A comma-separated list of positive integers ("1000,5000"); a malformed item is a parse error naming it.</summary>
+    private static Option<int[]> IntList(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "N,N,...",
+        CustomParser = r =>
+        {
+            string[] items = Split(r);
+            var values = new int[items.Length];
+            for (int i = 0; i < items.Length; i++)
+            {
+                if (!int.TryParse(items[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out values[i]) || values[i] < 0)
+                {
+                    r.AddError($"{name}: '{items[i]}' is not a whole number (expected a comma-separated list such as 1000,5000).");
+                    return [];
+                }
+            }
+            if (items.Length == 0) r.AddError($"{name} needs at least one value.");
+            return values;
+        },
+    };
+
+    private static string[] Split(ArgumentResult r) =>
+        [.. r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))];
 }

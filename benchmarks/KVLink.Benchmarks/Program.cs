@@ -5,108 +5,121 @@ using KVLink.Benchmarks;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
-if (args.Contains("--llama-probe")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return; }
-if (args.Contains("--profile-link")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return; }
-if (args.Contains("--trust-costs")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return; }
-if (args.Contains("--profile")) { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return; }
-var options = BenchOptions.Parse(args);
-var total = Stopwatch.StartNew();
-void Log(string s) => Console.WriteLine($"[{total.Elapsed:hh\\:mm\\:ss}] {s}");
+return await BenchOptions.CreateCommand(args, RunAsync).Parse(args).InvokeAsync();
 
-KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
-set_num_threads(options.Threads);
-set_num_interop_threads(1);
-var report = new Report(options) { Machine = Machine.Describe(), LoadBefore = Machine.LoadAverage() };
-Log(report.Machine);
-
-report.CopyBandwidth = Machine.CopyBandwidth();
-Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
-
-string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
-Directory.CreateDirectory(temp);
-Machine.DiskBandwidth = Machine.MeasureDiskBandwidth(temp);
-Log($"disk read bandwidth {Machine.DiskBandwidth / 1e9:F2} GB/s");
-try
+static async Task RunAsync(BenchOptions options)
 {
-    if (!options.SkipLlamaCpp) report.LlamaCppInfo = SafeDescribeLlama();
-    // Cheap parts first, so a run stopped early still has them.
-    if (!options.SkipMicro)
+    switch (options.Mode)
     {
-        Log("kernel profile (1B-shape linear and attention)");
-        report.Kernels = Profile.Run(options.Threads);
-        Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
-        report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
+        case BenchMode.LlamaProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return;
+        case BenchMode.ProfileLink: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return;
+        case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
+        case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
+        case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
     }
-    foreach (string name in options.Models)
-    {
-        Machine.ResetPeakRss();
-        Log(name == "demo" ? "loading the demo model (models/kvlink-demo, bf16)" : $"building model {name} (random bf16 weights, in memory)");
-        using var m = BenchModel.Create(name, Path.Combine(temp, name));
-        var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
-        report.Models.Add(mr);
-        Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
-        var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
-
-        // Decode speed and our engine's memory, before llama.cpp maps its copy of the weights.
-        GC.Collect();
-        Machine.ResetPeakRss();
-        mr.RssBase = Machine.Rss();
-        int decodeCtx = options.Contexts.Where(c => c + 256 <= m.Config.MaxPositionEmbeddings).DefaultIfEmpty(m.Config.MaxPositionEmbeddings / 2).Min();
-        (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
-        mr.DecodeContext = decodeCtx;
-        mr.PeakRss = Machine.PeakRss();
-        Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
-
-        LlamaCppRunner? llama = null;
-        if (!options.SkipLlamaCpp && name != "demo") // the demo model's BPE tokenizer has no GGUF writer here; llama.cpp is compared on the other shapes
-        {
-            try
-            {
-                if (name == "small") mr.LogitCheck = LogitCheck(m, temp, options);
-                var type = GgufWriter.ParseType(options.GgufType ?? "bf16");
-                string gguf = Path.Combine(temp, $"{name}-{type}.gguf");
-                var c = Stopwatch.StartNew();
-                GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
-                Log($"  wrote {gguf} ({new FileInfo(gguf).Length >> 20} MiB, {type}) in {c.Elapsed.TotalSeconds:F1} s");
-                mr.GgufType = type.ToString();
-                llama = new LlamaCppRunner(gguf, options.Contexts.Max() + 512, options.Threads);
-            }
-            catch (Exception e)
-            {
-                mr.LlamaError = $"{e.GetType().Name}: {e.Message}";
-                Log($"  llama.cpp unavailable: {mr.LlamaError}");
-                foreach (var line in LlamaCppRunner.Log.TakeLast(15)) Log($"    {line}");
-            }
-        }
-
-        using var stores = new BenchStores(Path.Combine(temp, "stores-" + name));
-        foreach (var store in StoreUnderTest.All(stores).Where(s => options.Stores is null || options.Stores.Any(n => s.Name.StartsWith(n, StringComparison.Ordinal))))
-        {
-            if (store.Create is null) { mr.PendingStores.Add((store.Name, store.PendingReason ?? "pending")); continue; }
-            foreach (int ctx in options.Contexts)
-            {
-                if (ctx + 256 > m.Config.MaxPositionEmbeddings) { Log($"  {m.Name}: context {ctx} skipped (the model has {m.Config.MaxPositionEmbeddings} positions)"); continue; }
-                bool timeLlama = llama is not null && store.Name == "memory" && (options.LlamaContexts ?? options.Contexts).Contains(ctx);
-                var cell = await bench.RunAsync(store, ctx, llama, timeLlama);
-                mr.Cells.Add(cell);
-                WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
-                foreach (var (k, kc) in cell.K)
-                    Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(cell.Bandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
-            }
-        }
-        mr.PeakRssAll = Machine.PeakRss();
-        llama?.Dispose();
-        GC.Collect();
-    }
-
-}
-finally
-{
-    try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
+    await RunSuiteAsync(options);
 }
 
-WriteReport(report, options, total.Elapsed, partial: false);
-Log($"wrote {options.Output} ({total.Elapsed.TotalMinutes:F1} min)");
+static async Task RunSuiteAsync(BenchOptions options)
+{
+    var total = Stopwatch.StartNew();
+    void Log(string s) => Console.WriteLine($"[{total.Elapsed:hh\\:mm\\:ss}] {s}");
+
+    KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
+    set_num_threads(options.Threads);
+    set_num_interop_threads(1);
+    var report = new Report(options) { Machine = Machine.Describe(), LoadBefore = Machine.LoadAverage() };
+    Log(report.Machine);
+
+    report.CopyBandwidth = Machine.CopyBandwidth();
+    Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
+
+    string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
+    Directory.CreateDirectory(temp);
+    Machine.DiskBandwidth = Machine.MeasureDiskBandwidth(temp);
+    Log($"disk read bandwidth {Machine.DiskBandwidth / 1e9:F2} GB/s");
+    try
+    {
+        if (!options.SkipLlamaCpp) report.LlamaCppInfo = SafeDescribeLlama();
+        // Cheap parts first, so a run stopped early still has them.
+        if (!options.SkipMicro)
+        {
+            Log("kernel profile (1B-shape linear and attention)");
+            report.Kernels = Profile.Run(options.Threads);
+            Log("micro-benchmarks (BenchmarkDotNet, short in-process job)");
+            report.Micro = MicroBenchmarks.Run(options, Path.Combine(temp, "micro"));
+        }
+        foreach (string name in options.Models)
+        {
+            Machine.ResetPeakRss();
+            Log(name == "demo" ? "loading the demo model (models/kvlink-demo, bf16)" : $"building model {name} (random bf16 weights, in memory)");
+            using var m = BenchModel.Create(name, Path.Combine(temp, name));
+            var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
+            report.Models.Add(mr);
+            Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
+            var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
+
+            // Decode speed and our engine's memory, before llama.cpp maps its copy of the weights.
+            GC.Collect();
+            Machine.ResetPeakRss();
+            mr.RssBase = Machine.Rss();
+            int decodeCtx = options.Contexts.Where(c => c + 256 <= m.Config.MaxPositionEmbeddings).DefaultIfEmpty(m.Config.MaxPositionEmbeddings / 2).Min();
+            (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
+            mr.DecodeContext = decodeCtx;
+            mr.PeakRss = Machine.PeakRss();
+            Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
+
+            LlamaCppRunner? llama = null;
+            if (!options.SkipLlamaCpp && name != "demo") // the demo model's BPE tokenizer has no GGUF writer here; llama.cpp is compared on the other shapes
+            {
+                try
+                {
+                    if (name == "small") mr.LogitCheck = LogitCheck(m, temp, options);
+                    var type = GgufWriter.ParseType(options.GgufType ?? "bf16");
+                    string gguf = Path.Combine(temp, $"{name}-{type}.gguf");
+                    var c = Stopwatch.StartNew();
+                    GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
+                    Log($"  wrote {gguf} ({new FileInfo(gguf).Length >> 20} MiB, {type}) in {c.Elapsed.TotalSeconds:F1} s");
+                    mr.GgufType = type.ToString();
+                    llama = new LlamaCppRunner(gguf, options.Contexts.Max() + 512, options.Threads);
+                }
+                catch (Exception e)
+                {
+                    mr.LlamaError = $"{e.GetType().Name}: {e.Message}";
+                    Log($"  llama.cpp unavailable: {mr.LlamaError}");
+                    foreach (var line in LlamaCppRunner.Log.TakeLast(15)) Log($"    {line}");
+                }
+            }
+
+            using var stores = new BenchStores(Path.Combine(temp, "stores-" + name));
+            foreach (var store in StoreUnderTest.All(stores).Where(s => options.Stores is null || options.Stores.Any(n => s.Name.StartsWith(n, StringComparison.Ordinal))))
+            {
+                if (store.Create is null) { mr.PendingStores.Add((store.Name, store.PendingReason ?? "pending")); continue; }
+                foreach (int ctx in options.Contexts)
+                {
+                    if (ctx + 256 > m.Config.MaxPositionEmbeddings) { Log($"  {m.Name}: context {ctx} skipped (the model has {m.Config.MaxPositionEmbeddings} positions)"); continue; }
+                    bool timeLlama = llama is not null && store.Name == "memory" && (options.LlamaContexts ?? options.Contexts).Contains(ctx);
+                    var cell = await bench.RunAsync(store, ctx, llama, timeLlama);
+                    mr.Cells.Add(cell);
+                    WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
+                    foreach (var (k, kc) in cell.K)
+                        Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(cell.Bandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
+                }
+            }
+            mr.PeakRssAll = Machine.PeakRss();
+            llama?.Dispose();
+            GC.Collect();
+        }
+
+    }
+    finally
+    {
+        try { Directory.Delete(temp, recursive: true); } catch (IOException) { }
+    }
+
+    WriteReport(report, options, total.Elapsed, partial: false);
+    Log($"wrote {options.Output} ({total.Elapsed.TotalMinutes:F1} min)");
+}
 
 static void WriteReport(Report report, BenchOptions options, TimeSpan elapsed, bool partial)
 {

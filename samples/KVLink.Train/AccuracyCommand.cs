@@ -38,7 +38,7 @@ public static class AccuracyCommand
         var questions = EvalJsonl.Read(o.Require("data"));
         int limit = o.Int("limit", questions.Count);
         questions = questions.Take(limit).ToList();
-        var links = (o.Get("links") ?? "0,1,5").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture));
+        int[] links = o.Ints("links") ?? [0, 1, 5];
         var rows = new List<Accuracy.Row> { new("Full prefill", model, ContextMode.FullPrefill, 0) };
         rows.AddRange(links.Select(k => new Accuracy.Row($"KVLink{k}", model, ContextMode.KvLink, k)));
         Console.WriteLine(await Accuracy.RunAsync(rows, questions, o.Int("max-new-tokens", 32), DemoRecipe.Log));

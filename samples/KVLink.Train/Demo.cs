@@ -23,8 +23,8 @@ public static class Demo
             FullLearningRate = o.Double("lr", new DemoRecipe().FullLearningRate),
             EasyFraction = o.Double("easy", new DemoRecipe().EasyFraction),
             CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
-            DocumentLoss = o.Get("doc-loss") is not null,
-            ComputeType = o.Get("bf16") is not null ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
+            DocumentLoss = o.Flag("doc-loss"),
+            ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
         };
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
         string work = Path.Combine(o.Get("work") ?? Path.Combine(Path.GetTempPath(), "kvlink-demo-work"));
@@ -79,7 +79,7 @@ public static class Demo
         Export(linkWork, fullWork, Path.Combine(models, DemoModel.FolderName));
         var trainTime = total.Elapsed;
         DemoRecipe.Log($"models written to {models}; training took {trainTime:hh\\:mm\\:ss}");
-        if (o.Get("no-eval") is null)
+        if (!o.Flag("no-eval"))
             await AccuracyCommand.RunAsync(o, models, $"Training (the `demo` command before this table): {trainTime:h\\:mm\\:ss} wall time " +
                 $"(full-attention phase {fullTime:h\\:mm\\:ss}, KVLink phase {linkTime:h\\:mm\\:ss}, full-attention control phase {controlTime:h\\:mm\\:ss}), recipe `{recipe}`.");
     }

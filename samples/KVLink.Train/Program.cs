@@ -1,69 +1,130 @@
 // KVLink.Train: makes the demo model, fine-tunes any Llama checkpoint with the KVLink recipe, and measures accuracy.
-using System.Globalization;
+// The command line is parsed by System.CommandLine: `--help` on the program or any command lists its options,
+// and a missing or malformed value is reported with a non-zero exit code before any work starts.
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using KVLink.Train;
 
-var options = Options.Parse(args.Skip(1));
-switch (args.FirstOrDefault())
-{
-    case "demo":
-        await Demo.RunAsync(options);
-        break;
-    case "accuracy":
-        await AccuracyCommand.RunAsync(options, options.Get("models") ?? Path.Combine(Demo.RepoRoot(), "models"));
-        break;
-    case "control":
-        Demo.RunControl(options);
-        break;
-    case "sanity":
-        Sanity.Run(options);
-        break;
-    case "diag":
-        Diag.Run(options);
-        break;
-    case "compression":
-        await CompressionCommand.RunAsync(options);
-        break;
-    case "eval":
-        await AccuracyCommand.EvalAsync(options);
-        break;
-    default:
-        Console.WriteLine("""
-            usage: dotnet run -c Release --project samples/KVLink.Train -- <command> [options]
-              demo      [--out models] [--full-steps N] [--link-steps N] [--batch N] [--no-eval]
-                        retrain both demo models from scratch, then measure the accuracy table into docs/accuracy.md
-              accuracy  [--models DIR] [--per-kind 500] [--max-new-tokens 24]
-                        measure the accuracy table of the demo models into docs/accuracy.md
-              compression [--model DIR] [--per-kind 250] [--links 5]
-                        accuracy / cache bytes / TTFT of compressed documents (self-information vs random drop, float32 vs int8) into docs/compression.md
-              control   --work DIR [--link-steps N]
-                        only the full-attention control phase of a `demo` work folder (the equal-budget baseline)
-              diag      --model DIR [--n 3]      top predictions at every response token of a few held-out questions
-              sanity    [--steps 300]            does the trainer learn in-context copying (loss falls to ~3 when it does)
-              eval      --model DIR --data FILE.jsonl [--links 0,1,5] [--limit N] [--max-new-tokens 32]
-                        accuracy of any checkpoint (e.g. Shiyu-Lab/Llama1B-KVLink5) on synthetic, NQ- or HotpotQA-style JSONL
-            """);
-        return args.Length == 0 ? 0 : 2;
-}
-return 0;
+var root = new RootCommand("KVLink.Train: makes the demo model, fine-tunes any Llama checkpoint with the KVLink recipe, and measures accuracy.\n" +
+    "usage: dotnet run -c Release --project samples/KVLink.Train -- <command> [options]");
+var recipe = new DemoRecipe();
 
-/// <summary>--name value pairs.</summary>
-public sealed class Options(Dictionary<string, string> values)
+root.Add(Cli.Command("demo", "retrain both demo models from scratch, then measure the accuracy table into docs/accuracy.md", Demo.RunAsync,
+    Cli.Text("--out", "folder the models are written to (default models/ in the repository)"),
+    Cli.Text("--work", "training work folder (default kvlink-demo-work in the temp folder)"),
+    Cli.Int("--full-steps", $"steps of the full-attention phase (default {recipe.FullSteps})"),
+    Cli.Int("--link-steps", $"steps of the KVLink phase (default {recipe.LinkSteps})"),
+    Cli.Int("--batch", $"examples per step (default {recipe.ExamplesPerStep})"),
+    Cli.Int("--hidden", $"hidden size (default {recipe.Hidden})"),
+    Cli.Int("--layers", $"decoder layers (default {recipe.Layers})"),
+    Cli.Real("--lr", $"learning rate of the full-attention phase (default {recipe.FullLearningRate})"),
+    Cli.Real("--easy", $"fraction of easy examples (default {recipe.EasyFraction})"),
+    Cli.Int("--copy-steps", $"copy-task warm-up steps (default {recipe.CopySteps})"),
+    Cli.Flag("--doc-loss", "also train on document tokens"),
+    Cli.Flag("--bf16", "train in bfloat16 instead of float32"),
+    Cli.Flag("--no-eval", "skip the accuracy measurement after training"),
+    Cli.Int("--per-kind", "questions of each kind in the accuracy measurement (default 500)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer in the accuracy measurement (default 24)")));
+
+root.Add(Cli.Command("accuracy", "measure the accuracy table of the demo models into docs/accuracy.md",
+    o => AccuracyCommand.RunAsync(o, o.Get("models") ?? Path.Combine(Demo.RepoRoot(), "models")),
+    Cli.Text("--models", "folder holding the demo models (default models/ in the repository)"),
+    Cli.Int("--per-kind", "questions of each kind (default 500)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer (default 24)")));
+
+root.Add(Cli.Command("compression", "accuracy / cache bytes / TTFT of compressed documents (self-information vs random drop, float32 vs int8) into docs/compression.md",
+    CompressionCommand.RunAsync,
+    Cli.Text("--model", "checkpoint folder (default models/kvlink-demo)"),
+    Cli.Int("--per-kind", "questions of each kind (default 250)"),
+    Cli.Int("--links", "link tokens per document (default 5)")));
+
+root.Add(Cli.Command("control", "only the full-attention control phase of a `demo` work folder (the equal-budget baseline)",
+    o => { Demo.RunControl(o); return Task.CompletedTask; },
+    Cli.Text("--work", "the `demo` work folder", required: true),
+    Cli.Int("--link-steps", $"steps of the KVLink phase the control matches (default {recipe.LinkSteps})"),
+    Cli.Text("--out", "folder the models are written to (default models/ in the repository)")));
+
+root.Add(Cli.Command("diag", "top predictions at every response token of a few held-out questions",
+    o => { Diag.Run(o); return Task.CompletedTask; },
+    Cli.Text("--model", "checkpoint folder", required: true),
+    Cli.Int("--n", "questions of each kind (default 3)")));
+
+root.Add(Cli.Command("sanity", "does the trainer learn in-context copying (loss falls to ~3 when it does)",
+    o => { Sanity.Run(o); return Task.CompletedTask; },
+    Cli.Int("--steps", "training steps (default 300)"),
+    Cli.Real("--lr", "learning rate (default 0.002)"),
+    Cli.Int("--layers", "decoder layers (default 2)"),
+    Cli.Int("--hidden", "hidden size (default 128)")));
+
+root.Add(Cli.Command("eval", "accuracy of any checkpoint (e.g. Shiyu-Lab/Llama1B-KVLink5) on synthetic, NQ- or HotpotQA-style JSONL",
+    AccuracyCommand.EvalAsync,
+    Cli.Text("--model", "checkpoint folder", required: true),
+    Cli.Text("--data", "questions, one JSON object a line", required: true),
+    Cli.IntList("--links", "link tokens per document to compare, comma-separated (default 0,1,5)"),
+    Cli.Int("--limit", "at most this many questions (default all)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer (default 32)")));
+
+// No command: the usage, as before (exit 0).
+root.SetAction(r => new System.CommandLine.Help.HelpAction().Invoke(r));
+return await root.Parse(args).InvokeAsync();
+
+/// <summary>The options a command was given. Each accessor returns the caller's default when the option was not on the command line.</summary>
+public sealed class Options(ParseResult result)
 {
-    public static Options Parse(IEnumerable<string> args)
+    private OptionResult? Given(string name) =>
+        result.GetResult("--" + name) is OptionResult { Implicit: false } r ? r : null;
+
+    public string? Get(string name) => Given(name)?.GetValueOrDefault<object?>() switch
     {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        string? key = null;
-        foreach (var a in args)
-        {
-            if (a.StartsWith("--", StringComparison.Ordinal)) { key = a[2..]; values[key] = "true"; }
-            else if (key is not null) { values[key] = a; key = null; }
-            else throw new ArgumentException($"Unexpected argument '{a}'.");
-        }
-        return new Options(values);
+        null => null,
+        int[] list => string.Join(',', list),
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        var v => v.ToString(),
+    };
+
+    public string Require(string name) => Get(name) ?? throw new ArgumentException($"--{name} is required.");
+    public int Int(string name, int fallback) => Given(name) is { } r ? r.GetValueOrDefault<int>() : fallback;
+    public double Double(string name, double fallback) => Given(name) is { } r ? r.GetValueOrDefault<double>() : fallback;
+    public bool Flag(string name) => Given(name) is { } r && r.GetValueOrDefault<bool>();
+    public int[]? Ints(string name) => Given(name)?.GetValueOrDefault<int[]>();
+}
+
+/// <summary>Builders for the commands and their options.</summary>
+internal static class Cli
+{
+    public static Command Command(string name, string description, Func<Options, Task> run, params Option[] options)
+    {
+        var command = new Command(name, description);
+        foreach (var o in options) command.Add(o);
+        command.SetAction(async (r, _) => { await run(new Options(r)); return 0; });
+        return command;
     }
 
-    public string? Get(string name) => values.GetValueOrDefault(name);
-    public string Require(string name) => Get(name) ?? throw new ArgumentException($"--{name} is required.");
-    public int Int(string name, int fallback) => Get(name) is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
-    public double Double(string name, double fallback) => Get(name) is { } v ? double.Parse(v, CultureInfo.InvariantCulture) : fallback;
+    public static Option<string> Text(string name, string description, bool required = false) =>
+        new(name) { Description = description, Required = required, HelpName = required ? "value" : null };
+
+    public static Option<int> Int(string name, string description) => new(name) { Description = description, HelpName = "N" };
+
+    public static Option<double> Real(string name, string description) => new(name) { Description = description, HelpName = "X" };
+
+    public static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
+
+    /// <summary>A comma-separated list of integers ("0,1,5"); a malformed item is a parse error naming it.</summary>
+    public static Option<int[]> IntList(string name, string description) => new(name)
+    {
+        Description = description,
+        HelpName = "N,N,...",
+        CustomParser = r =>
+        {
+            var items = r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToList();
+            var values = new int[items.Count];
+            for (int i = 0; i < items.Count; i++)
+                if (!int.TryParse(items[i], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out values[i]))
+                {
+                    r.AddError($"{name}: '{items[i]}' is not an integer (expected a comma-separated list such as 0,1,5).");
+                    return [];
+                }
+            return values;
+        },
+    };
 }

@@ -134,6 +134,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Requests waiting for or using the model.</summary>
     public int QueueLength => _context.Worker.Pending;
 
+    /// <summary>Work items the model worker has started (tests: proof that a request cancelled while queued never ran).</summary>
+    internal long WorkStarted => _context.Worker.Started;
+
     /// <summary>
     /// The id of a document. Without a caller-supplied <see cref="KvLinkDocument.Id"/> it is content-addressed: the same
     /// text, title, model, prompt format and compression give the same id on any machine and in any run. A caller's id is

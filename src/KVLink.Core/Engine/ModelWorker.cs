@@ -12,6 +12,7 @@ internal sealed class ModelWorker : IDisposable
     private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread _thread;
     private int _pending;
+    private long _started;
     private const int Queued = 0, Running = 1, Cancelled = 2;
 
     public ModelWorker(string name)
@@ -22,6 +23,9 @@ internal sealed class ModelWorker : IDisposable
 
     /// <summary>Requests waiting or running.</summary>
     public int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>Work items that have started running (never those cancelled while queued).</summary>
+    public long Started => Interlocked.Read(ref _started);
 
     /// <summary>
     /// Queues <paramref name="work"/>. If <paramref name="cancellationToken"/> fires while it waits, it never
@@ -45,6 +49,7 @@ internal sealed class ModelWorker : IDisposable
                 try
                 {
                     if (Interlocked.CompareExchange(ref state, Running, Queued) != Queued) return; // cancelled while queued
+                    Interlocked.Increment(ref _started);
                     using var _ = TorchSharp.torch.no_grad();
                     tcs.TrySetResult(work());
                 }

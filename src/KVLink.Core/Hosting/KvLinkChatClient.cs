@@ -84,7 +84,7 @@ internal sealed class KvLinkChatClient : IChatClient
     {
     }
 
-    private (string Query, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    internal (string Query, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
         var last = messages.LastOrDefault(m => m.Role == ChatRole.User)

@@ -100,12 +100,20 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     {
         await using var engine = fx.Engine();
         string id = await engine.PrecomputeAsync(EngineFixture.Doc(5, 6));
+        long before = engine.WorkStarted;
         var longRun = engine.GenerateAsync("long?", [id], new KvLinkGenerationOptions { MaxNewTokens = 300, StopTokenIds = [] });
         using var cts = new CancellationTokenSource();
         var queued = engine.GenerateAsync("queued?", [id], new KvLinkGenerationOptions { MaxNewTokens = 5 }, cts.Token);
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued);
         Assert.Equal(300, (await longRun).TokenIds.Count);
+        Assert.True(queued.IsCanceled);
+
+        // The worker runs in arrival order, so once a later request has finished, the cancelled one has been dequeued:
+        // had it run, the worker would have started three work items here, not two (the long run and this one).
+        Assert.NotNull(await engine.GenerateAsync("after?", [id], new KvLinkGenerationOptions { MaxNewTokens = 1 }));
+        Assert.Equal(before + 2, engine.WorkStarted);
+        Assert.Equal(0, engine.QueueLength);
     }
 
     [Fact]

@@ -99,6 +99,38 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     }
 
     [Fact]
+    public async Task Every_chat_option_maps_to_its_own_generation_setting()
+    {
+        // Engine defaults and request values are all distinct, so a swapped or dropped field shows as a wrong number.
+        var o = new KvLinkOptions();
+        fixture.Configure(o);
+        o.Generation = new GenerationOptions { MaxNewTokens = 9, Temperature = 0.25f, TopP = 0.75f, TopK = 13, Seed = 17, StopTokenIds = [3, 4] };
+        await using var engine = await KvLinkEngine.LoadAsync(fixture.Folder, o);
+        var chat = new KvLinkChatClient(engine);
+
+        var request = new ChatOptions { MaxOutputTokens = 5, Temperature = 0.5f, TopP = 0.9f, TopK = 40, Seed = 123_456_789_012L }
+            .WithDocuments("doc-a", "doc-b").WithContextMode(ContextMode.FullPrefill).WithLinkTokens(2);
+        var (query, documents, mapped) = chat.Translate(Conversation, request);
+        Assert.Equal("Which document mentions v3?", query);
+        Assert.Equal(["doc-a", "doc-b"], documents);
+        var g = Assert.IsType<KvLinkGenerationOptions>(mapped);
+        Assert.Equal(5, g.MaxNewTokens);
+        Assert.Equal(0.5f, g.Temperature);
+        Assert.Equal(0.9f, g.TopP);
+        Assert.Equal(40, g.TopK);
+        Assert.Equal(unchecked((int)123_456_789_012L), g.Seed); // the low 32 bits of a long seed
+        Assert.Equal([3, 4], g.StopTokenIds!); // ChatOptions.StopSequences are not mapped; the engine's stop tokens stay
+        Assert.Equal(ContextMode.FullPrefill, g.Mode);
+        Assert.Equal(2, g.LinkTokens);
+
+        // Unset options fall back to the engine's own settings, field by field.
+        var (_, none, fallback) = chat.Translate(Conversation, new ChatOptions());
+        Assert.Empty(none);
+        Assert.Equal((9, 0.25f, 0.75f, 13, (int?)17), (fallback.MaxNewTokens, fallback.Temperature, fallback.TopP, fallback.TopK, fallback.Seed));
+        Assert.Equal([3, 4], fallback.StopTokenIds!);
+    }
+
+    [Fact]
     public async Task Bad_requests_fail_clearly()
     {
         await using var engine = await fixture.LoadEngineAsync();

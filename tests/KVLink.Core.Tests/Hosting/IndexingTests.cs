@@ -8,6 +8,25 @@ namespace KVLink.Core.Tests.Hosting;
 public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<HostingFixture>
 {
     /// <summary>Reports synchronously, on the reporting thread (Progress&lt;T&gt; would post them later).</summary>
+    /// <summary>A store that counts writes started and finished, so a test can see whether any is still in flight.</summary>
+    private sealed class InFlightWrites(IKvCacheStore inner) : IKvCacheStore
+    {
+        private int _started, _finished;
+        public int InFlight => Volatile.Read(ref _started) - Volatile.Read(ref _finished);
+        public int Finished => Volatile.Read(ref _finished);
+        public KvCacheStoreStatistics Statistics => inner.Statistics;
+        public ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken ct = default) => inner.GetAsync(key, ct);
+        public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken ct = default)
+        {
+            Interlocked.Increment(ref _started);
+            try { await inner.PutAsync(key, entry, ct); }
+            finally { Interlocked.Increment(ref _finished); }
+        }
+        public ValueTask<bool> RemoveAsync(KvCacheKey key, CancellationToken ct = default) => inner.RemoveAsync(key, ct);
+        public ValueTask<bool> ContainsAsync(KvCacheKey key, CancellationToken ct = default) => inner.ContainsAsync(key, ct);
+        public ValueTask<long> InvalidateAsync(KvCacheScope scope, CancellationToken ct = default) => inner.InvalidateAsync(scope, ct);
+    }
+
     private sealed class Recorder(Action<KvLinkIndexingProgress>? onReport = null) : IProgress<KvLinkIndexingProgress>
     {
         public ConcurrentQueue<KvLinkIndexingProgress> Reports { get; } = new();
@@ -56,7 +75,8 @@ public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<Hostin
     public async Task Cancellation_leaves_only_complete_entries_and_a_rerun_finishes_the_rest()
     {
         var store = new MemoryKvCacheStore();
-        await using var engine = await fixture.LoadEngineAsync(store);
+        var writes = new InFlightWrites(store);
+        await using var engine = await fixture.LoadEngineAsync(writes);
         var docs = Enumerable.Range(0, 24).Select(i => HostingFixture.Doc(100 + i, words: 40)).ToList();
         using var cts = new CancellationTokenSource();
         var recorder = new Recorder(r => { if (r.DocumentsDone >= 3) cts.Cancel(); });
@@ -64,10 +84,11 @@ public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<Hostin
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
             engine.PrecomputeAllAsync(docs, new KvLinkIndexingOptions { MaxDegreeOfParallelism = 2 }, recorder, cts.Token));
 
-        // Nothing of the cancelled run is still being written once it has returned.
+        // Nothing of the cancelled run is still being written once it has returned: every write it started has finished
+        // (the store counts them, so this needs no waiting to see whether the count still moves).
+        Assert.Equal(0, writes.InFlight);
         int stored = store.Count;
-        await Task.Delay(300);
-        Assert.Equal(stored, store.Count);
+        Assert.Equal(writes.Finished, stored);
         Assert.InRange(stored, 3, docs.Count - 1);
 
         long missingTokens = 0;

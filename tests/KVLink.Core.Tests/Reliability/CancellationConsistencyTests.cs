@@ -89,6 +89,8 @@ public sealed class CancellationConsistencyTests(EngineFixture fx, ITestOutputHe
             }
             // An encode shared with a cancelled caller still finishes and stores its entry: wait (bounded) for quiet.
             for (int i = 0; i < 200 && (engine.QueueLength > 0 || Directory.GetFiles(file.Directory, "*.tmp").Length > 0); i++) await Task.Delay(25);
+            Assert.True(engine.QueueLength == 0 && Directory.GetFiles(file.Directory, "*.tmp").Length == 0,
+                $"the shared encode had not finished within 5 s ({engine.QueueLength} queued, {Directory.GetFiles(file.Directory, "*.tmp").Length} .tmp files)");
             AssertStoreHoldsOnlyWholeEntries(file);
         }
 
@@ -122,8 +124,8 @@ public sealed class CancellationConsistencyTests(EngineFixture fx, ITestOutputHe
         await using (var again = Engine(file))
             Assert.Equal(reference, (await again.GenerateAsync(query, ids, Greedy)).TokenIds);
         Assert.Equal(0, engine.QueueLength);
-        for (int i = 0; i < 200 && Directory.GetFiles(file.Directory, "*.tmp").Length > 0; i++) await Task.Delay(25);
-        Assert.Empty(Directory.GetFiles(file.Directory, "*.tmp")); // no write was abandoned half-way
+        for (int i = 0; i < 200 && Directory.GetFiles(file.Directory, "*.tmp").Length > 0; i++) await Task.Delay(25); // bounded: 5 s
+        Assert.True(Directory.GetFiles(file.Directory, "*.tmp").Length == 0, "a .tmp file was still there 5 s after the requests ended: a write was abandoned half-way");
         Assert.Equal(0, file.Statistics.Rejected);
         output.WriteLine($"cancellation sweep: {cancelled} requests cancelled, {completed} completed, store consistent after each");
         Assert.True(cancelled >= 6 && completed >= 1, $"{cancelled} cancelled, {completed} completed: the sweep must hit both outcomes");

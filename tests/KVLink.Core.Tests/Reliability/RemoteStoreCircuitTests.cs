@@ -39,14 +39,16 @@ public sealed class RemoteStoreCircuitTests(ITestOutputHelper output) : IDisposa
     {
         _server!.Dispose();
         _server = null;
+        // Waits for the client's own reconnect thread to notice the server is gone (bounded: 15 s).
         for (int i = 0; i < 300 && connected(); i++) await Task.Delay(50);
-        Assert.False(connected());
+        Assert.False(connected(), "the client still reported a connection 15 s after the server stopped");
     }
 
     private static async Task WaitFor(Func<bool> condition)
     {
+        // Waits for another thread (the client's reconnect loop) to reach the state (bounded: 15 s).
         for (int i = 0; i < 300 && !condition(); i++) await Task.Delay(50);
-        Assert.True(condition());
+        Assert.True(condition(), "the awaited connection state was not reached within 15 s");
     }
 
     /// <summary>Runs a call that would wait for the client's own timeout: it is given up when the fake clock passes the store's.</summary>

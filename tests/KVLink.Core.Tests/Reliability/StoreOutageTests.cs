@@ -47,8 +47,9 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
 
     private static async Task WaitConnected(IConnectionMultiplexer connection, bool connected)
     {
+        // Waits for the client's reconnect thread (bounded: 30 s).
         for (int i = 0; i < 300 && connection.IsConnected != connected; i++) await Task.Delay(100);
-        Assert.Equal(connected, connection.IsConnected);
+        Assert.True(connected == connection.IsConnected, $"the connection did not become {(connected ? "connected" : "disconnected")} within 30 s");
     }
 
     [Fact]

@@ -1,5 +1,3 @@
-using System.IO.Compression;
-using System.Reflection;
 using KVLink.Core.Tokenization;
 
 namespace KVLink.Core.Tests.Tokenization;
@@ -26,17 +24,5 @@ internal static class Cl100kTestData
     /// <summary>The same ranks with the Llama 3.0 special-token names (Meta-Llama-3-8B's tokenizer.json).</summary>
     public static LlamaTokenizer Llama30Tokenizer => SharedLlama30.Value;
 
-    public static Stream OpenTiktoken()
-    {
-        var assembly = Assembly.Load("Microsoft.ML.Tokenizers.Data.Cl100kBase");
-        string name = assembly.GetManifestResourceNames().Single(n => n.Contains("cl100k_base.tiktoken", StringComparison.Ordinal));
-        Stream resource = assembly.GetManifestResourceStream(name)!;
-        if (!name.EndsWith(".deflate", StringComparison.Ordinal))
-            return resource;
-        var plain = new MemoryStream();
-        using (var inflate = new DeflateStream(resource, CompressionMode.Decompress))
-            inflate.CopyTo(plain);
-        plain.Position = 0;
-        return plain;
-    }
+    public static Stream OpenTiktoken() => KVLink.TestSupport.Cl100kTiktoken.Open();
 }
