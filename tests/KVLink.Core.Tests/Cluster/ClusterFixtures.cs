@@ -12,6 +12,10 @@ namespace KVLink.Core.Tests.Cluster;
 public abstract class ClusterFixture : IAsyncLifetime
 {
     private RedisCache? _redisCache;
+    private int _victims;
+
+    /// <summary>The next master a failover test may kill (0, 1, 2).</summary>
+    public int NextVictim() => Interlocked.Increment(ref _victims) - 1;
 
     protected abstract string Backend { get; }
 

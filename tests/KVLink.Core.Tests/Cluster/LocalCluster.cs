@@ -244,7 +244,7 @@ public sealed class LocalCluster : IAsyncDisposable
             Directory.CreateDirectory(dir);
             var server = new GarnetServer([
                 "--bind", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), "--cluster", "--aof",
-                "--memory", "256m", "--index", "8m", "--checkpointdir", Path.Combine(dir, "cp"), "--logdir", Path.Combine(dir, "log"),
+                "--memory", "256m", "--index", "8m", "--checkpointdir", Path.Combine(dir, "cp"), "--device-type", "RandomAccess",
                 "--cluster-timeout", "2", "--gossip-delay", "1",
             ]);
             server.Start();
