@@ -246,7 +246,7 @@ public sealed class LocalCluster : IAsyncDisposable
                 "--bind", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), "--cluster", "--aof",
                 "--memory", "256m", "--index", "8m", "--checkpointdir", Path.Combine(dir, "cp"), "--device-type", "RandomAccess",
                 "--cluster-timeout", "2", "--gossip-delay", "1",
-            ]);
+            ], Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance); // its gossip retries would flood the test log
             server.Start();
             return new GarnetNode(server, port);
         }
