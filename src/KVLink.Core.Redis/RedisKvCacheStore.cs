@@ -11,8 +11,8 @@ namespace KVLink.Core.Redis;
 /// Each entry is its <see cref="KvCacheFormat"/> bytes split into chunks under a per-write id, plus a manifest
 /// naming that write; the manifest is swapped atomically (GETSET) after the chunks are written, so readers
 /// see a whole entry or none, and the checksum catches anything else. An entry's keys share one hash tag, so a
-/// cluster keeps them in one slot. Index sets per tenant, model and document make invalidation possible without
-/// scanning the server. Server errors are logged and read as misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>)
+/// cluster keeps them in one slot. Index sets per tenant, model and document (on a cluster, one per slot, next to
+/// the entries they list) make invalidation possible without scanning the server (docs/scale-out.md). Server errors are logged and read as misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>)
 /// or skipped (a write, <see cref="KvCacheStoreStatistics.FailedWrites"/>): a cache outage never fails a request.
 /// Each call is bounded by <see cref="RedisKvCacheStoreOptions.OperationTimeout"/>, and after
 /// <see cref="RedisKvCacheStoreOptions.FailuresBeforeBreak"/> failures in a row the server is skipped for
