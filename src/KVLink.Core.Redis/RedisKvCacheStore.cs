@@ -11,8 +11,8 @@ namespace KVLink.Core.Redis;
 /// Each entry is its <see cref="KvCacheFormat"/> bytes split into chunks under a per-write id, plus a manifest
 /// naming that write; the manifest is swapped atomically (GETSET) after the chunks are written, so readers
 /// see a whole entry or none, and the checksum catches anything else. An entry's keys share one hash tag, so a
-/// cluster keeps them in one slot. Index sets per tenant, model and document make invalidation possible without
-/// scanning the server. Server errors are logged and read as misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>)
+/// cluster keeps them in one slot. Index sets per tenant, model and document (on a cluster, one per slot, next to
+/// the entries they list) make invalidation possible without scanning the server (docs/scale-out.md). Server errors are logged and read as misses (a read, <see cref="KvCacheStoreStatistics.Unavailable"/>)
 /// or skipped (a write, <see cref="KvCacheStoreStatistics.FailedWrites"/>): a cache outage never fails a request.
 /// Each call is bounded by <see cref="RedisKvCacheStoreOptions.OperationTimeout"/>, and after
 /// <see cref="RedisKvCacheStoreOptions.FailuresBeforeBreak"/> failures in a row the server is skipped for
@@ -57,11 +57,22 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
 
     private IDatabase Db => _connection.GetDatabase(_options.Database);
 
-    // Layout version 2: {key32} is a hash tag, so an entry's manifest and chunks share a cluster slot (one MGET/DEL).
-    internal string Manifest(string hash) => $"{_options.KeyPrefix}:v2:{{{hash}}}:m";
-    internal string Chunk(string hash, string write, int i) => $"{_options.KeyPrefix}:v2:{{{hash}}}:c:{write}:{i}";
-    internal string Index(string kind, string hash) => $"{_options.KeyPrefix}:v2:ix:{kind}:{hash}";
-    internal string AllIndex => $"{_options.KeyPrefix}:v2:ix:all";
+    // Layout version 3 (docs/cache-format.md): {key32} is a hash tag, so an entry's manifest and chunks share a cluster
+    // slot (one MGET/DEL). Index sets are split by partition: on a cluster the partition is the entry's slot and the
+    // set's hash tag is a tag of that same slot, so an entry and its index memberships live on one master, are
+    // replicated in the order they were written and are lost together in a failover; on a single server there is one
+    // partition (0). Invalidation reads the scope's set in every partition.
+    internal string Manifest(string hash) => $"{_options.KeyPrefix}:v3:{{{hash}}}:m";
+    internal string Chunk(string hash, string write, int i) => $"{_options.KeyPrefix}:v3:{{{hash}}}:c:{write}:{i}";
+    internal string Index(string kind, string hash, int partition = 0) => $"{_options.KeyPrefix}:v3:ix:{kind}:{hash}:{{{HashSlots.TagOf(partition)}}}";
+    internal string AllIndex => AllIndexIn(0);
+    private string AllIndexIn(int partition) => $"{_options.KeyPrefix}:v3:ix:all:{{{HashSlots.TagOf(partition)}}}";
+
+    /// <summary>Whether the connection talks to a Redis Cluster (then index sets are kept per slot).</summary>
+    internal bool IsCluster => _connection.GetServers().Any(s => s.ServerType == ServerType.Cluster);
+
+    /// <summary>The index partition of an entry: its hash slot on a cluster, 0 on a single server.</summary>
+    private int PartitionOf(string hash) => IsCluster ? HashSlots.Of(hash) : 0;
 
     /// <inheritdoc/>
     public async ValueTask<DocumentKvCache?> GetAsync(KvCacheKey key, CancellationToken cancellationToken = default)
@@ -153,22 +164,29 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         await Task.WhenAll(writes).ConfigureAwait(false);
         // Indexed before the manifest is visible, so no entry can be served that an invalidation would not find;
         // a member without a manifest is harmless (invalidation drops it).
+        int p = PartitionOf(key.Hash);
         await Task.WhenAll(
-            AddToIndex(db, Index("t", key.TenantHash), key.Hash), AddToIndex(db, Index("m", key.ModelHash), key.Hash),
-            AddToIndex(db, Index("d", key.DocumentHash), key.Hash), AddToIndex(db, AllIndex, key.Hash)).ConfigureAwait(false);
+            AddToIndex(db, Index("t", key.TenantHash, p), key.Hash), AddToIndex(db, Index("m", key.ModelHash, p), key.Hash),
+            AddToIndex(db, Index("d", key.DocumentHash, p), key.Hash), AddToIndex(db, AllIndexIn(p), key.Hash)).ConfigureAwait(false);
         string m = Manifest(key.Hash);
         RedisValue old;
-        try { old = await db.StringGetSetAsync(m, manifest.ToString()).ConfigureAwait(false); }
+        try { old = await SwapManifest(db, m, manifest).ConfigureAwait(false); }
         catch (RedisServerException e) when (IsWrongType(e))
         {
             // A key of another type under the manifest's name would refuse every write forever: it holds no entry of ours.
             _logger.LogWarning("KV cache store {Store}: manifest key {Manifest} held another Redis type and was replaced", nameof(RedisKvCacheStore), m);
             await db.KeyDeleteAsync(m).ConfigureAwait(false);
-            old = await db.StringGetSetAsync(m, manifest.ToString()).ConfigureAwait(false);
+            old = await SwapManifest(db, m, manifest).ConfigureAwait(false);
         }
-        if (_options.TimeToLive is { } t) await db.KeyExpireAsync(m, t).ConfigureAwait(false);
         return ChunkManifest.Parse(old, _options.MaxEntryBytes);
     }
+
+    /// <summary>
+    /// One command sets the manifest (with its TTL: SET ... EX ... GET) and returns the one it replaced, so a write the
+    /// server accepted always carries its expiry and is counted only once that single reply arrived.
+    /// </summary>
+    private Task<RedisValue> SwapManifest(IDatabase db, string m, ChunkManifest manifest) =>
+        _options.TimeToLive is { } ttl ? db.StringSetAndGetAsync(m, manifest.ToString(), ttl) : db.StringGetSetAsync(m, manifest.ToString());
 
     /// <summary>SADD; a key of another type under the index's name holds no member of ours, so it is replaced by a set.</summary>
     private async Task AddToIndex(IDatabase db, string set, string hash)
@@ -219,24 +237,41 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     public async ValueTask<IReadOnlyCollection<string>> InvalidateKeysAsync(KvCacheScope scope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(scope);
-        string set = scope.DocumentId is not null ? Index("d", KvCacheKey.HashOf("document", scope.DocumentId)[..16])
-            : scope.Tenant is not null ? Index("t", KvCacheKey.HashOf("tenant", scope.Tenant)[..16])
-            : scope.ModelFingerprint is not null ? Index("m", KvCacheKey.HashOf("model", scope.ModelFingerprint)[..16])
-            : AllIndex;
-        RedisValue[] members;
-        try { members = await _circuit.RunAsync(_ => Db.SetMembersAsync(set), IsOutage, cancellationToken).ConfigureAwait(false); }
-        catch (RedisServerException e) when (IsWrongType(e)) { throw await WrongTypedIndex(set, e, cancellationToken).ConfigureAwait(false); }
+        Func<int, string> set = scope.DocumentId is not null ? p => Index("d", KvCacheKey.HashOf("document", scope.DocumentId)[..16], p)
+            : scope.Tenant is not null ? p => Index("t", KvCacheKey.HashOf("tenant", scope.Tenant)[..16], p)
+            : scope.ModelFingerprint is not null ? p => Index("m", KvCacheKey.HashOf("model", scope.ModelFingerprint)[..16], p)
+            : AllIndexIn;
+
+        // Every partition's set (one on a single server, one per slot on a cluster: pipelined, a batch per bounded call).
+        var members = new List<(string Set, string Hash)>();
+        var wrongTyped = new List<string>();
+        int partitions;
+        try
+        {
+            partitions = IsCluster ? HashSlots.Count : 1;
+            for (int start = 0; start < partitions; start += Batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var sets = Enumerable.Range(start, Math.Min(Batch, partitions - start)).Select(set).ToArray();
+                var found = await _circuit.RunAsync(_ => Task.WhenAll(sets.Select(ReadIndex)), IsOutage, cancellationToken).ConfigureAwait(false);
+                for (int i = 0; i < sets.Length; i++)
+                {
+                    if (found[i] is null) wrongTyped.Add(sets[i]);
+                    else foreach (var member in found[i]!) members.Add((sets[i], member!));
+                }
+            }
+        }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested) { throw Unreachable("invalidate " + scope, e); }
+        if (wrongTyped.Count > 0) throw await WrongTypedIndex(wrongTyped, cancellationToken).ConfigureAwait(false);
 
         // One bounded call per member, so a long invalidation is not cut by the operation timeout.
         var removed = new List<string>();
         try
         {
-            foreach (var member in members)
+            foreach (var (indexSet, hash) in members)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                string hash = member!;
-                if (await _circuit.RunAsync(_ => RemoveMember(set, hash, scope), IsOutage, cancellationToken).ConfigureAwait(false)) removed.Add(hash);
+                if (await _circuit.RunAsync(_ => RemoveMember(indexSet, hash, scope), IsOutage, cancellationToken).ConfigureAwait(false)) removed.Add(hash);
             }
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
@@ -246,6 +281,13 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         }
         _counters.Remove(removed.Count);
         return removed;
+    }
+
+    /// <summary>SMEMBERS of one index set; null when the key holds another Redis type.</summary>
+    private async Task<RedisValue[]?> ReadIndex(string set)
+    {
+        try { return await Db.SetMembersAsync(set).ConfigureAwait(false); }
+        catch (RedisServerException e) when (IsWrongType(e)) { return null; }
     }
 
     private async Task<bool> RemoveMember(string set, string hash, KvCacheScope scope)
@@ -264,15 +306,18 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         return scope.MatchesHashes(manifest.Tenant, manifest.Model, manifest.Document) && await RemoveHash(db, hash).ConfigureAwait(false);
     }
 
-    /// <summary>The wrong-typed index is deleted (later writes rebuild it); the caller learns the invalidation may be incomplete.</summary>
-    private async Task<Exception> WrongTypedIndex(string set, RedisServerException e, CancellationToken cancellationToken)
+    /// <summary>Wrong-typed index keys are deleted (later writes rebuild them); the caller learns the invalidation may be incomplete.</summary>
+    private async Task<Exception> WrongTypedIndex(List<string> sets, CancellationToken cancellationToken)
     {
-        try { await _circuit.RunAsync(_ => Db.KeyDeleteAsync(set), IsOutage, cancellationToken).ConfigureAwait(false); }
-        catch (Exception d) when (!cancellationToken.IsCancellationRequested) { return Unreachable("repair the index " + set, d); }
-        string message = $"{nameof(RedisKvCacheStore)}: the index key {set} held another Redis type, not the store's set ({e.Message}); it was deleted, "
-            + "so entries written before cannot be found by this invalidation (they expire with the TTL, or can be removed one by one).";
+        foreach (var set in sets)
+        {
+            try { await _circuit.RunAsync(_ => Db.KeyDeleteAsync(set), IsOutage, cancellationToken).ConfigureAwait(false); }
+            catch (Exception d) when (!cancellationToken.IsCancellationRequested) { return Unreachable("repair the index " + set, d); }
+        }
+        string message = $"{nameof(RedisKvCacheStore)}: the index key {sets[0]}{(sets.Count > 1 ? $" (and {sets.Count - 1} more)" : "")} held another Redis type, "
+            + "not the store's set; it was deleted, so entries written before cannot be found by this invalidation (they expire with the TTL, or can be removed one by one).";
         _logger.LogWarning("KV cache store {Store}: {Message}", nameof(RedisKvCacheStore), message);
-        return new KvCacheStoreUnavailableException(message, e);
+        return new KvCacheStoreUnavailableException(message);
     }
 
     /// <summary>Deletes the manifest (whatever its type), then the chunks and index memberships of a valid one; false when there was no valid entry.</summary>
@@ -284,9 +329,10 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         catch (RedisServerException e) when (IsWrongType(e)) { await db.KeyDeleteAsync(m).ConfigureAwait(false); return false; }
         if (manifest is null) return false;
         await DeleteChunks(db, hash, manifest).ConfigureAwait(false);
+        int p = PartitionOf(hash);
         await Task.WhenAll(
-            RemoveFromIndex(db, Index("t", manifest.Tenant), hash), RemoveFromIndex(db, Index("m", manifest.Model), hash),
-            RemoveFromIndex(db, Index("d", manifest.Document), hash), RemoveFromIndex(db, AllIndex, hash)).ConfigureAwait(false);
+            RemoveFromIndex(db, Index("t", manifest.Tenant, p), hash), RemoveFromIndex(db, Index("m", manifest.Model, p), hash),
+            RemoveFromIndex(db, Index("d", manifest.Document, p), hash), RemoveFromIndex(db, AllIndexIn(p), hash)).ConfigureAwait(false);
         Interlocked.Decrement(ref _entries);
         Interlocked.Add(ref _bytes, -manifest.Length);
         return true;
