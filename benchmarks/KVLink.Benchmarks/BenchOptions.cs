@@ -5,10 +5,10 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-public enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
-public sealed class BenchOptions
+internal sealed class BenchOptions
 {
     public BenchMode Mode { get; set; }
     public int[] Contexts { get; set; } = [1000, 2000, 5000, 10000];

@@ -9,7 +9,7 @@ using StackExchange.Redis;
 namespace KVLink.Benchmarks;
 
 /// <summary>Folders and a Garnet server for the stores under test; disposed after a model's tables.</summary>
-public sealed class BenchStores(string folder) : IDisposable
+internal sealed class BenchStores(string folder) : IDisposable
 {
     private GarnetServer? _garnet;
     private ConnectionMultiplexer? _redis;

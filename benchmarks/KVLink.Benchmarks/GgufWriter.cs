@@ -12,7 +12,7 @@ namespace KVLink.Benchmarks;
 /// Hugging Face rotate_half layout to llama.cpp's interleaved (2i, 2i+1) rotary pairs; llama3 RoPE
 /// scaling is written as the <c>rope_freqs.weight</c> factors llama.cpp divides the frequencies by.
 /// </summary>
-public static class GgufWriter
+internal static class GgufWriter
 {
     private const uint Alignment = 32;
     private enum ValueType : uint { UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7, String = 8, Array = 9 }

@@ -6,7 +6,7 @@ using LLama.Native;
 namespace KVLink.Benchmarks;
 
 /// <summary>llama.cpp (through LLamaSharp and its CPU backend) over a GGUF we wrote from our own weights.</summary>
-public sealed class LlamaCppRunner : IDisposable
+internal sealed class LlamaCppRunner : IDisposable
 {
     private static readonly List<string> NativeLog = [];
     private static bool _configured;

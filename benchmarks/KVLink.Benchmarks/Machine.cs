@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>What the machine is, and what it can do, measured in the same run.</summary>
-public static class Machine
+internal static class Machine
 {
     public static string Describe()
     {

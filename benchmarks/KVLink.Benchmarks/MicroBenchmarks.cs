@@ -15,7 +15,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>Kernel-level costs on the 1B shape (16 layers, 8 kv heads, head_dim 64, bf16), with bytes/s.</summary>
-public static class MicroBenchmarks
+internal static class MicroBenchmarks
 {
     internal static int Threads = 2;
     internal static string Folder = Path.GetTempPath();

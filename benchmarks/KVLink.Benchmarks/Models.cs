@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>A model under test: config, random bf16 weights built in memory once per run, and the byte-level tokenizer.</summary>
-public sealed class BenchModel : IDisposable
+internal sealed class BenchModel : IDisposable
 {
     private BenchModel(string name, string description, LlamaConfig config, LlamaForCausalLM model, LlamaTokenizer tokenizer, TimeSpan buildTime)
         => (Name, Description, Config, Model, Tokenizer, BuildTime) = (name, description, config, model, tokenizer, buildTime);

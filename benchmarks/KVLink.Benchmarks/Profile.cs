@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>--profile: times the pieces of one 1B-shape layer at several token counts, to see where TTFT goes.</summary>
-public static class Profile
+internal static class Profile
 {
     /// <summary>Kernel timings (median of 5 after 2 warm-ups) as markdown table rows.</summary>
     public static List<string> Run(int threads, Action<string>? log = null)
@@ -57,7 +57,7 @@ public static class Profile
 }
 
 /// <summary>--llama-probe: llama.cpp prefill speed of the 1B shape per GGUF weight type (which type is llama.cpp's best here).</summary>
-public static class LlamaProbe
+internal static class LlamaProbe
 {
     public static void Run(int threads, int tokens)
     {
@@ -80,7 +80,7 @@ public static class LlamaProbe
 }
 
 /// <summary>--profile-link: the 1B link pass alone (T new tokens against S cached slots), wall and CPU time.</summary>
-public static class LinkProfile
+internal static class LinkProfile
 {
     public static void Run(int threads)
     {

@@ -2,10 +2,10 @@ using System.Text;
 
 namespace KVLink.Benchmarks;
 
-public sealed record LogitCheckResult(int Tokens, double MaxAbsDiff, double MaxAbsLogit, long ArgmaxAgree);
-public sealed record MicroResult(string Name, string Size, double MeanNs, double ErrorNs, long Bytes);
+internal sealed record LogitCheckResult(int Tokens, double MaxAbsDiff, double MaxAbsLogit, long ArgmaxAgree);
+internal sealed record MicroResult(string Name, string Size, double MeanNs, double ErrorNs, long Bytes);
 
-public sealed class ModelReport(string name, string description, TimeSpan buildTime, long cacheBytesPerToken)
+internal sealed class ModelReport(string name, string description, TimeSpan buildTime, long cacheBytesPerToken)
 {
     public string Name { get; } = name;
     public string Description { get; } = description;
@@ -23,7 +23,7 @@ public sealed class ModelReport(string name, string description, TimeSpan buildT
     public long RssBase { get; set; }
 }
 
-public sealed class Report(BenchOptions options)
+internal sealed class Report(BenchOptions options)
 {
     public string Machine { get; set; } = "";
     public string LoadBefore { get; set; } = "";

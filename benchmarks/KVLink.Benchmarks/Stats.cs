@@ -1,6 +1,6 @@
 namespace KVLink.Benchmarks;
 
-public static class Stats
+internal static class Stats
 {
     public static double Median(IEnumerable<double> values)
     {

@@ -13,7 +13,7 @@ namespace KVLink.Benchmarks;
 /// process so load from other work affects both alike. Measured here rather than asserted in a test: timings on a
 /// shared machine are not a pass/fail signal.
 /// </summary>
-public static class TokenizerThroughput
+internal static class TokenizerThroughput
 {
     public static void Run(Action<string> log)
     {

@@ -11,7 +11,7 @@ namespace KVLink.Benchmarks;
 /// entry for non-finite numbers against copying that entry once (what any load costs at least).
 /// <c>dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- --trust-costs</c>
 /// </summary>
-public static class TrustCosts
+internal static class TrustCosts
 {
     public static void Run(int threads, int runs = 5)
     {

@@ -14,7 +14,7 @@ namespace KVLink.Benchmarks;
 /// posix_fadvise DONTNEED on each entry file) or left warm, the file store writing int8 entries, and the Redis store
 /// against a real Redis-protocol server (Microsoft Garnet, in process, loopback).
 /// </summary>
-public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null, bool FromDisk = false)
+internal sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null, bool FromDisk = false)
 {
     public static IReadOnlyList<StoreUnderTest> All(BenchStores stores) =>
     [
@@ -27,7 +27,7 @@ public sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, st
 }
 
 /// <summary>Medians of one (model, store, context) cell.</summary>
-public sealed class TtftCell
+internal sealed class TtftCell
 {
     public required string Model { get; init; }
     public required string Store { get; init; }
@@ -45,7 +45,7 @@ public sealed class TtftCell
     public double Int8BytesPerToken { get; set; }
 }
 
-public sealed class KCell
+internal sealed class KCell
 {
     public int PromptTokens { get; set; }
     public int ComputedTokens { get; set; }
@@ -61,7 +61,7 @@ public sealed class KCell
     public double FloorMs(double bandwidth) => CacheBytes / bandwidth * 1000 + Stats.Median(ForwardFloorMs);
 }
 
-public sealed class TtftBench(BenchModel model, BenchOptions options, double copyBandwidth, Action<string> log)
+internal sealed class TtftBench(BenchModel model, BenchOptions options, double copyBandwidth, Action<string> log)
 {
     public const string Question = "Who built the lighthouse?";
 
@@ -227,7 +227,7 @@ public sealed class TtftBench(BenchModel model, BenchOptions options, double cop
 }
 
 /// <summary>A KV cache with the prefix and every document already placed: times the forward pass over the computed tokens alone.</summary>
-public sealed class FloorProbe : IDisposable
+internal sealed class FloorProbe : IDisposable
 {
     private readonly LlamaForCausalLM _model;
     private readonly PromptLayout _layout;

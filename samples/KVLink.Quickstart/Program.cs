@@ -19,9 +19,8 @@ modelPath ??= DemoModel.FindFolder()
 // here has at most 10 documents), so that no query has to encode a document it has not seen in that slot.
 var options = new KvLinkOptions { LinkTokens = 5, DType = ComputeDType.Float32, PrecomputeSlots = 10 };
 await using var engine = await DemoModel.LoadEngineAsync(modelPath, options);
-var cfg = engine.Model.Config;
 Console.WriteLine($"Model: {modelPath}");
-Console.WriteLine($"       {cfg.NumHiddenLayers} layers, hidden {cfg.HiddenSize}, vocab {cfg.VocabSize}, {engine.Model.DType}; prompt format {engine.PromptFormat.Name}");
+Console.WriteLine($"       {engine.ModelId}, {engine.Options.DType}; prompt format {engine.PromptFormat.Name}");
 
 // Six held-out questions of the synthetic corpus (never seen in training), each with its own 5-10 documents:
 // the facts are invented per question, so the answer can only come from the documents.

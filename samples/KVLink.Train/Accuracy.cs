@@ -9,7 +9,7 @@ using KVLink.Training;
 namespace KVLink.Train;
 
 /// <summary>The accuracy table: every row measured in one run, through the engine (real generation, greedy).</summary>
-public static class Accuracy
+internal static class Accuracy
 {
     public sealed record Row(string Method, string Checkpoint, ContextMode Mode, int LinkTokens);
 

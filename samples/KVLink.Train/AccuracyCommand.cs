@@ -10,7 +10,7 @@ namespace KVLink.Train;
 /// <c>accuracy</c>: the demo table on the synthetic held-out split, written into docs/accuracy.md between markers.
 /// <c>eval</c>: any checkpoint on any QA JSONL (synthetic, NQ- or HotpotQA-style), printed.
 /// </summary>
-public static class AccuracyCommand
+internal static class AccuracyCommand
 {
     public const string Begin = "<!-- accuracy-table:begin -->", End = "<!-- accuracy-table:end -->";
 

@@ -21,7 +21,7 @@ namespace KVLink.Train;
 /// random-drop baseline, and with int8 storage; plus how often names survive compared with template words.
 /// Writes docs/compression.md between markers.
 /// </summary>
-public static class CompressionCommand
+internal static class CompressionCommand
 {
     private const string Begin = "<!-- compression-table:begin -->", End = "<!-- compression-table:end -->";
 

@@ -8,7 +8,7 @@ using KVLink.Training;
 namespace KVLink.Train;
 
 /// <summary>The <c>demo</c> command: retrains both demo models from scratch, then measures the accuracy table.</summary>
-public static class Demo
+internal static class Demo
 {
     public static async Task RunAsync(Options o)
     {

@@ -12,7 +12,7 @@ namespace KVLink.Train;
 /// How the demo model is made, start to finish: corpus, tokenizer, a 4-layer Llama trained from scratch with full attention,
 /// then KVLink fine-tuning (segment mask, K drawn from {0, 1, 5}). Every number of the recipe lives here.
 /// </summary>
-public sealed record DemoRecipe
+internal sealed record DemoRecipe
 {
     public ulong Seed { get; init; } = 1234;
     public int TrainQuestionsPerKind { get; init; } = 20000;
@@ -134,7 +134,7 @@ public sealed record DemoRecipe
 }
 
 /// <summary>An <see cref="IProgress{T}"/> that reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 {
     public void Report(T value) => report(value);
 }

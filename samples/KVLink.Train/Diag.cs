@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace KVLink.Train;
 
 /// <summary>Development aid: the top predictions of a checkpoint at each response token of a few held-out questions.</summary>
-public static class Diag
+internal static class Diag
 {
     public static void Run(Options o)
     {

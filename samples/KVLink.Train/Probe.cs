@@ -8,7 +8,7 @@ namespace KVLink.Train;
 /// A fast learning signal while training: teacher-forced accuracy on held-out questions (every response token predicted
 /// correctly from the true prefix), one forward pass each. The accuracy table itself uses real generation through the engine.
 /// </summary>
-public static class Probe
+internal static class Probe
 {
     public static string Run(LlamaForCausalLM model, TrainingExampleBuilder builder, IReadOnlyList<SyntheticRagQuestion> questions,
         TrainingAttention attention, int linkTokens)

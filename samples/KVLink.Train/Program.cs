@@ -69,7 +69,7 @@ root.SetAction(r => new System.CommandLine.Help.HelpAction().Invoke(r));
 return await root.Parse(args).InvokeAsync();
 
 /// <summary>The options a command was given. Each accessor returns the caller's default when the option was not on the command line.</summary>
-public sealed class Options(ParseResult result)
+internal sealed class Options(ParseResult result)
 {
     private OptionResult? Given(string name) =>
         result.GetResult("--" + name) is OptionResult { Implicit: false } r ? r : null;

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace KVLink.Train;
 
 /// <summary>A quick check that the trainer learns in-context copying: random name sequences, repeated.</summary>
-public static class Sanity
+internal static class Sanity
 {
     public static void Run(Options o)
     {

@@ -19,7 +19,7 @@ namespace KVLink.Training;
 /// In BFloat16 the parameters and AdamW's moments are bf16 (no fp32 master copy). Not thread-safe: use one thread
 /// (TorchSharp dispose scopes are thread-local).
 /// </remarks>
-public sealed class KvLinkTrainer : IDisposable
+internal sealed class KvLinkTrainer : IDisposable
 {
     /// <summary>The trainer-state file of a checkpoint (step, data generator state, options).</summary>
     public const string StateFileName = "trainer_state.json";

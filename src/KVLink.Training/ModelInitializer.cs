@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace KVLink.Training;
 
 /// <summary>Creates freshly initialised Llama models for training from scratch.</summary>
-public static class ModelInitializer
+internal static class ModelInitializer
 {
     /// <summary>
     /// A model for <paramref name="config"/>: embeddings ~ N(0, 0.02²); projections ~ N(0, 1/fan_in) so that attention

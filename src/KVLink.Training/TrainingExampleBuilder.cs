@@ -67,7 +67,7 @@ public sealed class TrainingExampleBuilder
     public bool DocumentLoss { get; }
 
     /// <summary>The prompt layout of a QA sample (without the answer).</summary>
-    public PromptLayout Layout(QaSample sample, int? linkTokens = null)
+    internal PromptLayout Layout(QaSample sample, int? linkTokens = null)
     {
         ArgumentNullException.ThrowIfNull(sample);
         var docs = sample.Documents.Select((d, slot) => Format.Document(Tokenizer, d, slot)).ToList();

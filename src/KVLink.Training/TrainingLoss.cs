@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace KVLink.Training;
 
 /// <summary>Cross-entropy on an example's target tokens only, under its attention mask, at positions 0..T-1.</summary>
-public static class TrainingLoss
+internal static class TrainingLoss
 {
     /// <summary>
     /// The summed cross-entropy (fp32 scalar) of the example's target tokens, each predicted from the logits of the

@@ -5,7 +5,7 @@ namespace KVLink.TestSupport;
 
 /// <summary>cl100k_base ranks shipped (deflated) inside Microsoft.ML.Tokenizers.Data.Cl100kBase: a real-size
 /// stand-in for Llama 3's tiktoken file, for the tokenizer tests and the tokenizer throughput benchmark.</summary>
-public static class Cl100kTiktoken
+internal static class Cl100kTiktoken
 {
     /// <summary>The tiktoken ranks as a readable stream (inflated when the package ships them deflated).</summary>
     public static Stream Open()

@@ -3,7 +3,7 @@ using System.Text;
 namespace KVLink.TestSupport;
 
 /// <summary>The text of the tokenizer throughput benchmark and its correctness test.</summary>
-public static class LongMixedText
+internal static class LongMixedText
 {
     /// <summary>About a million characters of English, accented Latin, CJK, code, emoji and astral letters, with \r\n and tabs.</summary>
     public static string Create()

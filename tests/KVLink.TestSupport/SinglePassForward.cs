@@ -10,7 +10,7 @@ namespace KVLink.TestSupport;
 /// whole prompt with positions 0..T-1 and the segment mask. Mathematically equal to encoding each
 /// document alone, re-rotating and running the link-token pass: the oracle the engine is tested against.
 /// </summary>
-public static class SinglePassForward
+internal static class SinglePassForward
 {
     /// <summary>Logits of every prompt token ([1, T, vocab]); fills <paramref name="cache"/> when given so decoding can continue.</summary>
     public static Tensor Forward(LlamaForCausalLM model, PromptLayout layout, AttentionCache? cache = null, bool lastOnly = false)

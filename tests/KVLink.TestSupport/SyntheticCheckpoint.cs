@@ -11,7 +11,7 @@ namespace KVLink.TestSupport;
 /// followed by the 256 Llama-3 special tokens (so link tokens and memory markers exist, as in Llama 3).
 /// For tests, samples and benchmarks: no download needed. Random weights give meaningless text.
 /// </summary>
-public static class SyntheticCheckpoint
+internal static class SyntheticCheckpoint
 {
     /// <summary>Vocabulary of the synthetic tokenizer: 256 bytes + 256 Llama-3 special tokens.</summary>
     public const int VocabSize = 256 + Llama3SpecialTokens.Count;

@@ -10,7 +10,7 @@ namespace KVLink.Core.Caching;
 public sealed class DocumentKvCache : IDisposable
 {
     /// <summary>Creates an entry; the tensors are owned by it from now on.</summary>
-    public DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text,
+    internal DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text,
         string tenant = KvCacheKey.DefaultTenant, KvCacheRope? rope = null, double keepFraction = 1.0)
     {
         if (!(keepFraction > 0 && keepFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(keepFraction), keepFraction, "The kept fraction must be in (0, 1].");
@@ -47,7 +47,7 @@ public sealed class DocumentKvCache : IDisposable
     /// <summary>The tenant (namespace) the entry belongs to.</summary>
     public string Tenant { get; }
     /// <summary>The rotary embedding of the keys, when known (required to store keys quantised).</summary>
-    public KvCacheRope? Rope { get; }
+    internal KvCacheRope? Rope { get; }
 
     /// <summary>Fraction of the document's body tokens kept by compression before encoding (1 = uncompressed).</summary>
     public double KeepFraction { get; }

@@ -8,7 +8,7 @@ namespace KVLink.Core.Caching;
 /// must not dispose or change the entry's own tensors. The default (no transfer) lets the attention cache
 /// copy straight from the entry, which is right when the model runs on the CPU.
 /// </summary>
-public interface IKvCacheTransfer
+internal interface IKvCacheTransfer
 {
     /// <summary>Keys and values of <paramref name="entry"/> ready to copy into a cache on <paramref name="device"/>.</summary>
     (Tensor Keys, Tensor Values) ToDevice(DocumentKvCache entry, Device device);

@@ -10,7 +10,7 @@ namespace KVLink.Core.Caching;
 /// <param name="HeadDim">Width of one head.</param>
 /// <param name="Theta">RoPE base.</param>
 /// <param name="Scaling">llama3 frequency scaling, or null.</param>
-public sealed record KvCacheRope(int HeadDim, double Theta, Llama3RopeScaling? Scaling)
+internal sealed record KvCacheRope(int HeadDim, double Theta, Llama3RopeScaling? Scaling)
 {
     /// <summary>The settings of a model config.</summary>
     public static KvCacheRope FromConfig(LlamaConfig config)

@@ -16,7 +16,7 @@ public sealed class DocumentCompressionOptions
     /// The model that scores tokens by self-information; null (default) uses the engine's own model. A smaller model
     /// with the same tokenizer makes compression cheaper. Runs on the engine's model thread. Not bindable from configuration.
     /// </summary>
-    public LlamaForCausalLM? ScorerModel { get; set; }
+    internal LlamaForCausalLM? ScorerModel { get; set; }
 
     /// <summary>Replaces self-information scoring altogether (for example <see cref="RandomTokenScorer"/>, the random-drop baseline). Not bindable from configuration.</summary>
     public ITokenScorer? Scorer { get; set; }

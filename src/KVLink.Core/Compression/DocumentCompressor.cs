@@ -6,7 +6,7 @@ namespace KVLink.Core.Compression;
 /// in their original order. Deterministic: the same tokens, model and fraction give the same result
 /// (ties are broken by position).
 /// </summary>
-public sealed class DocumentCompressor(ITokenScorer scorer)
+internal sealed class DocumentCompressor(ITokenScorer scorer)
 {
     /// <summary>The scorer.</summary>
     public ITokenScorer Scorer { get; } = scorer ?? throw new ArgumentNullException(nameof(scorer));

@@ -5,7 +5,7 @@ namespace KVLink.Core.Compression;
 /// so compression with it keeps a random subset (still keeping the header and structural tokens). Deterministic.
 /// Used to show that scoring by information matters.
 /// </summary>
-public sealed class RandomTokenScorer(ulong seed = 0) : ITokenScorer
+internal sealed class RandomTokenScorer(ulong seed = 0) : ITokenScorer
 {
     /// <inheritdoc/>
     public string Name => $"random-{seed}";

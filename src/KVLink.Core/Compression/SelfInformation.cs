@@ -9,7 +9,7 @@ namespace KVLink.Core.Compression;
 /// Long documents are scored in windows that each see up to <see cref="Context"/> preceding tokens of the
 /// same document, so the cost stays linear in the document length.
 /// </summary>
-public sealed class SelfInformation(LlamaForCausalLM model, int window = 512, int context = 256) : ITokenScorer
+internal sealed class SelfInformation(LlamaForCausalLM model, int window = 512, int context = 256) : ITokenScorer
 {
     /// <inheritdoc/>
     public string Name => $"selfinfo-w{Window}-c{Context}";

@@ -33,7 +33,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>Creates an engine over a loaded model and tokenizer.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
-    public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options = null, IKvCacheStore? store = null)
+    internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options = null, IKvCacheStore? store = null)
         : this(model, tokenizer, options, store, null)
     {
     }
@@ -42,7 +42,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <exception cref="ArgumentException">Invalid options (the message names the setting), or a prompt format whose
     /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
     /// <exception cref="InvalidDataException">The tokenizer has token ids at or above the model's vocab_size.</exception>
-    public KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
+    internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
         : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false)
     {
     }
@@ -122,7 +122,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// </summary>
     public string ModelId { get; private init; } = "llama";
     /// <summary>The transformer.</summary>
-    public LlamaForCausalLM Model { get; }
+    internal LlamaForCausalLM Model { get; }
     /// <summary>The tokenizer.</summary>
     public LlamaTokenizer Tokenizer { get; }
     /// <summary>Where document caches are stored.</summary>
@@ -262,7 +262,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>The prompt a request would use (documents resolved, caches not loaded); for inspection and tests.</summary>
     /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
-    public async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken cancellationToken = default)
+    internal async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
         return await _requests.LayoutAsync(query, documentIds, linkTokens, cancellationToken).ConfigureAwait(false);

@@ -63,7 +63,7 @@ public sealed class KvLinkOptions
     /// How stored caches reach the model's device on each request; null copies them directly (right for CPU).
     /// KVLink.Core.Cuda supplies pinned host staging for caches held in CPU stores. Not bindable from configuration.
     /// </summary>
-    public IKvCacheTransfer? CacheTransfer { get; set; }
+    internal IKvCacheTransfer? CacheTransfer { get; set; }
 
     /// <summary>
     /// Most documents the engine remembers in memory (text and title, least recently used first out); default 10,000.

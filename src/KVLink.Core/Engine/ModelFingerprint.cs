@@ -14,7 +14,7 @@ namespace KVLink.Core.Engine;
 /// different value. XxHash128 runs at memory bandwidth, so hashing all weights costs a fraction of reading them
 /// (docs/reliability.md has the figure for the 1B shape).
 /// </summary>
-public static class ModelFingerprint
+internal static class ModelFingerprint
 {
     /// <summary>Hex fingerprint (128 bits of XxHash128).</summary>
     public static string Compute(LlamaForCausalLM model, LlamaTokenizer tokenizer)

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Generation;
 
 /// <summary>The standard prefill: the whole prompt at positions 0..T-1 with full causal attention, written to the cache.</summary>
-public static class CausalPrefill
+internal static class CausalPrefill
 {
     /// <summary>Runs the prompt and returns the last token's logits ([1, 1, vocab]).</summary>
     public static Tensor Run(LlamaForCausalLM model, AttentionCache cache, IReadOnlyList<int> prompt)

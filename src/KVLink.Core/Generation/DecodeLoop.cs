@@ -8,7 +8,7 @@ namespace KVLink.Core.Generation;
 /// one position further, repeat until a stop token, the token budget or the cache's end.
 /// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
 /// </summary>
-public sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
+internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
 {
     private readonly TokenSampler _sampler = new(options);
 

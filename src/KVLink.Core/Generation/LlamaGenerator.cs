@@ -9,7 +9,7 @@ namespace KVLink.Core.Generation;
 /// Standard generation: the whole prompt prefilled with full causal attention, then token-by-token
 /// decoding over a preallocated cache. Synchronous; call it from one thread at a time.
 /// </summary>
-public sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokenizer)
+internal sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer tokenizer)
 {
     /// <summary>The model.</summary>
     public LlamaForCausalLM Model { get; } = model;

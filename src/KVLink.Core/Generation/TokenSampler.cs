@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Generation;
 
 /// <summary>Picks the next token from a logits row: greedy, or temperature / top-k / top-p sampling with a seeded RNG.</summary>
-public sealed class TokenSampler
+internal sealed class TokenSampler
 {
     /// <summary>Temperatures below this decode greedily: sampling at them differs from greedy only on exact ties.</summary>
     public const float GreedyBelow = 1e-5f;

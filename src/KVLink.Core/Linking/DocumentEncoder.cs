@@ -7,7 +7,7 @@ namespace KVLink.Core.Linking;
 /// Encodes one document on its own: positions 0..L-1, plain causal attention, no BOS and no system
 /// prompt (its first token is its own attention sink), and returns its keys and values of every layer.
 /// </summary>
-public static class DocumentEncoder
+internal static class DocumentEncoder
 {
     /// <summary>Keys (rotated for local positions) and values, each [layers, kv_heads, L, head_dim], in the model's dtype.</summary>
     public static (Tensor Keys, Tensor Values) Encode(LlamaForCausalLM model, IReadOnlyList<int> tokens)

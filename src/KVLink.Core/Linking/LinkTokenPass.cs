@@ -11,7 +11,7 @@ namespace KVLink.Core.Linking;
 /// key_slot &lt;= query_position. Link tokens thereby attend to all earlier documents, restoring the
 /// cross-document attention that independent encoding lost.
 /// </summary>
-public static class LinkTokenPass
+internal static class LinkTokenPass
 {
     /// <summary>
     /// Runs the segment-0 tokens from position <paramref name="from"/> on (0, or the prefix length when the

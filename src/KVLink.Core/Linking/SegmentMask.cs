@@ -6,7 +6,7 @@ namespace KVLink.Core.Linking;
 /// KVLink's attention rule. A document token (segment j+1) sees only earlier tokens of its own document;
 /// a segment-0 token (BOS, system, memory markers, link tokens, question, answer) sees every earlier token.
 /// </summary>
-public static class SegmentMask
+internal static class SegmentMask
 {
     /// <summary>True where the query at <paramref name="q"/> may attend the key at <paramref name="k"/>.</summary>
     public static bool Visible(IReadOnlyList<int> segments, int q, int k) =>

@@ -8,7 +8,7 @@ namespace KVLink.Core.Model;
 /// so stored document caches are copied in with one copy per document and re-rotated in one pass.
 /// A slot is a global position: the key at slot p is rotated for position p.
 /// </summary>
-public sealed class AttentionCache : IDisposable
+internal sealed class AttentionCache : IDisposable
 {
     private readonly Tensor _keys, _values;
 

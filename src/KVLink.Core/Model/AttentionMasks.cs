@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>Explicit boolean attention masks (true = may attend), built on the host from positions.</summary>
-public static class AttentionMasks
+internal static class AttentionMasks
 {
     /// <summary>
     /// Queries at <paramref name="queryPositions"/> against cache slots [0, <paramref name="keyLength"/>):

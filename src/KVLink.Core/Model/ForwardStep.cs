@@ -13,4 +13,4 @@ namespace KVLink.Core.Model;
 /// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
 /// with a cache S = the cache length after this step, indexed by slot.</param>
 /// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
-public sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache);
+internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache);

@@ -8,7 +8,7 @@ namespace KVLink.Core.Model;
 /// the G query heads that share a kv head are folded into the query length, so one
 /// <c>scaled_dot_product_attention</c> call serves them all with the same explicit mask.
 /// </summary>
-public sealed class LlamaAttention : nn.Module
+internal sealed class LlamaAttention : nn.Module
 {
     private readonly Projection q_proj, k_proj, v_proj, o_proj;
     private readonly int _heads, _kvHeads, _headDim, _layer;

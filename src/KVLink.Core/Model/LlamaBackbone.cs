@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>The <c>model.*</c> part of Llama: embedding, decoder layers, final norm.</summary>
-public sealed class LlamaBackbone : nn.Module
+internal sealed class LlamaBackbone : nn.Module
 {
     private readonly TokenEmbedding embed_tokens;
     private readonly nn.Module layers;

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>Loads and saves Hugging Face Llama checkpoint folders (config.json + model.safetensors or a sharded index).</summary>
-public static class LlamaCheckpoint
+internal static class LlamaCheckpoint
 {
     /// <summary>
     /// Builds the model a folder's config.json describes and loads its weights (bf16, f16 or f32 on disk),

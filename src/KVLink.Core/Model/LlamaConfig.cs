@@ -7,10 +7,10 @@ namespace KVLink.Core.Model;
 /// <param name="LowFreqFactor">Wavelengths above <c>original/low</c> are fully scaled.</param>
 /// <param name="HighFreqFactor">Wavelengths below <c>original/high</c> are kept.</param>
 /// <param name="OriginalMaxPositionEmbeddings">Context length the model was pre-trained with (8192).</param>
-public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
+internal sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
 
 /// <summary>The parts of a Hugging Face <c>config.json</c> (model_type <c>llama</c>) that define the transformer.</summary>
-public sealed record LlamaConfig
+internal sealed record LlamaConfig
 {
     /// <summary>Width of the residual stream.</summary>
     public required int HiddenSize { get; init; }

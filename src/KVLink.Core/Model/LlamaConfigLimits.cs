@@ -6,7 +6,7 @@ namespace KVLink.Core.Model;
 /// and small enough that no product of them overflows a 64-bit count. They are sanity bounds only: what bounds the
 /// memory a load allocates is the check of every expected tensor against the safetensors header before the model is built.
 /// </summary>
-public static class LlamaConfigLimits
+internal static class LlamaConfigLimits
 {
     /// <summary>Largest <c>hidden_size</c> (2^16).</summary>
     public const int MaxHiddenSize = 1 << 16;

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>One pre-norm decoder layer: <c>h = x + attn(norm(x)); out = h + mlp(norm(h))</c>.</summary>
-public sealed class LlamaDecoderLayer : nn.Module
+internal sealed class LlamaDecoderLayer : nn.Module
 {
     private readonly RmsNorm input_layernorm, post_attention_layernorm;
     private readonly LlamaAttention self_attn;

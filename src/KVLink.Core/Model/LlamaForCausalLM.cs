@@ -12,7 +12,7 @@ namespace KVLink.Core.Model;
 /// takes explicit positions (which are also the KV-cache slots) and an explicit boolean mask, so the
 /// same code serves plain causal prefill, decode, and KVLink's segment-masked passes.
 /// </remarks>
-public sealed class LlamaForCausalLM : nn.Module
+internal sealed class LlamaForCausalLM : nn.Module
 {
     private readonly LlamaBackbone model;
     private readonly Projection lm_head;

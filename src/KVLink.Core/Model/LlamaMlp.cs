@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>The SwiGLU feed-forward block: <c>down(silu(gate(x)) * up(x))</c>.</summary>
-public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Projection gate_proj, up_proj, down_proj;
 

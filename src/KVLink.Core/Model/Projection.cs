@@ -9,7 +9,7 @@ namespace KVLink.Core.Model;
 /// checkpoint model is overwritten at load, so random initialisation would only cost time.
 /// The parameter is named <c>weight</c>, as in Hugging Face state dicts.
 /// </summary>
-public sealed class Projection : nn.Module<Tensor, Tensor>
+internal sealed class Projection : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
 

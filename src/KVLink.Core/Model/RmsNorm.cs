@@ -5,7 +5,7 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace KVLink.Core.Model;
 
 /// <summary>RMSNorm as Llama defines it: normalise in fp32, cast back, then scale by the weight.</summary>
-public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly double _eps;

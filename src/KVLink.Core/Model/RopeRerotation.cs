@@ -12,7 +12,7 @@ namespace KVLink.Core.Model;
 /// gives exactly the key at its global position. One vectorised pass covers all layers, heads and
 /// tokens; angles are fp32 and the arithmetic runs in fp32 before casting back to the cache dtype.
 /// </summary>
-public static class RopeRerotation
+internal static class RopeRerotation
 {
     /// <summary>
     /// Rotates <paramref name="keys"/> ([..., T, head_dim], any leading dims such as [layers, kv_heads])

@@ -7,7 +7,7 @@ namespace KVLink.Core.Model;
 /// Rotary position embedding in the Hugging Face convention (<c>rotate_half</c>: dimension i pairs
 /// with i + d/2), with optional llama3 frequency scaling. Angles and their cos/sin are computed in fp32.
 /// </summary>
-public sealed class RotaryEmbedding
+internal sealed class RotaryEmbedding
 {
     private readonly float[] _invFreq;
 

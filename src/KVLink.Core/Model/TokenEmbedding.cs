@@ -5,7 +5,7 @@ using Parameter = TorchSharp.Modules.Parameter;
 namespace KVLink.Core.Model;
 
 /// <summary>The token embedding table (<c>embed_tokens.weight</c>, [vocab, hidden]), uninitialised until loaded.</summary>
-public sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
+internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
 

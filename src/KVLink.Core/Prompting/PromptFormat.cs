@@ -60,7 +60,7 @@ public abstract class PromptFormat
     }
 
     /// <summary>Lays out a prompt: prefix, then each document followed by its link tokens, then the suffix.</summary>
-    public PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, string question, int linkTokens)
+    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, string question, int linkTokens)
     {
         ValidateLinkTokens(linkTokens, documentTokens.Count);
         var tokens = new List<int>(Prefix(tokenizer));

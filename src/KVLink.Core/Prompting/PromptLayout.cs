@@ -4,7 +4,7 @@ namespace KVLink.Core.Prompting;
 /// <param name="Slot">0-based slot (the document's rank in the prompt).</param>
 /// <param name="Start">Global position of its first token.</param>
 /// <param name="TokenIds">Its tokens, encoded alone.</param>
-public sealed record DocumentSpan(int Slot, int Start, IReadOnlyList<int> TokenIds)
+internal sealed record DocumentSpan(int Slot, int Start, IReadOnlyList<int> TokenIds)
 {
     /// <summary>Number of tokens.</summary>
     public int Length => TokenIds.Count;
@@ -15,7 +15,7 @@ public sealed record DocumentSpan(int Slot, int Start, IReadOnlyList<int> TokenI
 /// query (BOS, system prompt, memory markers, link tokens, question, generation header) and
 /// <c>slot + 1</c> for the tokens of the document in that slot.
 /// </summary>
-public sealed class PromptLayout
+internal sealed class PromptLayout
 {
     /// <summary>Creates a layout; <paramref name="tokens"/> and <paramref name="segments"/> have equal length.</summary>
     public PromptLayout(IReadOnlyList<int> tokens, IReadOnlyList<int> segments, IReadOnlyList<DocumentSpan> documents, int prefixLength = 0)

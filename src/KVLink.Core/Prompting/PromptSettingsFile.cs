@@ -7,7 +7,7 @@ namespace KVLink.Core.Prompting;
 /// <c>kvlink_prompt.json</c> in a checkpoint folder: the system text a KVLink model was trained with, for models
 /// (like the demo model) trained with a shorter system prompt than the published one. Absent for published checkpoints.
 /// </summary>
-public static class PromptSettingsFile
+internal static class PromptSettingsFile
 {
     /// <summary>The file name inside a checkpoint folder.</summary>
     public const string FileName = "kvlink_prompt.json";

@@ -8,7 +8,7 @@ namespace KVLink.Core.Tokenization;
 /// pair frequency) and writes it as a Hugging Face <c>tokenizer.json</c> followed by the 256 Llama-3 special tokens,
 /// so a model trained from scratch on a narrow corpus gets short sequences and the KVLink prompt format's tokens.
 /// </summary>
-public static class BpeTokenizerTrainer
+internal static class BpeTokenizerTrainer
 {
     /// <summary>The learned vocabulary (index = id) and merges (by priority).</summary>
     /// <param name="Vocab">Token bytes: the 256 single bytes, then one token per merge.</param>

@@ -4,7 +4,7 @@ namespace KVLink.Core.Tokenization;
 /// as one printable character, so vocabularies and merges can be stored as JSON strings.</summary>
 /// <remarks>Printable Latin-1 bytes map to themselves; the other 68 bytes (control characters,
 /// space, 0x7F..0xA0, 0xAD) map to U+0100 upwards in byte order, so a space becomes 'Ġ'.</remarks>
-public static class ByteLevelAlphabet
+internal static class ByteLevelAlphabet
 {
     private static readonly char[] ByteToChar = BuildByteToChar();
     private static readonly Dictionary<char, byte> CharToByte =

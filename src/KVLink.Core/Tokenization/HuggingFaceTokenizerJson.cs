@@ -4,7 +4,7 @@ namespace KVLink.Core.Tokenization;
 
 /// <summary>Writes Hugging Face <c>tokenizer.json</c> files for byte-level BPE tokenizers, with the
 /// Llama 3 pre-tokenizer, so small tokenizers (tests, tiny trained models) load like real checkpoints.</summary>
-public static class HuggingFaceTokenizerJson
+internal static class HuggingFaceTokenizerJson
 {
     /// <summary>Writes a byte-level BPE <c>tokenizer.json</c>.</summary>
     /// <param name="path">File to create or overwrite.</param>

@@ -4,7 +4,7 @@ namespace KVLink.Core.Tokenization;
 /// <c>&lt;|start_header_id|&gt;{role}&lt;|end_header_id|&gt;\n\n{content}&lt;|eot_id|&gt;</c>.</summary>
 /// <remarks>Building prompts from these pieces (rather than a Jinja template) keeps every segment's
 /// text stable, which matters when KV caches of segments are reused.</remarks>
-public static class Llama3ChatFormat
+internal static class Llama3ChatFormat
 {
     /// <summary>Text of the beginning-of-text token; prepended once, before the first message.</summary>
     public const string BeginOfTextToken = "<|begin_of_text|>";

@@ -3,7 +3,7 @@ namespace KVLink.Core.Tokenization;
 /// <summary>The 256 special tokens of Llama 3, which sit right after the 128,000 BPE ranks. Their names differ
 /// between releases: Llama 3.0 calls 128005 <c>&lt;|reserved_special_token_3|&gt;</c>, Llama 3.1/3.2 use that id
 /// for another reserved token and call 128011 <c>&lt;|reserved_special_token_3|&gt;</c>.</summary>
-public static class Llama3SpecialTokens
+internal static class Llama3SpecialTokens
 {
     /// <summary>Number of special tokens in the Llama 3 block.</summary>
     public const int Count = 256;

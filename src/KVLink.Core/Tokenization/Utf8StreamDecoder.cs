@@ -5,7 +5,7 @@ namespace KVLink.Core.Tokenization;
 /// <summary>Turns generated token ids into text deltas as they arrive. A token can end in the middle
 /// of a multi-byte UTF-8 character (emoji and CJK often span tokens), so bytes of an unfinished
 /// character are held back until the token that completes it; no delta ever contains half a character.</summary>
-public sealed class Utf8StreamDecoder
+internal sealed class Utf8StreamDecoder
 {
     private readonly LlamaTokenizer _tokenizer;
     // System.Text.Decoder keeps the incomplete trailing sequence between calls.

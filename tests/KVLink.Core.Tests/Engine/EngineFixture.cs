@@ -20,7 +20,7 @@ public sealed class EngineFixture : IDisposable
 
     public string Folder { get; }
     public LlamaTokenizer Tokenizer { get; }
-    public LlamaForCausalLM Model { get; }
+    internal LlamaForCausalLM Model { get; }
 
     /// <summary>A short system text keeps prompts small; the layout is otherwise the published one.</summary>
     public KvLinkLlama3Format Format => KvLinkLlama3Format.FromTokenizer(Tokenizer, "Answer from the documents.");

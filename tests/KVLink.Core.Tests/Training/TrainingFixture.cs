@@ -23,7 +23,7 @@ public sealed class TrainingFixture : IDisposable
     public LlamaTokenizer Tokenizer { get; }
     public KvLinkLlama3Format Format { get; }
 
-    public LlamaForCausalLM LoadModel() => LlamaCheckpoint.Load(Folder, ScalarType.Float32);
+    internal LlamaForCausalLM LoadModel() => LlamaCheckpoint.Load(Folder, ScalarType.Float32);
 
     public TrainingExampleBuilder Builder(int linkTokens = 2) => new(Tokenizer, Format, linkTokens, maxLength: 1024);
 

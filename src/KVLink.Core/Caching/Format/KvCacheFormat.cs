@@ -16,7 +16,7 @@ namespace KVLink.Core.Caching;
 /// Reading treats the bytes as untrusted: every failure is a <see cref="KvCacheFormatException"/>, and no
 /// input makes a read allocate more than a small multiple of its own length.
 /// </summary>
-public static class KvCacheFormat
+internal static class KvCacheFormat
 {
     /// <summary>Value of <c>kvlink.format</c>.</summary>
     public const string FormatName = "kvlink-document-cache";

@@ -7,7 +7,7 @@ namespace KVLink.Core.Model.SafeTensors;
 /// <c>model.safetensors.index.json</c>. Every shard is opened and validated up front, so a broken
 /// checkpoint fails at <see cref="Open"/> rather than halfway through loading a model.
 /// </summary>
-public sealed class CheckpointTensors : IDisposable
+internal sealed class CheckpointTensors : IDisposable
 {
     /// <summary>File name of a single-file checkpoint.</summary>
     public const string SingleFileName = "model.safetensors";

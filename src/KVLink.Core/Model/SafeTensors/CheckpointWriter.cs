@@ -4,7 +4,7 @@ using TorchSharp;
 namespace KVLink.Core.Model.SafeTensors;
 
 /// <summary>Writes Hugging Face style checkpoints: one <c>model.safetensors</c>, or shards plus an index.</summary>
-public static class CheckpointWriter
+internal static class CheckpointWriter
 {
     /// <summary>
     /// Splits <paramref name="tensors"/> (in ordinal name order) into <paramref name="shardCount"/> shards

@@ -3,7 +3,7 @@ using TorchSharp;
 namespace KVLink.Core.Model.SafeTensors;
 
 /// <summary>Maps safetensors dtype names to TorchSharp element types and sizes.</summary>
-public static class SafeTensorDType
+internal static class SafeTensorDType
 {
     // The subset of the format's dtypes that LibTorch can hold; anything else is rejected on read.
     private static readonly (string Name, torch.ScalarType Type, int Size)[] Table =

@@ -8,7 +8,7 @@ namespace KVLink.Core.Model.SafeTensors;
 /// <param name="Shape">Dimensions; empty for a scalar.</param>
 /// <param name="Begin">First byte, relative to the start of the data section.</param>
 /// <param name="End">One past the last byte, relative to the start of the data section.</param>
-public sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
+internal sealed record SafeTensorInfo(string Name, string DType, long[] Shape, long Begin, long End)
 {
     /// <summary>Number of bytes the tensor occupies in the file.</summary>
     public long ByteLength => End - Begin;

@@ -9,7 +9,7 @@ namespace KVLink.Core.Model.SafeTensors;
 /// the whole header before anything else is allocated, so no input can make a read allocate more than
 /// the file's size. The file handle stays open until <see cref="Dispose"/>.
 /// </summary>
-public sealed class SafeTensorsFile : IDisposable
+internal sealed class SafeTensorsFile : IDisposable
 {
     /// <summary>Largest header accepted; real headers are a few hundred KiB even for 400B-parameter models.</summary>
     public const long MaxHeaderBytes = 100L * 1024 * 1024;

@@ -6,7 +6,7 @@ using TorchSharp;
 namespace KVLink.Core.Model.SafeTensors;
 
 /// <summary>Writes tensors in the safetensors format.</summary>
-public static class SafeTensorsWriter
+internal static class SafeTensorsWriter
 {
     /// <summary>
     /// Writes <paramref name="tensors"/> to <paramref name="path"/> in ordinal name order, with the header
