@@ -51,6 +51,6 @@ public static class DemoModel
     public static Task<KvLinkEngine> LoadEngineAsync(string? folder = null, KvLinkOptions? options = null, CancellationToken cancellationToken = default)
     {
         folder ??= FindFolder() ?? throw new DirectoryNotFoundException($"models/{FolderName} was not found above {AppContext.BaseDirectory} or {Directory.GetCurrentDirectory()}.");
-        return KvLinkEngine.LoadAsync(folder, options, store: null, cancellationToken);
+        return KvLinkEngine.LoadAsync(folder, options, cancellationToken: cancellationToken);
     }
 }

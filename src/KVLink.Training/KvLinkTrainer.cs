@@ -19,7 +19,7 @@ namespace KVLink.Training;
 /// In BFloat16 the parameters and AdamW's moments are bf16 (no fp32 master copy). Not thread-safe: use one thread
 /// (TorchSharp dispose scopes are thread-local).
 /// </remarks>
-internal sealed class KvLinkTrainer : IDisposable
+public sealed class KvLinkTrainer : IDisposable
 {
     /// <summary>The trainer-state file of a checkpoint (step, data generator state, options).</summary>
     public const string StateFileName = "trainer_state.json";
@@ -39,7 +39,7 @@ internal sealed class KvLinkTrainer : IDisposable
     /// <param name="model">The model; its dtype must be <see cref="KvLinkTrainingOptions.ComputeType"/>.</param>
     /// <param name="options">Hyper-parameters.</param>
     /// <param name="tokenizerFolder">A folder whose tokenizer files checkpoints copy (usually the base checkpoint's).</param>
-    public KvLinkTrainer(LlamaForCausalLM model, KvLinkTrainingOptions options, string? tokenizerFolder = null)
+    internal KvLinkTrainer(LlamaForCausalLM model, KvLinkTrainingOptions options, string? tokenizerFolder = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
@@ -60,7 +60,7 @@ internal sealed class KvLinkTrainer : IDisposable
     }
 
     /// <summary>The model being trained.</summary>
-    public LlamaForCausalLM Model { get; }
+    internal LlamaForCausalLM Model { get; }
 
     /// <summary>Hyper-parameters.</summary>
     public KvLinkTrainingOptions Options { get; }

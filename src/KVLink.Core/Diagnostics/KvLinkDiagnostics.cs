@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 
 namespace KVLink.Core.Diagnostics;
 
-/// <summary>Where one <see cref="Engine.KvLinkEngine"/> logs and records metrics; every member may be left unset.</summary>
+/// <summary>Where one KVLink engine logs and records metrics; every member may be left unset.</summary>
 public sealed class KvLinkDiagnostics
 {
     /// <summary>Where the engine logs (precompute, generate, indexing); null logs nothing.</summary>

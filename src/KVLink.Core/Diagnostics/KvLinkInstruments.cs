@@ -1,7 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using KVLink.Core.Caching;
-using KVLink.Core.Engine;
 
 namespace KVLink.Core.Diagnostics;
 
@@ -35,7 +34,10 @@ internal sealed class KvLinkInstruments
     public static readonly long[] TokenBuckets = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
     private readonly Lock _gate = new();
-    private readonly List<(KvLinkEngine Engine, string Name)> _engines = [];
+    private readonly List<Tracked> _engines = [];
+
+    /// <summary>What is observed of one engine: its queue and its store (the engine itself stays unknown here, so Diagnostics does not depend on Engine).</summary>
+    private sealed record Tracked(object Owner, Func<int> QueueLength, IKvCacheStore Store, string Name);
 
     private KvLinkInstruments(IMeterFactory? meterFactory)
     {
@@ -105,10 +107,10 @@ internal sealed class KvLinkInstruments
     };
 
     /// <summary>Adds an engine (its queue and its store, with the tiers of a tiered store) to the observed instruments until the handle is disposed.</summary>
-    public IDisposable Track(KvLinkEngine engine, string name)
+    public IDisposable Track(object owner, Func<int> queueLength, IKvCacheStore store, string name)
     {
-        lock (_gate) _engines.Add((engine, name));
-        return new Untrack(this, engine);
+        lock (_gate) _engines.Add(new Tracked(owner, queueLength, store, name));
+        return new Untrack(this, owner);
     }
 
     private Histogram<double> Seconds(string name, string description, double[] buckets) =>
@@ -117,15 +119,15 @@ internal sealed class KvLinkInstruments
     private void StoreCounter(string name, string unit, string description, Func<KvCacheStoreStatistics, long> value) =>
         Meter.CreateObservableCounter("kvlink.store." + name, () => ObserveStores(value), unit, description);
 
-    private (KvLinkEngine Engine, string Name)[] Engines()
+    private Tracked[] Engines()
     {
         lock (_gate) return [.. _engines];
     }
 
     private IEnumerable<Measurement<int>> ObserveQueues()
     {
-        foreach (var (engine, name) in Engines())
-            yield return new Measurement<int>(engine.QueueLength, new KeyValuePair<string, object?>(KvLinkTelemetry.EngineTag, name));
+        foreach (var engine in Engines())
+            yield return new Measurement<int>(engine.QueueLength(), new KeyValuePair<string, object?>(KvLinkTelemetry.EngineTag, engine.Name));
     }
 
     /// <summary>One measurement per (engine, tier): a store shared by several engines counts once, under the first engine's name.</summary>
@@ -133,8 +135,8 @@ internal sealed class KvLinkInstruments
     {
         var seen = new HashSet<IKvCacheStore>(ReferenceEqualityComparer.Instance);
         var sums = new Dictionary<(string Engine, string Tier), long>();
-        foreach (var (engine, name) in Engines())
-            Add(engine.Store, name);
+        foreach (var engine in Engines())
+            Add(engine.Store, engine.Name);
         return [.. sums.Select(kv => new Measurement<long>(kv.Value,
             new KeyValuePair<string, object?>(KvLinkTelemetry.EngineTag, kv.Key.Engine), new KeyValuePair<string, object?>(KvLinkTelemetry.TierTag, kv.Key.Tier)))];
 
@@ -148,11 +150,11 @@ internal sealed class KvLinkInstruments
         }
     }
 
-    private sealed class Untrack(KvLinkInstruments owner, KvLinkEngine engine) : IDisposable
+    private sealed class Untrack(KvLinkInstruments instruments, object owner) : IDisposable
     {
         public void Dispose()
         {
-            lock (owner._gate) owner._engines.RemoveAll(e => ReferenceEquals(e.Engine, engine));
+            lock (instruments._gate) instruments._engines.RemoveAll(e => ReferenceEquals(e.Owner, owner));
         }
     }
 }

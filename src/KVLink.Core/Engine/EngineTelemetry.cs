@@ -26,7 +26,7 @@ internal sealed class EngineTelemetry : IDisposable
         _engine = engine;
         _logger = diagnostics?.Logger ?? NullLogger.Instance;
         _metrics = KvLinkInstruments.For(diagnostics?.MeterFactory);
-        _tracking = _metrics.Track(engine, Name);
+        _tracking = _metrics.Track(engine, () => engine.QueueLength, engine.Store, Name);
         _engineTag = new(KvLinkTelemetry.EngineTag, Name);
         var c = engine.Model.Config;
         long element = engine.Model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };

@@ -75,19 +75,15 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
-    /// and creates an engine over it. Without <see cref="KvLinkOptions.PromptFormat"/>, a <c>kvlink_prompt.json</c> in the
-    /// folder (<see cref="PromptSettingsFile"/>) supplies the system text the model was trained with. Options are validated before anything is loaded. The engine owns the
-    /// model it loads: disposing the engine disposes the model.
-    /// </summary>
-    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, CancellationToken cancellationToken = default) =>
-        LoadAsync(checkpointFolder, options, store, null, cancellationToken);
-
-    /// <summary>
-    /// Like <see cref="LoadAsync(string, KvLinkOptions?, IKvCacheStore?, CancellationToken)"/>, with logging and metrics,
-    /// on the device named by <see cref="KvLinkOptions.Device"/>. The engine owns the model it loads and disposes it.
+    /// and creates an engine over it, on the device named by <see cref="KvLinkOptions.Device"/>, storing caches in
+    /// <paramref name="store"/> (default: in memory) and logging and recording metrics through <paramref name="diagnostics"/>.
+    /// Without <see cref="KvLinkOptions.PromptFormat"/>, a <c>kvlink_prompt.json</c> in the folder supplies the system
+    /// text the model was trained with. Options are validated before anything is loaded. The engine owns the model it
+    /// loads: disposing the engine disposes the model.
     /// </summary>
     /// <exception cref="InvalidOperationException">A CUDA device was requested and TorchSharp has no CUDA runtime (the message names the package to add).</exception>
-    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics, CancellationToken cancellationToken = default)
+    public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, KvLinkDiagnostics? diagnostics = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(checkpointFolder);
         options ??= new KvLinkOptions();
@@ -295,6 +291,8 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <exception cref="OperationCanceledException">Cancelled; documents finished so far stay stored.</exception>
     /// <exception cref="ArgumentException">A document is invalid (empty text, too long); documents finished so far stay stored.</exception>
     /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
+    // Two overloads with optional parameters (RS0026): they differ in the first parameter's type, as in the BCL, never ambiguously.
+#pragma warning disable RS0026
     public Task<KvLinkIndexingResult> PrecomputeAllAsync(IEnumerable<KvLinkDocument> documents, KvLinkIndexingOptions? options = null,
         IProgress<KvLinkIndexingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -310,6 +308,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         ThrowIfDisposed();
         return _indexer.PrecomputeAllAsync(documents, options, progress, cancellationToken);
     }
+#pragma warning restore RS0026
 
     /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
     internal int CatalogCount => _catalog.Count;

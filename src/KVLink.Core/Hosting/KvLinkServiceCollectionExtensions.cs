@@ -20,6 +20,9 @@ namespace KVLink.Core.Hosting;
 /// at once, when first used and at host start (<c>ValidateOnStart</c>); with <see cref="KvLinkOptions.LoadOnStart"/> (the
 /// default) a hosted service loads the model when the host starts. Metrics go to the container's <see cref="IMeterFactory"/>.
 /// </summary>
+// AddKvLink(Action? = null) beside AddKvLink(IConfiguration) is the Microsoft.Extensions shape (AddMemoryCache,
+// AddStackExchangeRedisCache); the overloads differ in the parameter's type, so RS0027's ambiguity cannot arise.
+#pragma warning disable RS0027
 public static class KvLinkServiceCollectionExtensions
 {
     /// <summary>The logger category of engines created by the container.</summary>
@@ -148,3 +151,4 @@ public static class KvLinkServiceCollectionExtensions
         }
     }
 }
+#pragma warning restore RS0027

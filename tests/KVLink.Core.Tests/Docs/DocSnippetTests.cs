@@ -118,7 +118,7 @@ public sealed class DocSnippetTests(ITestOutputHelper output)
     /// The runtime's own assemblies, every managed assembly next to the tests (KVLink.Core, .Redis, .Cuda, .Demo and
     /// their dependencies: what a user's app references) and, when installed, ASP.NET Core's shared framework.
     /// </summary>
-    private static ImmutableArray<MetadataReference> LoadReferences()
+    internal static ImmutableArray<MetadataReference> LoadReferences()
     {
         var paths = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (string path in ((string?)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
