@@ -81,11 +81,24 @@ public sealed class LocalCluster : IAsyncDisposable
             int first = m * HashSlotsPerMaster, last = m == Masters - 1 ? 16383 : (m + 1) * HashSlotsPerMaster - 1;
             await Resp.CallAsync(_nodes[m].Port, "CLUSTER", "ADDSLOTSRANGE", first.ToString(CultureInfo.InvariantCulture), last.ToString(CultureInfo.InvariantCulture));
         }
-        for (int i = 1; i < _nodes.Count; i++)
-            await Resp.CallAsync(_nodes[i].Port, [.. _nodes[0].MeetArgs]);
+        // A full mesh of MEETs, repeated while a node does not know every other one: gossip alone (one MEET each, to
+        // node 0) left Garnet's nodes strangers for over 90 s on a loaded 2-core machine.
+        async Task MeetAll(Node from)
+        {
+            foreach (var other in _nodes.Where(o => o != from)) await Resp.CallAsync(from.Port, [.. other.MeetArgs]);
+        }
+        foreach (var n in _nodes) await MeetAll(n);
         foreach (var n in _nodes)
-            await Until(async () => (await Resp.TextAsync(n.Port, "CLUSTER", "NODES")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
-                .Count(l => !l.Contains("handshake", StringComparison.Ordinal) && !l.Contains("noaddr", StringComparison.Ordinal)) == _nodes.Count, $"node {n.Port} to know all nodes");
+        {
+            int tries = 0;
+            await Until(async () =>
+            {
+                bool known = (await Resp.TextAsync(n.Port, "CLUSTER", "NODES")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                    .Count(l => !l.Contains("handshake", StringComparison.Ordinal) && !l.Contains("noaddr", StringComparison.Ordinal)) == _nodes.Count;
+                if (!known && ++tries % 20 == 0) await MeetAll(n); // every ~2 s
+                return known;
+            }, $"node {n.Port} to know all nodes");
+        }
         for (int r = Masters; r < _nodes.Count; r++)
         {
             int replica = r;
