@@ -237,6 +237,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         // If the request is cancelled while queued, the worker never runs it: close the channel here.
         _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
 
+        // No catch can sit around a yield return: a stream cancelled or abandoned (the consumer stopped reading) leaves
+        // the loop without reaching the outcome below, and the finally records it as cancelled.
+        bool recorded = false;
         try
         {
             await foreach (var delta in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
@@ -245,6 +248,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
                 yield return new GenerationUpdate(delta);
             }
             GenerationResult final;
+            recorded = true; // from here on, the run's own outcome is recorded: its result or its exception
             try { final = await run.ConfigureAwait(false); }
             catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
             _telemetry.Generated(activity, request.Mode, documentIds!.Count, final);
@@ -253,6 +257,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         finally
         {
             if (!run.IsCompleted) stop.Cancel();
+            if (!recorded) _telemetry.GenerateFailed(activity, new OperationCanceledException(cancellationToken), clock.Elapsed);
         }
     }
 

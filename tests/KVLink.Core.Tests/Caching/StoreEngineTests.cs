@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Redis;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
@@ -27,14 +28,14 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
         _ => throw new ArgumentException(kind),
     };
 
-    private KvLinkEngine Engine(EngineFixture fx, IKvCacheStore store, string tenant = "default") =>
+    private KvLinkEngine Engine(CheckpointFixture fx, IKvCacheStore store, string tenant = "default") =>
         new(fx.Model, fx.Tokenizer, new KvLinkOptions { LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32, Tenant = tenant }, store);
 
     [Fact]
     public async Task Every_store_gives_the_engine_identical_answers_and_a_fresh_engine_reuses_the_stored_caches()
     {
-        using var fx = new EngineFixture();
-        var docs = Enumerable.Range(0, 4).Select(i => EngineFixture.Doc(i, 6 + i)).ToList();
+        using var fx = new CheckpointFixture();
+        var docs = Enumerable.Range(0, 4).Select(i => CheckpointFixture.Doc(i, 6 + i)).ToList();
         IReadOnlyList<int>? reference = null;
         foreach (var kind in new[] { "memory", "file", "redis", "tiered" })
         {
@@ -60,11 +61,11 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
     [Fact]
     public async Task Tenants_sharing_a_store_are_isolated_and_documents_can_be_removed()
     {
-        using var fx = new EngineFixture();
+        using var fx = new CheckpointFixture();
         var store = Create("tiered");
         await using var a = Engine(fx, store, tenant: "A");
         await using var b = Engine(fx, store, tenant: "B");
-        string id = await a.PrecomputeAsync(EngineFixture.Doc(1, 8));
+        string id = await a.PrecomputeAsync(CheckpointFixture.Doc(1, 8));
         Assert.True(await store.ContainsAsync(a.CacheKey(id, 0)));
         Assert.False(await store.ContainsAsync(b.CacheKey(id, 0)));
         await Assert.ThrowsAsync<KeyNotFoundException>(() => b.GenerateAsync("Q?", [id], Greedy));
@@ -77,10 +78,10 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
     [Fact]
     public async Task A_different_model_misses_old_entries_and_a_corrupt_entry_is_recomputed()
     {
-        using var fx = new EngineFixture();
+        using var fx = new CheckpointFixture();
         var store = (FileKvCacheStore)Create("file");
         await using var engine = Engine(fx, store);
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(2, 8));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(2, 8));
         var expected = await engine.GenerateAsync("Q?", [id], Greedy);
 
         // Flip a byte of the stored file: the engine's next call misses, recomputes from the text it knows and answers the same.
@@ -108,11 +109,11 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
     [Fact]
     public async Task Int8_storage_against_bf16_storage_on_a_bf16_checkpoint()
     {
-        using var fx = new EngineFixture();
+        using var fx = new CheckpointFixture();
         using var model = LlamaCheckpoint.Load(fx.Folder, ScalarType.BFloat16);
         await using var engine = new KvLinkEngine(model, fx.Tokenizer, new KvLinkOptions { LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.BFloat16, PrecomputeSlots = 10 });
         var ids = new List<string>();
-        for (int i = 0; i < 10; i++) ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(i, 40 + 5 * i)));
+        for (int i = 0; i < 10; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(i, 40 + 5 * i)));
         var layout = await engine.BuildLayoutAsync("Which word comes first in the third document?", ids, 1);
         var entries = new List<DocumentKvCache>();
         for (int slot = 0; slot < ids.Count; slot++) entries.Add((await engine.Store.GetAsync(engine.CacheKey(ids[slot], slot)))!);

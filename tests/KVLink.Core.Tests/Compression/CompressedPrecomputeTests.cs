@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Tests.Compression;
 
 /// <summary>Compression wired into PrecomputeAsync: ids and keys per fraction, header kept, oracle equivalence, stored metadata.</summary>
-public sealed class CompressedPrecomputeTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public sealed class CompressedPrecomputeTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     private static readonly KvLinkDocument Kesh = new("Kesh is a small island with about 900 people; it exports dried fish and wool to Veloria twice a week.", "Kesh");
 
@@ -63,7 +63,7 @@ public sealed class CompressedPrecomputeTests(EngineFixture fx) : IClassFixture<
     {
         await using var engine = Engine(0.5, links);
         var ids = new List<string>();
-        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(i, 6 + 3 * i)));
+        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(i, 6 + 3 * i)));
         ids.Reverse(); // slots 1-3 are encoded on demand from the same kept body
         var greedy = new KvLinkGenerationOptions { MaxNewTokens = 6, StopTokenIds = [] };
         var result = await engine.GenerateAsync("Which word comes first?", ids, greedy);

@@ -1,9 +1,10 @@
+using KVLink.TestSupport;
 using KVLink.Core.Compression;
 using KVLink.Core.Tests.Engine;
 
 namespace KVLink.Core.Tests.Compression;
 
-public class DocumentCompressorTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class DocumentCompressorTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     private IReadOnlyList<int> Tokens => fx.Tokenizer.Encode("Document [1](Title: Kesh) Kesh is a small island with about 900 people; it exports dried fish and wool.\n");
 

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Reflection;
 using KVLink.Core.Engine;
 using KVLink.Core.Generation;
@@ -6,7 +7,7 @@ using KVLink.Core.Prompting;
 namespace KVLink.Core.Tests.Engine;
 
 /// <summary>After dispose, every public method of the engine throws <see cref="ObjectDisposedException"/> and touches no store.</summary>
-public class DisposedEngineTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class DisposedEngineTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     public static TheoryData<string> Methods => [.. typeof(KvLinkEngine).GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly)
         .Where(m => !m.IsSpecialName && m.Name is not (nameof(KvLinkEngine.Dispose) or nameof(KvLinkEngine.DisposeAsync)))
@@ -18,7 +19,7 @@ public class DisposedEngineTests(EngineFixture fx) : IClassFixture<EngineFixture
     {
         var store = new CountingStore();
         var engine = fx.Engine(store: store);
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(1, 4));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(1, 4));
         long before = store.Statistics.Writes + store.Statistics.Removals;
         await engine.DisposeAsync();
 
@@ -35,10 +36,10 @@ public class DisposedEngineTests(EngineFixture fx) : IClassFixture<EngineFixture
         _ when t == typeof(string) => id,
         _ when t == typeof(int) => 1,
         _ when t == typeof(CancellationToken) => CancellationToken.None,
-        _ when t == typeof(KvLinkDocument) => EngineFixture.Doc(2, 4),
+        _ when t == typeof(KvLinkDocument) => CheckpointFixture.Doc(2, 4),
         _ when t == typeof(IReadOnlyList<string>) => new[] { id },
-        _ when t == typeof(IEnumerable<KvLinkDocument>) => new[] { EngineFixture.Doc(3, 4) },
-        _ when t == typeof(IAsyncEnumerable<KvLinkDocument>) => new[] { EngineFixture.Doc(3, 4) }.ToAsyncEnumerable(),
+        _ when t == typeof(IEnumerable<KvLinkDocument>) => new[] { CheckpointFixture.Doc(3, 4) },
+        _ when t == typeof(IAsyncEnumerable<KvLinkDocument>) => new[] { CheckpointFixture.Doc(3, 4) }.ToAsyncEnumerable(),
         _ when t == typeof(GenerationOptions) => null,
         _ when !t.IsValueType => null,
         _ => throw new InvalidOperationException($"No test argument for {t}: extend {nameof(Argument)}."),

@@ -1,10 +1,11 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Prompting;
 
 namespace KVLink.Core.Tests.Engine;
 
 /// <summary>The engine's in-memory catalog of documents is bounded, and a document that falls out of it is still served.</summary>
-public class DocumentCatalogTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class DocumentCatalogTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     [Fact]
     public async Task The_catalog_keeps_at_most_its_capacity_and_forgotten_documents_are_read_back_from_the_store()
@@ -13,7 +14,7 @@ public class DocumentCatalogTests(EngineFixture fx) : IClassFixture<EngineFixtur
         var ids = new List<string>();
         for (int i = 0; i < 10; i++)
         {
-            ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(i, 4)));
+            ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(i, 4)));
             Assert.InRange(engine.CatalogCount, 1, 3);
         }
         var options = new KvLinkGenerationOptions { MaxNewTokens = 3, StopTokenIds = [] };
@@ -21,7 +22,7 @@ public class DocumentCatalogTests(EngineFixture fx) : IClassFixture<EngineFixtur
         Assert.Equal(0, first.Usage.ComputedTokens - (first.Usage.PromptTokens - first.Usage.CachedTokens)); // accounting holds
         Assert.True(first.Usage.CachedTokens > 0);
         await using var fresh = new KvLinkEngine(fx.Model, fx.Tokenizer, new KvLinkOptions { LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32 });
-        string again = await fresh.PrecomputeAsync(EngineFixture.Doc(0, 4));
+        string again = await fresh.PrecomputeAsync(CheckpointFixture.Doc(0, 4));
         Assert.Equal(first.TokenIds, (await fresh.GenerateAsync("q?", [again], options)).TokenIds);
     }
 

@@ -1,10 +1,11 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Prompting;
 
 namespace KVLink.Core.Tests.Engine;
 
 /// <summary>Bad input gets a clear exception naming the problem.</summary>
-public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class EngineInputTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     [Fact]
     public async Task Unknown_document_id_is_named()
@@ -20,7 +21,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task Empty_query_and_empty_document_are_rejected()
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(1, 3));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(1, 3));
         Assert.Contains("query", (await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync("  ", [id]))).Message);
         Assert.Contains("empty", (await Assert.ThrowsAsync<ArgumentException>(() => engine.PrecomputeAsync(new KvLinkDocument(" \n")))).Message);
         await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync("q?", [""]));
@@ -65,10 +66,10 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task Use_after_dispose_throws_ObjectDisposedException()
     {
         var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(2, 3));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(2, 3));
         await engine.DisposeAsync();
         await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.GenerateAsync("q?", [id]));
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.PrecomputeAsync(EngineFixture.Doc(3, 3)));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.PrecomputeAsync(CheckpointFixture.Doc(3, 3)));
     }
 
     [Fact]
@@ -76,7 +77,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     {
         await using var a = fx.Engine();
         await using var b = fx.Engine();
-        var doc = EngineFixture.Doc(9, 4);
+        var doc = CheckpointFixture.Doc(9, 4);
         Assert.Equal(await a.PrecomputeAsync(doc), await b.PrecomputeAsync(doc));
         Assert.NotEqual(a.DocumentId(doc), a.DocumentId(doc with { Title = "other" }));
         Assert.Equal("mine", await a.PrecomputeAsync(doc with { Id = "mine" }));
@@ -87,7 +88,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task Cancellation_before_start_leaves_the_engine_usable()
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(4, 3));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(4, 3));
         using var cts = new CancellationTokenSource();
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => engine.GenerateAsync("q?", [id], null, cts.Token));
@@ -99,7 +100,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task A_request_cancelled_while_queued_never_runs_and_the_one_ahead_completes()
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(5, 6));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(5, 6));
         long before = engine.WorkStarted;
         var longRun = engine.GenerateAsync("long?", [id], new KvLinkGenerationOptions { MaxNewTokens = 300, StopTokenIds = [] });
         using var cts = new CancellationTokenSource();
@@ -120,7 +121,7 @@ public class EngineInputTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task Cancellation_during_decoding_stops_between_steps()
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(6, 6));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(6, 6));
         using var cts = new CancellationTokenSource();
         int deltas = 0;
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>

@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Tests.Engine;
 
 /// <summary>The engine (precompute + re-rotate + link-token pass) equals the single-pass segment-mask forward.</summary>
-public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     public static TheoryData<int, int> Cases => new() { { 1, 0 }, { 1, 5 }, { 3, 1 }, { 4, 5 }, { 10, 0 }, { 10, 1 }, { 10, 5 } };
 
@@ -22,7 +22,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     {
         await using var engine = fx.Engine(linkTokens: k);
         var ids = new List<string>();
-        for (int i = 0; i < documents; i++) ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(i, Words(i))));
+        for (int i = 0; i < documents; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(i, Words(i))));
         ids.Reverse(); // documents land in slots they were not precomputed for: those are encoded on demand
         const string question = "Which word comes first?";
 
@@ -63,7 +63,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     public async Task A_re_rotated_cached_key_equals_the_key_computed_at_its_global_position()
     {
         await using var engine = fx.Engine(linkTokens: 1);
-        var ids = new[] { await engine.PrecomputeAsync(EngineFixture.Doc(1, 9)), await engine.PrecomputeAsync(EngineFixture.Doc(2, 6)) };
+        var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(1, 9)), await engine.PrecomputeAsync(CheckpointFixture.Doc(2, 6)) };
         var layout = await engine.BuildLayoutAsync("q?", ids, 1);
         var doc = layout.Documents[1];
         var (keys, values) = DocumentEncoder.Encode(fx.Model, doc.TokenIds);
@@ -85,7 +85,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     public async Task Link_tokens_attend_to_every_earlier_document()
     {
         await using var engine = fx.Engine(linkTokens: 1);
-        var ids = new[] { await engine.PrecomputeAsync(EngineFixture.Doc(3, 8)), await engine.PrecomputeAsync(EngineFixture.Doc(4, 8)) };
+        var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(3, 8)), await engine.PrecomputeAsync(CheckpointFixture.Doc(4, 8)) };
         var layout = await engine.BuildLayoutAsync("q?", ids, 1);
         await engine.GenerateAsync("q?", ids, new KvLinkGenerationOptions { MaxNewTokens = 1 }); // caches slot 1
         int link = layout.Documents[1].Start + layout.Documents[1].Length; // link token of slot 1
@@ -126,7 +126,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     public async Task Full_prefill_mode_equals_standard_generation()
     {
         await using var engine = fx.Engine(linkTokens: 5, mode: ContextMode.FullPrefill);
-        var ids = new[] { await engine.PrecomputeAsync(EngineFixture.Doc(5, 7)), await engine.PrecomputeAsync(EngineFixture.Doc(6, 4)) };
+        var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(5, 7)), await engine.PrecomputeAsync(CheckpointFixture.Doc(6, 4)) };
         var options = new KvLinkGenerationOptions { MaxNewTokens = 8, StopTokenIds = [] };
         var result = await engine.GenerateAsync("What?", ids, options);
         var layout = await engine.BuildLayoutAsync("What?", ids, 5);
@@ -142,7 +142,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     {
         await using var engine = fx.Engine(linkTokens: 1);
         var ids = new List<string>();
-        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(20 + i, 5)));
+        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(20 + i, 5)));
         var requests = Enumerable.Range(0, 6).Select(r => (Query: $"question {r}?", Docs: ids.Skip(r % 3).Take(2).ToArray())).ToList();
         var options = new KvLinkGenerationOptions { MaxNewTokens = 6, StopTokenIds = [] };
         var sequential = new List<IReadOnlyList<int>>();
@@ -156,7 +156,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     {
         var store = new CountingStore();
         await using var engine = fx.Engine(linkTokens: 1, store: store);
-        var doc = EngineFixture.Doc(40, 12);
+        var doc = CheckpointFixture.Doc(40, 12);
         var ids = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => Task.Run(() => engine.PrecomputeAsync(doc))));
         Assert.Single(ids.Distinct());
         Assert.Equal(1, store.Puts);
@@ -168,7 +168,7 @@ public class KvLinkEquivalenceTests(EngineFixture fx) : IClassFixture<EngineFixt
     public async Task Streaming_deltas_concatenate_to_the_result_text()
     {
         await using var engine = fx.Engine(linkTokens: 1);
-        var ids = new[] { await engine.PrecomputeAsync(EngineFixture.Doc(7, 5)) };
+        var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(7, 5)) };
         var options = new KvLinkGenerationOptions { MaxNewTokens = 12, StopTokenIds = [] };
         var text = new System.Text.StringBuilder();
         GenerationResult? final = null;

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Training.Evaluation;
 using KVLink.Core.Tests.Engine;
@@ -5,7 +6,7 @@ using KVLink.Core.Prompting;
 
 namespace KVLink.Core.Tests.Evaluation;
 
-public sealed class RagEvaluatorTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public sealed class RagEvaluatorTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     [Theory]
     [InlineData(ContextMode.FullPrefill, 0)]

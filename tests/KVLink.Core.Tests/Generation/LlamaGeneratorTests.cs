@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Generation;
 using KVLink.Core.Tests.Engine;
 using KVLink.Core.Tokenization;
@@ -5,7 +6,7 @@ using KVLink.Core.Tokenization;
 namespace KVLink.Core.Tests.Generation;
 
 /// <summary>Standard generation on a synthetic checkpoint: stops, budgets, streaming, seeds, cancellation.</summary>
-public class LlamaGeneratorTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class LlamaGeneratorTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     private LlamaGenerator Generator => new(fx.Model, fx.Tokenizer);
 

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Text;
 using System.Text.Json;
 using KVLink.Core.Engine;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace KVLink.Core.Tests.Hosting;
 
-public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     private static readonly ChatMessage[] Conversation =
     [
@@ -26,7 +27,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
         await using var sp = services.BuildServiceProvider();
         var engine = sp.GetRequiredService<KvLinkEngine>();
         var chat = sp.GetRequiredService<IChatClient>();
-        string[] ids = [await engine.PrecomputeAsync(HostingFixture.Doc(1)), await engine.PrecomputeAsync(HostingFixture.Doc(2))];
+        string[] ids = [await engine.PrecomputeAsync(CheckpointFixture.Doc(1)), await engine.PrecomputeAsync(CheckpointFixture.Doc(2))];
         // Precompute stores slot 0 only; the first request encodes document 2 for slot 1 and stores it.
         var first = await chat.GetResponseAsync(Conversation, new ChatOptions().WithDocuments(ids));
         Assert.True(first.Usage!.CachedInputTokenCount < first.Usage.InputTokenCount);
@@ -49,7 +50,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     {
         await using var engine = await fixture.LoadEngineAsync();
         using var chat = engine.AsChatClient();
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(7, words: 30));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(7, words: 30));
         var options = new ChatOptions { MaxOutputTokens = 20 }.WithDocuments(id);
 
         var whole = await chat.GetResponseAsync(Conversation, options);
@@ -84,7 +85,7 @@ public sealed class ChatClientTests(HostingFixture fixture) : IClassFixture<Host
     {
         await using var engine = await fixture.LoadEngineAsync();
         var chat = engine.AsChatClient();
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(3));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(3));
 
         var shortAnswer = await chat.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 2 }.WithDocuments(id).WithContextMode(ContextMode.FullPrefill));
         var raw = Assert.IsType<GenerationResult>(shortAnswer.RawRepresentation);

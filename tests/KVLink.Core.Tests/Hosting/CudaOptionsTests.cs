@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Cuda;
 using KVLink.Core.Engine;
 using KVLink.Core.Hosting;
@@ -6,7 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace KVLink.Core.Tests.Hosting;
 
 /// <summary>The CPU-side behaviour of KVLink.Core.Cuda: defaults, fallback and the missing-runtime error.</summary>
-public sealed class CudaOptionsTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class CudaOptionsTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     [Fact]
     public void UseCuda_sets_device_bf16_and_pinned_staging()
@@ -51,12 +52,12 @@ public sealed class CudaOptionsTests(HostingFixture fixture) : IClassFixture<Hos
         Assert.Equal("cpu", engine.Options.Device);
         Assert.Null(engine.Options.CacheTransfer);
         Assert.Equal(TorchSharp.DeviceType.CPU, engine.Model.Device.type);
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(1));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(1));
         var fallback = await engine.GenerateAsync("q?", [id]);
 
         // The fallback engine really generates: the same greedy tokens as an engine configured for the CPU directly.
         await using var cpu = await fixture.LoadEngineAsync();
-        var direct = await cpu.GenerateAsync("q?", [await cpu.PrecomputeAsync(HostingFixture.Doc(1))]);
+        var direct = await cpu.GenerateAsync("q?", [await cpu.PrecomputeAsync(CheckpointFixture.Doc(1))]);
         Assert.NotEmpty(fallback.TokenIds);
         Assert.Equal(direct.TokenIds, fallback.TokenIds);
         Assert.Equal(direct.Text, fallback.Text);

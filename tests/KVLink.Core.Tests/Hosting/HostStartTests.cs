@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Hosting;
@@ -14,7 +15,7 @@ using Microsoft.Extensions.Time.Testing;
 namespace KVLink.Core.Tests.Hosting;
 
 /// <summary>Host start (eager loading), health checks, validation messages, content-root paths and the chat client entry point.</summary>
-public sealed class HostStartTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class HostStartTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     private static async Task StartHostedServicesAsync(IServiceProvider sp)
     {
@@ -147,7 +148,7 @@ public sealed class HostStartTests(HostingFixture fixture) : IClassFixture<Hosti
         await using var sp = services.BuildServiceProvider();
         var engine = sp.GetRequiredService<KvLinkEngine>();
         var chat = sp.GetRequiredService<IChatClient>();
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(6));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(6));
 
         var options = new ChatOptions { RawRepresentationFactory = _ => new KvLinkGenerationOptions { MaxNewTokens = 2, Mode = ContextMode.FullPrefill } }.WithDocuments(id);
         var response = await chat.GetResponseAsync("question?", options);

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Collections.Concurrent;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
@@ -5,7 +6,7 @@ using KVLink.Core.Prompting;
 
 namespace KVLink.Core.Tests.Hosting;
 
-public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class IndexingTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     /// <summary>Reports synchronously, on the reporting thread (Progress&lt;T&gt; would post them later).</summary>
     /// <summary>A store that counts writes started and finished, so a test can see whether any is still in flight.</summary>
@@ -37,7 +38,7 @@ public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<Hostin
     public async Task Bulk_precompute_reports_progress_and_returns_ids_in_order()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        var docs = Enumerable.Range(0, 6).Select(i => HostingFixture.Doc(i, words: 8 + i)).ToList();
+        var docs = Enumerable.Range(0, 6).Select(i => CheckpointFixture.Doc(i, words: 8 + i)).ToList();
         var recorder = new Recorder();
 
         var result = await engine.PrecomputeAllAsync(docs, new KvLinkIndexingOptions { MaxDegreeOfParallelism = 3 }, recorder);
@@ -65,10 +66,10 @@ public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<Hostin
     {
         await using var engine = await fixture.LoadEngineAsync();
         var recorder = new Recorder();
-        var result = await engine.PrecomputeAllAsync(ToAsync(Enumerable.Range(0, 3).Select(i => HostingFixture.Doc(10 + i))), progress: recorder);
+        var result = await engine.PrecomputeAllAsync(ToAsync(Enumerable.Range(0, 3).Select(i => CheckpointFixture.Doc(10 + i))), progress: recorder);
         Assert.Equal(3, result.DocumentIds.Count);
         Assert.All(recorder.Reports, r => Assert.Null(r.DocumentsTotal));
-        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => engine.PrecomputeAllAsync([HostingFixture.Doc(1)], new KvLinkIndexingOptions { MaxDegreeOfParallelism = 0 }));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => engine.PrecomputeAllAsync([CheckpointFixture.Doc(1)], new KvLinkIndexingOptions { MaxDegreeOfParallelism = 0 }));
     }
 
     [Fact]
@@ -77,7 +78,7 @@ public sealed class IndexingTests(HostingFixture fixture) : IClassFixture<Hostin
         var store = new MemoryKvCacheStore();
         var writes = new InFlightWrites(store);
         await using var engine = await fixture.LoadEngineAsync(writes);
-        var docs = Enumerable.Range(0, 24).Select(i => HostingFixture.Doc(100 + i, words: 40)).ToList();
+        var docs = Enumerable.Range(0, 24).Select(i => CheckpointFixture.Doc(100 + i, words: 40)).ToList();
         using var cts = new CancellationTokenSource();
         var recorder = new Recorder(r => { if (r.DocumentsDone >= 3) cts.Cancel(); });
 

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
 using KVLink.Core.Hosting;
@@ -8,7 +9,7 @@ using Microsoft.Extensions.Options;
 
 namespace KVLink.Core.Tests.Hosting;
 
-public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     [Fact]
     public async Task AddKvLink_registers_engine_memory_store_and_chat_client()
@@ -40,9 +41,9 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
         using (var sp = services.BuildServiceProvider())
         {
             engine = sp.GetRequiredService<KvLinkEngine>();
-            await engine.PrecomputeAsync(HostingFixture.Doc(9));
+            await engine.PrecomputeAsync(CheckpointFixture.Doc(9));
         }
-        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.PrecomputeAsync(HostingFixture.Doc(9)));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.PrecomputeAsync(CheckpointFixture.Doc(9)));
     }
 
     [Fact]
@@ -182,7 +183,7 @@ public sealed class ServiceRegistrationTests(HostingFixture fixture) : IClassFix
         Assert.Same(mine, sp.GetRequiredService<KvLinkEngine>().Store);
         var keyed = sp.GetRequiredKeyedService<KvLinkEngine>("custom");
         var counting = Assert.IsType<CountingStore>(keyed.Store);
-        await keyed.PrecomputeAsync(HostingFixture.Doc(1));
+        await keyed.PrecomputeAsync(CheckpointFixture.Doc(1));
         Assert.Equal(1, counting.Puts);
     }
 }

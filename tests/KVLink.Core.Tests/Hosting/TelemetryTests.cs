@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
@@ -13,7 +14,7 @@ using OpenTelemetry.Metrics;
 
 namespace KVLink.Core.Tests.Hosting;
 
-public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<HostingFixture>
+public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<CheckpointFixture>
 {
     private static readonly double[] DurationBounds = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
     private static readonly double[] TtftBounds = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
@@ -70,7 +71,7 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
         string name = "otel-" + Guid.NewGuid().ToString("N")[..8];
         using var exported = new Exported(name);
         await using var engine = await fixture.LoadEngineAsync(new MemoryKvCacheStore(), new KvLinkDiagnostics { Name = name });
-        string[] ids = [await engine.PrecomputeAsync(HostingFixture.Doc(1)), await engine.PrecomputeAsync(HostingFixture.Doc(2))];
+        string[] ids = [await engine.PrecomputeAsync(CheckpointFixture.Doc(1)), await engine.PrecomputeAsync(CheckpointFixture.Doc(2))];
         // Warm-up: document 2 is encoded for slot 1 on first use (precompute stores slot 0 only).
         var warm = await engine.GenerateAsync("question?", ids);
         var result = await engine.GenerateAsync("question?", ids);
@@ -173,7 +174,7 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
         var tiered = new TieredKvCacheStore(memory, file, distributed);
         using var exported = new Exported(name);
         await using var engine = await fixture.LoadEngineAsync(tiered, new KvLinkDiagnostics { Name = name });
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(3));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(3));
         await memory.RemoveAsync(engine.CacheKey(id, 0)); // the next read misses memory and is answered by the file tier
         await engine.GenerateAsync("question?", [id]);
 
@@ -254,7 +255,7 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
         ActivitySource.AddActivityListener(listener);
 
         await using var engine = await fixture.LoadEngineAsync(diagnostics: new KvLinkDiagnostics { Name = name });
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(4));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(4));
         var result = await engine.GenerateAsync("question?", [id]);
         await foreach (var _ in engine.GenerateStreamingAsync("question?", [id])) { }
         await Assert.ThrowsAsync<KeyNotFoundException>(() => engine.GenerateAsync("q", ["doc-missing"]));
@@ -274,11 +275,50 @@ public sealed class TelemetryTests(HostingFixture fixture) : IClassFixture<Hosti
     }
 
     [Fact]
+    public async Task A_stream_cancelled_or_abandoned_after_its_first_token_records_one_duration_with_the_cancellation_as_error_type()
+    {
+        string name = "stream-" + Guid.NewGuid().ToString("N")[..8];
+        using var exported = new Exported(name);
+        await using var engine = await fixture.LoadEngineAsync(new MemoryKvCacheStore(), new KvLinkDiagnostics { Name = name });
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(8));
+        var options = new Core.Generation.GenerationOptions { MaxNewTokens = 12, StopTokenIds = [] }; // no stop: a first token, then more
+
+        // Cancelled by the caller after the first token.
+        using var cancel = new CancellationTokenSource();
+        int seen = 0;
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var update in engine.GenerateStreamingAsync("question?", [id], options, cancel.Token))
+            {
+                Assert.Null(update.Result);
+                seen++;
+                await cancel.CancelAsync();
+            }
+        });
+        Assert.Equal(1, seen);
+        // Abandoned: the consumer stops reading after the first token (the enumerator is disposed, nothing is cancelled).
+        await foreach (var update in engine.GenerateStreamingAsync("question?", [id], options))
+        {
+            Assert.Null(update.Result);
+            break;
+        }
+        Assert.True(SpinWait.SpinUntil(() => engine.QueueLength == 0, TimeSpan.FromSeconds(10)));
+
+        var m = exported.Collect();
+        foreach (var instrument in new[] { "gen_ai.client.operation.duration", "kvlink.generate.duration" })
+        {
+            var point = Assert.Single(m[instrument].Points);
+            Assert.Equal(typeof(OperationCanceledException).FullName, Tags(point)["error.type"]);
+            Assert.Equal(2, point.GetHistogramCount());
+        }
+    }
+
+    [Fact]
     public async Task Engine_logs_through_source_generated_messages()
     {
         var logger = new ListLogger();
         await using var engine = await fixture.LoadEngineAsync(diagnostics: new KvLinkDiagnostics { Logger = logger, Name = "logged" });
-        string id = await engine.PrecomputeAsync(HostingFixture.Doc(5));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(5));
         await engine.GenerateAsync("question?", [id]);
 
         Assert.Contains(logger.Entries, e => e.Id == 1 && e.Message.Contains("'logged' ready", StringComparison.Ordinal));

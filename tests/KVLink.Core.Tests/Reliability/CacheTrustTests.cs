@@ -13,7 +13,7 @@ namespace KVLink.Core.Tests.Reliability;
 /// entry whose shapes, tokens or numbers do not belong to the document. Each case is checked through the public API
 /// against a clean engine's answer, and by whether the engine had to encode the document again.
 /// </summary>
-public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class CacheTrustTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 6, StopTokenIds = [] };
 
@@ -48,7 +48,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
     {
         var store = new CountingStore();
         await using var a = fx.Engine(store: store);
-        string id = await a.PrecomputeAsync(EngineFixture.Doc(1, 8) with { Id = "shared" });
+        string id = await a.PrecomputeAsync(CheckpointFixture.Doc(1, 8) with { Id = "shared" });
 
         string folder = Path.Combine(Path.GetTempPath(), "kvlink-tests", Guid.NewGuid().ToString("N"));
         SyntheticCheckpoint.Write(folder, SyntheticCheckpoint.SmallConfig(hidden: 64, layers: 2, heads: 4, kvHeads: 2, maxPositions: 2048), seed: 11);
@@ -59,7 +59,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
                 foreach (var (_, p) in variant.named_parameters()) p.mul_(1.01f); // a "fine-tune": every weight changed a little
             await using var b = new KvLinkEngine(variant, fx.Tokenizer, new KvLinkOptions { LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32 }, store);
             Assert.NotEqual(a.ModelFingerprint, b.ModelFingerprint);
-            await b.PrecomputeAsync(EngineFixture.Doc(1, 8) with { Id = "shared" });
+            await b.PrecomputeAsync(CheckpointFixture.Doc(1, 8) with { Id = "shared" });
             Assert.Equal(2, store.Puts); // b encoded its own cache instead of taking a's
         }
         finally { Directory.Delete(folder, recursive: true); }
@@ -184,7 +184,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task MaxNewTokens_int_MaxValue_generates_to_the_end_of_the_context()
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(4, 5));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(4, 5));
         var layout = await engine.BuildLayoutAsync("q?", [id], 1);
         var r = await engine.GenerateAsync("q?", [id], new KvLinkGenerationOptions { MaxNewTokens = int.MaxValue, StopTokenIds = [] });
         Assert.Equal(FinishReason.Length, r.FinishReason);
@@ -198,7 +198,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
     public async Task A_vanishing_temperature_decodes_like_greedy(float temperature)
     {
         await using var engine = fx.Engine();
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(6, 7));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(6, 7));
         var greedy = await engine.GenerateAsync("q?", [id], Greedy);
         var cold = await engine.GenerateAsync("q?", [id], Greedy with { Temperature = temperature, Seed = 1 });
         Assert.Equal(greedy.TokenIds, cold.TokenIds);
@@ -223,7 +223,7 @@ public class CacheTrustTests(EngineFixture fx) : IClassFixture<EngineFixture>
     {
         var store = new CountingStore();
         await using var engine = new KvLinkEngine(fx.Model, fx.Tokenizer, new KvLinkOptions { LinkTokens = 0, PromptFormat = fx.Format, DType = ComputeDType.Float32 }, store);
-        string id = await engine.PrecomputeAsync(EngineFixture.Doc(8, 12));
+        string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(8, 12));
         int puts = store.Puts;
         var e = await Assert.ThrowsAsync<ArgumentException>(() => engine.GenerateAsync("q?", Enumerable.Repeat(id, 120).ToArray()));
         Assert.Contains("positions", e.Message);

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Caching;
 using KVLink.Core.Engine;
 using KVLink.Core.Tests.Engine;
@@ -10,7 +11,7 @@ namespace KVLink.Core.Tests.Reliability;
 /// store, during prefill and during decoding — leave the engine and its file store consistent: only whole,
 /// valid entries on disk, no temp files, and later identical requests answer exactly as a fresh engine does.
 /// </summary>
-public sealed class CancellationConsistencyTests(EngineFixture fx, ITestOutputHelper output) : IClassFixture<EngineFixture>, IDisposable
+public sealed class CancellationConsistencyTests(CheckpointFixture fx, ITestOutputHelper output) : IClassFixture<CheckpointFixture>, IDisposable
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 8, StopTokenIds = [] };
     private readonly TempFolder _dir = new();
@@ -50,7 +51,7 @@ public sealed class CancellationConsistencyTests(EngineFixture fx, ITestOutputHe
     [Fact]
     public async Task Cancellation_at_every_stage_leaves_engine_and_store_consistent()
     {
-        var docs = Enumerable.Range(0, 3).Select(i => EngineFixture.Doc(400 + i, 14 + 6 * i)).ToList();
+        var docs = Enumerable.Range(0, 3).Select(i => CheckpointFixture.Doc(400 + i, 14 + 6 * i)).ToList();
         const string query = "Which of the words comes first?";
         IReadOnlyList<int> reference;
         await using (var fresh = Engine(new MemoryKvCacheStore()))

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Tests.Engine;
 using static TorchSharp.torch;
@@ -6,14 +7,14 @@ namespace KVLink.Core.Tests.Reliability;
 
 /// <summary>After warm-up, many requests leave the live native tensor count and the process RSS flat.</summary>
 [Collection(SerialCollection.Name)]
-public class NativeMemoryTests(EngineFixture fx, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<EngineFixture>
+public class NativeMemoryTests(CheckpointFixture fx, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<CheckpointFixture>
 {
     [Fact]
     public async Task Repeated_generation_leaks_no_tensors_and_no_memory()
     {
         await using var engine = fx.Engine(linkTokens: 5);
         var ids = new List<string>();
-        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(EngineFixture.Doc(60 + i, 10)));
+        for (int i = 0; i < 4; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(60 + i, 10)));
         var kvlink = new KvLinkGenerationOptions { MaxNewTokens = 4, StopTokenIds = [] };
         var full = kvlink with { Mode = ContextMode.FullPrefill };
 

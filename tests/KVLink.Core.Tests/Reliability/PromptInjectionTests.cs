@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tests.Engine;
 using KVLink.Core.Tests.Tokenization;
@@ -10,7 +11,7 @@ namespace KVLink.Core.Tests.Reliability;
 /// Text from documents and questions cannot smuggle special tokens into a prompt: every special-token name written in
 /// it (end of turn, headers, link tokens, memory markers) is encoded as the plain text it is, unless the format opts in.
 /// </summary>
-public class PromptInjectionTests(EngineFixture fx) : IClassFixture<EngineFixture>
+public class PromptInjectionTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     public static TheoryData<string> Tokenizers => ["cl100k tiktoken (Llama 3.1 names)", "cl100k tiktoken (Llama 3.0 names)", "demo model tokenizer.json", "synthetic checkpoint tokenizer.json"];
 

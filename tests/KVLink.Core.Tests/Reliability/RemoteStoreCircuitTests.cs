@@ -1,5 +1,4 @@
 using KVLink.Core.Redis;
-using System.Diagnostics;
 using System.Globalization;
 using Garnet;
 using KVLink.Core.Caching;
@@ -64,7 +63,8 @@ public sealed class RemoteStoreCircuitTests(ITestOutputHelper output) : IDisposa
     {
         StartServer();
         using var connection = await ConnectionMultiplexer.ConnectAsync($"{Endpoint},abortConnect=false");
-        var store = new RedisKvCacheStore(connection, new() { KeyPrefix = "circuit", OperationTimeout = Timeout, BreakDuration = Break, FailuresBeforeBreak = 2, TimeProvider = _clock });
+        var sent = new CommandRecorder();
+        var store = new RedisKvCacheStore(sent.Wrap(connection), new() { KeyPrefix = "circuit", OperationTimeout = Timeout, BreakDuration = Break, FailuresBeforeBreak = 2, TimeProvider = _clock });
         var key = CacheTestData.Key("d");
         using var entry = CacheTestData.Entry(key);
         await store.PutAsync(key, entry);
@@ -73,14 +73,26 @@ public sealed class RemoteStoreCircuitTests(ITestOutputHelper output) : IDisposa
         Assert.Null(await TimedOut(store.GetAsync(key).AsTask()));
         await TimedOut(store.PutAsync(key, entry).AsTask().ContinueWith(_ => 0, TaskScheduler.Default));
 
-        // Open: a request's 8 reads and 8 writes cost nothing, and are counted; a removal says it could not be done.
-        var watch = Stopwatch.StartNew();
-        for (int i = 0; i < 8; i++) Assert.Null(await store.GetAsync(key));
-        for (int i = 0; i < 8; i++) await store.PutAsync(key, entry);
+        // Open: a request's 8 reads and 8 writes cost nothing (each is answered at once, and not one command reaches
+        // the client, where it would wait for the server), and are counted; a removal says it could not be done.
+        Assert.NotEmpty(sent.Commands); // the two calls above did reach the client
+        sent.Clear();
+        for (int i = 0; i < 8; i++)
+        {
+            var read = store.GetAsync(key);
+            Assert.True(read.IsCompleted, "a read with the circuit open waited");
+            Assert.Null(await read);
+        }
+        for (int i = 0; i < 8; i++)
+        {
+            var write = store.PutAsync(key, entry);
+            Assert.True(write.IsCompleted, "a write with the circuit open waited");
+            await write;
+        }
         await Assert.ThrowsAsync<KvCacheStoreUnavailableException>(async () => await store.RemoveAsync(key));
         Assert.False(await store.ContainsAsync(key));
-        output.WriteLine($"8 reads + 8 writes with the circuit open: {watch.Elapsed.TotalMilliseconds:0} ms");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"{watch.Elapsed}");
+        output.WriteLine($"commands sent with the circuit open: {sent.Commands.Count}");
+        Assert.Empty(sent.Commands);
         var s = store.Statistics;
         Assert.Equal((9L, 9L, 1L), (s.Unavailable, s.FailedWrites, s.Writes));
 
@@ -135,21 +147,36 @@ public sealed class RemoteStoreCircuitTests(ITestOutputHelper output) : IDisposa
     [Fact]
     public async Task With_every_default_one_request_during_an_outage_costs_a_few_timeouts_not_one_per_call()
     {
-        // Real clock, default store options and a default client: 8 reads and 8 writes, as one request of 8 documents.
+        // Default store options and a default client (only the clock is a fake one): 8 reads and 8 writes, as one request of 8 documents.
         StartServer();
         using var connection = await ConnectionMultiplexer.ConnectAsync($"{Endpoint},abortConnect=false");
-        var store = new RedisKvCacheStore(connection, new() { KeyPrefix = "defaults" });
+        var sent = new CommandRecorder();
+        var defaults = new RedisKvCacheStoreOptions();
+        var store = new RedisKvCacheStore(sent.Wrap(connection), new() { KeyPrefix = "defaults", TimeProvider = _clock });
         var key = CacheTestData.Key("d");
         using var entry = CacheTestData.Entry(key);
         await StopServer(() => connection.IsConnected);
 
-        var watch = Stopwatch.StartNew();
-        for (int i = 0; i < 8; i++) { Assert.Null(await store.GetAsync(key)); await store.PutAsync(key, entry); }
-        watch.Stop();
-        var defaults = new RedisKvCacheStoreOptions();
-        output.WriteLine($"8 reads + 8 writes, server down, default settings: {watch.Elapsed.TotalSeconds:0.0} s");
+        // A call that reaches the client waits (the server is gone) until the store's timeout passes on the clock; one
+        // the circuit skips is answered at once and sends nothing.
+        int waited = 0, reachedClient = 0;
+        async Task Call(Func<Task> call)
+        {
+            int before = sent.Commands.Count;
+            var task = call();
+            if (sent.Commands.Count > before) reachedClient++;
+            if (!task.IsCompleted) { waited++; _clock.Advance(defaults.OperationTimeout); }
+            await task;
+        }
+        for (int i = 0; i < 8; i++)
+        {
+            await Call(async () => Assert.Null(await store.GetAsync(key)));
+            await Call(async () => await store.PutAsync(key, entry));
+        }
+        output.WriteLine($"8 reads + 8 writes, server down, default settings: {waited} waited for the timeout, {reachedClient} reached the client");
         // FailuresBeforeBreak calls wait the OperationTimeout each; the rest are skipped.
-        Assert.True(watch.Elapsed < defaults.OperationTimeout * (defaults.FailuresBeforeBreak + 2), $"{watch.Elapsed}");
+        Assert.Equal(defaults.FailuresBeforeBreak, waited);
+        Assert.Equal(defaults.FailuresBeforeBreak, reachedClient);
         Assert.Equal((8L, 8L), (store.Statistics.Unavailable, store.Statistics.FailedWrites));
     }
 }

@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using KVLink.Core.Redis;
 using System.Globalization;
 using System.Net;
@@ -17,7 +18,7 @@ namespace KVLink.Core.Tests.Reliability;
 /// requests fall back to the tiers above it or to recomputing, the answers stay those of a fresh engine,
 /// removals report the outage, and the store is used again once the server is back.
 /// </summary>
-public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output) : IClassFixture<EngineFixture>, IDisposable
+public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper output) : IClassFixture<CheckpointFixture>, IDisposable
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 6, StopTokenIds = [] };
     private readonly TempFolder _dir = new();
@@ -55,7 +56,7 @@ public sealed class StoreOutageTests(EngineFixture fx, ITestOutputHelper output)
     [Fact]
     public async Task Server_stopped_and_restarted_mid_run_falls_back_serves_nothing_wrong_and_recovers()
     {
-        var docs = Enumerable.Range(0, 3).Select(i => EngineFixture.Doc(200 + i, 8 + i)).ToList();
+        var docs = Enumerable.Range(0, 3).Select(i => CheckpointFixture.Doc(200 + i, 8 + i)).ToList();
         const string query = "Which word comes first?";
         IReadOnlyList<int> reference;
         await using (var fresh = Engine(new MemoryKvCacheStore()))

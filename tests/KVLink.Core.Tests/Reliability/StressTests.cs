@@ -1,3 +1,4 @@
+using KVLink.TestSupport;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using KVLink.Core.Caching;
@@ -15,7 +16,7 @@ namespace KVLink.Core.Tests.Reliability;
 /// Runs KVLINK_STRESS_SECONDS seconds (default 6; docs/reliability.md has the long run).
 /// </summary>
 [Collection(SerialCollection.Name)] // reads the process RSS
-public sealed class StressTests(EngineFixture fx, ITestOutputHelper output) : IClassFixture<EngineFixture>
+public sealed class StressTests(CheckpointFixture fx, ITestOutputHelper output) : IClassFixture<CheckpointFixture>
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 4, StopTokenIds = [] };
     private static readonly TimeSpan RequestBound = TimeSpan.FromSeconds(120);
@@ -28,7 +29,7 @@ public sealed class StressTests(EngineFixture fx, ITestOutputHelper output) : IC
     [Fact]
     public async Task Concurrent_precompute_generate_remove_under_eviction_serve_only_sequential_answers()
     {
-        var docs = Enumerable.Range(0, 8).Select(i => EngineFixture.Doc(300 + i, 6 + i % 4)).ToArray();
+        var docs = Enumerable.Range(0, 8).Select(i => CheckpointFixture.Doc(300 + i, 6 + i % 4)).ToArray();
         string[] queries = ["Which word?", "Name the title."];
         int[][] combos = [[0, 1], [2, 3, 4], [5], [6, 7], [1, 4, 6], [3, 0]];
 
