@@ -196,7 +196,7 @@ public sealed class ParserMutationTests(ITestOutputHelper output) : IDisposable
                 }
                 catch (InvalidDataException)
                 {
-                    Assert.True(tensors == Tensor.TotalCount, $"{how}: refused only after allocating tensors");
+                    Assert.True(Tensor.TotalCount <= tensors, $"{how}: refused only after allocating tensors"); // <=: finalizers of earlier tests' tensors may run meanwhile
                     rejected++;
                 }
                 catch (Exception e) { Assert.Fail($"{how} threw {e.GetType().Name}: {e.Message}"); }
