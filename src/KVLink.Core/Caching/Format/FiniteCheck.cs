@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using KVLink.Core.Model.SafeTensors;
 using TorchSharp;
@@ -8,7 +9,7 @@ namespace KVLink.Core.Caching.Format;
 /// <summary>
 /// Whether every element of a cache tensor is finite, at memory bandwidth. A float is non-finite exactly when its
 /// exponent bits are all ones, i.e. when its bits without the sign are at least the bits of +infinity; comparing the
-/// raw bits with SIMD is many times faster than LibTorch's <c>isfinite</c> on bf16 on the CPU (docs/reliability.md).
+/// raw bits with SIMD is many times faster than LibTorch's <c>isfinite</c> on bf16 on the CPU; float and Half go through System.Numerics.Tensors (docs/reliability.md).
 /// </summary>
 internal static class FiniteCheck
 {
@@ -29,8 +30,9 @@ internal static class FiniteCheck
             if (!finite) return;
             finite = dtype switch
             {
-                torch.ScalarType.Float32 => NoneAtLeast(MemoryMarshal.Cast<byte, uint>(chunk), 0x7FFF_FFFFu, 0x7F80_0000u),
-                torch.ScalarType.Float16 => NoneAtLeast(MemoryMarshal.Cast<byte, ushort>(chunk), (ushort)0x7FFF, (ushort)0x7C00),
+                // float and Half: System.Numerics.Tensors' vectorised IsFiniteAll. bf16 has no .NET type, so its bits are compared directly.
+                torch.ScalarType.Float32 => TensorPrimitives.IsFiniteAll<float>(MemoryMarshal.Cast<byte, float>(chunk)),
+                torch.ScalarType.Float16 => TensorPrimitives.IsFiniteAll<Half>(MemoryMarshal.Cast<byte, Half>(chunk)),
                 _ => NoneAtLeast(MemoryMarshal.Cast<byte, ushort>(chunk), (ushort)0x7FFF, (ushort)0x7F80),
             };
         });
