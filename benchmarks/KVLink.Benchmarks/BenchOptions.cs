@@ -35,7 +35,7 @@ internal sealed class BenchOptions
     public string Output { get; set; } = "docs/benchmarks.md";
     public string? GgufType { get; set; } = "f16";
     public string CommandLine { get; set; } = "";
-    /// <summary>Stores to measure (name prefixes: memory, file, distributed); null = all.</summary>
+    /// <summary>Stores to measure (name prefixes: memory, file, distributed, redis-server); null = all.</summary>
     public string[]? Stores { get; set; }
 
     /// <summary>The program's command line: every option, its help text and its validation; <paramref name="run"/> gets the parsed options.</summary>
@@ -79,8 +79,8 @@ internal sealed class BenchOptions
         ggufType.AcceptOnlyFromAmong("bf16", "f16", "f32");
         var stores = new Option<string[]>("--stores")
         {
-            Description = "stores to measure (name prefixes: memory, file, distributed; default all)",
-            HelpName = "memory,file,distributed",
+            Description = "stores to measure (name prefixes: memory, file, distributed, redis-server; default all). redis-server: one node and a 3-master Redis Cluster on 127.0.0.1 (Debian's redis-server, started and stopped by the run), plus the read bandwidth of one whole-context entry from each",
+            HelpName = "memory,file,distributed,redis-server",
             CustomParser = r => Split(r),
         };
         var skipLlama = Flag("--skip-llamacpp", "do not load or time llama.cpp");

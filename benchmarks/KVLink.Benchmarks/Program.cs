@@ -104,6 +104,14 @@ static async Task RunSuiteAsync(BenchOptions options)
                     WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
                     foreach (var (k, kc) in cell.K)
                         Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(cell.Bandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
+                    if (store.Name is StoreUnderTest.RedisSingle or StoreUnderTest.RedisCluster)
+                    {
+                        // Read bandwidth of one entry as long as the whole context, from the same server(s).
+                        var read = await stores.ReadBandwidthAsync(store.Name, store.Name == StoreUnderTest.RedisCluster, m.Config, ctx, options.Runs);
+                        mr.Reads.Add(read);
+                        Log($"    one {ctx}-token entry ({Stats.Bytes(read.Bytes)}): GetAsync {Stats.Ms(read.MedianMs)} median of {read.Ms.Count}, {read.BytesPerSecond / 1e9:F2} GB/s");
+                        WriteReport(report, options, total.Elapsed, partial: true);
+                    }
                 }
             }
             mr.PeakRssAll = Machine.PeakRss();

@@ -21,6 +21,8 @@ internal sealed class ModelReport(string name, string description, TimeSpan buil
     public long PeakRss { get; set; }
     public long PeakRssAll { get; set; }
     public long RssBase { get; set; }
+    /// <summary>Timed reads of one whole-context entry from the redis-server stores (issue #16).</summary>
+    public List<StoreRead> Reads { get; } = [];
 }
 
 internal sealed class Report(BenchOptions options)
@@ -116,6 +118,28 @@ internal sealed class Report(BenchOptions options)
                                  $"{Stats.Ms(Stats.Median(kc.ForwardFloorMs))} | {Stats.Ms(kc.CacheBytes / c.Bandwidth * 1000)} | {Stats.Ms(floor)} | {Stats.X(Stats.Median(kc.RatioToFloor))} | {Stats.X(ll / ttft)} |");
                 }
             s.AppendLine();
+            if (m.Reads.Count > 0)
+            {
+                s.AppendLine("### Entry reads from redis-server on loopback (one entry as long as the context, bf16, GetAsync)");
+                s.AppendLine();
+                s.AppendLine("| store | tokens | entry bytes (serialized) | GetAsync (median) | runs | read bandwidth |");
+                s.AppendLine("|---|---:|---:|---:|---:|---:|");
+                foreach (var r in m.Reads)
+                    s.AppendLine($"| {r.Store} | {r.Tokens} | {Stats.Bytes(r.Bytes)} | {Stats.Ms(r.MedianMs)} | {r.Ms.Count} | {r.BytesPerSecond / 1e9:F2} GB/s |");
+                s.AppendLine();
+            }
+            foreach (int ctx in m.Cells.Select(c => c.Context).Distinct())
+            {
+                var single = m.Cells.FirstOrDefault(c => c.Context == ctx && c.Store == StoreUnderTest.RedisSingle);
+                var cluster = m.Cells.FirstOrDefault(c => c.Context == ctx && c.Store == StoreUnderTest.RedisCluster);
+                if (single is null || cluster is null) continue;
+                var ratios = ks.Select(k => $"K={k} TTFT {Stats.X(Stats.Median(cluster.K[k].TtftMs) / Stats.Median(single.K[k].TtftMs))}, load {Stats.X(Stats.Median(cluster.K[k].LoadMs) / Stats.Median(single.K[k].LoadMs))}");
+                var rs = m.Reads.FirstOrDefault(r => r.Store == StoreUnderTest.RedisSingle && r.Tokens == ctx);
+                var rc = m.Reads.FirstOrDefault(r => r.Store == StoreUnderTest.RedisCluster && r.Tokens == ctx);
+                string read = rs is not null && rc is not null ? $"; one {ctx}-token entry's GetAsync {Stats.X(rc.MedianMs / rs.MedianMs)}" : "";
+                s.AppendLine($"Cluster / single-node at {ctx} tokens (medians; goal ≤ 1.3x): {string.Join("; ", ratios)}{read}.");
+                s.AppendLine();
+            }
         }
 
         s.AppendLine("## Goals on this machine");

@@ -12,7 +12,8 @@ namespace KVLink.Benchmarks;
 /// <summary>
 /// A cache store under test: memory, the file store with the OS page cache dropped before every request ("cold",
 /// posix_fadvise DONTNEED on each entry file) or left warm, the file store writing int8 entries, and the Redis store
-/// against a real Redis-protocol server (Microsoft Garnet, in process, loopback).
+/// against a real Redis-protocol server (Microsoft Garnet, in process, loopback), and against Debian's redis-server on
+/// loopback: one node, and a 3-master Redis Cluster (issue #16).
 /// </summary>
 internal sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, string? PendingReason = null, Action? BeforeRun = null, bool FromDisk = false)
 {
@@ -23,7 +24,14 @@ internal sealed record StoreUnderTest(string Name, Func<IKvCacheStore>? Create, 
         new("file (warm)", () => stores.File("warm")),
         new("file int8 (warm)", () => stores.File("int8", KvCacheQuantization.Int8PerChannel)),
         new("distributed (Redis protocol, Garnet)", stores.Redis),
+        // Without redis-server (.ci/redis-server.sh installs it) these rows are listed as pending, not failed.
+        BenchRedis.ServerPath is null ? new(RedisSingle, null, NoRedisServer) : new(RedisSingle, () => stores.RedisServer(cluster: false)),
+        BenchRedis.ServerPath is null ? new(RedisCluster, null, NoRedisServer) : new(RedisCluster, () => stores.RedisServer(cluster: true)),
     ];
+
+    public const string RedisSingle = "redis-server (single node)";
+    public const string RedisCluster = "redis-server cluster (3 masters)";
+    private const string NoRedisServer = "redis-server not found: set KVLINK_REDIS_SERVER or run .ci/redis-server.sh";
 }
 
 /// <summary>Medians of one (model, store, context) cell.</summary>
