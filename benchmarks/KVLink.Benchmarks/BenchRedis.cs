@@ -108,15 +108,7 @@ internal sealed class BenchRedis : IDisposable
         try { Directory.Delete(_folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    private static (int Port, int Bus) FreePorts()
-    {
-        var a = new TcpListener(IPAddress.Loopback, 0);
-        var b = new TcpListener(IPAddress.Loopback, 0);
-        a.Start(); b.Start();
-        var ports = (((IPEndPoint)a.LocalEndpoint).Port, ((IPEndPoint)b.LocalEndpoint).Port);
-        a.Stop(); b.Stop();
-        return ports;
-    }
+    private static (int Port, int BusPort) FreePorts() => KVLink.TestSupport.LoopbackPorts.FreePair();
 
     private static async Task Until(Func<Task<bool>> condition, string what)
     {

@@ -183,15 +183,7 @@ public sealed class LocalCluster : IAsyncDisposable
         try { Directory.Delete(_folder, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    internal static (int Port, int BusPort) FreePorts()
-    {
-        var a = new TcpListener(IPAddress.Loopback, 0);
-        var b = new TcpListener(IPAddress.Loopback, 0);
-        a.Start(); b.Start();
-        var ports = (((IPEndPoint)a.LocalEndpoint).Port, ((IPEndPoint)b.LocalEndpoint).Port);
-        a.Stop(); b.Stop();
-        return ports;
-    }
+    internal static (int Port, int BusPort) FreePorts() => KVLink.TestSupport.LoopbackPorts.FreePair();
 
     private abstract class Node
     {
