@@ -61,13 +61,14 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
     /// this very document, else encoded now (once, however many callers ask for the same content at the same time).
     /// </summary>
     public async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument document, int slot,
-        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes)
+        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, IReadOnlyList<int>? fullTokens = null)
     {
         var key = c.Key(id, slot);
+        // The caller's tokens are the document's in this slot; the key's slot differs only for slot-free formats, whose tokens do not depend on it.
         var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await c.Store.GetAsync(key, ct).ConfigureAwait(false);
         if (stored is not null)
         {
-            if (Problem(stored, key, document) is not { } problem)
+            if (Problem(stored, key, document, fullTokens) is not { } problem)
             {
                 c.Telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
                 return (stored, false);
@@ -143,10 +144,10 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
     }
 
     /// <summary>Why a stored entry cannot serve <paramref name="document"/> under <paramref name="key"/>; null when it can.</summary>
-    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document)
+    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document, IReadOnlyList<int>? fullTokens)
     {
         var doc = catalog.Resolved(document);
-        var full = c.Format.Document(c.Tokenizer, doc, key.Slot);
+        var full = fullTokens ?? c.Format.Document(c.Tokenizer, doc, key.Slot);
         bool compressed = doc.KeepFraction < 1;
         int header = compressed ? c.Format.DocumentHeaderLength(c.Tokenizer, doc, key.Slot) : 0;
         return CacheEntryCheck.Problem(entry, key, c.Fingerprint, c.Format.Name, c.Model, doc, compressed ? null : full, full, header);

@@ -45,7 +45,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             for (int slot = 0; slot < docs.Length; slot++)
                 docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
             // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
-            CheckPromptFits(query, docs, k);
+            var fullTokens = CheckPromptFits(query, docs, k); // tokenized once: the entry checks below reuse them
 
             var tokens = new List<IReadOnlyList<int>>();
             var entries = new List<DocumentKvCache>();
@@ -56,7 +56,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
                 if (mode == ContextMode.KvLink)
                 {
                     var started = clock.Elapsed;
-                    var (entry, computed) = await documents.GetOrEncodeAsync(documentIds[slot], docs[slot], slot, fetched, ct, countBytes: true).ConfigureAwait(false);
+                    var (entry, computed) = await documents.GetOrEncodeAsync(documentIds[slot], docs[slot], slot, fetched, ct, countBytes: true, fullTokens[slot]).ConfigureAwait(false);
                     entries.Add(entry);
                     tokens.Add(entry.TokenIds);
                     if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
@@ -135,14 +135,16 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
     /// <summary>
     /// Throws when the prompt cannot fit the model's positions, from token counts alone (a compressed document counts
-    /// its smallest possible size), so that no document is encoded for a request that must fail.
+    /// its smallest possible size), so that no document is encoded for a request that must fail. Returns each slot's
+    /// uncompressed document tokens.
     /// </summary>
-    private void CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
+    private IReadOnlyList<int>[] CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
     {
+        var fulls = new IReadOnlyList<int>[docs.Count];
         long length = c.Format.Prefix(c.Tokenizer).Count + c.Format.Suffix(c.Tokenizer, query).Count + (long)linkTokens * docs.Count;
         for (int slot = 0; slot < docs.Count; slot++)
         {
-            var full = c.Format.Document(c.Tokenizer, docs[slot], slot);
+            var full = fulls[slot] = c.Format.Document(c.Tokenizer, docs[slot], slot);
             double fraction = docs[slot].KeepFraction ?? c.Options.Compression.KeepFraction;
             if (fraction >= 1) { length += full.Count; continue; }
             int header = c.Format.DocumentHeaderLength(c.Tokenizer, docs[slot], slot);
@@ -151,6 +153,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         int max = c.Model.Config.MaxPositionEmbeddings;
         if (length + 1 > max)
             throw new ArgumentException($"The prompt has at least {length} tokens ({docs.Count} documents); the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", "documentIds");
+        return fulls;
     }
 
     /// <summary>
