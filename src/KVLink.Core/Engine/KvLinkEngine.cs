@@ -62,6 +62,8 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         PromptFormat = format ?? _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         PromptFormat.Validate(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
+        // After the fingerprint (which covers the full-precision weights every cache is made with).
+        if (_options.DecodeWithInt8Weights) model.QuantizeInt8ForDecoding();
         _ownsModel = ownsModel;
         _telemetry = new EngineTelemetry(this, diagnostics);
         _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker"), _telemetry);

@@ -78,6 +78,15 @@ public sealed class KvLinkOptions
     /// </summary>
     public bool LoadOnStart { get; set; } = true;
 
+    /// <summary>
+    /// Decode with weight-only int8 copies of the projections and the vocabulary head (one scale per output channel):
+    /// each generated token reads about half the bytes of bf16 weights, which is what bounds decoding on a CPU. Prompts,
+    /// documents and link tokens stay in full precision, so caches and the first token are unchanged. Off by default
+    /// (docs/benchmarks.md has the speed and the logit deviation); CPU only; the copies take about half the model's
+    /// bf16 size in extra memory. The engine quantizes the model it is given.
+    /// </summary>
+    public bool DecodeWithInt8Weights { get; set; }
+
     /// <summary>Compression of documents before caching (LLMLingua-style); off unless <c>KeepFraction</c> is below 1.</summary>
     public Compression.DocumentCompressionOptions Compression { get; set; } = new();
 
@@ -92,6 +101,8 @@ public sealed class KvLinkOptions
         if (string.IsNullOrWhiteSpace(Tenant)) throw new ArgumentException("Tenant must not be empty.", nameof(Tenant));
         if (Device is not null && !KvLinkDevices.IsValid(Device))
             throw new ArgumentException($"Device '{Device}' is not a device name: use \"cpu\", \"cuda\" or \"cuda:N\".", nameof(Device));
+        if (DecodeWithInt8Weights && Device is not null && Device != "cpu")
+            throw new ArgumentException($"DecodeWithInt8Weights is a CPU path; Device is '{Device}'.", nameof(DecodeWithInt8Weights));
         ArgumentNullException.ThrowIfNull(Generation, nameof(Generation));
         Generation.Validate();
         ArgumentNullException.ThrowIfNull(Compression, nameof(Compression));

@@ -67,6 +67,14 @@ internal sealed class LlamaAttention : nn.Module
         return o_proj.call(o).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Adds int8 copies of the projections for single-token inputs; returns their bytes.</summary>
+    public long QuantizeInt8()
+    {
+        _qkv.QuantizeInt8();
+        o_proj.QuantizeInt8();
+        return _qkv.Int8!.Bytes + o_proj.Int8!.Bytes;
+    }
+
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {

@@ -24,6 +24,9 @@ internal sealed class LlamaBackbone : nn.Module
     /// <summary>The token embedding.</summary>
     public TokenEmbedding EmbedTokens => embed_tokens;
 
+    /// <summary>Adds int8 copies of every layer's projections for single-token inputs; returns their bytes.</summary>
+    public long QuantizeInt8() => _layers.Sum(l => l.QuantizeInt8());
+
     /// <summary>Embeds tokens and runs every layer and the final norm.</summary>
     public Tensor Forward(Tensor tokens, ForwardStep step) => Forward(tokens, step, lastOnly: false);
 

@@ -20,6 +20,9 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Adds int8 copies of the layer's projections for single-token inputs; returns their bytes.</summary>
+    public long QuantizeInt8() => self_attn.QuantizeInt8() + mlp.QuantizeInt8();
+
     /// <summary>Runs the layer over the new tokens of a step.</summary>
     public Tensor Forward(Tensor x, ForwardStep step) => Forward(x, step, lastOnly: false);
 

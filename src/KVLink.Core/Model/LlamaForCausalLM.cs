@@ -45,6 +45,20 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The model's rotary embedding (also used to re-rotate cached keys).</summary>
     public RotaryEmbedding Rope { get; }
 
+    /// <summary>
+    /// Weight-only int8 for decoding: adds an int8 copy (one scale per output channel) of every projection and of the
+    /// vocabulary head, which single-token steps then multiply with, reading half the bytes of bf16; prompts (many
+    /// tokens) keep the full-precision GEMMs. Call after the weights are loaded: the copies are snapshots. CPU only.
+    /// Returns the bytes the copies hold.
+    /// </summary>
+    public long QuantizeInt8ForDecoding()
+    {
+        if (Device.type != DeviceType.CPU) throw new NotSupportedException("Int8 decoding weights are a CPU path; the model is on " + Device + ".");
+        long bytes = model.QuantizeInt8();
+        lm_head.QuantizeInt8();
+        return bytes + lm_head.Int8!.Bytes;
+    }
+
     /// <summary>Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>.</summary>
     public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache)
     {

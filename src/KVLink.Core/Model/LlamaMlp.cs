@@ -30,6 +30,14 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         return down_proj.call(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Adds int8 copies of the projections for single-token inputs; returns their bytes.</summary>
+    public long QuantizeInt8()
+    {
+        _gateUp.QuantizeInt8();
+        down_proj.QuantizeInt8();
+        return _gateUp.Int8!.Bytes + down_proj.Int8!.Bytes;
+    }
+
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {

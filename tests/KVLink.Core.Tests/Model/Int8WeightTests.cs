@@ -1,0 +1,69 @@
+using KVLink.Core.Generation;
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Tests.Model;
+
+/// <summary>Weight-only int8 for decoding: the quantization, the vectorised matrix-vector product, and where it applies.</summary>
+public class Int8WeightTests
+{
+    [Theory]
+    [InlineData(67, 96, 0, 67)]    // rows not a multiple of 4: the scalar tail runs too
+    [InlineData(300, 64, 40, 200)] // a row range, as a fused weight's parts use
+    [InlineData(9, 20, 0, 9)]      // columns not a multiple of 16: the scalar path alone
+    public void The_product_equals_the_input_times_the_dequantized_weight(int rows, int cols, int first, int count)
+    {
+        using var scope = NewDisposeScope();
+        var w = (randn([rows, cols], generator: new Generator(3)) * (rand([rows, 1], generator: new Generator(4)) + 0.1)).to(ScalarType.BFloat16);
+        var q = Int8Weight.Quantize(w);
+        var x = randn([1, 1, cols], generator: new Generator(5));
+        var deq = q.Dequantize();
+
+        var y = q.Multiply(x, first, count);
+        var expected = nn.functional.linear(x, deq.narrow(0, first, count));
+
+        Assert.Equal([1L, 1L, (long)count], y.shape);
+        double err = (y - expected).abs().max().item<float>(), scale = expected.abs().max().item<float>();
+        Assert.True(err / scale < 1e-5, $"relative error {err / scale:E2}");
+        // Per output channel: every weight is within half a step of its row's scale.
+        var step = w.to(ScalarType.Float32).abs().amax([1], keepdim: true) / 127;
+        Assert.True(((deq - w.to(ScalarType.Float32)).abs() <= step / 2 + 1e-6).all().item<bool>(), "a weight is off by more than half a quantization step");
+    }
+
+    [Fact]
+    public void Int8_weights_serve_decode_steps_only_prompts_stay_exact_and_decoded_logits_stay_close()
+    {
+        var c = TestModels.GqaLlama3;
+        var weights = TestModels.RandomWeights(c, seed: 41);
+        using var plain = TestModels.Build(c, weights, ScalarType.BFloat16);
+        using var quantized = TestModels.Build(c, weights, ScalarType.BFloat16);
+        Assert.True(quantized.QuantizeInt8ForDecoding() > 0);
+        int[] prompt = TestModels.RandomTokens(12, c.VocabSize, seed: 42);
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        using var cacheA = new AttentionCache(c, 16, ScalarType.BFloat16);
+        using var cacheB = new AttentionCache(c, 16, ScalarType.BFloat16);
+
+        // The prompt, and a single-token forward outside a decode step, use the bf16 weights: bit-identical.
+        var a = CausalPrefill.Run(plain, cacheA, prompt);
+        var b = CausalPrefill.Run(quantized, cacheB, prompt);
+        Assert.Equal(0f, (a - b).abs().max().to(ScalarType.Float32).item<float>());
+        var one = tensor(new long[] { prompt[0] }, [1, 1]);
+        Assert.Equal(0f, (plain.Forward(one) - quantized.Forward(one)).abs().max().to(ScalarType.Float32).item<float>());
+
+        // A decode step uses the int8 copies: different bits, close values.
+        long[] pos = [prompt.Length];
+        var next = tensor(new long[] { 7 }, [1, 1]);
+        var stepA = plain.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheA);
+        var stepB = quantized.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheB);
+        Tensor da, db;
+        using (Int8Weight.Decoding())
+        {
+            da = plain.Forward(next, stepA).to(ScalarType.Float32);
+            db = quantized.Forward(next, stepB).to(ScalarType.Float32);
+        }
+        double diff = (da - db).abs().max().item<float>(), scale = da.abs().max().item<float>();
+        Assert.True(diff > 0, "the decode step did not use the int8 weights");
+        Assert.True(diff / scale < 0.05, $"int8 decode logits deviate by {diff / scale:P1} of the largest logit");
+    }
+}
