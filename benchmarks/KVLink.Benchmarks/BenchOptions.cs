@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -32,6 +32,8 @@ internal sealed class BenchOptions
     public bool SkipMicro { get; set; }
     public bool Quick { get; set; }
     public int DecodeTokens { get; set; } = 32;
+    /// <summary>Also decode with int8 weights (KvLinkOptions.DecodeWithInt8Weights) and measure their logit deviation.</summary>
+    public bool Int8Decode { get; set; } = true;
     public string Output { get; set; } = "docs/benchmarks.md";
     public string? GgufType { get; set; } = "f16";
     public string CommandLine { get; set; } = "";
@@ -47,6 +49,7 @@ internal sealed class BenchOptions
             (Flag("--profile-link", "only: profile of one KVLink link step"), BenchMode.ProfileLink),
             (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
             (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
+            (Flag("--gemm-rates", "only: bf16 GEMM rates of the 1B projections at T = 1..1024, separate and fused (run with ONEDNN_VERBOSE=1 to see LibTorch's kernel)"), BenchMode.GemmRates),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
         };
         var quick = Flag("--quick", "1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only (options given with it still win)");
@@ -54,14 +57,14 @@ internal sealed class BenchOptions
         var k = IntList("--k", "link tokens per document (default 0,1,5)");
         var models = new Option<string[]>("--models")
         {
-            Description = "models to measure: small, demo, 1b, or none (demo: models/kvlink-demo, contexts up to its 2048 positions; default small,demo,1b)",
+            Description = "models to measure: small, demo, 1b (Llama-3-sized tokenizer), 1b-bytes (byte-level tokenizer), or none (demo: models/kvlink-demo, contexts up to its 2048 positions; default small,demo,1b)",
             HelpName = "small,demo,1b",
             CustomParser = r => [.. Split(r).Where(m => m != "none")],
         };
         models.Validators.Add(r =>
         {
-            foreach (string m in r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Where(m => m is not ("small" or "demo" or "1b" or "none")))
-                r.AddError($"--models: unknown model '{m}' (small, demo, 1b, none).");
+            foreach (string m in r.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).Where(m => m is not ("small" or "demo" or "1b" or "1b-bytes" or "none")))
+                r.AddError($"--models: unknown model '{m}' (small, demo, 1b, 1b-bytes, none).");
         });
         var runs = Int("--runs", "measured runs per cell after warm-up (median reported; default 5)");
         var fullRuns = Int("--full-runs", "runs of the slow full-prefill/llama.cpp cells (default = --runs)");
@@ -85,12 +88,13 @@ internal sealed class BenchOptions
         };
         var skipLlama = Flag("--skip-llamacpp", "do not load or time llama.cpp");
         var skipMicro = Flag("--skip-micro", "skip the kernel profile and the BenchmarkDotNet micro-benchmarks");
+        var noInt8 = Flag("--no-int8-decode", "skip the int8-weight decode measurement");
         var decodeTokens = Int("--decode-tokens", "tokens generated when measuring decode speed (default 32)");
         var output = new Option<string>("--out") { Description = "report file (default docs/benchmarks.md)", HelpName = "file" };
 
         var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
         foreach (var (option, _) in modes) root.Add(option);
-        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, decodeTokens, output];
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, output];
         foreach (var option in all) root.Add(option);
         root.Validators.Add(r =>
         {
@@ -126,6 +130,7 @@ internal sealed class BenchOptions
             if (Has(llamaContexts)) o.LlamaContexts = r.GetValue(llamaContexts);
             if (r.GetValue(skipLlama)) o.SkipLlamaCpp = true;
             if (r.GetValue(skipMicro)) o.SkipMicro = true;
+            if (r.GetValue(noInt8)) o.Int8Decode = false;
             if (Has(decodeTokens)) o.DecodeTokens = r.GetValue(decodeTokens);
             if (Has(ggufType)) o.GgufType = r.GetValue(ggufType);
             if (Has(output)) o.Output = r.GetValue(output)!;

@@ -61,6 +61,30 @@ internal static class Machine
         return bytes / Stats.Median(times);
     }
 
+    /// <summary>
+    /// Read bandwidth: bytes per second streamed by <paramref name="threads"/> threads summing disjoint parts of a
+    /// <paramref name="bytes"/> buffer with vectorised code (TensorPrimitives.Sum), median of runs: the rate at which a
+    /// bandwidth-bound GEMV can at best read its weights.
+    /// </summary>
+    public static double ReadBandwidth(int threads, long bytes = 512L << 20, int runs = 7)
+    {
+        var data = new float[bytes / 4];
+        Array.Fill(data, 1f);
+        int part = data.Length / threads;
+        var sums = new float[threads];
+        void Read() => Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            i => sums[i] = System.Numerics.Tensors.TensorPrimitives.Sum(data.AsSpan(i * part, part)));
+        Read();
+        var times = new List<double>();
+        for (int i = 0; i < runs; i++)
+        {
+            var c = Stopwatch.StartNew();
+            Read();
+            times.Add(c.Elapsed.TotalSeconds);
+        }
+        return (double)part * threads * 4 / Stats.Median(times);
+    }
+
     /// <summary>Copy bandwidth: bytes copied per second by a tensor copy of <paramref name="bytes"/> (median of runs).</summary>
     public static double CopyBandwidth(long bytes = 512L << 20, int runs = 7)
     {

@@ -16,6 +16,11 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
         case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
         case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
+        case BenchMode.GemmRates:
+            KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
+            Console.WriteLine(GemmRates.Header);
+            Console.WriteLine($"best: {GemmRates.Run(options.Threads, Console.WriteLine).Best / 1e9:F0} GFLOP/s; load {Machine.LoadAverage()}");
+            return;
     }
     await RunSuiteAsync(options);
 }
@@ -33,6 +38,11 @@ static async Task RunSuiteAsync(BenchOptions options)
 
     report.CopyBandwidth = Machine.CopyBandwidth();
     Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
+    report.ReadBandwidth = Machine.ReadBandwidth(options.Threads);
+    Log($"read bandwidth {report.ReadBandwidth / 1e9:F1} GB/s");
+    Log("bf16 GEMM rates (1B projections, separate and fused)");
+    (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log);
+    Log($"best bf16 GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
 
     string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
     Directory.CreateDirectory(temp);
@@ -57,7 +67,8 @@ static async Task RunSuiteAsync(BenchOptions options)
             var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
             report.Models.Add(mr);
             Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
-            var bench = new TtftBench(m, options, report.CopyBandwidth, Log);
+            var floor = new PhysicalFloor(m.Config, report.GemmBest, report.ReadBandwidth, report.CopyBandwidth);
+            var bench = new TtftBench(m, options, report.CopyBandwidth, Log) { Floor = floor };
 
             // Decode speed and our engine's memory, before llama.cpp maps its copy of the weights.
             GC.Collect();
@@ -66,7 +77,17 @@ static async Task RunSuiteAsync(BenchOptions options)
             int decodeCtx = options.Contexts.Where(c => c + 256 <= m.Config.MaxPositionEmbeddings).DefaultIfEmpty(m.Config.MaxPositionEmbeddings / 2).Min();
             (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
             mr.DecodeContext = decodeCtx;
+            mr.DecodeFloorMs = floor.DecodeMs(decodeCtx);
             mr.PeakRss = Machine.PeakRss();
+            if (options.Int8Decode && name != "demo")
+            {
+                // The engine quantizes the shared model; only decode steps use the copies, so the TTFT cells below are unchanged.
+                (double i8, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens, int8: true);
+                mr.Int8DecodeTokensPerSecond = i8;
+                mr.Int8DecodeFloorMs = floor.DecodeMs(decodeCtx, weightBytesPerElement: 1);
+                mr.Int8Deviation = Int8Check.Describe(m, decodeCtx);
+                Log($"  int8 decode {i8:F1} tok/s ({i8 / mr.DecodeTokensPerSecond:F2}x bf16); {mr.Int8Deviation}");
+            }
             Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
 
             LlamaCppRunner? llama = null;
@@ -103,7 +124,7 @@ static async Task RunSuiteAsync(BenchOptions options)
                     mr.Cells.Add(cell);
                     WriteReport(report, options, total.Elapsed, partial: true); // a bounded session still leaves a report
                     foreach (var (k, kc) in cell.K)
-                        Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(cell.Bandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {Stats.Median(kc.RatioToFull):F4}");
+                        Log($"    K={k}: TTFT {Stats.Median(kc.TtftMs):F1} ms (floor {kc.FloorMs(cell.Bandwidth):F1} ms, TTFT/floor {Stats.Median(kc.RatioToFloor):F2}), full {Stats.Median(cell.FullMs):F0} ms, ratio {cell.RatioToFull(kc):F4}; physical floor {kc.PhysicalFloorMs:F0} ms, full prefill's {cell.FullPhysicalFloorMs:F0} ms");
                     if (store.Name is StoreUnderTest.RedisSingle or StoreUnderTest.RedisCluster)
                     {
                         // Read bandwidth of one entry as long as the whole context, from the same server(s).

@@ -51,6 +51,15 @@ internal sealed class TtftCell
     /// <summary>Serialized entry bytes per document token (KvCacheFormat, header included): as computed, and int8.</summary>
     public double StoredBytesPerToken { get; set; }
     public double Int8BytesPerToken { get; set; }
+    /// <summary>Physical floor of the full prefill (<see cref="PhysicalFloor.FullPrefillMs"/>), ms.</summary>
+    public double FullPhysicalFloorMs { get; set; }
+
+    /// <summary>
+    /// KVLink TTFT / full-prefill TTFT: pair by pair (run i with run i) then the median when both have the same number
+    /// of runs; otherwise the ratio of the medians.
+    /// </summary>
+    public double RatioToFull(KCell k) => FullMs.Count == 0 ? double.NaN
+        : FullMs.Count == k.TtftMs.Count ? Stats.Median(k.TtftMs.Zip(FullMs, (a, b) => a / b)) : Stats.Median(k.TtftMs) / Stats.Median(FullMs);
 }
 
 internal sealed class KCell
@@ -63,14 +72,18 @@ internal sealed class KCell
     public List<double> LoadMs { get; } = [];
     public List<double> RerotateMs { get; } = [];
     public List<double> PrefillMs { get; } = [];
-    public List<double> RatioToFull { get; } = [];
     public List<double> ForwardFloorMs { get; } = [];
     public List<double> RatioToFloor { get; } = [];
     public double FloorMs(double bandwidth) => CacheBytes / bandwidth * 1000 + Stats.Median(ForwardFloorMs);
+    /// <summary>Physical floor of this request (<see cref="PhysicalFloor.KvLinkMs"/>), ms.</summary>
+    public double PhysicalFloorMs { get; set; }
 }
 
 internal sealed class TtftBench(BenchModel model, BenchOptions options, double copyBandwidth, Action<string> log)
 {
+    /// <summary>The run's physical floor for this model (null: not measured).</summary>
+    public PhysicalFloor? Floor { get; init; }
+
     public const string Question = "Who built the lighthouse?";
 
     /// <summary>Documents of exactly context/documents tokens each (header included), distinct per context and slot.</summary>
@@ -101,16 +114,43 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
         {
             int target = context / count + (j < context % count ? 1 : 0);
             string title = $"Doc {context}-{j}";
-            int header = format.Document(m.Tokenizer, new KvLinkDocument("x", title), j).Count - 1;
-            var sb = new StringBuilder();
-            while (sb.Length < target - header) sb.Append(words[rng.Next(words.Length)]).Append(' ');
-            string text = sb.ToString(0, Math.Max(1, target - header));
-            var doc = new KvLinkDocument(text, title, $"ctx{context}-doc{j}");
+            var doc = m.Tokenizer.VocabSize > 512
+                ? FitWords(m, format, title, j, target, words, rng, $"ctx{context}-doc{j}")
+                : FitBytes(m, format, title, j, target, words, rng, $"ctx{context}-doc{j}");
             int got = format.Document(m.Tokenizer, doc, j).Count;
             if (got != target) throw new InvalidOperationException($"document {j} has {got} tokens, wanted {target}");
             docs.Add(doc);
         }
         return docs;
+    }
+
+    /// <summary>Byte-level tokenizer: one token per character, so the text is cut to length.</summary>
+    private static KvLinkDocument FitBytes(BenchModel m, KvLinkLlama3Format format, string title, int slot, int target, string[] words, Random rng, string id)
+    {
+        int header = format.Document(m.Tokenizer, new KvLinkDocument("x", title), slot).Count - 1;
+        var sb = new StringBuilder();
+        while (sb.Length < target - header) sb.Append(words[rng.Next(words.Length)]).Append(' ');
+        return new KvLinkDocument(sb.ToString(0, Math.Max(1, target - header)), title, id);
+    }
+
+    /// <summary>
+    /// A real BPE vocabulary: the most random words whose document stays within the target (binary search over the
+    /// word count), then single-letter words until it is exactly the target.
+    /// </summary>
+    private static KvLinkDocument FitWords(BenchModel m, KvLinkLlama3Format format, string title, int slot, int target, string[] words, Random rng, string id)
+    {
+        string[] pool = [.. Enumerable.Range(0, target).Select(_ => words[rng.Next(words.Length)])];
+        int Count(string text) => format.Document(m.Tokenizer, new KvLinkDocument(text, title), slot).Count;
+        string Text(int n) => string.Join(' ', pool.Take(n));
+        int lo = 1, hi = pool.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) / 2;
+            if (Count(Text(mid)) <= target) lo = mid; else hi = mid - 1;
+        }
+        string text = Text(lo);
+        for (int guard = 0; Count(text) < target && guard < target; guard++) text += " a";
+        return new KvLinkDocument(text, title, id);
     }
 
     public async Task<TtftCell> RunAsync(StoreUnderTest store, int context, LlamaCppRunner? llama, bool timeLlama)
@@ -125,6 +165,7 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
         cell.PrecomputeMs = clock.Elapsed.TotalMilliseconds;
         var fullLayout = await engine.BuildLayoutAsync(Question, ids, 0);
         cell.PromptTokensFull = fullLayout.Length;
+        cell.FullPhysicalFloorMs = Floor?.FullPrefillMs(fullLayout.Length) ?? double.NaN;
         int[] fullTokens = [.. fullLayout.Tokens];
         foreach (int k in options.LinkTokens)
         {
@@ -133,6 +174,7 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
             {
                 PromptTokens = layout.Length,
                 CacheBytes = (long)(layout.DocumentTokenCount + layout.PrefixLength) * model.CacheBytesPerToken(),
+                PhysicalFloorMs = Floor?.KvLinkMs(layout.ComputedPositions(layout.PrefixLength), layout.DocumentTokenCount + layout.PrefixLength, layout.DocumentTokenCount) ?? double.NaN,
             };
         }
 
@@ -200,7 +242,6 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
                 c.LoadMs.Add(res.Timings.CacheLoad.TotalMilliseconds);
                 c.RerotateMs.Add(res.Timings.Rerotation.TotalMilliseconds);
                 c.PrefillMs.Add(res.Timings.Prefill.TotalMilliseconds);
-                if (!double.IsNaN(full)) c.RatioToFull.Add(t / full);
                 c.ForwardFloorMs.Add(forwardAlone);
                 c.RatioToFloor.Add(t / (c.CacheBytes / bandwidth * 1000 + forwardAlone));
             }
@@ -215,9 +256,9 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
     }
 
     /// <summary>Decode tokens per second after a KVLink prefill at <paramref name="context"/> (stop tokens disabled).</summary>
-    public async Task<(double TokensPerSecond, double TtftMs)> DecodeAsync(int context, int tokens)
+    public async Task<(double TokensPerSecond, double TtftMs)> DecodeAsync(int context, int tokens, bool int8 = false)
     {
-        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = model.Format });
+        await using var engine = new KvLinkEngine(model.Model, model.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = model.Format, DecodeWithInt8Weights = int8 });
         var ids = new List<string>();
         foreach (var d in MakeDocuments(model, context, options.Documents)) ids.Add(await engine.PrecomputeAsync(d));
         var opts = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, LinkTokens = 5, MaxNewTokens = tokens, StopTokenIds = [] };

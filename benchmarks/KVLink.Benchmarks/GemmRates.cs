@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using static TorchSharp.torch;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>
+/// <c>--gemm-rates</c> (and part of every suite run): bf16 GEMM rates of the 1B shape's projections at T = 1, 16, 64,
+/// 96, 256 and 1024 rows, each projection separately (before fusion) and fused (q/k/v as one 2048→3072 GEMM, gate/up
+/// as one 2048→16384), and the best rate measured, which the physical floor charges compute at. Run it under
+/// <c>ONEDNN_VERBOSE=1</c> to see the kernel LibTorch picks (a oneDNN <c>brg_matmul</c> line per GEMM).
+/// </summary>
+internal static class GemmRates
+{
+    public static readonly int[] Rows = [1, 16, 64, 96, 256, 1024];
+
+    /// <summary>Markdown rows and the best rate (FLOP/s) seen.</summary>
+    public static (List<string> Rows, double Best) Run(int threads, Action<string>? log = null)
+    {
+        set_num_threads(threads);
+        using var _ = no_grad();
+        using var outer = NewDisposeScope();
+        var rows = new List<string>();
+        double best = 0;
+        void Row(string s) { rows.Add(s); log?.Invoke(s); }
+        const int h = 2048, q = 2048, kv = 512, ffn = 8192;
+        var wq = randn([q, h]).to(ScalarType.BFloat16);
+        var wk = randn([kv, h]).to(ScalarType.BFloat16);
+        var wv = randn([kv, h]).to(ScalarType.BFloat16);
+        var wqkv = cat([wq, wk, wv]);
+        var wg = randn([ffn, h]).to(ScalarType.BFloat16);
+        var wu = randn([ffn, h]).to(ScalarType.BFloat16);
+        var wgu = cat([wg, wu]);
+        var wd = randn([h, ffn]).to(ScalarType.BFloat16);
+        foreach (int t in Rows)
+        {
+            using var scope = NewDisposeScope();
+            var x = randn([1, t, h]).to(ScalarType.BFloat16);
+            var xf = randn([1, t, ffn]).to(ScalarType.BFloat16);
+            double Rate(double ms, long outF, long inF) => 2.0 * t * outF * inF / (ms / 1e3);
+            string Cell(double ms, long outF, long inF) { double r = Rate(ms, outF, inF); best = Math.Max(best, r); return $"{ms:F2} ms, {r / 1e9:F0} GFLOP/s"; }
+            double sep = Time(() => { nn.functional.linear(x, wq).Dispose(); nn.functional.linear(x, wk).Dispose(); return nn.functional.linear(x, wv); });
+            double fused = Time(() => nn.functional.linear(x, wqkv));
+            double sepGu = Time(() => { nn.functional.linear(x, wg).Dispose(); return nn.functional.linear(x, wu); });
+            double fusedGu = Time(() => nn.functional.linear(x, wgu));
+            double down = Time(() => nn.functional.linear(xf, wd));
+            Row($"| {t} | q, k, v: {Cell(sep, q + 2 * kv, h)} | qkv: {Cell(fused, q + 2 * kv, h)} | gate, up: {Cell(sepGu, 2 * ffn, h)} | gate_up: {Cell(fusedGu, 2 * ffn, h)} | down: {Cell(down, h, ffn)} |");
+        }
+        return (rows, best);
+    }
+
+    public const string Header = "| T | q/k/v separately (before) | q/k/v fused | gate/up separately (before) | gate/up fused | down_proj |\n|---:|---|---|---|---|---|";
+
+    private static double Time(Func<Tensor> f)
+    {
+        for (int i = 0; i < 2; i++) f().Dispose();
+        var times = new List<double>();
+        for (int i = 0; i < 5; i++)
+        {
+            var c = Stopwatch.StartNew();
+            f().Dispose();
+            times.Add(c.Elapsed.TotalMilliseconds);
+        }
+        return Stats.Median(times);
+    }
+}
