@@ -11,7 +11,7 @@ namespace KVLink.Train;
 /// <summary>The accuracy table: every row measured in one run, through the engine (real generation, greedy).</summary>
 internal static class Accuracy
 {
-    public sealed record Row(string Method, string Checkpoint, ContextMode Mode, int LinkTokens);
+    public sealed record Row(string Method, string Checkpoint, ContextMode Mode, int LinkTokens, bool Int8Decode = false);
 
     public static IReadOnlyList<Row> DemoRows(string models) =>
     [
@@ -37,7 +37,7 @@ internal static class Accuracy
         sb.AppendLine($"|---|---|---|---|{string.Concat(kinds.Select(_ => "---|"))}---|");
         foreach (var row in rows)
         {
-            await using var engine = await DemoModel.LoadEngineAsync(row.Checkpoint, new KvLinkOptions { DType = ComputeDType.Float32, LinkTokens = row.LinkTokens, Mode = row.Mode });
+            await using var engine = await DemoModel.LoadEngineAsync(row.Checkpoint, new KvLinkOptions { DType = ComputeDType.Float32, LinkTokens = row.LinkTokens, Mode = row.Mode, DecodeWithInt8Weights = row.Int8Decode });
             int done = 0;
             var clock = Stopwatch.StartNew();
             var acc = await RagEvaluator.EvaluateAsync(engine, questions, row.Mode, row.LinkTokens, maxNewTokens, onAnswer: (_, _, _) =>

@@ -31,6 +31,28 @@ internal static class AccuracyCommand
         DemoRecipe.Log($"table written to {path}");
     }
 
+    /// <summary>
+    /// <c>accuracy-int8</c>: the KVLink-trained demo model decoding with full-precision and with int8 weights
+    /// (KvLinkOptions.DecodeWithInt8Weights) on the synthetic held-out split, printed (issue #18).
+    /// </summary>
+    public static async Task Int8Async(Options o, string models)
+    {
+        int perKind = o.Int("per-kind", 100);
+        int maxNew = o.Int("max-new-tokens", 24);
+        var questions = Accuracy.SyntheticEval(new DemoRecipe().Seed, perKind);
+        string demo = Path.Combine(models, KVLink.Demo.DemoModel.FolderName);
+        Accuracy.Row[] rows =
+        [
+            new("KVLink5, f32 weights", demo, ContextMode.KvLink, 5),
+            new("KVLink5, int8 decode weights", demo, ContextMode.KvLink, 5, Int8Decode: true),
+            new("Full prefill, f32 weights", demo, ContextMode.FullPrefill, 0),
+            new("Full prefill, int8 decode weights", demo, ContextMode.FullPrefill, 0, Int8Decode: true),
+        ];
+        var clock = Stopwatch.StartNew();
+        Console.WriteLine(await Accuracy.RunAsync(rows, questions, maxNew, DemoRecipe.Log));
+        Console.WriteLine($"{perKind} questions of each kind, greedy, at most {maxNew} new tokens, Float32 compute, {clock.Elapsed.TotalMinutes:F1} min");
+    }
+
     /// <summary>Any checkpoint on any QA JSONL: full prefill and KVLink with each requested K.</summary>
     public static async Task EvalAsync(Options o)
     {

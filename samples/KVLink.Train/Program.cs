@@ -32,6 +32,12 @@ root.Add(Cli.Command("accuracy", "measure the accuracy table of the demo models 
     Cli.Int("--per-kind", "questions of each kind (default 500)"),
     Cli.Int("--max-new-tokens", "new tokens per answer (default 24)")));
 
+root.Add(Cli.Command("accuracy-int8", "accuracy of the demo model decoding with int8 weights vs full precision (printed)",
+    o => AccuracyCommand.Int8Async(o, o.Get("models") ?? Path.Combine(Demo.RepoRoot(), "models")),
+    Cli.Text("--models", "folder holding the demo models (default models/ in the repository)"),
+    Cli.Int("--per-kind", "questions of each kind (default 100)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer (default 24)")));
+
 root.Add(Cli.Command("compression", "accuracy / cache bytes / TTFT of compressed documents (self-information vs random drop, float32 vs int8) into docs/compression.md",
     CompressionCommand.RunAsync,
     Cli.Text("--model", "checkpoint folder (default models/kvlink-demo)"),
