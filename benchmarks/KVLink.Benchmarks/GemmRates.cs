@@ -48,6 +48,40 @@ internal static class GemmRates
         return (rows, best);
     }
 
+    /// <summary>
+    /// Attention kernels on the 1B shape (8 kv heads x 4 folded query heads, head_dim 64, bf16), causal over S slots:
+    /// SDPA with the per-layer expanded boolean mask (before), SDPA with the step's additive mask (after), and two
+    /// batched GEMMs around a float32 softmax (<c>KVLINK_ATTENTION=matmul</c>). Rates count the FLOPs of QK^T and PV.
+    /// </summary>
+    public static List<string> Attention(int threads, Action<string>? log = null)
+    {
+        set_num_threads(threads);
+        using var _ = no_grad();
+        var rows = new List<string>();
+        foreach (int s in new[] { 1240, 5240 })
+            foreach (int t in new[] { 62, 512 })
+            {
+                using var scope = NewDisposeScope();
+                var q = randn([1, 8, 4 * t, 64]).to(ScalarType.BFloat16);
+                var k = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
+                var v = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
+                long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];
+                var mask = KVLink.Core.Model.AttentionMasks.CausalOverSlots(pos, s);
+                var additive = KVLink.Core.Model.GroupedAttention.Fold(mask, 4, ScalarType.BFloat16);
+                double before = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).expand(4, t, s).reshape(4 * t, s)));
+                double sdpa = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, additive));
+                double mm = Time(() => KVLink.Core.Model.GroupedAttention.Matmul(q, k, v, additive));
+                double flops = 4.0 * 8 * 4 * t * s * 64;
+                string R(double ms) => $"{ms:F1} ms ({flops / ms / 1e6:F0} GFLOP/s)";
+                string row = $"| T = {t} (x4 heads), S = {s} | {R(before)} | {R(sdpa)} | {R(mm)} |";
+                rows.Add(row);
+                log?.Invoke(row);
+            }
+        return rows;
+    }
+
+    public const string AttentionHeader = "| attention, per layer | SDPA, bool mask expanded per layer (before) | SDPA, additive mask per step | matmul + f32 softmax + matmul |\n|---|---:|---:|---:|";
+
     public const string Header = "| T | q/k/v separately (before) | q/k/v fused | gate/up separately (before) | gate/up fused | down_proj |\n|---:|---|---|---|---|---|";
 
     private static double Time(Func<Tensor> f)

@@ -20,6 +20,9 @@ static async Task RunAsync(BenchOptions options)
             KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
             Console.WriteLine(GemmRates.Header);
             Console.WriteLine($"best: {GemmRates.Run(options.Threads, Console.WriteLine).Best / 1e9:F0} GFLOP/s; load {Machine.LoadAverage()}");
+            Console.WriteLine(GemmRates.AttentionHeader);
+            GemmRates.Attention(options.Threads, Console.WriteLine);
+            Console.WriteLine($"load {Machine.LoadAverage()}");
             return;
     }
     await RunSuiteAsync(options);
@@ -43,6 +46,8 @@ static async Task RunSuiteAsync(BenchOptions options)
     Log("bf16 GEMM rates (1B projections, separate and fused)");
     (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log);
     Log($"best bf16 GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
+    Log($"attention kernels (attention path: {(KVLink.Core.Model.GroupedAttention.UseMatmul ? "matmul" : "SDPA")})");
+    report.Attention = GemmRates.Attention(options.Threads, Log);
 
     string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
     Directory.CreateDirectory(temp);

@@ -40,6 +40,7 @@ internal sealed class Report(BenchOptions options)
     public double ReadBandwidth { get; set; }
     public List<string>? Gemm { get; set; }
     public double GemmBest { get; set; }
+    public List<string>? Attention { get; set; }
     public string? LlamaCppInfo { get; set; }
     public List<ModelReport> Models { get; } = [];
     public List<MicroResult>? Micro { get; set; }
@@ -190,6 +191,14 @@ internal sealed class Report(BenchOptions options)
             s.AppendLine();
             s.AppendLine(GemmRates.Header);
             foreach (var row in Gemm) s.AppendLine(row);
+            s.AppendLine();
+        }
+        if (Attention is { Count: > 0 })
+        {
+            s.AppendLine($"## Attention kernels (same run; this run's engine used {(KVLink.Core.Model.GroupedAttention.UseMatmul ? "matmul + f32 softmax + matmul (`KVLINK_ATTENTION=matmul`)" : "SDPA")})");
+            s.AppendLine();
+            s.AppendLine(GemmRates.AttentionHeader);
+            foreach (var row in Attention) s.AppendLine(row);
             s.AppendLine();
         }
         if (Kernels is { Count: > 0 })

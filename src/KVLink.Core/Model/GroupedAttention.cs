@@ -16,8 +16,24 @@ internal static class GroupedAttention
     {
         var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
         var qg = q.reshape(b, h / g, g * t, d);
-        var o = nn.functional.scaled_dot_product_attention(qg, k, v, foldedMask);   // [B, KV, G*T, d]
+        var o = UseMatmul ? Matmul(qg, k, v, foldedMask) : nn.functional.scaled_dot_product_attention(qg, k, v, foldedMask); // [B, KV, G*T, d]
         return o.view(b, h, t, d);
+    }
+
+    /// <summary>
+    /// Which CPU kernel computes attention: LibTorch's fused SDPA (default) or two batched GEMMs around a float32
+    /// softmax (<c>KVLINK_ATTENTION=matmul</c>); the benchmark measures both (<c>--gemm-rates</c>, <c>--profile-link</c>).
+    /// </summary>
+    internal static bool UseMatmul { get; set; } = Environment.GetEnvironmentVariable("KVLINK_ATTENTION") == "matmul";
+
+    /// <summary>softmax(q k^T / sqrt(d) + mask) v with oneDNN batched GEMMs; the softmax in float32.</summary>
+    public static Tensor Matmul(Tensor q, Tensor k, Tensor v, Tensor additiveMask)
+    {
+        using var scope = NewDisposeScope();
+        var scores = matmul(q, k.transpose(-2, -1));                                       // [B, KV, G*T, S]
+        scores.mul_(1.0 / Math.Sqrt(q.shape[^1])).add_(additiveMask);
+        var p = nn.functional.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
+        return matmul(p, v).MoveToOuterDisposeScope();
     }
 
     /// <summary>
