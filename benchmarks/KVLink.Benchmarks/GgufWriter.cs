@@ -16,12 +16,12 @@ internal static class GgufWriter
 {
     private const uint Alignment = 32;
     private enum ValueType : uint { UInt32 = 4, Int32 = 5, Float32 = 6, Bool = 7, String = 8, Array = 9 }
-    public enum GgmlType : uint { F32 = 0, F16 = 1, BF16 = 30 }
+    public enum GgmlType : uint { F32 = 0, F16 = 1, Q8_0 = 8, BF16 = 30 }
 
     public static GgmlType ParseType(string s) => s.ToLowerInvariant() switch
     {
-        "f32" => GgmlType.F32, "f16" => GgmlType.F16, "bf16" => GgmlType.BF16,
-        _ => throw new ArgumentException($"GGUF weight type '{s}' is not supported (f32, f16, bf16)."),
+        "f32" => GgmlType.F32, "f16" => GgmlType.F16, "bf16" => GgmlType.BF16, "q8_0" => GgmlType.Q8_0,
+        _ => throw new ArgumentException($"GGUF weight type '{s}' is not supported (f32, f16, bf16, q8_0)."),
     };
 
     /// <summary>Hugging Face q/k rows (rotate_half pairs i, i+d/2) to GGUF rows (pairs 2j, 2j+1), per head.</summary>
@@ -88,7 +88,7 @@ internal static class GgufWriter
             w.Write((uint)type);
             w.Write(offset);
             offsets.Add(offset);
-            offset = Align(offset + (ulong)(value.numel() * (type == GgmlType.F32 ? 4 : 2)));
+            offset = Align(offset + (ulong)(type switch { GgmlType.F32 => value.numel() * 4, GgmlType.Q8_0 => value.numel() / 32 * 34, _ => value.numel() * 2 }));
         }
         Pad(w);
         long dataStart = file.Position;
@@ -96,11 +96,43 @@ internal static class GgufWriter
         {
             var (_, value, type) = tensors[i];
             while ((ulong)(file.Position - dataStart) < offsets[i]) w.Write((byte)0);
+            if (type == GgmlType.Q8_0) { WriteQ8_0(w, value); continue; }
             var dtype = type switch { GgmlType.F32 => ScalarType.Float32, GgmlType.F16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
             using var converted = value.to(dtype).contiguous();
             WriteBytes(w, converted);
         }
         Pad(w);
+    }
+
+    /// <summary>
+    /// ggml's Q8_0: blocks of 32 consecutive values of a row, each an f16 scale d = max|x| / 127 followed by 32 int8
+    /// round(x / d): 34 bytes per 32 weights. Written in slices of rows so no full f32 copy exists.
+    /// </summary>
+    private static void WriteQ8_0(BinaryWriter w, Tensor value)
+    {
+        long rows = value.shape[0], cols = value.shape[1];
+        if (cols % 32 != 0) throw new ArgumentException($"Q8_0 needs rows of a multiple of 32 values, not {cols}.");
+        long blocks = cols / 32;
+        const long slice = 512;
+        for (long r = 0; r < rows; r += slice)
+        {
+            using var scope = NewDisposeScope();
+            long n = Math.Min(slice, rows - r);
+            var x = value.narrow(0, r, n).to(ScalarType.Float32).reshape(n * blocks, 32);
+            var d = x.abs().amax([1], keepdim: true).div_(127);
+            var inv = where(d > 0, d.reciprocal(), zeros_like(d));
+            var q = x.mul(inv).round_().clamp_(-127, 127).to(ScalarType.Int8).contiguous();
+            var d16 = d.to(ScalarType.Float16).contiguous();
+            var qb = q.bytes;
+            var db = d16.bytes;
+            var out8 = new byte[n * blocks * 34];
+            for (long b = 0; b < n * blocks; b++)
+            {
+                db.Slice((int)(b * 2), 2).CopyTo(out8.AsSpan((int)(b * 34), 2));
+                qb.Slice((int)(b * 32), 32).CopyTo(out8.AsSpan((int)(b * 34 + 2), 32));
+            }
+            w.Write(out8);
+        }
     }
 
     private static void WriteBytes(BinaryWriter w, Tensor t)
@@ -151,7 +183,7 @@ internal static class GgufWriter
         Str("general.architecture", "llama");
         Str("general.name", name);
         U32("general.alignment", Alignment);
-        U32("general.file_type", weightType switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, _ => 32u });
+        U32("general.file_type", weightType switch { GgmlType.F32 => 0u, GgmlType.F16 => 1u, GgmlType.Q8_0 => 7u, _ => 32u });
         U32("llama.context_length", (uint)c.MaxPositionEmbeddings);
         U32("llama.embedding_length", (uint)c.HiddenSize);
         U32("llama.block_count", (uint)c.NumHiddenLayers);

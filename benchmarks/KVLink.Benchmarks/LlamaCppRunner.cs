@@ -67,6 +67,35 @@ internal sealed class LlamaCppRunner : IDisposable
         return clock.Elapsed.TotalMilliseconds;
     }
 
+    /// <summary>
+    /// Decode speed: prefill <paramref name="prompt"/>, then <paramref name="tokens"/> single-token decodes of the
+    /// greedy choice; returns tokens per second over the decodes alone.
+    /// </summary>
+    public double DecodeTokensPerSecond(int[] prompt, int tokens)
+    {
+        using var context = _weights.CreateContext(_params);
+        var batch = new LLamaBatch();
+        for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, LLamaSeqId.Zero, i == prompt.Length - 1);
+        if (context.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed on the prompt");
+        int Argmax(int i)
+        {
+            var logits = context.NativeHandle.GetLogitsIth(i);
+            int best = 0;
+            for (int j = 1; j < logits.Length; j++) if (logits[j] > logits[best]) best = j;
+            return best;
+        }
+        int token = Argmax(prompt.Length - 1);
+        var clock = Stopwatch.StartNew();
+        for (int s = 0; s < tokens; s++)
+        {
+            batch.Clear();
+            batch.Add(token, prompt.Length + s, LLamaSeqId.Zero, true);
+            if (context.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed on a decode step");
+            token = Argmax(0);
+        }
+        return tokens / clock.Elapsed.TotalSeconds;
+    }
+
     /// <summary>Logits of every token of <paramref name="tokens"/> ([T][vocab]).</summary>
     public float[][] AllLogits(int[] tokens)
     {

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using KVLink.Core.Generation;
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+namespace KVLink.Benchmarks;
+
+/// <summary>
+/// <c>--decode-probe</c>: decode speed on the 1B shape after the same prompt, greedy, the same number of tokens:
+/// ours with bf16 weights, ours with int8 weights (<see cref="LlamaForCausalLM.QuantizeInt8ForDecoding"/>), and
+/// llama.cpp on a Q8_0 GGUF of the same weights, interleaved per round so load from other jobs touches all alike.
+/// </summary>
+internal static class DecodeProbe
+{
+    public static void Run(int threads, int promptTokens = 256, int tokens = 32, int rounds = 3)
+    {
+        set_num_threads(threads);
+        string temp = Path.Combine(Path.GetTempPath(), $"kvlink-decode-{Environment.ProcessId}");
+        using var m = BenchModel.Create("1b", temp);
+        var rng = new Random(9);
+        int[] prompt = [.. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(300, 20000))];
+        string gguf = Path.Combine(temp, "q8_0.gguf");
+        var c = Stopwatch.StartNew();
+        GgufWriter.Write(gguf, m.Model, m.Tokenizer, GgufWriter.GgmlType.Q8_0);
+        Console.WriteLine($"wrote Q8_0 GGUF ({new FileInfo(gguf).Length >> 20} MiB) in {c.Elapsed.TotalSeconds:F0} s");
+        c.Restart();
+        long int8Bytes = m.Model.QuantizeInt8ForDecoding();
+        Console.WriteLine($"int8 copies: {int8Bytes >> 20} MiB in {c.Elapsed.TotalSeconds:F0} s");
+        using var llama = new LlamaCppRunner(gguf, promptTokens + tokens + 16, threads);
+        var bf = new List<double>(); var i8 = new List<double>(); var q8 = new List<double>();
+        for (int r = 0; r < rounds; r++)
+        {
+            bf.Add(Ours(m.Model, prompt, tokens, int8: false));
+            i8.Add(Ours(m.Model, prompt, tokens, int8: true));
+            q8.Add(llama.DecodeTokensPerSecond(prompt, tokens));
+            Console.WriteLine($"round {r}: ours bf16 {bf[^1]:F2}, ours int8 {i8[^1]:F2}, llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
+        }
+        double mb = Stats.Median(bf), mi = Stats.Median(i8), mq = Stats.Median(q8);
+        Console.WriteLine($"median of {rounds}: ours bf16 {mb:F2}, ours int8 {mi:F2} ({mi / mb:F2}x bf16), llama.cpp Q8_0 {mq:F2} tok/s (ours int8 / llama.cpp {mi / mq:F2}x), " +
+                          $"{tokens} tokens after a {promptTokens}-token prompt, {threads} threads");
+        Directory.Delete(temp, true);
+    }
+
+    private static double Ours(LlamaForCausalLM model, int[] prompt, int tokens, bool int8)
+    {
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        using var cache = new AttentionCache(model.Config, prompt.Length + tokens + 1, model.DType);
+        var logits = CausalPrefill.Run(model, cache, prompt);
+        long token = logits.argmax(-1).item<long>();
+        var clock = Stopwatch.StartNew();
+        for (int s = 0; s < tokens; s++)
+        {
+            using var step = NewDisposeScope();
+            long[] pos = [prompt.Length + s];
+            var st = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1), cache);
+            Tensor next;
+            if (int8) using (Int8Weight.Decoding()) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
+            else next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
+            token = next.argmax(-1).item<long>();
+        }
+        return tokens / clock.Elapsed.TotalSeconds;
+    }
+}
