@@ -33,8 +33,9 @@ internal static class ModelFingerprint
         {
             System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(id, i);
             hash.Append(id);
-            var bytes = tokenizer.TokenBytes(i);
-            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(id, bytes.Length);
+            // An id no token has (a vocabulary with holes, like cl100k ranks under Llama 3's specials) hashes as length -1.
+            var bytes = tokenizer.HasToken(i) ? tokenizer.TokenBytes(i) : default;
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(id, tokenizer.HasToken(i) ? bytes.Length : -1);
             hash.Append(id);
             hash.Append(bytes);
         }
