@@ -87,7 +87,7 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
         await using var engine = fx.Engine(linkTokens: 1);
         var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(3, 8)), await engine.PrecomputeAsync(CheckpointFixture.Doc(4, 8)) };
         var layout = await engine.BuildLayoutAsync("q?", ids, 1);
-        await engine.GenerateAsync("q?", ids, new KvLinkGenerationOptions { MaxNewTokens = 1 }); // caches slot 1
+        await engine.GenerateAsync("q?", ids, new KvLinkGenerationOptions { MaxNewTokens = 1 }); // its caches (slot 0 keys under the default SlotPolicy.Shared)
         int link = layout.Documents[1].Start + layout.Documents[1].Length; // link token of slot 1
         Assert.Equal(0, layout.Segments[link]);
 
