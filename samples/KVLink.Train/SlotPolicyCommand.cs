@@ -29,10 +29,11 @@ internal static class SlotPolicyCommand
         string numbered = Path.Combine(models, SlotFreeCommand.NumberedFolderName), free = Path.Combine(models, DemoModel.FolderName);
         Row[] rows =
         [
-            new("Full prefill (upper bound)", numbered, "numbered", ContextMode.FullPrefill, SlotPolicy.Exact, "—"),
+            // KVLink rows first (Exact before the rows compared with it), so a run stopped early still has the comparison.
             new("Exact: a cache per document and slot", numbered, "numbered", ContextMode.KvLink, SlotPolicy.Exact, "one per slot used (up to 10)"),
             new("Shared: the slot-0 cache in every slot", numbered, "numbered", ContextMode.KvLink, SlotPolicy.Shared, "1"),
             new("Slot-free header (any policy)", free, "slot-free", ContextMode.KvLink, SlotPolicy.Shared, "1"),
+            new("Full prefill (upper bound)", numbered, "numbered", ContextMode.FullPrefill, SlotPolicy.Exact, "—"),
             new("Full prefill (upper bound)", free, "slot-free", ContextMode.FullPrefill, SlotPolicy.Shared, "—"),
         ];
         var questions = Accuracy.SyntheticEval(new DemoRecipe().Seed, perKind);
