@@ -25,6 +25,7 @@ static async Task RunAsync(BenchOptions options)
             GemmRates.Attention(options.Threads, Console.WriteLine);
             Console.WriteLine($"load {Machine.LoadAverage()}");
             return;
+        case BenchMode.RandomSlots: await RandomSlots.RunAsync(options); return;
     }
     await RunSuiteAsync(options);
 }

@@ -25,6 +25,7 @@ internal static class Demo
             CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
             DocumentLoss = o.Flag("doc-loss"),
             ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
+            SlotFree = !o.Flag("numbered"),
         };
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
         string work = Path.Combine(o.Get("work") ?? Path.Combine(Path.GetTempPath(), "kvlink-demo-work"));
@@ -38,8 +39,8 @@ internal static class Demo
             Seed = recipe.Seed + 1, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind / 2, EvalQuestionsPerKind = 0, MinDocuments = 2, MaxDocuments = 4, MaxFollowUps = recipe.MaxFollowUps,
         });
         string fullWork = Path.Combine(work, "full");
-        var tokenizer = DemoRecipe.TrainTokenizer(corpus, fullWork);
-        var format = DemoModel.Format(tokenizer);
+        var tokenizer = DemoRecipe.TrainTokenizer(corpus, fullWork, recipe.SlotFree);
+        var format = DemoModel.Format(tokenizer).WithSlotFreeHeader(recipe.SlotFree);
         var builder = new TrainingExampleBuilder(tokenizer, format, linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
         var probeSet = corpus.Eval.Take(200).ToList();
         var qa = corpus.Train.Select(q => q.Sample).ToList();
@@ -75,8 +76,8 @@ internal static class Demo
         }
         DemoRecipe.Log($"KVLink phase: {linkTime:hh\\:mm\\:ss}");
         var controlTime = Control(recipe, builder, qa, probeSet, fullWork, linkOptions, Path.Combine(work, "control"));
-        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName));
-        Export(linkWork, fullWork, Path.Combine(models, DemoModel.FolderName));
+        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName), recipe.SlotFree);
+        Export(linkWork, fullWork, Path.Combine(models, DemoModel.FolderName), recipe.SlotFree);
         var trainTime = total.Elapsed;
         DemoRecipe.Log($"models written to {models}; training took {trainTime:hh\\:mm\\:ss}");
         if (!o.Flag("no-eval"))
@@ -107,22 +108,26 @@ internal static class Demo
         string work = o.Require("work");
         string fullWork = Path.Combine(work, "full");
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(fullWork);
-        var builder = new TrainingExampleBuilder(tokenizer, DemoModel.Format(tokenizer), linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
+        var builder = new TrainingExampleBuilder(tokenizer, PromptSettingsFile.FormatFor(fullWork, tokenizer), linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
         var options = recipe.LinkOptions();
         Control(recipe, builder, [.. corpus.Train.Select(q => q.Sample)], [.. corpus.Eval.Take(200)], fullWork, options, Path.Combine(work, "control"));
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
-        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName));
+        Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName), recipe.SlotFree);
     }
 
-    /// <summary>Copies what a checkpoint needs to be loaded (not the optimizer state) into <paramref name="target"/>.</summary>
-    private static void Export(string checkpoint, string tokenizerFolder, string target)
+    /// <summary>
+    /// Copies what a checkpoint needs to be loaded (not the optimizer state) into <paramref name="target"/>, with prompt
+    /// settings that record the system text and the document header it was trained with.
+    /// </summary>
+    public static void Export(string checkpoint, string tokenizerFolder, string target, bool slotFree)
     {
         Directory.CreateDirectory(target);
         foreach (var name in new[] { "config.json", "model.safetensors" })
             File.Copy(Path.Combine(checkpoint, name), Path.Combine(target, name), overwrite: true);
-        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", PromptSettingsFile.FileName })
+        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json" })
             File.Copy(Path.Combine(tokenizerFolder, name), Path.Combine(target, name), overwrite: true);
+        PromptSettingsFile.Write(target, PromptSettingsFile.ReadSystemText(tokenizerFolder) ?? DemoModel.SystemText, slotFree);
     }
 
     public static string RepoRoot()

@@ -35,6 +35,11 @@ internal sealed record DemoRecipe
     public double BlockedFraction { get; init; } = 0.8;
     public int[] LinkTokenChoices { get; init; } = [0, 1, 5];
     public ScalarType ComputeType { get; init; } = ScalarType.Float32;
+    /// <summary>Documents headed <c>Document (Title: …)</c>, with no slot number, so one cache per document serves every slot (the demo default).</summary>
+    public bool SlotFree { get; init; } = true;
+    /// <summary>Steps of the <c>slot-free</c> command (numbered checkpoint → slot-free header) and its peak learning rate.</summary>
+    public int SlotFreeSteps { get; init; } = 2500;
+    public double SlotFreeLearningRate { get; init; } = 5e-4;
 
     /// <summary>Answers are trained with a leading space, so they are the same tokens as in the documents.</summary>
     public const string AnswerPrefix = " ";
@@ -42,10 +47,10 @@ internal sealed record DemoRecipe
     public static void Log(string message) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
 
     /// <summary>Writes the tokenizer (BPE learned from the training split and the lexicon) into <paramref name="folder"/>.</summary>
-    public static LlamaTokenizer TrainTokenizer(SyntheticRagCorpus corpus, string folder)
+    public static LlamaTokenizer TrainTokenizer(SyntheticRagCorpus corpus, string folder, bool slotFree)
     {
         Directory.CreateDirectory(folder);
-        var texts = corpus.Train.Take(4000).SelectMany(q => q.Sample.Documents.Select(d => KvLinkLlama3Format.DocumentText(d, 0))
+        var texts = corpus.Train.Take(4000).SelectMany(q => q.Sample.Documents.Select(d => slotFree ? KvLinkLlama3Format.SlotFreeDocumentText(d) : KvLinkLlama3Format.DocumentText(d, 0))
                 .Append(q.Sample.Question).Append(AnswerPrefix + q.Sample.Answer)
                 .Concat((q.Sample.FollowUps ?? []).Select(f => f.Question)))
             .Concat(SyntheticRagCorpus.Lexicon.All.SelectMany(n => Enumerable.Repeat(" " + n, 20)))
@@ -53,7 +58,7 @@ internal sealed record DemoRecipe
             .Concat(Enumerable.Range(1, 20).Select(i => $"Document [{i}](Title: x) y\n"));
         var bpe = BpeTokenizerTrainer.Train(texts, merges: 6000, minCount: 10);
         BpeTokenizerTrainer.Write(Path.Combine(folder, "tokenizer.json"), bpe);
-        PromptSettingsFile.Write(folder, DemoModel.SystemText);
+        PromptSettingsFile.Write(folder, DemoModel.SystemText, slotFree);
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(folder);
         var split = SyntheticRagCorpus.Lexicon.All.Where(n => tokenizer.Encode(" " + n).Count != 1).ToList();
         if (split.Count > 0) throw new InvalidOperationException($"{split.Count} names are not single tokens, e.g. '{split[0]}'.");

@@ -14,7 +14,7 @@ internal static class Diag
         string folder = o.Require("model");
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(folder);
         using var model = LlamaCheckpoint.Load(folder, ScalarType.Float32);
-        var builder = new TrainingExampleBuilder(tokenizer, DemoModel.Format(tokenizer), 0, 2048, DemoRecipe.AnswerPrefix);
+        var builder = new TrainingExampleBuilder(tokenizer, KVLink.Core.Prompting.PromptSettingsFile.FormatFor(folder, tokenizer), 0, 2048, DemoRecipe.AnswerPrefix);
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 1234, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = o.Int("n", 3) });
         using var _ = no_grad();
         foreach (var q in corpus.Eval)

@@ -22,9 +22,24 @@ root.Add(Cli.Command("demo", "retrain both demo models from scratch, then measur
     Cli.Int("--copy-steps", $"copy-task warm-up steps (default {recipe.CopySteps})"),
     Cli.Flag("--doc-loss", "also train on document tokens"),
     Cli.Flag("--bf16", "train in bfloat16 instead of float32"),
+    Cli.Flag("--numbered", "the published numbered document header (Document [n]) instead of the slot-free one (a cache per slot)"),
     Cli.Flag("--no-eval", "skip the accuracy measurement after training"),
     Cli.Int("--per-kind", "questions of each kind in the accuracy measurement (default 500)"),
     Cli.Int("--max-new-tokens", "new tokens per answer in the accuracy measurement (default 24)")));
+
+root.Add(Cli.Command("slot-free", "continue the KVLink phase of a numbered-header demo checkpoint with the slot-free header (resumable)", SlotFreeCommand.RunAsync,
+    Cli.Text("--from", $"numbered-header checkpoint (default models/{SlotFreeCommand.NumberedFolderName})"),
+    Cli.Text("--out", "folder the slot-free model is written to (default models/kvlink-demo)"),
+    Cli.Text("--work", "checkpoint folder; a rerun with the same folder resumes (default kvlink-demo-work/slot-free in the temp folder)"),
+    Cli.Int("--steps", $"training steps (default {recipe.SlotFreeSteps})"),
+    Cli.Real("--lr", $"peak learning rate (default {recipe.SlotFreeLearningRate})")));
+
+root.Add(Cli.Command("slots", "accuracy of each slot policy (numbered Exact / Shared, slot-free) on the same shuffled held-out questions into docs/accuracy.md",
+    SlotPolicyCommand.RunAsync,
+    Cli.Text("--models", "folder holding the demo models (default models/ in the repository)"),
+    Cli.Int("--per-kind", "questions of each kind (default 500)"),
+    Cli.Int("--links", "link tokens per document (default 5)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer (default 24)")));
 
 root.Add(Cli.Command("accuracy", "measure the accuracy table of the demo models into docs/accuracy.md",
     o => AccuracyCommand.RunAsync(o, o.Get("models") ?? Path.Combine(Demo.RepoRoot(), "models")),

@@ -11,7 +11,7 @@ internal static class Sanity
     {
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 2000, EvalQuestionsPerKind = 10 });
         string work = Path.Combine(Path.GetTempPath(), "kvlink-sanity");
-        var tokenizer = DemoRecipe.TrainTokenizer(corpus, work);
+        var tokenizer = DemoRecipe.TrainTokenizer(corpus, work, slotFree: true);
         var format = KVLink.Demo.DemoModel.Format(tokenizer);
         var builder = new TrainingExampleBuilder(tokenizer, format, 0, 2048);
         var names = SyntheticRagCorpus.Lexicon.All.ToArray();

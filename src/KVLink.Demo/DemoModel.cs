@@ -39,8 +39,11 @@ public static class DemoModel
         return null;
     }
 
-    /// <summary>The prompt format of the demo model for its tokenizer.</summary>
-    public static KvLinkLlama3Format Format(LlamaTokenizer tokenizer) => KvLinkLlama3Format.FromTokenizer(tokenizer, SystemText);
+    /// <summary>
+    /// The prompt format of the demo model for its tokenizer: its system text and the slot-free document header
+    /// (<see cref="KvLinkLlama3Format.SlotFreeHeader"/>), so one cache per document serves every slot exactly.
+    /// </summary>
+    public static KvLinkLlama3Format Format(LlamaTokenizer tokenizer) => KvLinkLlama3Format.FromTokenizer(tokenizer, SystemText).WithSlotFreeHeader();
 
     /// <summary>
     /// Opens an engine on a checkpoint folder (default: the demo model) with <c>KvLinkEngine.LoadAsync</c>,

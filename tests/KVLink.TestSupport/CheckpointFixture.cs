@@ -48,9 +48,17 @@ public class CheckpointFixture : IDisposable
     /// <summary>A model of its own (for tests that train or otherwise change it); the caller disposes it.</summary>
     internal LlamaForCausalLM LoadModel() => LlamaCheckpoint.Load(Folder, ScalarType.Float32);
 
-    /// <summary>An engine on the shared <see cref="Model"/>, exact (float32) and with the short format.</summary>
-    public KvLinkEngine Engine(int linkTokens = 1, ContextMode mode = ContextMode.KvLink, IKvCacheStore? store = null) =>
-        new(Model, Tokenizer, new KvLinkOptions { LinkTokens = linkTokens, Mode = mode, PromptFormat = Format, DType = ComputeDType.Float32 }, store);
+    /// <summary>
+    /// An engine on the shared <see cref="Model"/>, exact (float32) and with the short format (numbered header) or
+    /// <paramref name="format"/>; the slot policy is the engine's default unless <paramref name="slotPolicy"/> is given.
+    /// </summary>
+    public KvLinkEngine Engine(int linkTokens = 1, ContextMode mode = ContextMode.KvLink, IKvCacheStore? store = null,
+        SlotPolicy? slotPolicy = null, PromptFormat? format = null)
+    {
+        var options = new KvLinkOptions { LinkTokens = linkTokens, Mode = mode, PromptFormat = format ?? Format, DType = ComputeDType.Float32 };
+        if (slotPolicy is { } policy) options.SlotPolicy = policy;
+        return new(Model, Tokenizer, options, store);
+    }
 
     /// <summary>Small, exact and fast settings for engines a container loads from <see cref="Folder"/>.</summary>
     public void Configure(KvLinkOptions o)

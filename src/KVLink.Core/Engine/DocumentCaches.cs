@@ -36,7 +36,8 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         int tokens = 0, computed = 0, slotsComputed = 0;
         try
         {
-            for (int slot = 0; slot < c.Options.PrecomputeSlots; slot++)
+            // One cache per document unless the policy is Exact with a numbered header: then slots 0..PrecomputeSlots-1.
+            foreach (int slot in Enumerable.Range(0, c.Options.PrecomputeSlots).Select(c.CacheSlot).Distinct())
             {
                 var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, ct, countBytes: false).ConfigureAwait(false);
                 if (slot == 0) tokens = entry.Length;
@@ -64,7 +65,8 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, IReadOnlyList<int>? fullTokens = null)
     {
         var key = c.Key(id, slot);
-        // The caller's tokens are the document's in this slot; the key's slot differs only for slot-free formats, whose tokens do not depend on it.
+        // The entry is the key's slot's (EngineContext.CacheSlot): the caller's slot itself, or 0 when one cache serves every slot;
+        // fullTokens, when given, are the document's tokens in the key's slot.
         var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await c.Store.GetAsync(key, ct).ConfigureAwait(false);
         if (stored is not null)
         {
@@ -80,7 +82,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 
         // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
         var inflight = new InflightKey(key, document.Text, document.Title, catalog.KeepFraction(document));
-        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, slot, inflight)));
+        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight)));
         return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
     }
 
@@ -106,14 +108,16 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         throw new KeyNotFoundException($"Unknown document id '{id}': precompute it with PrecomputeAsync first.");
     }
 
-    /// <summary>A document's tokens in a slot (compressed on the model thread when its kept fraction is below 1).</summary>
+    /// <summary>A document's tokens in a slot (compressed on the model thread when its kept fraction is below 1). KVLink mode
+    /// passes the cache's slot (<see cref="EngineContext.CacheSlot"/>), full prefill the document's own.</summary>
     public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, int slot, CancellationToken ct) =>
         catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
             : await c.Worker.Run(() => Tokens(id, document, slot), ct).ConfigureAwait(false);
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, int slot, InflightKey inflight)
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight)
     {
         var key = inflight.Key;
+        int slot = key.Slot; // the cache's slot: its tokens are the document's there
         try
         {
             int length = c.Format.Document(c.Tokenizer, document, slot).Count;

@@ -11,7 +11,14 @@ internal sealed record EngineContext(
     LlamaForCausalLM Model, LlamaTokenizer Tokenizer, PromptFormat Format, IKvCacheStore Store, KvLinkOptions Options,
     string Fingerprint, ModelWorker Worker, EngineTelemetry Telemetry)
 {
-    /// <summary>The store key of a document's cache in a slot (slot 0 for formats whose documents do not depend on it).</summary>
+    /// <summary>
+    /// The slot whose document tokens and cache serve a document placed in <paramref name="slot"/> (KVLink mode): the slot
+    /// itself for a numbered format under <see cref="SlotPolicy.Exact"/>; else 0, one cache per document (exact for a
+    /// slot-free format, whose tokens are the same in every slot; under <see cref="SlotPolicy.Shared"/> the header reads slot 1's number).
+    /// </summary>
+    public int CacheSlot(int slot) => Format.DocumentDependsOnSlot && Options.SlotPolicy == SlotPolicy.Exact ? slot : 0;
+
+    /// <summary>The store key of a document's cache in a slot (the key's slot is <see cref="CacheSlot"/>).</summary>
     public KvCacheKey Key(string documentId, int slot) =>
-        new(Options.Tenant, Fingerprint, Format.Name, documentId, Format.DocumentDependsOnSlot ? slot : 0);
+        new(Options.Tenant, Fingerprint, Format.Name, documentId, CacheSlot(slot));
 }

@@ -80,7 +80,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// and creates an engine over it, on the device named by <see cref="KvLinkOptions.Device"/>, storing caches in
     /// <paramref name="store"/> (default: in memory) and logging and recording metrics through <paramref name="diagnostics"/>.
     /// Without <see cref="KvLinkOptions.PromptFormat"/>, a <c>kvlink_prompt.json</c> in the folder supplies the system
-    /// text the model was trained with. Options are validated before anything is loaded. The engine owns the model it
+    /// text and the document header (numbered or slot-free) the model was trained with. Options are validated before anything is loaded. The engine owns the model it
     /// loads: disposing the engine disposes the model.
     /// </summary>
     /// <exception cref="InvalidOperationException">A CUDA device was requested and TorchSharp has no CUDA runtime (the message names the package to add).</exception>
@@ -99,7 +99,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             try
             {
                 // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
-                var format = options.PromptFormat ?? (PromptSettingsFile.ReadSystemText(checkpointFolder) is { } system ? KvLinkLlama3Format.FromTokenizer(tokenizer, system) : null);
+                var format = options.PromptFormat ?? PromptSettingsFile.StoredFormat(checkpointFolder, tokenizer);
                 return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true) { ModelId = CheckpointName.Of(checkpointFolder) };
             }
             catch
@@ -263,12 +263,12 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>The prompt a request would use (documents resolved, caches not loaded); for inspection and tests.</summary>
+    /// <summary>The prompt a request in <paramref name="mode"/> (default: the engine's) would use (documents resolved, caches not loaded); for inspection and tests.</summary>
     /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
-    internal async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken cancellationToken = default)
+    internal async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, ContextMode? mode = null, CancellationToken cancellationToken = default)
     {
         ThrowIfDisposed();
-        return await _requests.LayoutAsync(query, documentIds, linkTokens, cancellationToken).ConfigureAwait(false);
+        return await _requests.LayoutAsync(query, documentIds, linkTokens, mode ?? _options.Mode, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>

@@ -31,10 +31,19 @@ public sealed class KvLinkOptions
     public PromptFormat? PromptFormat { get; set; }
 
     /// <summary>
-    /// Slots encoded by <c>PrecomputeAsync</c> (slots 0..n-1). A document's header carries its slot number,
-    /// so a cache is valid for one slot only; other slots are encoded on first use and then stored. Default 1.
+    /// Slots encoded by <c>PrecomputeAsync</c> (slots 0..n-1), with <see cref="SlotPolicy.Exact"/> and a numbered header
+    /// only: there a document's header carries its slot number, so a cache is valid for one slot, and other slots are
+    /// encoded on first use and then stored. Under <see cref="SlotPolicy.Shared"/> or a slot-free header one cache serves
+    /// every slot and this has no effect. Default 1.
     /// </summary>
     public int PrecomputeSlots { get; set; } = 1;
+
+    /// <summary>
+    /// How caches serve slots when the prompt format numbers its documents (the published header): see
+    /// <see cref="Engine.SlotPolicy"/>. Ignored by slot-free formats, whose one cache per document is exact in every slot.
+    /// Default <see cref="SlotPolicy.Shared"/>.
+    /// </summary>
+    public SlotPolicy SlotPolicy { get; set; } = SlotPolicy.Shared;
 
     /// <summary>
     /// The cache namespace of this engine: part of every store key, so engines of different tenants sharing
@@ -96,6 +105,7 @@ public sealed class KvLinkOptions
         if (LinkTokens < 0) throw new ArgumentOutOfRangeException(nameof(LinkTokens), LinkTokens, "LinkTokens must be >= 0.");
         if (DocumentCatalogCapacity < 1) throw new ArgumentOutOfRangeException(nameof(DocumentCatalogCapacity), DocumentCatalogCapacity, "DocumentCatalogCapacity must be >= 1.");
         if (PrecomputeSlots < 1) throw new ArgumentOutOfRangeException(nameof(PrecomputeSlots), PrecomputeSlots, "PrecomputeSlots must be >= 1.");
+        if (!Enum.IsDefined(SlotPolicy)) throw new ArgumentOutOfRangeException(nameof(SlotPolicy), SlotPolicy, "Unknown slot policy: use Shared or Exact.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");
         if (!Enum.IsDefined(DType)) throw new ArgumentOutOfRangeException(nameof(DType), DType, "Unknown dtype.");
         if (string.IsNullOrWhiteSpace(Tenant)) throw new ArgumentException("Tenant must not be empty.", nameof(Tenant));

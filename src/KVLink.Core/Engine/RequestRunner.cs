@@ -45,7 +45,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             for (int slot = 0; slot < docs.Length; slot++)
                 docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
             // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
-            var fullTokens = CheckPromptFits(query, docs, k); // tokenized once: the entry checks below reuse them
+            var fullTokens = CheckPromptFits(query, docs, k, mode); // tokenized once: the entry checks below reuse them
 
             var tokens = new List<IReadOnlyList<int>>();
             var entries = new List<DocumentKvCache>();
@@ -64,7 +64,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
                 }
                 else
                 {
-                    tokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], slot, ct).ConfigureAwait(false));
+                    tokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], TokenSlot(slot, mode), ct).ConfigureAwait(false));
                 }
             }
             var layout = c.Format.Build(c.Tokenizer, tokens, query, k);
@@ -79,13 +79,14 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         }
     }
 
-    /// <summary>The prompt a request would use (documents resolved, caches not loaded).</summary>
-    public async Task<PromptLayout> LayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, CancellationToken ct)
+    /// <summary>The prompt a request in <paramref name="mode"/> would use (documents resolved, caches not loaded).</summary>
+    public async Task<PromptLayout> LayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, ContextMode mode, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(documentIds);
         var docs = new List<IReadOnlyList<int>>();
         for (int slot = 0; slot < documentIds.Count; slot++)
-            docs.Add(await documents.TokensAsync(documentIds[slot], await documents.ResolveAsync(documentIds[slot], null, ct).ConfigureAwait(false), slot, ct).ConfigureAwait(false));
+            docs.Add(await documents.TokensAsync(documentIds[slot], await documents.ResolveAsync(documentIds[slot], null, ct).ConfigureAwait(false),
+                TokenSlot(slot, mode), ct).ConfigureAwait(false));
         return c.Format.Build(c.Tokenizer, docs, query, linkTokens);
     }
 
@@ -138,16 +139,16 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// its smallest possible size), so that no document is encoded for a request that must fail. Returns each slot's
     /// uncompressed document tokens.
     /// </summary>
-    private IReadOnlyList<int>[] CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
+    private IReadOnlyList<int>[] CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens, ContextMode mode)
     {
         var fulls = new IReadOnlyList<int>[docs.Count];
         long length = c.Format.Prefix(c.Tokenizer).Count + c.Format.Suffix(c.Tokenizer, query).Count + (long)linkTokens * docs.Count;
         for (int slot = 0; slot < docs.Count; slot++)
         {
-            var full = fulls[slot] = c.Format.Document(c.Tokenizer, docs[slot], slot);
+            var full = fulls[slot] = c.Format.Document(c.Tokenizer, docs[slot], TokenSlot(slot, mode));
             double fraction = docs[slot].KeepFraction ?? c.Options.Compression.KeepFraction;
             if (fraction >= 1) { length += full.Count; continue; }
-            int header = c.Format.DocumentHeaderLength(c.Tokenizer, docs[slot], slot);
+            int header = c.Format.DocumentHeaderLength(c.Tokenizer, docs[slot], TokenSlot(slot, mode));
             length += header + (long)Math.Ceiling(fraction * (full.Count - header));
         }
         int max = c.Model.Config.MaxPositionEmbeddings;
@@ -155,6 +156,13 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             throw new ArgumentException($"The prompt has at least {length} tokens ({docs.Count} documents); the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", "documentIds");
         return fulls;
     }
+
+    /// <summary>
+    /// The slot whose document tokens a document in <paramref name="slot"/> has: in KVLink mode its cache's slot
+    /// (<see cref="EngineContext.CacheSlot"/>; under <see cref="SlotPolicy.Shared"/> the header numbers it 1), in full
+    /// prefill its own, since nothing is reused there.
+    /// </summary>
+    private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.CacheSlot(slot) : slot;
 
     /// <summary>
     /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.

@@ -37,6 +37,7 @@ internal sealed class KvLinkOptionsValidator(IEnumerable<KvLinkRegistration> reg
         else if (Fails(() => (o.PromptFormat ?? KvLinkLlama3Format.Published).ValidateLinkTokens(o.LinkTokens, 1)) is { } linkIds)
             yield return ("LinkTokens", $"does not fit the prompt format: {linkIds}");
         if (o.PrecomputeSlots < 1) yield return ("PrecomputeSlots", $"must be >= 1 (is {o.PrecomputeSlots}).");
+        if (!Enum.IsDefined(o.SlotPolicy)) yield return ("SlotPolicy", $"'{o.SlotPolicy}' is not a slot policy: use {string.Join(" or ", Enum.GetNames<SlotPolicy>())}.");
         if (!Enum.IsDefined(o.Mode)) yield return ("Mode", $"'{o.Mode}' is not a context mode: use {string.Join(" or ", Enum.GetNames<ContextMode>())}.");
         if (!Enum.IsDefined(o.DType)) yield return ("DType", $"'{o.DType}' is not a dtype: use {string.Join(", ", Enum.GetNames<ComputeDType>())}.");
         if (string.IsNullOrWhiteSpace(o.Tenant)) yield return ("Tenant", "must not be empty.");

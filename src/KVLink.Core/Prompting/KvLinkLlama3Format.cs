@@ -129,6 +129,26 @@ public sealed class KvLinkLlama3Format : PromptFormat
     /// </summary>
     public bool SpecialTokensInText { get; init; }
 
+    /// <summary>
+    /// False (the default, the published layout): a document is headed <c>Document [{slot+1}](Title: …)</c>, so its tokens,
+    /// and therefore its cache, belong to one slot. True: <c>Document (Title: …)</c>, with no number, so a document's tokens
+    /// and cache are the same in every slot and one cache per document serves any slot exactly
+    /// (<see cref="PromptFormat.DocumentDependsOnSlot"/> is false). Only for models trained with this header (the demo
+    /// model is; its <c>kvlink_prompt.json</c> says so). Part of <see cref="Name"/>. Link-token ids stay per slot.
+    /// </summary>
+    public bool SlotFreeHeader { get; init; }
+
+    /// <summary>This format with <see cref="SlotFreeHeader"/> set to <paramref name="slotFree"/> (everything else unchanged).</summary>
+    public KvLinkLlama3Format WithSlotFreeHeader(bool slotFree = true) =>
+        new(SystemText, LinkTokenStart, LinkTokenIdCount, MemStart, MemEnd, StopTokenIds)
+        {
+            SpecialTokensInText = SpecialTokensInText,
+            SlotFreeHeader = slotFree,
+        };
+
+    /// <inheritdoc/>
+    public override bool DocumentDependsOnSlot => !SlotFreeHeader;
+
     /// <summary>The system prompt.</summary>
     public string SystemText { get; }
 
@@ -143,7 +163,8 @@ public sealed class KvLinkLlama3Format : PromptFormat
 
     /// <inheritdoc/>
     public override string Name => _name ??= "kvlink-llama3-v2-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(
-        $"{SystemText}\u0001{LinkTokenStart}\u0001{LinkTokenIdCount}\u0001{MemStart}\u0001{MemEnd}" + (SpecialTokensInText ? "\u0001special-in-text" : ""))))[..12];
+        $"{SystemText}\u0001{LinkTokenStart}\u0001{LinkTokenIdCount}\u0001{MemStart}\u0001{MemEnd}" + (SpecialTokensInText ? "\u0001special-in-text" : "")
+        + (SlotFreeHeader ? "\u0001slot-free-header" : ""))))[..12];
 
     /// <inheritdoc/>
     public override int LinkTokenIdCount { get; }
@@ -162,19 +183,24 @@ public sealed class KvLinkLlama3Format : PromptFormat
     public static string DocumentText(KvLinkDocument document, int slot) =>
         $"Document [{slot + 1}](Title: {document.Title ?? ""}) {document.Text}\n";
 
+    /// <summary>The text of a document under the slot-free header: <c>Document (Title: {title}) {text}\n</c>, the same in every slot.</summary>
+    public static string SlotFreeDocumentText(KvLinkDocument document) =>
+        $"Document (Title: {document.Title ?? ""}) {document.Text}\n";
+
     /// <inheritdoc/>
     public override IReadOnlyList<int> Document(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) =>
-        UserText(tokenizer, DocumentText(document, slot));
+        UserText(tokenizer, SlotFreeHeader ? SlotFreeDocumentText(document) : DocumentText(document, slot));
 
     /// <summary>
-    /// The tokens of <c>Document [{slot+1}](Title: {title})</c> when they begin the document's tokens (they do with
-    /// byte-level BPE, which attaches the following space to the first word of the text); else the longest common prefix.
+    /// The tokens of the header (<c>Document [{slot+1}](Title: {title})</c>, or <c>Document (Title: {title})</c> when
+    /// <see cref="SlotFreeHeader"/>) when they begin the document's tokens (they do with byte-level BPE, which attaches
+    /// the following space to the first word of the text); else the longest common prefix.
     /// </summary>
     public override int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(document);
-        var header = UserText(tokenizer, $"Document [{slot + 1}](Title: {document.Title ?? ""})");
+        var header = UserText(tokenizer, SlotFreeHeader ? $"Document (Title: {document.Title ?? ""})" : $"Document [{slot + 1}](Title: {document.Title ?? ""})");
         var full = Document(tokenizer, document, slot);
         int n = 0;
         while (n < header.Count && n < full.Count && header[n] == full[n]) n++;

@@ -7,7 +7,11 @@ namespace KVLink.Training.Evaluation;
 /// <param name="Correct">Correct answers per kind (samples without a kind count under "all").</param>
 /// <param name="Total">Samples per kind.</param>
 /// <param name="Elapsed">Wall time of the evaluation.</param>
-public sealed record RagAccuracy(IReadOnlyDictionary<string, int> Correct, IReadOnlyDictionary<string, int> Total, TimeSpan Elapsed)
+/// <param name="PromptTokens">Prompt tokens of every question together (<c>Usage.PromptTokens</c>).</param>
+/// <param name="ComputedTokens">Prompt tokens computed at query time, summed (<c>Usage.ComputedTokens</c>: segment-0 tokens
+/// plus any document encoded on demand; the documents' own precompute is not counted).</param>
+public sealed record RagAccuracy(IReadOnlyDictionary<string, int> Correct, IReadOnlyDictionary<string, int> Total, TimeSpan Elapsed,
+    long PromptTokens = 0, long ComputedTokens = 0)
 {
     /// <summary>Accuracy in percent for a kind (0 when the kind has no samples).</summary>
     public double Percent(string kind) => Total.TryGetValue(kind, out int n) && n > 0 ? 100.0 * Correct.GetValueOrDefault(kind) / n : 0;
@@ -43,6 +47,7 @@ public static class RagEvaluator
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var correct = new Dictionary<string, int>(StringComparer.Ordinal);
         var total = new Dictionary<string, int>(StringComparer.Ordinal);
+        long promptTokens = 0, computedTokens = 0;
         var options = new KvLinkGenerationOptions { Mode = mode, LinkTokens = linkTokens, MaxNewTokens = maxNewTokens };
         foreach (var s in samples)
         {
@@ -50,6 +55,8 @@ public static class RagEvaluator
             foreach (var d in s.Documents)
                 ids.Add(await engine.PrecomputeAsync(d, cancellationToken).ConfigureAwait(false));
             var result = await engine.GenerateAsync(s.Question, ids, options, cancellationToken).ConfigureAwait(false);
+            promptTokens += result.Usage.PromptTokens;
+            computedTokens += result.Usage.ComputedTokens;
             bool ok = AnswerMetric.IsCorrect(result.Text, s.Answers);
             string kind = s.Kind ?? AllKind;
             total[kind] = total.GetValueOrDefault(kind) + 1;
@@ -60,6 +67,6 @@ public static class RagEvaluator
                     for (int slot = 0; slot < ids.Count; slot++)
                         await engine.Store.RemoveAsync(engine.CacheKey(id, slot), cancellationToken).ConfigureAwait(false);
         }
-        return new RagAccuracy(correct, total, clock.Elapsed);
+        return new RagAccuracy(correct, total, clock.Elapsed, promptTokens, computedTokens);
     }
 }

@@ -20,10 +20,10 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
     [MemberData(nameof(Cases))]
     public async Task Logits_of_every_computed_token_and_greedy_output_equal_the_single_pass_oracle(int documents, int k)
     {
-        await using var engine = fx.Engine(linkTokens: k);
+        await using var engine = fx.Engine(linkTokens: k, slotPolicy: SlotPolicy.Exact);
         var ids = new List<string>();
         for (int i = 0; i < documents; i++) ids.Add(await engine.PrecomputeAsync(CheckpointFixture.Doc(i, Words(i))));
-        ids.Reverse(); // documents land in slots they were not precomputed for: those are encoded on demand
+        ids.Reverse(); // documents land in slots they were not precomputed for: under Exact those are encoded on demand
         const string question = "Which word comes first?";
 
         var greedy = new KvLinkGenerationOptions { MaxNewTokens = 10, StopTokenIds = [] };
@@ -87,7 +87,7 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
         await using var engine = fx.Engine(linkTokens: 1);
         var ids = new[] { await engine.PrecomputeAsync(CheckpointFixture.Doc(3, 8)), await engine.PrecomputeAsync(CheckpointFixture.Doc(4, 8)) };
         var layout = await engine.BuildLayoutAsync("q?", ids, 1);
-        await engine.GenerateAsync("q?", ids, new KvLinkGenerationOptions { MaxNewTokens = 1 }); // caches slot 1
+        await engine.GenerateAsync("q?", ids, new KvLinkGenerationOptions { MaxNewTokens = 1 }); // its caches (slot 0 keys under the default SlotPolicy.Shared)
         int link = layout.Documents[1].Start + layout.Documents[1].Length; // link token of slot 1
         Assert.Equal(0, layout.Segments[link]);
 

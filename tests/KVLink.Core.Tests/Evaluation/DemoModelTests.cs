@@ -26,17 +26,18 @@ public sealed class DemoModelTests
             Assert.Same(mine, own.PromptFormat);
     }
 
-    [Fact]
-    public void The_demo_models_are_in_the_repository_and_small()
+    [Theory]
+    [InlineData(DemoModel.FolderName, true)]
+    [InlineData(DemoModel.FullAttentionFolderName, false)]
+    [InlineData("kvlink-demo-numbered", false)]
+    public void The_demo_models_are_in_the_repository_and_small(string name, bool slotFree)
     {
-        foreach (var name in new[] { DemoModel.FolderName, DemoModel.FullAttentionFolderName })
-        {
-            string? folder = DemoModel.FindFolder(name);
-            Assert.NotNull(folder);
-            long bytes = Directory.EnumerateFiles(folder!).Sum(f => new FileInfo(f).Length);
-            Assert.InRange(bytes, 1 << 20, 10 << 20);
-            Assert.Equal(DemoModel.SystemText, PromptSettingsFile.ReadSystemText(folder!));
-        }
+        string? folder = DemoModel.FindFolder(name);
+        Assert.NotNull(folder);
+        long bytes = Directory.EnumerateFiles(folder!).Sum(f => new FileInfo(f).Length);
+        Assert.InRange(bytes, 1 << 20, 10 << 20);
+        // The demo default is trained with the slot-free header, so one cache per document serves every slot exactly.
+        Assert.Equal(new PromptSettingsFile.Settings(DemoModel.SystemText, slotFree), PromptSettingsFile.Read(folder!));
     }
 
     [Fact]
@@ -49,6 +50,25 @@ public sealed class DemoModelTests
         await using var engine = await DemoModel.LoadEngineAsync(options: new KvLinkOptions { DType = ComputeDType.Float32, LinkTokens = 5 });
         var accuracy = await RagEvaluator.EvaluateAsync(engine, questions, ContextMode.KvLink, 5, maxNewTokens: 24);
         Assert.True(accuracy.Percent(nameof(SyntheticQuestionKind.SingleHop)) >= MinimumSingleHop, $"single-hop {accuracy.Percent(nameof(SyntheticQuestionKind.SingleHop)):F0} %");
+    }
+
+    [Fact]
+    public async Task The_getting_started_example_computes_only_segment_0_tokens_whatever_slots_the_documents_land_in()
+    {
+        // docs/getting-started.md step 1, with the defaults: each document precomputed once, then asked about in either order.
+        await using var engine = await DemoModel.LoadEngineAsync();
+        Assert.False(engine.PromptFormat.DocumentDependsOnSlot);
+        string shagux = await engine.PrecomputeAsync(new KvLinkDocument("Shagux was born in Namuport. Shagux works for Gextek.", "Shagux"));
+        string thufas = await engine.PrecomputeAsync(new KvLinkDocument("Thufas was born in Zineford. Thufas works for Pentek.", "Thufas"));
+        foreach (string[] ids in new[] { new[] { shagux, thufas }, [thufas, shagux] })
+        {
+            var answer = await engine.GenerateAsync("Where was Thufas born?", ids);
+            var layout = await engine.BuildLayoutAsync("Where was Thufas born?", ids, engine.Options.LinkTokens);
+            Assert.Equal(layout.ComputedPositions(layout.PrefixLength).Length, answer.Usage.ComputedTokens);
+            Assert.Equal(layout.DocumentTokenCount + layout.PrefixLength, answer.Usage.CachedTokens);
+            Assert.Contains("Zineford", answer.Text, StringComparison.Ordinal);
+        }
+        Assert.Equal(2, engine.Store.Statistics.Entries);
     }
 
     private const double MinimumSingleHop = 40; // measured 63.6 % on 500 (docs/accuracy.md)

@@ -28,7 +28,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
         var engine = sp.GetRequiredService<KvLinkEngine>();
         var chat = sp.GetRequiredService<IChatClient>();
         string[] ids = [await engine.PrecomputeAsync(CheckpointFixture.Doc(1)), await engine.PrecomputeAsync(CheckpointFixture.Doc(2))];
-        // Precompute stores slot 0 only; the first request encodes document 2 for slot 1 and stores it.
+        // Precompute stores one cache per document (the default SlotPolicy.Shared serves it in any slot).
         var first = await chat.GetResponseAsync(Conversation, new ChatOptions().WithDocuments(ids));
         Assert.True(first.Usage!.CachedInputTokenCount < first.Usage.InputTokenCount);
 

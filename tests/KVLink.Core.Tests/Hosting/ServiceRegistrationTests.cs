@@ -78,6 +78,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
             ["KvLink:Mode"] = "FullPrefill",
             ["KvLink:DType"] = "Float32",
             ["KvLink:PrecomputeSlots"] = "2",
+            ["KvLink:SlotPolicy"] = "Exact",
             ["KvLink:Device"] = "cpu",
             ["KvLink:Generation:MaxNewTokens"] = "7",
             ["KvLink:Generation:Temperature"] = "0.5",
@@ -91,6 +92,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
         Assert.Equal((fixture.Folder, 0, ContextMode.FullPrefill, ComputeDType.Float32, 2, "cpu"), (o.ModelPath, o.LinkTokens, o.Mode, o.DType, o.PrecomputeSlots, o.Device));
         Assert.Equal((7, 0.5f, (int?)3), (o.Generation.MaxNewTokens, o.Generation.Temperature, o.Generation.Seed));
         Assert.Equal(2, sp.GetRequiredService<KvLinkEngine>().Options.PrecomputeSlots);
+        Assert.Equal(SlotPolicy.Exact, sp.GetRequiredService<KvLinkEngine>().Options.SlotPolicy);
     }
 
     [Fact]
@@ -149,6 +151,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
     [Theory]
     [InlineData("LinkTokens")]
     [InlineData("PrecomputeSlots")]
+    [InlineData("SlotPolicy")]
     [InlineData("Device")]
     [InlineData("Generation.MaxNewTokens")]
     public async Task Invalid_settings_fail_naming_the_option(string option)
@@ -161,6 +164,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
             {
                 case "LinkTokens": o.LinkTokens = -1; break;
                 case "PrecomputeSlots": o.PrecomputeSlots = 0; break;
+                case "SlotPolicy": o.SlotPolicy = (SlotPolicy)7; break;
                 case "Device": o.Device = "gpu0"; break;
                 default: o.Generation = new KVLink.Core.Generation.GenerationOptions { MaxNewTokens = 0 }; break;
             }
