@@ -13,4 +13,7 @@ namespace KVLink.Core.Model;
 /// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
 /// with a cache S = the cache length after this step, indexed by slot.</param>
 /// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
-internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache);
+/// <param name="Sequences">Set for a batched step of several sequences: each attends its own rows to its own cache
+/// (<see cref="SequenceRows"/>), and <paramref name="Slots"/>, <paramref name="Mask"/> and <paramref name="Cache"/> are unused.</param>
+internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache,
+    IReadOnlyList<SequenceRows>? Sequences = null);

@@ -33,9 +33,9 @@ internal sealed class LlamaAttention : nn.Module
     /// </summary>
     public Tensor Forward(Tensor x, ForwardStep step, bool lastOnly)
     {
+        if (lastOnly && step.Sequences is not null) throw new NotSupportedException("A batched step of several sequences computes every row.");
         using var scope = NewDisposeScope();
         var (b, t, _) = (x.shape[0], x.shape[1], x.shape[2]);
-        int g = _heads / _kvHeads;
 
         var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, d]
         var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
@@ -47,15 +47,41 @@ internal sealed class LlamaAttention : nn.Module
         var q = q_proj.call(xq).view(b, tq, _heads, _headDim).transpose(1, 2);  // [B, H, Tq, d]
         q = RotaryEmbedding.Apply(q, cos, sin);
 
+        if (step.Sequences is { } sequences)
+        {
+            return o_proj.call(AttendPerSequence(q, k, v, sequences)).MoveToOuterDisposeScope();
+        }
         if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
+        return o_proj.call(Attend(q, k, v, queryMask)).MoveToOuterDisposeScope();
+    }
 
-        // Fold the G query heads of each kv head into the query axis: [B, KV, G*Tq, d].
-        var qg = q.reshape(b, _kvHeads, g * tq, _headDim);
+    /// <summary>Attention of queries [B, H, T, d] over keys/values [B, KV, S, d] under a [T, S] mask; returns [B, T, H*d].</summary>
+    private Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor queryMask)
+    {
+        var (b, t) = (q.shape[0], q.shape[2]);
+        int g = _heads / _kvHeads;
+        // Fold the G query heads of each kv head into the query axis: [B, KV, G*T, d].
+        var qg = q.reshape(b, _kvHeads, g * t, _headDim);
         long s = k.shape[2];
-        t = tq;
         var mask = queryMask.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
         var o = nn.functional.scaled_dot_product_attention(qg, k, v, mask);       // [B, KV, G*T, d]
-        o = o.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
-        return o_proj.call(o).MoveToOuterDisposeScope();
+        return o.view(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
+    }
+
+    /// <summary>
+    /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
+    /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the
+    /// [rows, rows] scores such a mask would cost.
+    /// </summary>
+    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences)
+    {
+        var outputs = new Tensor[sequences.Count];
+        for (int i = 0; i < sequences.Count; i++)
+        {
+            var r = sequences[i];
+            var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
+            outputs[i] = Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.Mask);
+        }
+        return outputs.Length == 1 ? outputs[0] : cat(outputs, 1);
     }
 }

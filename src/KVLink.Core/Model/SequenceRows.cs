@@ -1,0 +1,16 @@
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// One sequence's share of a batched forward step: rows [<paramref name="Start"/>, Start + <paramref name="Count"/>)
+/// of the step's concatenated tokens, attending only to its own cache. Projections, MLP and norms run once over all
+/// rows of the step; attention runs per sequence (ragged), which is exactly a block-diagonal mask over the rows.
+/// </summary>
+/// <param name="Start">First row of the sequence in the step.</param>
+/// <param name="Count">Rows (new tokens) of the sequence.</param>
+/// <param name="Slots">Cache slots of the new tokens (their positions), int64 [Count].</param>
+/// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
+/// <param name="Mask">Bool [Count, S]: query t may attend the key at slot s of the sequence's own cache.</param>
+/// <param name="Cache">The sequence's cache.</param>
+internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache);
