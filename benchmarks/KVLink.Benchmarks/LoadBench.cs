@@ -82,8 +82,16 @@ internal static class LoadBench
         Log($"wrote {o.Output}");
     }
 
-    private static KvLinkEngine Engine(BenchModel m, int maxRunning, int precomputeSlots) =>
-        new(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = m.Format, MaxRunningSequences = maxRunning, PrecomputeSlots = precomputeSlots });
+    // One store for the whole run: every engine over the same model finds the corpus precomputed by the first.
+    private static KVLink.Core.Caching.MemoryKvCacheStore? _store;
+    private static BenchModel? _storeModel;
+
+    private static KvLinkEngine Engine(BenchModel m, int maxRunning, int precomputeSlots, bool sharedStore = true)
+    {
+        if (_storeModel != m) (_store, _storeModel) = (new KVLink.Core.Caching.MemoryKvCacheStore(), m);
+        return new(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = m.Format, MaxRunningSequences = maxRunning, PrecomputeSlots = precomputeSlots },
+            sharedStore ? _store : new KVLink.Core.Caching.MemoryKvCacheStore());
+    }
 
     private static KvLinkGenerationOptions Greedy(BenchOptions o) => new() { MaxNewTokens = o.LoadTokens, StopTokenIds = [], Mode = ContextMode.KvLink, LinkTokens = 5 };
 
@@ -190,7 +198,7 @@ internal static class LoadBench
         var rates = new List<(string Name, double TokensPerS, double Seconds)>();
         foreach (var (label, maxRunning) in new[] { ("PrecomputeAllAsync, batched (MaxRunningSequences 16)", 16), ("PrecomputeAllAsync, one document per forward (MaxRunningSequences 1)", 1) })
         {
-            await using var engine = Engine(m, maxRunning, 1);
+            await using var engine = Engine(m, maxRunning, 1, sharedStore: false); // nothing stored: every document is encoded
             await engine.PrecomputeAsync(new KvLinkDocument("warm up the kernels", "w")); // first-call costs out of the timing
             var r = await engine.PrecomputeAllAsync(docs, new KvLinkIndexingOptions { MaxDegreeOfParallelism = 16 });
             rates.Add((label, r.TokensComputed / r.Elapsed.TotalSeconds, r.Elapsed.TotalSeconds));

@@ -16,4 +16,26 @@ namespace KVLink.Core.Model;
 /// <param name="Sequences">Set for a batched step of several sequences: each attends its own rows to its own cache
 /// (<see cref="SequenceRows"/>), and <paramref name="Slots"/>, <paramref name="Mask"/> and <paramref name="Cache"/> are unused.</param>
 internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache,
-    IReadOnlyList<SequenceRows>? Sequences = null);
+    IReadOnlyList<SequenceRows>? Sequences = null)
+{
+    private readonly Dictionary<(int Start, int Rows, int G, ScalarType DType), Tensor> _folded = [];
+
+    /// <summary>
+    /// The mask of query rows [<paramref name="start"/>, start+rows) folded for G query heads per kv head
+    /// (<see cref="GroupedAttention.Fold"/>), built once per step and shared by every layer. It lives as long as
+    /// the dispose scope that was current when the step was created (the step's other tensors do too).
+    /// </summary>
+    public Tensor FoldedMask(int start, int rows, int g, ScalarType dtype)
+    {
+        var key = (start, rows, g, dtype);
+        if (!_folded.TryGetValue(key, out var folded))
+        {
+            using var rowsMask = Mask.narrow(0, start, rows);
+            folded = GroupedAttention.Fold(rowsMask, g, dtype);
+            // Into the scope the step's mask was made in: it must outlive the layer that built it.
+            folded.MoveToOtherDisposeScope(Mask);
+            _folded[key] = folded;
+        }
+        return folded;
+    }
+}

@@ -13,4 +13,21 @@ namespace KVLink.Core.Model;
 /// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
 /// <param name="Mask">Bool [Count, S]: query t may attend the key at slot s of the sequence's own cache.</param>
 /// <param name="Cache">The sequence's cache.</param>
-internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache);
+internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache)
+{
+    private Tensor? _folded;
+
+    /// <summary>
+    /// <see cref="Mask"/> folded for G query heads per kv head (<see cref="GroupedAttention.Fold"/>), built once per step
+    /// and shared by every layer; it lives in the dispose scope the mask was made in.
+    /// </summary>
+    public Tensor FoldedMask(int g, ScalarType dtype)
+    {
+        if (_folded is null || _folded.dtype != dtype)
+        {
+            _folded = GroupedAttention.Fold(Mask, g, dtype);
+            _folded.MoveToOtherDisposeScope(Mask);
+        }
+        return _folded;
+    }
+}
