@@ -45,7 +45,7 @@ internal static class LoadBench
                 using var m = BenchModel.Create(name, Path.Combine(temp, name));
                 Log($"{m.Name}: {m.Description} (built in {m.BuildTime.TotalSeconds:F1} s)");
                 md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"### {m.Name}: {m.Description}").AppendLine();
-                md.AppendLine(CultureInfo.InvariantCulture, $"{o.LoadDocuments} cached documents of {o.LoadContext / o.LoadDocuments} tokens, K = 5, {o.LoadTokens} new tokens per request (greedy, no stop token), {o.LoadRounds} requests per user; MaxStepTokens 512.").AppendLine();
+                md.AppendLine(CultureInfo.InvariantCulture, $"{o.LoadDocuments} cached documents of {o.LoadContext / o.LoadDocuments} tokens, K = 5, {o.LoadTokens} new tokens per request (greedy, no stop token), {o.LoadRounds} requests per user (at least 4 per level); MaxStepTokens 512.").AppendLine();
                 var levels = new List<Level>();
                 foreach (int users in o.Users)
                 {
@@ -57,7 +57,7 @@ internal static class LoadBench
                 Print(serial, Log);
                 var batched = levels.First(l => l.Users == serialUsers);
                 double rate = 0.5 * batched.RequestsPerS;
-                var poisson = await OpenLoop(m, o, rate, Math.Max(8, 2 * serialUsers), Log);
+                var poisson = await OpenLoop(m, o, rate, Math.Max(8, serialUsers + serialUsers / 2), Log);
                 Print(poisson, Log);
                 md.Append(Table([.. levels, serial, poisson]));
                 var single = levels.FirstOrDefault(l => l.Users == 1);
@@ -106,9 +106,10 @@ internal static class LoadBench
         long tokens = 0;
         var gate = new Lock();
         var wall = Stopwatch.StartNew();
+        int rounds = Math.Max(o.LoadRounds, (int)Math.Ceiling(4.0 / users)); // at least 4 requests per level
         await Task.WhenAll(Enumerable.Range(0, users).Select(u => Task.Run(async () =>
         {
-            for (int r = 0; r < o.LoadRounds; r++)
+            for (int r = 0; r < rounds; r++)
             {
                 // Each user asks about its own order of the documents: different prompts, same cached entries.
                 var docs = ids.Skip((u + r) % ids.Count).Concat(ids.Take((u + r) % ids.Count)).ToArray();
@@ -116,7 +117,7 @@ internal static class LoadBench
                 lock (gate) Record(res, ttft, itl, ref tokens);
             }
         })));
-        return new Level(maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users", users, users * o.LoadRounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning);
+        return new Level(maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users", users, users * rounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning);
     }
 
     /// <summary>Requests arriving as a Poisson process of <paramref name="rate"/> per second, whatever the engine's state.</summary>
