@@ -215,7 +215,6 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         var positions = new long[rows];
         var tokens = new long[rows];
         var sequences = new SequenceRows[parts.Count];
-        var outputs = new List<long>();
         int start = 0;
         for (int i = 0; i < parts.Count; i++)
         {
@@ -224,12 +223,12 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             c.Positions.CopyTo(positions, start);
             c.Tokens.CopyTo(tokens, start);
             sequences[i] = new SequenceRows(start, n, tensor(c.Positions, device: model.Device), c.Positions.Max(),
-                AttentionMasks.CausalOverSlots(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!);
+                AttentionMasks.CausalOverSlots(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
             start += n;
-            if (c.Output) outputs.Add(start - 1);
         }
-        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences));
-        return outputs.Count == 0 ? null : model.Logits(hidden.index_select(1, tensor(outputs.ToArray(), device: model.Device)));
+        // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
+        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences), lastOnly: true);
+        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden) : null;
     }
 
     /// <summary>Keys a chunk attends over: every slot written or placed so far up to its last position.</summary>

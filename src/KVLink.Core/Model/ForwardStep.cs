@@ -19,6 +19,23 @@ internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tenso
     IReadOnlyList<SequenceRows>? Sequences = null)
 {
     private readonly Dictionary<(int Start, int Rows, int G, ScalarType DType), Tensor> _folded = [];
+    private Tensor? _outputRows;
+
+    /// <summary>
+    /// For a batched step: the rows whose final hidden states are wanted (the last row of each sequence with
+    /// <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
+    /// </summary>
+    public Tensor OutputRows()
+    {
+        if (_outputRows is null)
+        {
+            var rows = (Sequences ?? throw new InvalidOperationException("Only a batched step has output rows."))
+                .Where(r => r.Output).Select(r => (long)(r.Start + r.Count - 1)).ToArray();
+            _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
+            _outputRows.MoveToOtherDisposeScope(Cos);
+        }
+        return _outputRows;
+    }
 
     /// <summary>
     /// The mask of query rows [<paramref name="start"/>, start+rows) folded for G query heads per kv head

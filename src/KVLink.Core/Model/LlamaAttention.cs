@@ -35,14 +35,22 @@ internal sealed class LlamaAttention : nn.Module
     /// </summary>
     public Tensor Forward(Tensor x, ForwardStep step, bool lastOnly)
     {
-        if (lastOnly && step.Sequences is not null) throw new NotSupportedException("A batched step of several sequences computes every row.");
         using var scope = NewDisposeScope();
         var (b, t, _) = (x.shape[0], x.shape[1], x.shape[2]);
         int g = _heads / _kvHeads;
 
         Tensor q, k, v;
         Tensor cos = step.Cos, sin = step.Sin;
-        if (lastOnly && t > 1)
+        if (lastOnly && step.Sequences is not null)
+        {
+            // A batched step: every row's k and v, queries only for the rows whose output is wanted.
+            var kv = _qkv.Forward(x, first: 1, count: 2);
+            (k, v) = (kv[0], kv[1]);
+            var rows = step.OutputRows();
+            q = _qkv.Forward(x.index_select(1, rows), first: 0, count: 1)[0];
+            (cos, sin) = (cos.index_select(0, rows), sin.index_select(0, rows));
+        }
+        else if (lastOnly && t > 1)
         {
             // Every token's k and v (one GEMM), only the last token's q.
             var kv = _qkv.Forward(x, first: 1, count: 2);
@@ -61,7 +69,7 @@ internal sealed class LlamaAttention : nn.Module
         q = RotaryEmbedding.Apply(q.view(b, tq, _heads, _headDim).transpose(1, 2), cos, sin);            // [B, H, Tq, d]
 
         Tensor o;
-        if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, sequences, g);
+        if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, sequences, g, lastOnly);
         else
         {
             if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
@@ -75,18 +83,25 @@ internal sealed class LlamaAttention : nn.Module
     /// <summary>
     /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
     /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the
-    /// [rows, rows] scores such a mask would cost. Returns [B, H, T, d].
+    /// [rows, rows] scores such a mask would cost. With <paramref name="lastOnly"/>, q holds only the output rows
+    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last row. Returns [B, H, Tq, d].
     /// </summary>
-    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g)
+    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
     {
-        var outputs = new Tensor[sequences.Count];
-        for (int i = 0; i < sequences.Count; i++)
+        var outputs = new List<Tensor>(sequences.Count);
+        int qRow = 0;
+        foreach (var r in sequences)
         {
-            var r = sequences[i];
             var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
-            outputs[i] = GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g);
+            if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
+            else if (r.Output) outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow++, 1), ks, vs, r.FoldedLastMask(g, q.dtype), g));
         }
-        return outputs.Length == 1 ? outputs[0] : cat(outputs, 2);
+        return outputs.Count switch
+        {
+            0 => q, // no output rows: q is [B, H, 0, d]
+            1 => outputs[0],
+            _ => cat(outputs, 2),
+        };
     }
 
     /// <inheritdoc/>

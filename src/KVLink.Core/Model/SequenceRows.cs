@@ -13,9 +13,11 @@ namespace KVLink.Core.Model;
 /// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
 /// <param name="Mask">Bool [Count, S]: query t may attend the key at slot s of the sequence's own cache.</param>
 /// <param name="Cache">The sequence's cache.</param>
-internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache)
+/// <param name="Output">Whether the final hidden state of its last row is wanted (a forward with <c>lastOnly</c> computes
+/// the last layer's queries and MLP only for those rows; the others just write their keys and values).</param>
+internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache, bool Output = true)
 {
-    private Tensor? _folded;
+    private Tensor? _folded, _foldedLast;
 
     /// <summary>
     /// <see cref="Mask"/> folded for G query heads per kv head (<see cref="GroupedAttention.Fold"/>), built once per step
@@ -29,5 +31,16 @@ internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long Max
             _folded.MoveToOtherDisposeScope(Mask);
         }
         return _folded;
+    }
+
+    /// <summary>Like <see cref="FoldedMask"/>, for the last row alone.</summary>
+    public Tensor FoldedLastMask(int g, ScalarType dtype)
+    {
+        if (_foldedLast is null || _foldedLast.dtype != dtype)
+        {
+            using (var last = Mask.narrow(0, Count - 1, 1)) _foldedLast = GroupedAttention.Fold(last, g, dtype);
+            _foldedLast.MoveToOtherDisposeScope(Mask);
+        }
+        return _foldedLast;
     }
 }
