@@ -61,7 +61,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             Interlocked.Increment(ref _outstanding);
         }
         if (sequence.Cancellation.CanBeCanceled)
-            sequence.Cancellation.Register(() =>
+        {
+            var registration = sequence.Cancellation.Register(() =>
             {
                 lock (_gate)
                 {
@@ -72,6 +73,15 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
                 sequence.Fail(new OperationCanceledException(sequence.Cancellation));
                 Interlocked.Decrement(ref _outstanding);
             });
+            // A long-lived token must not keep a callback per request: the registration goes when the request leaves the queue.
+            bool queued;
+            lock (_gate)
+            {
+                queued = sequence.QueueNode is not null;
+                if (queued) sequence.QueueRegistration = registration;
+            }
+            if (!queued) registration.Dispose();
+        }
         wake();
     }
 
@@ -139,6 +149,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             ScheduledSequence? next;
             lock (_gate) next = Admissible(_interactive) ?? Admissible(_background);
             if (next is null) return;
+            next.QueueRegistration.Dispose(); // outside the lock: it waits for a callback that may be taking it
             Interlocked.Increment(ref _started);
             try
             {

@@ -32,6 +32,9 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     /// <summary>Where the scheduler keeps it while queued (guarded by the scheduler's lock).</summary>
     internal LinkedListNode<ScheduledSequence>? QueueNode { get; set; }
 
+    /// <summary>The cancellation callback that removes it from the queue; disposed once it leaves the queue.</summary>
+    internal CancellationTokenRegistration QueueRegistration { get; set; }
+
     /// <summary>Prompt rows still to run.</summary>
     public int PrefillRemaining => _positions.Length - _cursor;
 
