@@ -15,7 +15,8 @@ namespace KVLink.Core.Engine;
 /// KVLink retrieval-augmented generation over a Llama model: <see cref="PrecomputeAsync"/> encodes each
 /// document once and stores its KV cache; <see cref="GenerateAsync"/> loads the caches of the retrieved
 /// documents, re-rotates their keys to their global positions, runs the link tokens and the question in
-/// one pass, and generates. Thread safe: model work runs on one dedicated thread, requests queue.
+/// one pass, and generates. Thread safe: model work runs on one dedicated thread, where a continuous-batching scheduler
+/// shares every forward pass among the running requests (docs/serving.md); requests beyond its limits queue in order.
 /// </summary>
 /// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), document
 /// caches and in-flight encodes (<see cref="DocumentCaches"/>), request execution and the prefix cache
