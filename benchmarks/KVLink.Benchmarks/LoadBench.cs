@@ -24,6 +24,8 @@ internal static class LoadBench
     {
         public double TokensPerS => Tokens / WallS;
         public double RequestsPerS => Requests / WallS;
+        /// <summary>Decode rate of all users together: users / median inter-token gap (closed loops only).</summary>
+        public double DecodeTokensPerS => Users * 1000 / Stats.Median(ItlMs);
     }
 
     public static async Task RunAsync(BenchOptions o)
@@ -64,12 +66,13 @@ internal static class LoadBench
                 if (single is not null)
                 {
                     md.AppendLine().AppendLine(CultureInfo.InvariantCulture,
-                        $"At {batched.Users} users: aggregate {batched.TokensPerS:F2} tok/s = **{batched.TokensPerS / single.TokensPerS:F2}x** one user's ({single.TokensPerS:F2} tok/s); serial baseline {serial.TokensPerS:F2} tok/s ({batched.TokensPerS / serial.TokensPerS:F2}x less than batched). " +
+                        $"At {batched.Users} users: aggregate decode {batched.DecodeTokensPerS:F2} tok/s = **{batched.DecodeTokensPerS / single.DecodeTokensPerS:F2}x** one user's ({single.DecodeTokensPerS:F2}); generated {batched.TokensPerS:F2} tok/s = **{batched.TokensPerS / single.TokensPerS:F2}x** one user's ({single.TokensPerS:F2} tok/s); serial baseline {serial.TokensPerS:F2} tok/s ({batched.TokensPerS / serial.TokensPerS:F2}x less than batched). " +
                         $"p95 caller TTFT {Pct(batched.TtftMs, 95):F0} ms = **{Pct(batched.TtftMs, 95) / Stats.Median(single.TtftMs):F2}x** one user's median ({Stats.Median(single.TtftMs):F0} ms); serial baseline p95 {Pct(serial.TtftMs, 95):F0} ms.");
                 }
                 if (o.IndexDocuments > 0)
                     md.AppendLine().Append(await Indexing(m, o, Log));
                 if (m.Name == "1b") md.AppendLine().Append(AttentionKernels(m, Log));
+                if (m.Name == "1b" && !o.SkipLlamaCpp) md.AppendLine().Append(LlamaCppBatched(m, o, temp, levels, Log));
                 File.WriteAllText(o.Output, md.ToString());
             }
         }
@@ -173,11 +176,11 @@ internal static class LoadBench
     private static string Table(IEnumerable<Level> levels)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| run | max running | requests | caller TTFT p50 / p95 / p99 (ms) | inter-token p50 / p95 (ms) | aggregate tokens/s | requests/s |");
-        sb.AppendLine("|---|---|---|---|---|---|---|");
+        sb.AppendLine("| run | max running | requests | caller TTFT p50 / p95 / p99 (ms) | inter-token p50 / p95 (ms) | aggregate decode tok/s (users / ITL p50) | generated tok/s (wall) | requests/s |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (var l in levels)
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {l.Name} | {l.MaxRunning} | {l.Requests} | {Stats.Median(l.TtftMs):F0} / {Pct(l.TtftMs, 95):F0} / {Pct(l.TtftMs, 99):F0} | {Stats.Median(l.ItlMs):F0} / {Pct(l.ItlMs, 95):F0} | {l.TokensPerS:F2} | {l.RequestsPerS:F3} |");
+                $"| {l.Name} | {l.MaxRunning} | {l.Requests} | {Stats.Median(l.TtftMs):F0} / {Pct(l.TtftMs, 95):F0} / {Pct(l.TtftMs, 99):F0} | {Stats.Median(l.ItlMs):F0} / {Pct(l.ItlMs, 95):F0} | {(l.Users > 0 ? l.DecodeTokensPerS.ToString("F2", CultureInfo.InvariantCulture) : "–")} | {l.TokensPerS:F2} | {l.RequestsPerS:F3} |");
         return sb.ToString();
     }
 
@@ -226,6 +229,32 @@ internal static class LoadBench
         sb.AppendLine("| run | seconds | tokens/s |").AppendLine("|---|---|---|");
         foreach (var (name, rate, s) in rates) sb.AppendLine(CultureInfo.InvariantCulture, $"| {name} | {s:F1} | {rate:F0} |");
         return sb.ToString();
+    }
+
+    /// <summary>llama.cpp batched decoding on a GGUF of the same weights: aggregate decode tokens/s at 1 and 8 streams.</summary>
+    private static string LlamaCppBatched(BenchModel m, BenchOptions o, string temp, List<Level> levels, Action<string> log)
+    {
+        try
+        {
+            var type = GgufWriter.ParseType(o.GgufType ?? "f16");
+            string gguf = Path.Combine(temp, $"{m.Name}-{type}.gguf");
+            GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
+            using var llama = new LlamaCppRunner(gguf, 1024, o.Threads);
+            int[] prompt = [.. Enumerable.Range(0, 64).Select(i => 3 + (i * 31) % 200)];
+            double one = llama.BatchedDecodeTokensPerSecond(prompt, 1, o.LoadTokens, o.Threads);
+            double eight = llama.BatchedDecodeTokensPerSecond(prompt, 8, o.LoadTokens, o.Threads);
+            File.Delete(gguf);
+            log($"  llama.cpp ({type} GGUF) batched decode: 1 stream {one:F2} tok/s, 8 streams {eight:F2} tok/s ({eight / one:F2}x)");
+            var ours8 = levels.FirstOrDefault(l => l.Users == 8);
+            return $"llama.cpp batched decoding through LLamaSharp (one llama_decode per step with one token of each sequence, as BatchedExecutor does; {type} GGUF of the same weights, {o.LoadTokens} steps after a 64-token prompt): " +
+                $"1 stream {one:F2} tok/s, 8 streams {eight:F2} tok/s aggregate ({eight / one:F2}x)" +
+                (ours8 is null ? ".\n" : $"; KVLink.Core's closed loop at 8 users: {ours8.TokensPerS:F2} generated tok/s (TTFT included, so a lower bound of its decode rate).\n");
+        }
+        catch (Exception e)
+        {
+            log($"  llama.cpp unavailable: {e.GetType().Name}: {e.Message}");
+            return $"llama.cpp batched decoding: not measured ({e.GetType().Name}: {e.Message}).\n";
+        }
     }
 
     /// <summary>
