@@ -71,8 +71,8 @@ internal static class LoadBench
                 }
                 if (o.IndexDocuments > 0)
                     md.AppendLine().Append(await Indexing(m, o, Log));
-                if (m.Name == "1b") md.AppendLine().Append(AttentionKernels(m, Log));
-                if (m.Name == "1b" && !o.SkipLlamaCpp) md.AppendLine().Append(LlamaCppBatched(m, o, temp, levels, Log));
+                if (m.Name != "demo") md.AppendLine().Append(AttentionKernels(m, Log));
+                if (m.Name != "demo" && !o.SkipLlamaCpp) md.AppendLine().Append(LlamaCppBatched(m, o, temp, levels, Log));
                 File.WriteAllText(o.Output, md.ToString());
             }
         }
