@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -37,6 +37,18 @@ internal sealed class BenchOptions
     public string Output { get; set; } = "docs/benchmarks.md";
     public string? GgufType { get; set; } = "f16";
     public string CommandLine { get; set; } = "";
+    /// <summary>--load: concurrent users of the closed-loop levels.</summary>
+    public int[] Users { get; set; } = [1, 2, 4, 8, 16];
+    /// <summary>--load: requests per user in the closed loop.</summary>
+    public int LoadRounds { get; set; } = 2;
+    /// <summary>--load: new tokens per request.</summary>
+    public int LoadTokens { get; set; } = 16;
+    /// <summary>--load: cached documents per request and their total tokens.</summary>
+    public int LoadDocuments { get; set; } = 4;
+    public int LoadContext { get; set; } = 400;
+    /// <summary>--load: documents (and tokens each) of the indexing comparison; 0 skips it.</summary>
+    public int IndexDocuments { get; set; } = 12;
+    public int IndexDocumentTokens { get; set; } = 500;
     /// <summary>Stores to measure (name prefixes: memory, file, distributed, redis-server); null = all.</summary>
     public string[]? Stores { get; set; }
 
@@ -52,6 +64,7 @@ internal sealed class BenchOptions
             (Flag("--decode-probe", "only: decode tok/s on the 1B shape, ours bf16 and int8 weights vs llama.cpp on a Q8_0 GGUF of the same weights"), BenchMode.DecodeProbe),
             (Flag("--gemm-rates", "only: bf16 GEMM rates of the 1B projections at T = 1..1024, separate and fused (run with ONEDNN_VERBOSE=1 to see LibTorch's kernel)"), BenchMode.GemmRates),
             (Flag("--random-slots", "only: documents precomputed once, then queried in random slots under each slot policy (TTFT and computed tokens beside full prefill; honours --models, --contexts, --runs, --k)"), BenchMode.RandomSlots),
+            (Flag("--load", "only: the serving benchmark (continuous batching): closed-loop users (--users), an open-loop Poisson arrival, the serial baseline, corpus indexing and the ragged/padded attention kernel; writes --out"), BenchMode.Load),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
         };
         var quick = Flag("--quick", "1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only (options given with it still win)");
@@ -92,11 +105,16 @@ internal sealed class BenchOptions
         var skipMicro = Flag("--skip-micro", "skip the kernel profile and the BenchmarkDotNet micro-benchmarks");
         var noInt8 = Flag("--no-int8-decode", "skip the int8-weight decode measurement");
         var decodeTokens = Int("--decode-tokens", "tokens generated when measuring decode speed (default 32)");
+        var users = IntList("--users", "--load: concurrent users of the closed loop (default 1,2,4,8,16)");
+        var loadRounds = Int("--load-rounds", "--load: requests per user (default 2)");
+        var loadTokens = Int("--load-tokens", "--load: new tokens per request (default 16)");
+        var indexDocs = Int("--index-docs", "--load: documents of the indexing comparison, 0 skips it (default 12)", minimum: 0);
+        var indexDocTokens = Int("--index-doc-tokens", "--load: tokens per indexed document (default 500)");
         var output = new Option<string>("--out") { Description = "report file (default docs/benchmarks.md)", HelpName = "file" };
 
         var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
         foreach (var (option, _) in modes) root.Add(option);
-        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, output];
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens];
         foreach (var option in all) root.Add(option);
         root.Validators.Add(r =>
         {
@@ -137,6 +155,12 @@ internal sealed class BenchOptions
             if (Has(ggufType)) o.GgufType = r.GetValue(ggufType);
             if (Has(output)) o.Output = r.GetValue(output)!;
             if (Has(stores)) o.Stores = r.GetValue(stores);
+            if (Has(users)) o.Users = r.GetValue(users)!;
+            if (Has(loadRounds)) o.LoadRounds = r.GetValue(loadRounds);
+            if (Has(loadTokens)) o.LoadTokens = r.GetValue(loadTokens);
+            if (Has(indexDocs)) o.IndexDocuments = r.GetValue(indexDocs);
+            if (Has(indexDocTokens)) o.IndexDocumentTokens = r.GetValue(indexDocTokens);
+            if (o.Mode == BenchMode.Load && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-load.md");
             await run(o);
             return 0;
         });

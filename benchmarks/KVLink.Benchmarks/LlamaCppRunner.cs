@@ -107,5 +107,49 @@ internal sealed class LlamaCppRunner : IDisposable
         return [.. Enumerable.Range(0, tokens.Length).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray())];
     }
 
+    /// <summary>
+    /// llama.cpp batched decoding (what LLamaSharp's BatchedExecutor drives): <paramref name="streams"/> sequences share
+    /// <paramref name="prompt"/> (prefilled once per sequence), then every step is ONE llama_decode with one token per
+    /// sequence (greedy). Returns the aggregate decode tokens/s over <paramref name="tokens"/> steps.
+    /// </summary>
+    public double BatchedDecodeTokensPerSecond(int[] prompt, int streams, int tokens, int threads)
+    {
+        var p = new ModelParams(_params.ModelPath)
+        {
+            ContextSize = (uint)(streams * (prompt.Length + tokens + 8)),
+            BatchSize = (uint)Math.Max(prompt.Length, streams),
+            SeqMax = (uint)streams,
+            Threads = threads,
+            BatchThreads = threads,
+            GpuLayerCount = 0,
+        };
+        using var context = _weights.CreateContext(p);
+        var batch = new LLamaBatch();
+        var next = new int[streams];
+        for (int s = 0; s < streams; s++)
+        {
+            batch.Clear();
+            for (int i = 0; i < prompt.Length; i++) batch.Add(prompt[i], i, (LLamaSeqId)s, i == prompt.Length - 1);
+            if (context.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed (prefill)");
+            next[s] = ArgMax(context.NativeHandle.GetLogitsIth(prompt.Length - 1));
+        }
+        var clock = Stopwatch.StartNew();
+        for (int step = 0; step < tokens; step++)
+        {
+            batch.Clear();
+            for (int s = 0; s < streams; s++) batch.Add(next[s], prompt.Length + step, (LLamaSeqId)s, true);
+            if (context.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed (decode)");
+            for (int s = 0; s < streams; s++) next[s] = ArgMax(context.NativeHandle.GetLogitsIth(s));
+        }
+        return streams * tokens / clock.Elapsed.TotalSeconds;
+    }
+
+    private static int ArgMax(Span<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+
     public void Dispose() => _weights.Dispose();
 }

@@ -26,6 +26,7 @@ static async Task RunAsync(BenchOptions options)
             Console.WriteLine($"load {Machine.LoadAverage()}");
             return;
         case BenchMode.RandomSlots: await RandomSlots.RunAsync(options); return;
+        case BenchMode.Load: await LoadBench.RunAsync(options); return;
     }
     await RunSuiteAsync(options);
 }

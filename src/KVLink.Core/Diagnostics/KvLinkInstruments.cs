@@ -33,11 +33,16 @@ internal sealed class KvLinkInstruments
     /// <summary>gen_ai.client.token.usage: 1 to 67M tokens, times 4.</summary>
     public static readonly long[] TokenBuckets = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
 
+    /// <summary>Sequences per step: 1, 2, 4 ... 256.</summary>
+    public static readonly int[] StepBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+    /// <summary>Tokens per step: 1, 2, 4 ... 8192.</summary>
+    public static readonly int[] StepTokenBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
+
     private readonly Lock _gate = new();
     private readonly List<Tracked> _engines = [];
 
     /// <summary>What is observed of one engine: its queue and its store (the engine itself stays unknown here, so Diagnostics does not depend on Engine).</summary>
-    private sealed record Tracked(object Owner, Func<int> QueueLength, IKvCacheStore Store, string Name);
+    private sealed record Tracked(object Owner, Func<int> QueueLength, Func<int> Running, Func<int> Queued, IKvCacheStore Store, string Name);
 
     private KvLinkInstruments(IMeterFactory? meterFactory)
     {
@@ -55,7 +60,14 @@ internal sealed class KvLinkInstruments
         TokensReused = Meter.CreateCounter<long>("kvlink.tokens.reused", "{token}", "Prompt tokens whose keys/values came from stored caches.");
         TokensComputed = Meter.CreateCounter<long>("kvlink.tokens.computed", "{token}", "Tokens run through the model (prompt tokens of a generation, document tokens of a precompute).");
         TokensGenerated = Meter.CreateCounter<long>("kvlink.tokens.generated", "{token}", "Tokens generated.");
-        Meter.CreateObservableGauge("kvlink.queue.length", ObserveQueues, "{request}", "Requests waiting for or using an engine's model thread.");
+        Meter.CreateObservableGauge("kvlink.queue.length", () => Observe(e => e.QueueLength()), "{request}", "Requests waiting for or using an engine's model thread.");
+        Meter.CreateObservableGauge("kvlink.scheduler.running", () => Observe(e => e.Running()), "{sequence}", "Sequences (requests and document encodes) in an engine's running batch.");
+        Meter.CreateObservableGauge("kvlink.scheduler.queued", () => Observe(e => e.Queued()), "{sequence}", "Sequences waiting for admission to an engine's running batch.");
+        StepSequences = Meter.CreateHistogram("kvlink.scheduler.step.sequences", "{sequence}", "Sequences in one batched forward step.",
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepBuckets });
+        StepTokens = Meter.CreateHistogram("kvlink.scheduler.step.tokens", "{token}", "Tokens (rows) in one batched forward step.",
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepTokenBuckets });
+        QueueWait = Seconds("kvlink.scheduler.queue_wait", "Time a generation request waited for admission to the running batch.", TimeToFirstTokenBuckets);
 
         OperationDuration = Seconds("gen_ai.client.operation.duration", "GenAI operation duration.", DurationBuckets);
         TokenUsage = Meter.CreateHistogram("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
@@ -95,6 +107,9 @@ internal sealed class KvLinkInstruments
     public Histogram<long> TokenUsage { get; }
     public Histogram<double> ServerTimeToFirstToken { get; }
     public Histogram<double> ServerTimePerOutputToken { get; }
+    public Histogram<int> StepSequences { get; }
+    public Histogram<int> StepTokens { get; }
+    public Histogram<double> QueueWait { get; }
 
     /// <summary>The store tier name of <paramref name="store"/>: "memory", "file", "tiered", "distributed", or the type name without "KvCacheStore", lower case ("redis").</summary>
     public static string TierOf(IKvCacheStore store) => store switch
@@ -107,9 +122,9 @@ internal sealed class KvLinkInstruments
     };
 
     /// <summary>Adds an engine (its queue and its store, with the tiers of a tiered store) to the observed instruments until the handle is disposed.</summary>
-    public IDisposable Track(object owner, Func<int> queueLength, IKvCacheStore store, string name)
+    public IDisposable Track(object owner, Func<int> queueLength, Func<int> running, Func<int> queued, IKvCacheStore store, string name)
     {
-        lock (_gate) _engines.Add(new Tracked(owner, queueLength, store, name));
+        lock (_gate) _engines.Add(new Tracked(owner, queueLength, running, queued, store, name));
         return new Untrack(this, owner);
     }
 
@@ -124,10 +139,10 @@ internal sealed class KvLinkInstruments
         lock (_gate) return [.. _engines];
     }
 
-    private IEnumerable<Measurement<int>> ObserveQueues()
+    private IEnumerable<Measurement<int>> Observe(Func<Tracked, int> value)
     {
         foreach (var engine in Engines())
-            yield return new Measurement<int>(engine.QueueLength(), new KeyValuePair<string, object?>(KvLinkTelemetry.EngineTag, engine.Name));
+            yield return new Measurement<int>(value(engine), new KeyValuePair<string, object?>(KvLinkTelemetry.EngineTag, engine.Name));
     }
 
     /// <summary>One measurement per (engine, tier): a store shared by several engines counts once, under the first engine's name.</summary>

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using KVLink.Core.Caching;
 using KVLink.Core.Compression;
-using KVLink.Core.Linking;
 using KVLink.Core.Prompting;
 
 namespace KVLink.Core.Engine;
@@ -39,7 +38,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
             // One cache per document unless the policy is Exact with a numbered header: then slots 0..PrecomputeSlots-1.
             foreach (int slot in Enumerable.Range(0, c.Options.PrecomputeSlots).Select(c.CacheSlot).Distinct())
             {
-                var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, ct, countBytes: false).ConfigureAwait(false);
+                var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, ct, countBytes: false, background: true).ConfigureAwait(false);
                 if (slot == 0) tokens = entry.Length;
                 if (wasComputed) { computed += entry.Length; slotsComputed++; }
             }
@@ -62,7 +61,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
     /// this very document, else encoded now (once, however many callers ask for the same content at the same time).
     /// </summary>
     public async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument document, int slot,
-        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, IReadOnlyList<int>? fullTokens = null)
+        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, IReadOnlyList<int>? fullTokens = null, bool background = false)
     {
         var key = c.Key(id, slot);
         // The entry is the key's slot's (EngineContext.CacheSlot): the caller's slot itself, or 0 when one cache serves every slot;
@@ -82,7 +81,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 
         // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
         var inflight = new InflightKey(key, document.Text, document.Title, catalog.KeepFraction(document));
-        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight)));
+        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight, background)));
         return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
     }
 
@@ -114,7 +113,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
             : await c.Worker.Run(() => Tokens(id, document, slot), ct).ConfigureAwait(false);
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight)
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight, bool background)
     {
         var key = inflight.Key;
         int slot = key.Slot; // the cache's slot: its tokens are the document's there
@@ -124,12 +123,13 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
             if (length > c.Model.Config.MaxPositionEmbeddings)
                 throw new ArgumentException($"Document '{id}' has {length} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
             // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
-            var (tokens, keys, values) = await c.Worker.Run(() =>
-            {
-                var tokens = Tokens(id, document, slot);
-                var (k, v) = DocumentEncoder.Encode(c.Model, tokens);
-                return (tokens, k, v);
-            }, CancellationToken.None).ConfigureAwait(false);
+            // Compression scores tokens with a model: it runs on the model thread; plain tokens need no model.
+            var tokens = catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
+                : await c.Worker.Run(() => Tokens(id, document, slot), CancellationToken.None).ConfigureAwait(false);
+            // Encoded through the scheduler, in chunks and batched with whatever else runs (a precompute at low priority).
+            var encode = new EncodeSequence(c.Model, tokens, background);
+            c.Worker.Scheduler.Submit(encode);
+            var (keys, values) = await encode.Task.ConfigureAwait(false);
             var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, c.Fingerprint, c.Format.Name, document.Title, document.Text, key.Tenant,
                 KvCacheRope.FromConfig(c.Model.Config), catalog.KeepFraction(document));
             // A model that produces NaN or infinity for a document must not leave a poisoned entry for every later request.

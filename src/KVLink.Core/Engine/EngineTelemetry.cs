@@ -26,7 +26,7 @@ internal sealed class EngineTelemetry : IDisposable
         _engine = engine;
         _logger = diagnostics?.Logger ?? NullLogger.Instance;
         _metrics = KvLinkInstruments.For(diagnostics?.MeterFactory);
-        _tracking = _metrics.Track(engine, () => engine.QueueLength, engine.Store, Name);
+        _tracking = _metrics.Track(engine, () => engine.QueueLength, () => engine.RunningSequences, () => engine.QueuedSequences, engine.Store, Name);
         _engineTag = new(KvLinkTelemetry.EngineTag, Name);
         var c = engine.Model.Config;
         long element = engine.Model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
@@ -58,6 +58,16 @@ internal sealed class EngineTelemetry : IDisposable
         a?.SetTag("kvlink.streaming", streaming);
         return a;
     }
+
+    /// <summary>One batched forward of the scheduler: how many sequences and rows it ran.</summary>
+    public void SchedulerStep(int sequences, int tokens)
+    {
+        _metrics.StepSequences.Record(sequences, _engineTag);
+        _metrics.StepTokens.Record(tokens, _engineTag);
+    }
+
+    /// <summary>A generation request joined the running batch after waiting <paramref name="wait"/> (from its call).</summary>
+    public void Admitted(TimeSpan wait) => _metrics.QueueWait.Record(wait.TotalSeconds, _engineTag);
 
     public void CacheHit(string id, int slot, int tokens)
     {

@@ -15,7 +15,8 @@ namespace KVLink.Core.Engine;
 /// KVLink retrieval-augmented generation over a Llama model: <see cref="PrecomputeAsync"/> encodes each
 /// document once and stores its KV cache; <see cref="GenerateAsync"/> loads the caches of the retrieved
 /// documents, re-rotates their keys to their global positions, runs the link tokens and the question in
-/// one pass, and generates. Thread safe: model work runs on one dedicated thread, requests queue.
+/// one pass, and generates. Thread safe: model work runs on one dedicated thread, where a continuous-batching scheduler
+/// shares every forward pass among the running requests (docs/serving.md); requests beyond its limits queue in order.
 /// </summary>
 /// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), document
 /// caches and in-flight encodes (<see cref="DocumentCaches"/>), request execution and the prefix cache
@@ -66,7 +67,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         if (_options.DecodeWithInt8Weights) model.QuantizeInt8ForDecoding();
         _ownsModel = ownsModel;
         _telemetry = new EngineTelemetry(this, diagnostics);
-        _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker"), _telemetry);
+        _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker", wake => new BatchScheduler(model, _options, _telemetry, wake)), _telemetry);
         _catalog = new DocumentCatalog(_options, ModelFingerprint, PromptFormat.Name);
         _documents = new DocumentCaches(_context, _catalog);
         _requests = new RequestRunner(_context, _documents);
@@ -131,6 +132,15 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     public string ModelFingerprint { get; }
     /// <summary>Requests waiting for or using the model.</summary>
     public int QueueLength => _context.Worker.Pending;
+
+    /// <summary>Runs <paramref name="work"/> on the model thread between two scheduler steps (tests: hold the thread while requests queue).</summary>
+    internal Task<T> OnModelThread<T>(Func<T> work) => _context.Worker.Run(work, CancellationToken.None);
+
+    /// <summary>Sequences (generation requests and document encodes) in the scheduler's running batch.</summary>
+    internal int RunningSequences => _context?.Worker.Scheduler.Running ?? 0;
+
+    /// <summary>Sequences waiting for admission to the running batch.</summary>
+    internal int QueuedSequences => _context?.Worker.Scheduler.Queued ?? 0;
 
     /// <summary>Work items the model worker has started (tests: proof that a request cancelled while queued never ran).</summary>
     internal long WorkStarted => _context.Worker.Started;
@@ -201,7 +211,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         {
             ThrowIfDisposed();
             var request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
-            var result = await _context.Worker.Run(() => _requests.Run(request, null, cancellationToken), cancellationToken).ConfigureAwait(false);
+            var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
             _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
             return result;
         }
@@ -225,19 +235,14 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         var decoder = new Utf8StreamDecoder(Tokenizer);
-        var run = _context.Worker.Run(() =>
+        // Tokens arrive on the model thread, one per scheduler step; the text decoder is touched only there.
+        var run = _requests.Start(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
+        // Finished, failed or cancelled (even while queued): flush what the decoder holds, then close the channel.
+        _ = run.ContinueWith(t =>
         {
-            try
-            {
-                var result = _requests.Run(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
-                string rest = decoder.Flush();
-                if (rest.Length > 0) deltas.Writer.TryWrite(rest);
-                return result;
-            }
-            finally { deltas.Writer.TryComplete(); }
-        }, stop.Token);
-        // If the request is cancelled while queued, the worker never runs it: close the channel here.
-        _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
+            if (t.IsCompletedSuccessfully && decoder.Flush() is { Length: > 0 } rest) deltas.Writer.TryWrite(rest);
+            deltas.Writer.TryComplete();
+        }, TaskScheduler.Default);
 
         // No catch can sit around a yield return: a stream cancelled or abandoned (the consumer stopped reading) leaves
         // the loop without reaching the outcome below, and the finally records it as cancelled.

@@ -21,8 +21,9 @@ public sealed record KvLinkIndexingResult(IReadOnlyList<string> DocumentIds, lon
 public sealed class KvLinkIndexingOptions
 {
     /// <summary>
-    /// Documents in flight at once (default 2). Model work is serialised on the engine's thread anyway;
-    /// more in flight overlaps tokenization and store writes with encoding. Must be at least 1.
+    /// Documents in flight at once (default 8). The engine's scheduler encodes the documents in flight together, in one
+    /// forward per step (up to <c>KvLinkOptions.MaxStepTokens</c> tokens), which keeps the matrix products full; more in
+    /// flight also overlaps tokenization and store writes with encoding. Must be at least 1.
     /// </summary>
-    public int MaxDegreeOfParallelism { get; set; } = 2;
+    public int MaxDegreeOfParallelism { get; set; } = 8;
 }

@@ -99,11 +99,42 @@ public sealed class KvLinkOptions
     /// <summary>Compression of documents before caching (LLMLingua-style); off unless <c>KeepFraction</c> is below 1.</summary>
     public Compression.DocumentCompressionOptions Compression { get; set; } = new();
 
+    /// <summary>
+    /// Most generation requests decoded together (continuous batching): each step runs one forward over one token of
+    /// each and the prompt chunks of new ones. More share the weight reads of a step, each step gets slower. Requests
+    /// beyond it wait in FIFO order. Document encodes of a precompute count separately, under the same limit. Default 16.
+    /// </summary>
+    public int MaxRunningSequences { get; set; } = 16;
+
+    /// <summary>
+    /// Byte budget of the attention caches of running sequences (each request holds its prompt plus <c>MaxNewTokens</c>
+    /// positions of keys and values). A request that would exceed it waits until others finish; one request alone is
+    /// always admitted. Default <see cref="long.MaxValue"/> (no limit besides <see cref="MaxRunningSequences"/>).
+    /// </summary>
+    public long MaxLiveCacheBytes { get; set; } = long.MaxValue;
+
+    /// <summary>
+    /// Most tokens one scheduler step runs: one per decoding request, the rest for prompt chunks of new requests and
+    /// document encodes. A long prompt is split across steps so that it never stalls everyone's decoding for long;
+    /// a larger budget keeps the matrix products of indexing fuller. Default 512.
+    /// </summary>
+    public int MaxStepTokens { get; set; } = 512;
+
+    /// <summary>
+    /// True (default): documents encoded by <c>PrecomputeAsync</c> and <c>PrecomputeAllAsync</c> get only what generation
+    /// requests leave of the step budget and the limits, so indexing a corpus never blocks answering. False: they queue
+    /// with requests in arrival order. Documents encoded on demand for a request are never low priority.
+    /// </summary>
+    public bool PrecomputeAtLowPriority { get; set; } = true;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
         if (LinkTokens < 0) throw new ArgumentOutOfRangeException(nameof(LinkTokens), LinkTokens, "LinkTokens must be >= 0.");
         if (DocumentCatalogCapacity < 1) throw new ArgumentOutOfRangeException(nameof(DocumentCatalogCapacity), DocumentCatalogCapacity, "DocumentCatalogCapacity must be >= 1.");
+        if (MaxRunningSequences < 1) throw new ArgumentOutOfRangeException(nameof(MaxRunningSequences), MaxRunningSequences, "MaxRunningSequences must be >= 1.");
+        if (MaxLiveCacheBytes < 1) throw new ArgumentOutOfRangeException(nameof(MaxLiveCacheBytes), MaxLiveCacheBytes, "MaxLiveCacheBytes must be >= 1 (long.MaxValue for no limit).");
+        if (MaxStepTokens < 1) throw new ArgumentOutOfRangeException(nameof(MaxStepTokens), MaxStepTokens, "MaxStepTokens must be >= 1.");
         if (PrecomputeSlots < 1) throw new ArgumentOutOfRangeException(nameof(PrecomputeSlots), PrecomputeSlots, "PrecomputeSlots must be >= 1.");
         if (!Enum.IsDefined(SlotPolicy)) throw new ArgumentOutOfRangeException(nameof(SlotPolicy), SlotPolicy, "Unknown slot policy: use Shared or Exact.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");

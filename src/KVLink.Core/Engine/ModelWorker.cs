@@ -1,31 +1,37 @@
-using System.Collections.Concurrent;
-
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// A dedicated thread that runs every TorchSharp step of an engine, one at a time, in arrival order.
-/// TorchSharp's dispose scopes and grad mode are thread-local and LibTorch already uses all cores
-/// inside one operation, so a single worker is both correct and fast; callers just await.
+/// The dedicated thread that runs every TorchSharp step of an engine. TorchSharp's dispose scopes and grad mode are
+/// thread-local and LibTorch already uses all cores inside one operation, so one thread is both correct and fast;
+/// callers just await. It runs two kinds of work: one-off items (<see cref="Run{T}"/>: compression, small jobs) in
+/// arrival order, and the <see cref="BatchScheduler"/>'s steps, which batch every running request and document encode
+/// into one forward each; the two alternate, so neither starves the other.
 /// </summary>
 internal sealed class ModelWorker : IDisposable
 {
-    private readonly BlockingCollection<Action> _queue = new();
+    private readonly object _gate = new();
+    private readonly Queue<Action> _items = new();
     private readonly Thread _thread;
     private int _pending;
     private long _started;
+    private bool _stopping;
     private const int Queued = 0, Running = 1, Cancelled = 2;
 
-    public ModelWorker(string name)
+    public ModelWorker(string name, Func<Action, BatchScheduler> scheduler)
     {
+        Scheduler = scheduler(Wake);
         _thread = new Thread(Loop) { IsBackground = true, Name = name };
         _thread.Start();
     }
 
-    /// <summary>Requests waiting or running.</summary>
-    public int Pending => Volatile.Read(ref _pending);
+    /// <summary>The continuous-batching scheduler whose steps this thread runs.</summary>
+    public BatchScheduler Scheduler { get; }
 
-    /// <summary>Work items that have started running (never those cancelled while queued).</summary>
-    public long Started => Interlocked.Read(ref _started);
+    /// <summary>Work waiting or running: one-off items and scheduled sequences.</summary>
+    public int Pending => Volatile.Read(ref _pending) + Scheduler.Outstanding;
+
+    /// <summary>Work that has started running (never that cancelled while queued): one-off items and sequences.</summary>
+    public long Started => Interlocked.Read(ref _started) + Scheduler.Started;
 
     /// <summary>
     /// Queues <paramref name="work"/>. If <paramref name="cancellationToken"/> fires while it waits, it never
@@ -41,46 +47,69 @@ internal sealed class ModelWorker : IDisposable
         {
             if (Interlocked.CompareExchange(ref state, Cancelled, Queued) == Queued) tcs.TrySetCanceled(cancellationToken);
         });
-        Interlocked.Increment(ref _pending);
-        try
+        void Item()
         {
-            _queue.Add(() =>
+            try
             {
-                try
-                {
-                    if (Interlocked.CompareExchange(ref state, Running, Queued) != Queued) return; // cancelled while queued
-                    Interlocked.Increment(ref _started);
-                    using var _ = TorchSharp.torch.no_grad();
-                    tcs.TrySetResult(work());
-                }
-                catch (OperationCanceledException e) { tcs.TrySetCanceled(e.CancellationToken); }
-                catch (Exception e) { tcs.TrySetException(e); }
-                finally
-                {
-                    registration.Dispose();
-                    Interlocked.Decrement(ref _pending);
-                }
-            });
+                if (Interlocked.CompareExchange(ref state, Running, Queued) != Queued) return; // cancelled while queued
+                Interlocked.Increment(ref _started);
+                tcs.TrySetResult(work());
+            }
+            catch (OperationCanceledException e) { tcs.TrySetCanceled(e.CancellationToken); }
+            catch (Exception e) { tcs.TrySetException(e); }
+            finally
+            {
+                registration.Dispose();
+                Interlocked.Decrement(ref _pending);
+            }
         }
-        catch (InvalidOperationException)
+        lock (_gate)
         {
-            Interlocked.Decrement(ref _pending);
-            registration.Dispose();
-            throw new ObjectDisposedException(nameof(ModelWorker), "The engine has been disposed.");
+            if (_stopping)
+            {
+                registration.Dispose();
+                throw new ObjectDisposedException(nameof(ModelWorker), "The engine has been disposed.");
+            }
+            Interlocked.Increment(ref _pending);
+            _items.Enqueue(Item);
+            Monitor.PulseAll(_gate);
         }
         return tcs.Task;
     }
 
-    private void Loop()
+    /// <summary>Wakes the thread: the scheduler has new work.</summary>
+    private void Wake()
     {
-        foreach (var item in _queue.GetConsumingEnumerable()) item();
+        lock (_gate) Monitor.PulseAll(_gate);
     }
 
-    /// <summary>Lets queued work finish, then stops the thread.</summary>
+    private void Loop()
+    {
+        using var noGrad = TorchSharp.torch.no_grad();
+        while (true)
+        {
+            Action? item = null;
+            lock (_gate)
+            {
+                while (_items.Count == 0 && !Scheduler.HasWork && !_stopping) Monitor.Wait(_gate);
+                if (_items.Count > 0) item = _items.Dequeue();
+                else if (!Scheduler.HasWork) return; // stopping, and everything drained
+            }
+            item?.Invoke();
+            try { Scheduler.Step(); }
+            catch (Exception e) { Scheduler.FailAll(e); } // a step's own failures are handled inside; this is a last resort
+        }
+    }
+
+    /// <summary>Lets queued work finish (requests and encodes included), then stops the thread.</summary>
     public void Dispose()
     {
-        _queue.CompleteAdding();
+        Scheduler.Close();
+        lock (_gate)
+        {
+            _stopping = true;
+            Monitor.PulseAll(_gate);
+        }
         if (Thread.CurrentThread != _thread) _thread.Join();
-        _queue.Dispose();
     }
 }

@@ -10,8 +10,9 @@ namespace KVLink.Core.Engine;
 
 /// <summary>
 /// Request execution: <see cref="PrepareAsync"/> resolves the documents and their caches off the model thread;
-/// <see cref="Run"/> places the caches (or encodes everything, for full prefill), runs the link tokens and the
-/// question, and decodes, on the model thread. Keeps the cache of the prompt prefix, which every request shares.
+/// on the model thread, a <see cref="GenerationSequence"/> in the <see cref="BatchScheduler"/> uses <see cref="Place"/>
+/// (the caches placed, or nothing for full prefill), runs its computed tokens batched with other requests, and decodes.
+/// Keeps the cache of the prompt prefix, which every request shares.
 /// </summary>
 internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
 {
@@ -90,48 +91,60 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         return c.Format.Build(c.Tokenizer, docs, query, linkTokens);
     }
 
-    /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
-    public GenerationResult Run(Prepared r, Action<int>? onToken, CancellationToken ct)
+    /// <summary>
+    /// Queues a prepared request in the scheduler; it joins the running batch at the next step that has room. Cancelled
+    /// while queued it never runs; cancelled later, it leaves between two steps. <paramref name="onToken"/> runs on the model thread.
+    /// </summary>
+    public Task<GenerationResult> Start(Prepared r, Action<int>? onToken, CancellationToken ct)
     {
-        ct.ThrowIfCancellationRequested();
-        var model = c.Model;
+        var sequence = new GenerationSequence(this, r, onToken, ct);
+        c.Worker.Scheduler.Submit(sequence);
+        return sequence.Task;
+    }
+
+    /// <summary>Cache positions a request needs: its prompt and its answer, within the model's positions.</summary>
+    // Long arithmetic: MaxNewTokens = int.MaxValue means "until a stop token or the end of the context".
+    public int Capacity(Prepared r) => (int)Math.Min((long)r.Layout.Length + r.Options.MaxNewTokens, c.Model.Config.MaxPositionEmbeddings);
+
+    /// <summary>The request's attention cache (model thread; the caller disposes it).</summary>
+    public AttentionCache NewCache(Prepared r) => new(c.Model.Config, Capacity(r), c.Model.DType, c.Model.Device);
+
+    /// <summary>What placing a request's caches did: the prompt positions left to compute, token accounting and times.</summary>
+    public sealed record Placement(long[] Positions, int Cached, int Computed, TimeSpan Load, TimeSpan Rerotate, TimeSpan PrefillStart);
+
+    /// <summary>
+    /// On the model thread: KVLink places the prefix and document caches (re-rotated) and leaves the segment-0 tokens
+    /// to compute; full prefill leaves every token to compute.
+    /// </summary>
+    public Placement Place(Prepared r, AttentionCache cache)
+    {
         var layout = r.Layout;
         using var scope = NewDisposeScope();
-        // Long arithmetic: MaxNewTokens = int.MaxValue means "until a stop token or the end of the context".
-        int capacity = (int)Math.Min((long)layout.Length + r.Options.MaxNewTokens, model.Config.MaxPositionEmbeddings);
-        using var cache = new AttentionCache(model.Config, capacity, model.DType, model.Device);
+        if (r.Mode != ContextMode.KvLink)
+            return new Placement([.. Enumerable.Range(0, layout.Length).Select(i => (long)i)], r.CachedTokens, layout.Length, TimeSpan.Zero, TimeSpan.Zero, r.Clock.Elapsed);
+        var prefixStart = r.Clock.Elapsed;
+        int prefix = PlacePrefix(cache, layout);
+        var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
+        var transfer = c.Options.CacheTransfer;
+        var (load, rerotate) = LinkTokenPass.PlaceDocuments(c.Model, cache, layout,
+            [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, c.Model.Device))]);
+        long[] positions = layout.ComputedPositions(prefix);
+        if (positions.Length == 0 || positions[^1] != layout.Length - 1)
+            throw new ArgumentException("The prompt must end with segment-0 tokens (the question and generation header).");
+        int computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
+        return new Placement(positions, r.CachedTokens + prefix, computed, load + prefixTime, rerotate, r.Clock.Elapsed);
+    }
 
-        TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
-        int computed, cached = r.CachedTokens;
-        var prefillStart = r.Clock.Elapsed;
-        Tensor logits;
-        if (r.Mode == ContextMode.KvLink)
-        {
-            var prefixStart = r.Clock.Elapsed;
-            int prefix = PlacePrefix(cache, layout);
-            var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
-            var transfer = c.Options.CacheTransfer;
-            (load, rerotate) = LinkTokenPass.PlaceDocuments(model, cache, layout,
-                [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, model.Device))]);
-            load += prefixTime;
-            prefillStart = r.Clock.Elapsed;
-            logits = LinkTokenPass.Forward(model, cache, layout, lastOnly: true, from: prefix);
-            computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
-            cached += prefix;
-        }
-        else
-        {
-            logits = CausalPrefill.Run(model, cache, layout.Tokens);
-            computed = layout.Length;
-        }
-        var prefill = r.Clock.Elapsed - prefillStart;
+    /// <summary>The request's decode loop over its cache.</summary>
+    public DecodeLoop NewLoop(Prepared r, AttentionCache cache) =>
+        new(c.Model, cache, r.Options, new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds));
 
-        var stops = new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds);
-        var loop = new DecodeLoop(model, cache, r.Options, stops);
-        var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
-        var usage = new GenerationUsage(layout.Length, cached, computed, generated.Count);
-        var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill + r.OnDemandTime, ttft, r.Clock.Elapsed);
-        return new GenerationResult(c.Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
+    /// <summary>The result of a finished request.</summary>
+    public GenerationResult Result(Prepared r, Placement p, List<int> generated, FinishReason finish, TimeSpan ttft)
+    {
+        var usage = new GenerationUsage(r.Layout.Length, p.Cached, p.Computed, generated.Count);
+        var timings = new GenerationTimings(r.StoreTime + p.Load, p.Rerotate, ttft - p.PrefillStart + r.OnDemandTime, ttft, r.Clock.Elapsed);
+        return new GenerationResult(c.Tokenizer.Decode(generated), generated, finish, usage, timings);
     }
 
     /// <summary>

@@ -6,14 +6,34 @@ namespace KVLink.Core.Generation;
 /// <summary>
 /// The decode phase shared by every prefill strategy: sample from the last logits, feed the token back
 /// one position further, repeat until a stop token, the token budget or the cache's end.
+/// <see cref="Next"/> is the one place where a token is chosen and the end decided, for one sequence run alone
+/// (<see cref="Run"/>) and for the engine's scheduler, which batches many sequences' steps.
 /// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
 /// </summary>
 internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
 {
     private readonly TokenSampler _sampler = new(options);
+    private readonly long _limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
+    private int _generated;
 
     /// <summary>Why the loop ended; null while it runs.</summary>
     public FinishReason? Finish { get; private set; }
+
+    /// <summary>
+    /// Chooses the token that sits at <paramref name="position"/> from the logits of the token before it. Returns null
+    /// when it is a stop token (not emitted; <see cref="Finish"/> is then <see cref="FinishReason.Stop"/>); otherwise the
+    /// token to emit, and <see cref="Finish"/> becomes <see cref="FinishReason.Length"/> when it is the last one allowed.
+    /// </summary>
+    public int? Next(Tensor logits, long position)
+    {
+        if (Finish is not null) throw new InvalidOperationException("The decode loop has already finished.");
+        int token = _sampler.Next(logits);
+        if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; return null; }
+        _generated++;
+        // The token just chosen sits at position: prompt and answer together never exceed the context.
+        if (_generated >= options.MaxNewTokens || position + 1 >= _limit) Finish = FinishReason.Length;
+        return token;
+    }
 
     /// <summary>
     /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>; returns the tokens and the
@@ -39,16 +59,13 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
     public IEnumerable<int> Run(Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
     {
         var logits = lastLogits;
-        long limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
         try
         {
-            for (int generated = 0; ; generated++)
+            while (true)
             {
-                int token = _sampler.Next(logits);
-                if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; yield break; }
+                if (Next(logits, nextPosition) is not { } token) yield break;
                 yield return token;
-                // The token just chosen sits at nextPosition: prompt and answer together never exceed the context.
-                if (generated + 1 >= options.MaxNewTokens || nextPosition + 1 >= limit) { Finish = FinishReason.Length; yield break; }
+                if (Finish is not null) yield break;
 
                 cancellationToken.ThrowIfCancellationRequested();
                 using (var scope = NewDisposeScope())

@@ -10,8 +10,9 @@ public sealed record GenerationUsage(int PromptTokens, int CachedTokens, int Com
 /// <summary>Where the time of one generation went.</summary>
 /// <param name="CacheLoad">Fetching stored document caches (and the prompt prefix) into the attention cache.</param>
 /// <param name="Rerotation">Re-rotating cached keys to their global positions.</param>
-/// <param name="Prefill">The forward passes over the computed prompt tokens (including documents encoded on demand for a slot not cached yet).</param>
-/// <param name="TimeToFirstToken">From the start of the request until the first token was chosen.</param>
+/// <param name="Prefill">The forward passes over the computed prompt tokens (including documents encoded on demand for a slot not cached yet);
+/// under load these are scheduler steps shared with other requests, so their whole duration counts.</param>
+/// <param name="TimeToFirstToken">From the call until the first token was chosen, as the caller sees it (waiting in the scheduler's queue included).</param>
 /// <param name="Total">The whole request.</param>
 public sealed record GenerationTimings(TimeSpan CacheLoad, TimeSpan Rerotation, TimeSpan Prefill, TimeSpan TimeToFirstToken, TimeSpan Total);
 

@@ -38,6 +38,9 @@ internal sealed class KvLinkOptionsValidator(IEnumerable<KvLinkRegistration> reg
             yield return ("LinkTokens", $"does not fit the prompt format: {linkIds}");
         if (o.PrecomputeSlots < 1) yield return ("PrecomputeSlots", $"must be >= 1 (is {o.PrecomputeSlots}).");
         if (!Enum.IsDefined(o.SlotPolicy)) yield return ("SlotPolicy", $"'{o.SlotPolicy}' is not a slot policy: use {string.Join(" or ", Enum.GetNames<SlotPolicy>())}.");
+        if (o.MaxRunningSequences < 1) yield return ("MaxRunningSequences", $"must be >= 1 (is {o.MaxRunningSequences}).");
+        if (o.MaxLiveCacheBytes < 1) yield return ("MaxLiveCacheBytes", $"must be >= 1, long.MaxValue for no limit (is {o.MaxLiveCacheBytes}).");
+        if (o.MaxStepTokens < 1) yield return ("MaxStepTokens", $"must be >= 1 (is {o.MaxStepTokens}).");
         if (!Enum.IsDefined(o.Mode)) yield return ("Mode", $"'{o.Mode}' is not a context mode: use {string.Join(" or ", Enum.GetNames<ContextMode>())}.");
         if (!Enum.IsDefined(o.DType)) yield return ("DType", $"'{o.DType}' is not a dtype: use {string.Join(", ", Enum.GetNames<ComputeDType>())}.");
         if (string.IsNullOrWhiteSpace(o.Tenant)) yield return ("Tenant", "must not be empty.");

@@ -13,9 +13,29 @@ namespace KVLink.Core.Model;
 /// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
 /// with a cache S = the cache length after this step, indexed by slot.</param>
 /// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
-internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache)
+/// <param name="Sequences">Set for a batched step of several sequences: each attends its own rows to its own cache
+/// (<see cref="SequenceRows"/>), and <paramref name="Slots"/>, <paramref name="Mask"/> and <paramref name="Cache"/> are unused.</param>
+internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache,
+    IReadOnlyList<SequenceRows>? Sequences = null)
 {
     private readonly Dictionary<(int Start, int Rows, int G, ScalarType DType), Tensor> _folded = [];
+    private Tensor? _outputRows;
+
+    /// <summary>
+    /// For a batched step: the rows whose final hidden states are wanted (the last row of each sequence with
+    /// <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
+    /// </summary>
+    public Tensor OutputRows()
+    {
+        if (_outputRows is null)
+        {
+            var rows = (Sequences ?? throw new InvalidOperationException("Only a batched step has output rows."))
+                .Where(r => r.Output).Select(r => (long)(r.Start + r.Count - 1)).ToArray();
+            _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
+            _outputRows.MoveToOtherDisposeScope(Cos);
+        }
+        return _outputRows;
+    }
 
     /// <summary>
     /// The mask of query rows [<paramref name="start"/>, start+rows) folded for G query heads per kv head

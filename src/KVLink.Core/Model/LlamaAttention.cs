@@ -41,7 +41,16 @@ internal sealed class LlamaAttention : nn.Module
 
         Tensor q, k, v;
         Tensor cos = step.Cos, sin = step.Sin;
-        if (lastOnly && t > 1)
+        if (lastOnly && step.Sequences is not null)
+        {
+            // A batched step: every row's k and v, queries only for the rows whose output is wanted.
+            var kv = _qkv.Forward(x, first: 1, count: 2);
+            (k, v) = (kv[0], kv[1]);
+            var rows = step.OutputRows();
+            q = _qkv.Forward(x.index_select(1, rows), first: 0, count: 1)[0];
+            (cos, sin) = (cos.index_select(0, rows), sin.index_select(0, rows));
+        }
+        else if (lastOnly && t > 1)
         {
             // Every token's k and v (one GEMM), only the last token's q.
             var kv = _qkv.Forward(x, first: 1, count: 2);
@@ -59,10 +68,14 @@ internal sealed class LlamaAttention : nn.Module
         v = v.view(b, t, _kvHeads, _headDim).transpose(1, 2);
         q = RotaryEmbedding.Apply(q.view(b, tq, _heads, _headDim).transpose(1, 2), cos, sin);            // [B, H, Tq, d]
 
-        if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
-
-        var mask = step.FoldedMask((int)(t - tq), (int)tq, g, q.dtype);
-        var o = GroupedAttention.Attend(q, k, v, mask, g);                                                    // [B, H, Tq, d]
+        Tensor o;
+        if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, sequences, g, lastOnly);
+        else
+        {
+            if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
+            var mask = step.FoldedMask((int)(t - tq), (int)tq, g, q.dtype);
+            o = GroupedAttention.Attend(q, k, v, mask, g);                                                    // [B, H, Tq, d]
+        }
         o = o.transpose(1, 2).reshape(b, tq, _heads * _headDim);
         return o_proj.call(o).MoveToOuterDisposeScope();
     }
@@ -73,6 +86,30 @@ internal sealed class LlamaAttention : nn.Module
         _qkv.QuantizeInt8();
         o_proj.QuantizeInt8();
         return _qkv.Int8!.Bytes + o_proj.Int8!.Bytes;
+    }
+
+    /// <summary>
+    /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
+    /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the
+    /// [rows, rows] scores such a mask would cost. With <paramref name="lastOnly"/>, q holds only the output rows
+    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last row. Returns [B, H, Tq, d].
+    /// </summary>
+    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
+    {
+        var outputs = new List<Tensor>(sequences.Count);
+        int qRow = 0;
+        foreach (var r in sequences)
+        {
+            var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
+            if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
+            else if (r.Output) outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow++, 1), ks, vs, r.FoldedLastMask(g, q.dtype), g));
+        }
+        return outputs.Count switch
+        {
+            0 => q, // no output rows: q is [B, H, 0, d]
+            1 => outputs[0],
+            _ => cat(outputs, 2),
+        };
     }
 
     /// <inheritdoc/>

@@ -67,6 +67,17 @@ internal sealed class LlamaForCausalLM : nn.Module
         return new ForwardStep(slots, positions.Max(), cos, sin, mask, cache);
     }
 
+    /// <summary>
+    /// Builds a batched step: the new tokens of several sequences, concatenated as rows, at <paramref name="positions"/>
+    /// (one per row; RoPE angles follow them), each sequence attending to its own cache (<see cref="SequenceRows"/>).
+    /// </summary>
+    public ForwardStep BatchStep(long[] positions, IReadOnlyList<SequenceRows> sequences)
+    {
+        using var slots = tensor(positions, device: Device);
+        var (cos, sin) = Rope.Angles(slots);
+        return new ForwardStep(empty([0], ScalarType.Int64, Device), positions.Max(), cos, sin, empty([0], ScalarType.Bool, Device), null, sequences);
+    }
+
     /// <summary>Final hidden states ([B, T, hidden]) of tokens ([B, T] int64) for one step.</summary>
     public Tensor Hidden(Tensor tokens, ForwardStep step) => Hidden(tokens, step, lastOnly: false);
 
@@ -79,6 +90,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         var h = model.Forward(tokens, step, lastOnly);
         step.Cache?.Advance((int)step.MaxSlot + 1);
+        if (step.Sequences is { } sequences)
+            foreach (var s in sequences) s.Cache.Advance((int)s.MaxSlot + 1);
         return h;
     }
 

@@ -153,6 +153,9 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
     [InlineData("PrecomputeSlots")]
     [InlineData("SlotPolicy")]
     [InlineData("Device")]
+    [InlineData("MaxRunningSequences")]
+    [InlineData("MaxLiveCacheBytes")]
+    [InlineData("MaxStepTokens")]
     [InlineData("Generation.MaxNewTokens")]
     public async Task Invalid_settings_fail_naming_the_option(string option)
     {
@@ -166,6 +169,9 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
                 case "PrecomputeSlots": o.PrecomputeSlots = 0; break;
                 case "SlotPolicy": o.SlotPolicy = (SlotPolicy)7; break;
                 case "Device": o.Device = "gpu0"; break;
+                case "MaxRunningSequences": o.MaxRunningSequences = 0; break;
+                case "MaxLiveCacheBytes": o.MaxLiveCacheBytes = 0; break;
+                case "MaxStepTokens": o.MaxStepTokens = -3; break;
                 default: o.Generation = new KVLink.Core.Generation.GenerationOptions { MaxNewTokens = 0 }; break;
             }
         });

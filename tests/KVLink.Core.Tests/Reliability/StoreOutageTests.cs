@@ -171,6 +171,9 @@ public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper out
         Check(() => _ = new TieredKvCacheStore(), "tiers");
         Check(() => new KvLinkOptions { Tenant = " " }.Validate(), "Tenant");
         Check(() => new KvLinkOptions { PrecomputeSlots = 0 }.Validate(), "PrecomputeSlots");
+        Check(() => new KvLinkOptions { MaxRunningSequences = 0 }.Validate(), "MaxRunningSequences");
+        Check(() => new KvLinkOptions { MaxLiveCacheBytes = -1 }.Validate(), "MaxLiveCacheBytes");
+        Check(() => new KvLinkOptions { MaxStepTokens = 0 }.Validate(), "MaxStepTokens");
         Check(() => new KvLinkOptions { LinkTokens = -1 }.Validate(), "LinkTokens");
     }
 }

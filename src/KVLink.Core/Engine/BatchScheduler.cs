@@ -1,0 +1,267 @@
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// Continuous batching on the model thread. Requests and document encodes queue in FIFO order; admission moves them
+/// into the running set while <see cref="KvLinkOptions.MaxRunningSequences"/> and <see cref="KvLinkOptions.MaxLiveCacheBytes"/>
+/// allow. Every <see cref="Step"/> runs ONE forward over one token of each decoding sequence plus prompt chunks of the
+/// others under <see cref="KvLinkOptions.MaxStepTokens"/>; the projections, MLP and norms see all rows at once, and each
+/// sequence attends to its own cache (<see cref="SequenceRows"/>). A sequence that finishes or is cancelled leaves at once
+/// and frees its cache; a new one joins at the next step.
+/// </summary>
+/// <remarks>
+/// Queue methods are thread safe (one lock); <see cref="Step"/> and the running set belong to the model thread.
+/// Background work (precompute, when <see cref="KvLinkOptions.PrecomputeAtLowPriority"/>) is admitted and fed only with
+/// what interactive work leaves of the limits and of the step's token budget.
+/// </remarks>
+internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions options, EngineTelemetry? telemetry, Action wake)
+{
+    private readonly Lock _gate = new();
+    private readonly LinkedList<ScheduledSequence> _interactive = new(), _background = new();
+    private readonly List<ScheduledSequence> _running = []; // model thread only, in admission order
+    private readonly long _bytesPerToken = BytesPerToken(model);
+    private long _liveBytes;
+    private int _runningCount;
+    private bool _closed;
+
+    /// <summary>Sequences waiting for admission.</summary>
+    public int Queued { get { lock (_gate) return _interactive.Count + _background.Count; } }
+
+    /// <summary>Sequences admitted and not finished.</summary>
+    public int Running => Volatile.Read(ref _runningCount);
+
+    /// <summary>Bytes of the attention caches of the running sequences.</summary>
+    public long LiveCacheBytes => Interlocked.Read(ref _liveBytes);
+
+    /// <summary>Sequences that have started (never those cancelled while queued).</summary>
+    public long Started => Interlocked.Read(ref _started);
+    private long _started;
+
+    /// <summary>Sequences submitted and not yet finished, failed or cancelled: queued, being admitted or running.</summary>
+    public int Outstanding => Volatile.Read(ref _outstanding);
+    private int _outstanding;
+
+    /// <summary>True while anything waits or runs.</summary>
+    public bool HasWork => Outstanding > 0;
+
+    /// <summary>
+    /// Queues a sequence. Cancelled while queued, it is removed and its task cancelled at once: it never runs.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The engine is shutting down.</exception>
+    public void Submit(ScheduledSequence sequence)
+    {
+        if (sequence.Cancellation.IsCancellationRequested) { sequence.Fail(new OperationCanceledException(sequence.Cancellation)); return; }
+        var queue = sequence.Background && options.PrecomputeAtLowPriority ? _background : _interactive;
+        lock (_gate)
+        {
+            if (_closed) throw new ObjectDisposedException(nameof(KvLinkEngine), "The engine has been disposed.");
+            sequence.QueueNode = queue.AddLast(sequence);
+            Interlocked.Increment(ref _outstanding);
+        }
+        if (sequence.Cancellation.CanBeCanceled)
+        {
+            var registration = sequence.Cancellation.Register(() =>
+            {
+                lock (_gate)
+                {
+                    if (sequence.QueueNode is not { } node) return; // already running: the step loop sees the token
+                    node.List!.Remove(node);
+                    sequence.QueueNode = null;
+                }
+                sequence.Fail(new OperationCanceledException(sequence.Cancellation));
+                Interlocked.Decrement(ref _outstanding);
+            });
+            // A long-lived token must not keep a callback per request: the registration goes when the request leaves the queue.
+            bool queued;
+            lock (_gate)
+            {
+                queued = sequence.QueueNode is not null;
+                if (queued) sequence.QueueRegistration = registration;
+            }
+            if (!queued) registration.Dispose();
+        }
+        wake();
+    }
+
+    /// <summary>Refuses new work from now on; queued and running work still completes.</summary>
+    public void Close()
+    {
+        lock (_gate) _closed = true;
+    }
+
+    /// <summary>Admits what the limits allow, drops cancelled sequences, and runs one batched forward. Model thread.</summary>
+    public void Step()
+    {
+        Admit();
+        for (int i = _running.Count - 1; i >= 0; i--)
+            if (_running[i].Cancellation.IsCancellationRequested) Leave(_running[i], new OperationCanceledException(_running[i].Cancellation));
+        if (_running.Count == 0) return;
+
+        var parts = Plan();
+        if (parts.Count == 0) return;
+        try
+        {
+            using var scope = NewDisposeScope();
+            var logits = Forward(parts);
+            telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
+            int row = 0;
+            foreach (var (sequence, chunk) in parts)
+            {
+                Tensor? own = chunk.Output ? logits![0, row++] : null;
+                bool done;
+                try { done = sequence.Advance(own); }
+                catch (Exception e) { Leave(sequence, e); continue; }
+                if (done) Leave(sequence, null);
+            }
+        }
+        catch (Exception e)
+        {
+            // The forward itself failed: no sequence of this step can continue from a half-written cache.
+            foreach (var (sequence, _) in parts) Leave(sequence, e);
+        }
+    }
+
+    /// <summary>Fails everything still queued or running (used when the model thread cannot continue).</summary>
+    public void FailAll(Exception error)
+    {
+        List<ScheduledSequence> queued;
+        lock (_gate)
+        {
+            queued = [.. _interactive, .. _background];
+            _interactive.Clear();
+            _background.Clear();
+            foreach (var s in queued) s.QueueNode = null;
+        }
+        foreach (var s in queued)
+        {
+            s.Fail(error);
+            Interlocked.Decrement(ref _outstanding);
+        }
+        foreach (var s in _running.ToArray()) Leave(s, error);
+    }
+
+    private void Admit()
+    {
+        while (true)
+        {
+            ScheduledSequence? next;
+            lock (_gate) next = Admissible(_interactive) ?? Admissible(_background);
+            if (next is null) return;
+            next.QueueRegistration.Dispose(); // outside the lock: it waits for a callback that may be taking it
+            Interlocked.Increment(ref _started);
+            try
+            {
+                next.Start();
+            }
+            catch (Exception e)
+            {
+                next.Release();
+                next.Fail(e);
+                Interlocked.Decrement(ref _outstanding);
+                continue;
+            }
+            if (next is GenerationSequence g) telemetry?.Admitted(g.QueueWait);
+            _running.Add(next);
+            Interlocked.Add(ref _liveBytes, Bytes(next));
+            Interlocked.Increment(ref _runningCount);
+        }
+    }
+
+    /// <summary>The head of <paramref name="queue"/>, dequeued, if the limits take it (FIFO: the head is never skipped).</summary>
+    private ScheduledSequence? Admissible(LinkedList<ScheduledSequence> queue)
+    {
+        if (queue.First is not { } node) return null;
+        var s = node.Value;
+        bool background = queue == _background;
+        int sameClass = _running.Count(r => (r.Background && options.PrecomputeAtLowPriority) == background);
+        if (sameClass >= options.MaxRunningSequences) return null;
+        // Nothing running: admit whatever its size, or a request larger than the budget would wait for ever.
+        if (_running.Count > 0 && LiveCacheBytes + Bytes(s) > options.MaxLiveCacheBytes) return null;
+        if (background && _interactive.Count > 0 && _running.Count > 0) return null; // interactive requests first
+        queue.Remove(node);
+        s.QueueNode = null;
+        return s;
+    }
+
+    /// <summary>
+    /// This step's rows: one per decoding sequence first, then prompt chunks in admission order (interactive before
+    /// background) with what is left of the token budget, at least one row so that prompts always progress.
+    /// </summary>
+    private List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> Plan()
+    {
+        var parts = new List<(ScheduledSequence, ScheduledSequence.Chunk)>();
+        foreach (var s in _running)
+            if (s.Decoding) parts.Add((s, s.Take(1)));
+        int budget = Math.Max(options.MaxStepTokens - parts.Count, 1);
+        foreach (bool background in new[] { false, true })
+            foreach (var s in _running)
+            {
+                if (budget == 0) break;
+                if (s.PrefillRemaining == 0 || (s.Background && options.PrecomputeAtLowPriority) != background) continue;
+                var chunk = s.Take(budget);
+                budget -= chunk.Positions.Length;
+                parts.Add((s, chunk));
+            }
+        return parts;
+    }
+
+    /// <summary>One forward over every part's rows; returns the logits [1, outputs, vocab] of the rows that asked for them, in order.</summary>
+    private Tensor? Forward(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts)
+    {
+        if (parts.Count == 1)
+        {
+            // One sequence: exactly the unbatched path (the last layer computes only the last row).
+            var (s, c) = parts[0];
+            var cache = s.Cache!;
+            var step = model.Step(c.Positions, AttentionMasks.CausalOverSlots(c.Positions, KeyLength(cache, c), model.Device), cache);
+            var ids = tensor(c.Tokens, [1, c.Tokens.Length], device: model.Device);
+            if (c.Output) return model.Forward(ids, step, lastOnly: true);
+            model.Hidden(ids, step, lastOnly: true);
+            return null;
+        }
+
+        int rows = parts.Sum(p => p.Chunk.Positions.Length);
+        var positions = new long[rows];
+        var tokens = new long[rows];
+        var sequences = new SequenceRows[parts.Count];
+        int start = 0;
+        for (int i = 0; i < parts.Count; i++)
+        {
+            var (s, c) = parts[i];
+            int n = c.Positions.Length;
+            c.Positions.CopyTo(positions, start);
+            c.Tokens.CopyTo(tokens, start);
+            sequences[i] = new SequenceRows(start, n, tensor(c.Positions, device: model.Device), c.Positions.Max(),
+                AttentionMasks.CausalOverSlots(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
+            start += n;
+        }
+        // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
+        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences), lastOnly: true);
+        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden) : null;
+    }
+
+    /// <summary>Keys a chunk attends over: every slot written or placed so far up to its last position.</summary>
+    private static int KeyLength(AttentionCache cache, ScheduledSequence.Chunk c) => (int)Math.Max(cache.Length, c.Positions.Max() + 1);
+
+    private void Leave(ScheduledSequence s, Exception? error)
+    {
+        if (!_running.Remove(s)) return;
+        Interlocked.Add(ref _liveBytes, -Bytes(s));
+        Interlocked.Decrement(ref _runningCount);
+        s.Release();
+        if (error is not null) s.Fail(error);
+        Interlocked.Decrement(ref _outstanding);
+    }
+
+    private long Bytes(ScheduledSequence s) => s.CacheTokens * _bytesPerToken;
+
+    /// <summary>Bytes of keys and values per cached token of <paramref name="model"/>.</summary>
+    public static long BytesPerToken(LlamaForCausalLM model)
+    {
+        var c = model.Config;
+        long element = model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
+        return 2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * element;
+    }
+}

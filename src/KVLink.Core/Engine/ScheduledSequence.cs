@@ -1,0 +1,95 @@
+using KVLink.Core.Model;
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// A unit of model work the <see cref="BatchScheduler"/> runs step by step, batched with others: a generation request
+/// (<see cref="GenerationSequence"/>) or a document encode (<see cref="EncodeSequence"/>). It owns an attention cache
+/// while it runs; its prompt rows are fed in chunks (<see cref="Take"/>), then, if it decodes, one token per step.
+/// Everything but the constructor, <see cref="Fail"/> (also called when cancelled while queued) and the task runs on the model thread.
+/// </summary>
+internal abstract class ScheduledSequence(CancellationToken cancellation, bool background)
+{
+    private long[] _positions = [];
+    private IReadOnlyList<int> _tokens = [];
+    private int _cursor;
+    private int _pendingToken = -1;
+    private long _pendingPosition;
+
+    /// <summary>Cancels the request: honoured while queued (it never starts) and between steps.</summary>
+    public CancellationToken Cancellation { get; } = cancellation;
+
+    /// <summary>True for work that yields to interactive requests (precompute, when so configured).</summary>
+    public bool Background { get; } = background;
+
+    /// <summary>Positions of attention cache the sequence holds while it runs: what admission charges against the byte budget.</summary>
+    public abstract int CacheTokens { get; }
+
+    /// <summary>The cache, from <see cref="Start"/> until the sequence leaves.</summary>
+    public AttentionCache? Cache { get; protected set; }
+
+    /// <summary>Where the scheduler keeps it while queued (guarded by the scheduler's lock).</summary>
+    internal LinkedListNode<ScheduledSequence>? QueueNode { get; set; }
+
+    /// <summary>The cancellation callback that removes it from the queue; disposed once it leaves the queue.</summary>
+    internal CancellationTokenRegistration QueueRegistration { get; set; }
+
+    /// <summary>Prompt rows still to run.</summary>
+    public int PrefillRemaining => _positions.Length - _cursor;
+
+    /// <summary>True when the prompt is done and a sampled token waits to be fed back.</summary>
+    public bool Decoding => PrefillRemaining == 0 && _pendingToken >= 0;
+
+    /// <summary>Allocates the cache and places what is already known (stored documents, the prompt prefix). Model thread.</summary>
+    public abstract void Start();
+
+    /// <summary>
+    /// Sets the rows to compute: the tokens at <paramref name="positions"/> (global positions, which are also cache slots),
+    /// in order; <paramref name="tokens"/> is indexed by position.
+    /// </summary>
+    protected void SetPrompt(long[] positions, IReadOnlyList<int> tokens) => (_positions, _tokens, _cursor) = (positions, tokens, 0);
+
+    /// <summary>Feeds <paramref name="token"/> back at <paramref name="position"/> in the next step.</summary>
+    protected void SetPending(int token, long position) => (_pendingToken, _pendingPosition) = (token, position);
+
+    /// <summary>Takes the next rows: up to <paramref name="max"/> prompt rows, or the one decode row.</summary>
+    public Chunk Take(int max)
+    {
+        if (PrefillRemaining > 0)
+        {
+            int n = Math.Min(max, PrefillRemaining);
+            var positions = _positions.AsSpan(_cursor, n).ToArray();
+            var ids = new long[n];
+            for (int i = 0; i < n; i++) ids[i] = _tokens[(int)positions[i]];
+            _cursor += n;
+            return new Chunk(positions, ids, Output: _cursor == _positions.Length && WantsLogits);
+        }
+        if (_pendingToken < 0) throw new InvalidOperationException("The sequence has nothing to run.");
+        var chunk = new Chunk([_pendingPosition], [_pendingToken], Output: true);
+        _pendingToken = -1;
+        return chunk;
+    }
+
+    /// <summary>Whether the last prompt row's logits are wanted (generation) or only the cache (an encode).</summary>
+    protected abstract bool WantsLogits { get; }
+
+    /// <summary>
+    /// Called after every step that ran rows of this sequence, with the logits ([vocab]) of its last row when the chunk
+    /// asked for them. Returns true when the sequence is done (its task completed).
+    /// </summary>
+    public abstract bool Advance(Tensor? logits);
+
+    /// <summary>Completes the task with <paramref name="error"/> (cancellation when it is one).</summary>
+    public abstract void Fail(Exception error);
+
+    /// <summary>Frees the cache.</summary>
+    public void Release()
+    {
+        Cache?.Dispose();
+        Cache = null;
+    }
+
+    /// <summary>Rows of one sequence in one step.</summary>
+    public readonly record struct Chunk(long[] Positions, long[] Tokens, bool Output);
+}
