@@ -9,7 +9,7 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// Request execution: <see cref="PrepareAsync"/> resolves the documents and their caches off the model thread;
+/// Request execution: <c>PrepareAsync</c> resolves the documents and their caches off the model thread;
 /// <see cref="Run"/> places the caches (or encodes everything, for full prefill), runs the link tokens and the
 /// question, and decodes, on the model thread. Keeps the cache of the prompt prefix, which every request shares.
 /// </summary>
@@ -22,11 +22,28 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// <summary>Everything a request needs before it reaches the model thread.</summary>
     public sealed record Prepared(
         PromptLayout Layout, ContextMode Mode, GenerationOptions Options, IReadOnlyList<DocumentKvCache> Entries,
-        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock);
+        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock)
+    {
+        /// <summary>The key of the conversation's kept cache (chat requests), or null (one-shot questions keep none).</summary>
+        public string? SessionKey { get; init; }
+    }
 
-    public async Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
+    private SessionCache? _sessions; // created on first use; touched only on the model thread
+
+    /// <summary>Sessions kept now (tests and diagnostics).</summary>
+    public SessionCache Sessions => _sessions ??= new SessionCache(c.Options.SessionCacheBytes);
+
+    public Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The query is empty.", nameof(query));
+        return PrepareAsync(ConversationPrompt.Single(query), documentIds, options, clock, ct);
+    }
+
+    public async Task<Prepared> PrepareAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct,
+        bool keepSession = false)
+    {
+        string query = conversation.Question;
+        if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The question (last user message) is empty.", nameof(conversation));
         ArgumentNullException.ThrowIfNull(documentIds);
         for (int i = 0; i < documentIds.Count; i++)
             if (string.IsNullOrWhiteSpace(documentIds[i])) throw new ArgumentException($"Document id #{i} is empty.", nameof(documentIds));
@@ -45,7 +62,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             for (int slot = 0; slot < docs.Length; slot++)
                 docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
             // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
-            var fullTokens = CheckPromptFits(query, docs, k); // tokenized once: the entry checks below reuse them
+            var fullTokens = CheckPromptFits(conversation, docs, k); // tokenized once: the entry checks below reuse them
 
             var tokens = new List<IReadOnlyList<int>>();
             var entries = new List<DocumentKvCache>();
@@ -67,11 +84,12 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
                     tokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], slot, ct).ConfigureAwait(false));
                 }
             }
-            var layout = c.Format.Build(c.Tokenizer, tokens, query, k);
+            var layout = c.Format.Build(c.Tokenizer, tokens, conversation, k);
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
+            string? session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : null;
+            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock) { SessionKey = session };
         }
         finally
         {
@@ -89,8 +107,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         return c.Format.Build(c.Tokenizer, docs, query, linkTokens);
     }
 
-    /// <summary>Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode.</summary>
-    public GenerationResult Run(Prepared r, Action<int>? onToken, CancellationToken ct)
+    /// <summary>
+    /// Runs one request on the model thread: place caches (KVLink) or encode all (full prefill), then decode. Each token
+    /// goes through a <see cref="TextEmitter"/> (clean text, stop sequences), whose deltas reach <paramref name="onDelta"/>.
+    /// </summary>
+    public GenerationResult Run(Prepared r, Action<string>? onDelta, CancellationToken ct)
     {
         ct.ThrowIfCancellationRequested();
         var model = c.Model;
@@ -103,6 +124,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         TimeSpan load = TimeSpan.Zero, rerotate = TimeSpan.Zero;
         int computed, cached = r.CachedTokens;
         var prefillStart = r.Clock.Elapsed;
+        int documentsEnd = 0;
         Tensor logits;
         if (r.Mode == ContextMode.KvLink)
         {
@@ -113,10 +135,16 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             (load, rerotate) = LinkTokenPass.PlaceDocuments(model, cache, layout,
                 [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, model.Device))]);
             load += prefixTime;
+            documentsEnd = layout.Documents.Count > 0 ? layout.Documents[^1].Start + layout.Documents[^1].Length : prefix;
+            var sessionStart = r.Clock.Elapsed;
+            int reused = PlaceSession(cache, r.SessionKey, layout, documentsEnd);
+            load += r.Clock.Elapsed - sessionStart;
             prefillStart = r.Clock.Elapsed;
-            logits = LinkTokenPass.Forward(model, cache, layout, lastOnly: true, from: prefix);
-            computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
-            cached += prefix;
+            // Everything segment-0 after the prefix, except the conversation's kept tokens [documentsEnd, documentsEnd + reused).
+            long[] positions = [.. layout.ComputedPositions(prefix).Where(p => p < documentsEnd || p >= documentsEnd + reused)];
+            logits = LinkTokenPass.Forward(model, cache, layout, positions, lastOnly: true);
+            computed = positions.Length + r.OnDemandTokens;
+            cached += prefix + reused;
         }
         else
         {
@@ -126,11 +154,59 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         var prefill = r.Clock.Elapsed - prefillStart;
 
         var stops = new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds);
-        var loop = new DecodeLoop(model, cache, r.Options, stops);
-        var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, onToken, ct);
+        var logprobs = r.Options.Logprobs ? new TokenLogprobs(c.Tokenizer, r.Options.TopLogprobs) : null;
+        var loop = new DecodeLoop(model, cache, r.Options, stops, logprobs);
+        var emitter = new TextEmitter(c.Tokenizer, r.Options, onDelta);
+        var (generated, ttft) = loop.Collect(logits, layout.Length, r.Clock, emitter.Push, ct);
+        emitter.Finish();
+        if (r.SessionKey is { } key && r.Mode == ContextMode.KvLink) KeepSession(cache, key, layout, generated, (int)loop.Filled, documentsEnd);
         var usage = new GenerationUsage(layout.Length, cached, computed, generated.Count);
         var timings = new GenerationTimings(r.StoreTime + load, rerotate, prefill + r.OnDemandTime, ttft, r.Clock.Elapsed);
-        return new GenerationResult(c.Tokenizer.Decode(generated), generated, loop.Finish ?? FinishReason.Length, usage, timings);
+        return new GenerationResult(emitter.Text, generated, loop.Finish ?? FinishReason.Length, usage, timings)
+        {
+            PromptTokenIds = layout.Tokens,
+            Logprobs = logprobs?.Items,
+            ConversationId = r.SessionKey,
+        };
+    }
+
+    /// <summary>
+    /// Writes the conversation's kept keys and values after the documents, for as many tokens as the kept conversation and
+    /// this prompt share (at least one prompt token is always computed, for its logits). Returns how many were reused.
+    /// Exact: a token is reused only when it and every token before it are the ones the kept cache was computed for.
+    /// </summary>
+    private int PlaceSession(AttentionCache cache, string? key, PromptLayout layout, int documentsEnd)
+    {
+        if (key is null || !Sessions.Enabled || Sessions.Get(key) is not { } s || s.Start != documentsEnd) return 0;
+        int limit = Math.Min(s.End, layout.Length - 1), common = 0;
+        while (common < limit && s.Tokens[common] == layout.Tokens[common]) common++;
+        int reused = common - documentsEnd;
+        if (reused <= 0) return 0;
+        using var scope = NewDisposeScope();
+        cache.Write(documentsEnd, s.Keys.narrow(2, 0, reused), s.Values.narrow(2, 0, reused));
+        return reused;
+    }
+
+    /// <summary>Keeps the conversation's cache after its documents: the prompt and the fed answer tokens.</summary>
+    private void KeepSession(AttentionCache cache, string key, PromptLayout layout, IReadOnlyList<int> generated, int filled, int documentsEnd)
+    {
+        if (!Sessions.Enabled || filled <= documentsEnd) return;
+        int[] tokens = [.. layout.Tokens.Concat(generated).Take(filled)];
+        var (k, v) = cache.Export(documentsEnd, filled - documentsEnd);
+        Sessions.Set(key, new SessionCache.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope()));
+    }
+
+    /// <summary>
+    /// The key of a conversation's kept cache: tenant, model, format, mode and link tokens, plus the caller's conversation id,
+    /// or else the conversation's start (system content, documents, first question), which stays the same over its turns.
+    /// </summary>
+    private string SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, string? conversationId, ContextMode mode, int linkTokens)
+    {
+        var parts = new List<string> { c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        if (conversationId is not null) parts.AddRange(["id", conversationId]);
+        else parts.AddRange(["auto", conversation.SystemText ?? "", .. documentIds, conversation.History.Count > 0 ? conversation.History[0].User : conversation.Question]);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(string.Join('\u0001', parts.Select(p => p.Replace("\u0001", "\u0001\u0001", StringComparison.Ordinal))));
+        return (conversationId is null ? "auto-" : "") + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes))[..32];
     }
 
     /// <summary>
@@ -138,10 +214,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// its smallest possible size), so that no document is encoded for a request that must fail. Returns each slot's
     /// uncompressed document tokens.
     /// </summary>
-    private IReadOnlyList<int>[] CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
+    private IReadOnlyList<int>[] CheckPromptFits(ConversationPrompt conversation, IReadOnlyList<KvLinkDocument> docs, int linkTokens)
     {
         var fulls = new IReadOnlyList<int>[docs.Count];
-        long length = c.Format.Prefix(c.Tokenizer).Count + c.Format.Suffix(c.Tokenizer, query).Count + (long)linkTokens * docs.Count;
+        long length = c.Format.ConversationPrefix(c.Tokenizer, conversation.SystemText).Count
+            + c.Format.ConversationSuffix(c.Tokenizer, conversation.History, conversation.Question).Count + (long)linkTokens * docs.Count;
         for (int slot = 0; slot < docs.Count; slot++)
         {
             var full = fulls[slot] = c.Format.Document(c.Tokenizer, docs[slot], slot);
@@ -179,6 +256,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
     public void Dispose()
     {
+        _sessions?.Dispose();
         _prefix?.Keys.Dispose();
         _prefix?.Values.Dispose();
     }

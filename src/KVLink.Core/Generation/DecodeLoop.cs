@@ -8,18 +8,24 @@ namespace KVLink.Core.Generation;
 /// one position further, repeat until a stop token, the token budget or the cache's end.
 /// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
 /// </summary>
-internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
+internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens,
+    TokenLogprobs? logprobs = null)
 {
     private readonly TokenSampler _sampler = new(options);
+
+    /// <summary>Slots of the cache holding keys and values: the prompt and every generated token that was fed back
+    /// (the last one chosen is not, when the loop ends on the token budget or a stop sequence).</summary>
+    public long Filled { get; private set; }
 
     /// <summary>Why the loop ended; null while it runs.</summary>
     public FinishReason? Finish { get; private set; }
 
     /// <summary>
-    /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>; returns the tokens and the
+    /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>, which returns true to stop (a stop
+    /// sequence matched: <see cref="Finish"/> is then <see cref="FinishReason.Stop"/>); returns the tokens and the
     /// elapsed time of <paramref name="clock"/> when the first token was chosen.
     /// </summary>
-    public (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Action<int>? onToken, CancellationToken cancellationToken)
+    public (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Func<int, bool>? onToken, CancellationToken cancellationToken)
     {
         var tokens = new List<int>();
         TimeSpan? first = null;
@@ -27,7 +33,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
         {
             first ??= clock.Elapsed;
             tokens.Add(token);
-            onToken?.Invoke(token);
+            if (onToken?.Invoke(token) == true) { Finish = FinishReason.Stop; break; }
         }
         return (tokens, first ?? clock.Elapsed);
     }
@@ -39,6 +45,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
     public IEnumerable<int> Run(Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
     {
         var logits = lastLogits;
+        Filled = nextPosition;
         long limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
         try
         {
@@ -46,6 +53,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
             {
                 int token = _sampler.Next(logits);
                 if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; yield break; }
+                logprobs?.Add(logits, token);
                 yield return token;
                 // The token just chosen sits at nextPosition: prompt and answer together never exceed the context.
                 if (generated + 1 >= options.MaxNewTokens || nextPosition + 1 >= limit) { Finish = FinishReason.Length; yield break; }
@@ -60,6 +68,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
                     logits.Dispose();
                     logits = next;
                 }
+                Filled = nextPosition + 1;
                 nextPosition++;
             }
         }
