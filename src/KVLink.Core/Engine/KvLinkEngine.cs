@@ -344,6 +344,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     }
 #pragma warning restore RS0026
 
+    /// <summary>The kept conversation caches (tests; touched by requests only on the model thread).</summary>
+    internal SessionCache Sessions => _requests.Sessions;
+
     /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
     internal int CatalogCount => _catalog.Count;
 

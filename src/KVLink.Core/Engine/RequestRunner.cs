@@ -26,6 +26,9 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     {
         /// <summary>The key of the conversation's kept cache (chat requests), or null (one-shot questions keep none).</summary>
         public string? SessionKey { get; init; }
+
+        /// <summary>The conversation's id (the caller's, or the derived one), or null.</summary>
+        public string? ConversationId { get; init; }
     }
 
     private SessionCache? _sessions; // created on first use; touched only on the model thread
@@ -88,8 +91,9 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-            string? session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : null;
-            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock) { SessionKey = session };
+            var session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : default;
+            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock)
+                { SessionKey = session.Key, ConversationId = session.Id };
         }
         finally
         {
@@ -166,7 +170,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         {
             PromptTokenIds = layout.Tokens,
             Logprobs = logprobs?.Items,
-            ConversationId = r.SessionKey,
+            ConversationId = r.ConversationId,
         };
     }
 
@@ -197,16 +201,23 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     }
 
     /// <summary>
-    /// The key of a conversation's kept cache: tenant, model, format, mode and link tokens, plus the caller's conversation id,
-    /// or else the conversation's start (system content, documents, first question), which stays the same over its turns.
+    /// The conversation's id and the key of its kept cache. The id is the caller's, or else one derived from the conversation's
+    /// start (system content, documents, first question), which stays the same over its turns; the key adds tenant, model,
+    /// format, mode and link tokens, so a session is never served to another tenant or model.
     /// </summary>
-    private string SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, string? conversationId, ContextMode mode, int linkTokens)
+    private (string Key, string Id) SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, string? conversationId, ContextMode mode, int linkTokens)
     {
-        var parts = new List<string> { c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-        if (conversationId is not null) parts.AddRange(["id", conversationId]);
-        else parts.AddRange(["auto", conversation.SystemText ?? "", .. documentIds, conversation.History.Count > 0 ? conversation.History[0].User : conversation.Question]);
-        var bytes = System.Text.Encoding.UTF8.GetBytes(string.Join('\u0001', parts.Select(p => p.Replace("\u0001", "\u0001\u0001", StringComparison.Ordinal))));
-        return (conversationId is null ? "auto-" : "") + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes))[..32];
+        string id = conversationId ?? "auto-" + Hash(["auto", conversation.SystemText ?? "", .. documentIds,
+            conversation.History.Count > 0 ? conversation.History[0].User : conversation.Question]);
+        return (Hash([c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), id]), id);
+
+        static string Hash(IEnumerable<string> parts)
+        {
+            // Length-prefixed parts: no two different part lists give the same bytes.
+            var text = new System.Text.StringBuilder();
+            foreach (string p in parts) text.Append(p.Length).Append(':').Append(p);
+            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString())))[..32];
+        }
     }
 
     /// <summary>

@@ -193,15 +193,15 @@ public sealed class KvLinkLlama3Format : PromptFormat
     ];
 
     /// <summary>
-    /// The prefix with caller system content <paramref name="systemText"/> in place of <see cref="SystemText"/> (the engine
-    /// passes the trained text followed by the caller's, see docs/prompt-format.md): BOS and the system header, then
-    /// <c>"\n\n" + systemText</c> encoded as plain text (a caller cannot open a turn from it), then <c>&lt;|eot_id|&gt;</c>,
-    /// the user header and <c>&lt;mem_start&gt;</c>. With the format's own text this gives exactly <see cref="Prefix"/>.
+    /// The prefix with the caller's system content added after the trained <see cref="SystemText"/>, separated by a blank
+    /// line (docs/prompt-format.md says why it is appended rather than put in place of it): BOS and the system header,
+    /// then <c>"\n\n" + SystemText + "\n\n" + systemText</c> encoded as plain text (a caller cannot open a turn from it),
+    /// then <c>&lt;|eot_id|&gt;</c>, the user header and <c>&lt;mem_start&gt;</c>.
     /// </summary>
     internal override IReadOnlyList<int> ConversationPrefix(LlamaTokenizer tokenizer, string? systemText) => systemText is null ? Prefix(tokenizer) :
     [
         .. tokenizer.Encode(Llama3ChatFormat.BeginOfTextToken + Llama3ChatFormat.StartHeaderToken + "system" + Llama3ChatFormat.EndHeaderToken),
-        .. tokenizer.EncodeText("\n\n" + systemText),
+        .. tokenizer.EncodeText("\n\n" + (SystemText.Length == 0 ? systemText : SystemText + "\n\n" + systemText)),
         .. tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("user")),
         MemStart,
     ];
