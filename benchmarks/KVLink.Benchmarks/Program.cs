@@ -16,6 +16,7 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
         case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
         case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
+        case BenchMode.ChatTurns: await ChatTurns.RunAsync(options.Threads, options.Runs, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
     }
     await RunSuiteAsync(options);
 }
