@@ -23,7 +23,14 @@ post '{"title":"Quelmar","text":"Quelmar was born in Ostrava. Quelmar works for 
 post '{"title":"Brindlecorp","text":"Brindlecorp is based in Tarsk."}'
 
 URL="http://127.0.0.1:$PORT/chat?ask=Where%20was%20Quelmar%20born%3F&then=Where%20is%20Brindlecorp%20based%3F"
-chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --virtual-time-budget=120000 --dump-dom "$URL" >"$WORK/dom.html" 2>"$WORK/chromium.log" || true
+# The answers stream in after the page's load event, so the DOM is read over the DevTools protocol once the page
+# marks itself done (scripts/cdp_dom.py), not with --dump-dom.
+DEBUG_PORT=$((PORT + 1))
+chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --remote-debugging-port="$DEBUG_PORT" \
+  --user-data-dir="$WORK/profile" "$URL" >"$WORK/chromium.log" 2>&1 &
+CHROME_PID=$!
+trap 'kill $APP_PID $CHROME_PID 2>/dev/null || true; wait $CHROME_PID 2>/dev/null || true; rm -rf "$WORK" 2>/dev/null || true' EXIT
+python3 scripts/cdp_dom.py "$DEBUG_PORT" "http://127.0.0.1:$PORT/chat" 180 >"$WORK/dom.html"
 
 python3 - "$WORK/dom.html" <<'PY'
 import re, sys
