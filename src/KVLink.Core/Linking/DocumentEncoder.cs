@@ -19,10 +19,8 @@ internal static class DocumentEncoder
 
         using var scope = NewDisposeScope();
         using var cache = new AttentionCache(model.Config, length, model.DType, model.Device);
-        long[] positions = [.. Enumerable.Range(0, length).Select(i => (long)i)];
-        var step = model.Step(positions, AttentionMasks.CausalOverSlots(positions, length, model.Device), cache);
-        var ids = tensor(tokens.Select(t => (long)t).ToArray(), [1, length], device: model.Device);
-        model.Hidden(ids, step, lastOnly: true); // only the cache is wanted: skip the vocabulary projection and the last layer's unused rows
+        // Only the cache is wanted: no vocabulary projection; long documents go in chunks like a full prefill.
+        Generation.CausalPrefill.Fill(model, cache, tokens);
         var (k, v) = cache.Export(0, length);
         return (k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }

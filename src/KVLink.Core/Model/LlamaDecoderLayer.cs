@@ -31,7 +31,8 @@ internal sealed class LlamaDecoderLayer : nn.Module
     {
         using var scope = NewDisposeScope();
         var residual = lastOnly ? x.narrow(1, x.shape[1] - 1, 1) : x;
-        var h = residual + self_attn.Forward(input_layernorm.call(x), step, lastOnly);
-        return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
+        // The residual adds go into the block outputs in place (no new tensor; the sum is the same).
+        var h = self_attn.Forward(input_layernorm.call(x), step, lastOnly).add_(residual);
+        return mlp.call(post_attention_layernorm.call(h)).add_(h).MoveToOuterDisposeScope();
     }
 }

@@ -3,16 +3,17 @@ using static TorchSharp.torch;
 
 namespace KVLink.Core.Model;
 
-/// <summary>The SwiGLU feed-forward block: <c>down(silu(gate(x)) * up(x))</c>.</summary>
+/// <summary>The SwiGLU feed-forward block: <c>down(silu(gate(x)) * up(x))</c>, gate and up as one GEMM.</summary>
 internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Projection gate_proj, up_proj, down_proj;
+    private readonly FusedProjections _gateUp;
 
     /// <summary>Creates the block for a config.</summary>
     public LlamaMlp(LlamaConfig c, ScalarType dtype, Device device) : base("mlp")
     {
-        gate_proj = new Projection("gate_proj", c.HiddenSize, c.IntermediateSize, dtype, device);
-        up_proj = new Projection("up_proj", c.HiddenSize, c.IntermediateSize, dtype, device);
+        _gateUp = new FusedProjections(["gate_proj", "up_proj"], c.HiddenSize, [c.IntermediateSize, c.IntermediateSize], dtype, device);
+        (gate_proj, up_proj) = (_gateUp.Parts[0], _gateUp.Parts[1]);
         down_proj = new Projection("down_proj", c.IntermediateSize, c.HiddenSize, dtype, device);
         RegisterComponents();
     }
@@ -21,6 +22,18 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.call(nn.functional.silu(gate_proj.call(x)) * up_proj.call(x)).MoveToOuterDisposeScope();
+        var gateUp = _gateUp.Forward(x);
+        // One temporary for the activation: silu(gate) is multiplied by up in place (out of place while
+        // training, where autograd needs the activation as it was).
+        var act = nn.functional.silu(gateUp[0]);
+        var h = is_grad_enabled() ? act * gateUp[1] : act.mul_(gateUp[1]);
+        return down_proj.call(h).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _gateUp.Dispose();
+        base.Dispose(disposing);
     }
 }

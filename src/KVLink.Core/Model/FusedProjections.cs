@@ -1,0 +1,60 @@
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// Bias-free projections of one input (q/k/v, or gate/up) stored as row blocks of a single [sum(out), in] weight,
+/// so inference runs them as one GEMM: the input is read once and one larger kernel replaces several small ones,
+/// which matters most at the small token counts of a link pass and of decoding.
+/// </summary>
+/// <remarks>
+/// Each part is a <see cref="Projection"/> whose <c>weight</c> is a view of its block, so parameter names and shapes,
+/// checkpoint loading (an in-place copy into each view), saving and the fingerprint are exactly those of separate
+/// projections. Not a module and holding the fused tensor in a non-tensor field keeps it out of the state dict.
+/// While gradients are wanted (training) the parts run one by one, so autograd reaches each parameter.
+/// </remarks>
+internal sealed class FusedProjections : IDisposable
+{
+    private readonly Tensor _weight;
+    private readonly long[] _offsets, _sizes;
+
+    /// <summary>Allocates (uninitialised) the fused weight of parts with <paramref name="outFeatures"/> rows each.</summary>
+    public FusedProjections(string[] names, long inFeatures, long[] outFeatures, ScalarType dtype, Device device)
+    {
+        if (names.Length != outFeatures.Length) throw new ArgumentException("One name per part is needed.", nameof(names));
+        _sizes = outFeatures;
+        _offsets = new long[outFeatures.Length];
+        for (int i = 1; i < outFeatures.Length; i++) _offsets[i] = _offsets[i - 1] + outFeatures[i - 1];
+        _weight = empty([_offsets[^1] + outFeatures[^1], inFeatures], dtype, device);
+        Parts = [.. names.Select((n, i) => new Projection(n, new Parameter(_weight.narrow(0, _offsets[i], _sizes[i]), requires_grad: false)))];
+    }
+
+    /// <summary>The parts, in order; register them as the owning module's fields.</summary>
+    public Projection[] Parts { get; }
+
+    /// <summary>The [sum(out), in] weight the parts are views of.</summary>
+    public Tensor Weight => _weight;
+
+    /// <summary>Whether the fused GEMM may be used: not while autograd must reach the parts' parameters.</summary>
+    private bool Fused => !(is_grad_enabled() && Parts.Any(p => p.Weight.requires_grad));
+
+    /// <summary>
+    /// The outputs of parts [<paramref name="first"/>, <paramref name="first"/>+<paramref name="count"/>) for input x ([..., in]);
+    /// fused they are views along the last axis of one result.
+    /// </summary>
+    public Tensor[] Forward(Tensor x, int first = 0, int count = -1)
+    {
+        if (count < 0) count = Parts.Length - first;
+        if (!Fused || count == 1) return [.. Enumerable.Range(first, count).Select(i => Parts[i].call(x))];
+        long start = _offsets[first], rows = _offsets[first + count - 1] + _sizes[first + count - 1] - start;
+        using var w = _weight.narrow(0, start, rows);
+        var y = nn.functional.linear(x, w);
+        var parts = new Tensor[count];
+        for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);
+        return parts;
+    }
+
+    /// <summary>Releases the fused weight (the parts' views are released by their modules).</summary>
+    public void Dispose() => _weight.Dispose();
+}

@@ -1,0 +1,35 @@
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// Grouped-query attention without repeating keys or values: the G query heads that share a kv head are folded
+/// into the query axis ([B, KV, G*T, d]), so one <c>scaled_dot_product_attention</c> call serves them all.
+/// </summary>
+internal static class GroupedAttention
+{
+    /// <summary>
+    /// Attends q ([B, H, T, d]) to k and v ([B, KV, S, d]) under <paramref name="foldedMask"/> (from
+    /// <see cref="ForwardStep.FoldedMask"/>: [G*T, S], shared by every layer of a step); returns [B, H, T, d].
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor foldedMask, int g)
+    {
+        var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+        var qg = q.reshape(b, h / g, g * t, d);
+        var o = nn.functional.scaled_dot_product_attention(qg, k, v, foldedMask);   // [B, KV, G*T, d]
+        return o.view(b, h, t, d);
+    }
+
+    /// <summary>
+    /// The boolean [T, S] mask of a step repeated for the G folded query heads as an additive mask in
+    /// <paramref name="dtype"/> (0 where allowed, -inf elsewhere), which is what SDPA turns a boolean mask into.
+    /// </summary>
+    public static Tensor Fold(Tensor mask, int g, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var (t, s) = (mask.shape[0], mask.shape[1]);
+        var additive = zeros([t, s], dtype, mask.device).masked_fill_(mask.logical_not(), double.NegativeInfinity);
+        var folded = g == 1 ? additive : additive.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
+        return folded.MoveToOuterDisposeScope();
+    }
+}
