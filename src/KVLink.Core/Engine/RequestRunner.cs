@@ -15,7 +15,10 @@ namespace KVLink.Core.Engine;
 /// </summary>
 internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
 {
-    private PrefixCache? _prefix; // touched only on the model thread
+    // The prompt prefixes computed so far, most recent first (touched only on the model thread). The format's own prefix is
+    // the same for every one-shot request; conversations with system content each have theirs, so a few are kept.
+    private readonly LinkedList<PrefixCache> _prefixes = new();
+    private const int MaxPrefixes = 16;
 
     private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
 
@@ -246,29 +249,38 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
     /// <summary>
     /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.
-    /// The prefix attends only to itself, so its cache is the same for every request: it is computed once,
-    /// on the model thread, and kept. Returns P (0 when the layout has no prefix).
+    /// The prefix attends only to itself, so its cache is the same for every request with the same system content: it is
+    /// computed once, on the model thread, and kept (the <see cref="MaxPrefixes"/> most recently used). Returns P (0 when
+    /// the layout has no prefix).
     /// </summary>
     private int PlacePrefix(AttentionCache cache, PromptLayout layout)
     {
         int length = layout.PrefixLength;
         if (length == 0) return 0;
         var tokens = layout.Tokens.Take(length).ToArray();
-        if (_prefix is not { } p || !p.Tokens.SequenceEqual(tokens))
+        var node = _prefixes.First;
+        while (node is not null && !node.Value.Tokens.SequenceEqual(tokens)) node = node.Next;
+        if (node is null)
         {
-            _prefix?.Keys.Dispose();
-            _prefix?.Values.Dispose();
             var (keys, values) = DocumentEncoder.Encode(c.Model, tokens);
-            _prefix = p = new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope());
+            node = new LinkedListNode<PrefixCache>(new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope()));
+            if (_prefixes.Count >= MaxPrefixes && _prefixes.Last is { } last)
+            {
+                _prefixes.RemoveLast();
+                last.Value.Keys.Dispose();
+                last.Value.Values.Dispose();
+            }
         }
-        cache.Write(0, p.Keys, p.Values);
+        else _prefixes.Remove(node);
+        _prefixes.AddFirst(node);
+        cache.Write(0, node.Value.Keys, node.Value.Values);
         return length;
     }
 
     public void Dispose()
     {
         _sessions?.Dispose();
-        _prefix?.Keys.Dispose();
-        _prefix?.Values.Dispose();
+        foreach (var p in _prefixes) { p.Keys.Dispose(); p.Values.Dispose(); }
+        _prefixes.Clear();
     }
 }

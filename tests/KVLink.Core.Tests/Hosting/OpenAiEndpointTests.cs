@@ -2,13 +2,14 @@ using System.ClientModel;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using KVLink.AspNetCore;
-using Microsoft.AspNetCore.Builder;
+using System.Diagnostics;
+using KVLink.Core.Engine;
+using KVLink.Core.Tests.Docs;
+using KVLink.Demo;
 using KVLink.TestSupport;
 using Microsoft.Extensions.AI;
 using OpenAI;
 using OpenAI.Chat;
-using Microsoft.Extensions.DependencyInjection;
 using MeaiChatMessage = Microsoft.Extensions.AI.ChatMessage;
 
 namespace KVLink.Core.Tests.Hosting;
@@ -20,23 +21,50 @@ namespace KVLink.Core.Tests.Hosting;
 /// </summary>
 public sealed class OpenAiEndpointTests : IAsyncLifetime
 {
-    private WebApplication? _app;
+    private Process? _app;
     private int _port;
     private readonly HttpClient _http = new();
+    private readonly StringBuilder _output = new();
+    private KvLinkEngine? _engine; // the same model and settings in this process: what the endpoint must answer
 
     public async Task InitializeAsync()
     {
         _port = LoopbackPorts.FreePair().Port;
-        _app = SampleApp.Build(["--Port", _port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--KvLink:DType", "Float32", "--KvLink:LinkTokens", "5",
-            "--KvLink:PrecomputeSlots", "3", "--Logging:LogLevel:Default", "Warning"]);
-        await _app.StartAsync();
+        // The sample as built next to this test (same configuration), started as its own process on loopback.
+        string configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name;
+        string dll = Path.Combine(MarkdownDocs.RepoRoot, "samples", "KVLink.AspNetCore", "bin", configuration, "net10.0", "KVLink.AspNetCore.dll");
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { dll, "--Port", _port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--KvLink:DType", "Float32",
+            "--KvLink:LinkTokens", "5", "--KvLink:PrecomputeSlots", "3", "--Logging:LogLevel:Default", "Warning" })
+            start.ArgumentList.Add(arg);
+        _app = Process.Start(start)!;
+        _app.OutputDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
+        _app.ErrorDataReceived += (_, e) => { lock (_output) _output.AppendLine(e.Data); };
+        _app.BeginOutputReadLine();
+        _app.BeginErrorReadLine();
         _http.BaseAddress = new Uri($"http://127.0.0.1:{_port}");
+        _engine = await DemoModel.LoadEngineAsync(options: new KvLinkOptions { DType = ComputeDType.Float32, LinkTokens = 5, PrecomputeSlots = 3 });
+        // Wait (bounded) until the sample answers its health check: it loads the model when it starts.
+        for (int i = 0; i < 600; i++)
+        {
+            if (_app.HasExited) { await _app.WaitForExitAsync(); lock (_output) Assert.Fail($"the sample exited while starting (code {_app.ExitCode}):\n{_output}"); }
+            try { if ((await _http.GetAsync("/health")).IsSuccessStatusCode) return; }
+            catch (HttpRequestException) { }
+            await Task.Delay(100);
+        }
+        Assert.Fail("the sample did not become healthy within a minute");
     }
 
     public async Task DisposeAsync()
     {
         _http.Dispose();
-        if (_app is not null) { await _app.StopAsync(); await _app.DisposeAsync(); }
+        if (_engine is not null) await _engine.DisposeAsync();
+        if (_app is not null)
+        {
+            if (!_app.HasExited) _app.Kill(entireProcessTree: true);
+            await _app.WaitForExitAsync();
+            _app.Dispose();
+        }
     }
 
     // A held-out multi-turn sample of the synthetic corpus the demo model was trained on (seed 999 was not used in training).
@@ -56,8 +84,11 @@ public sealed class OpenAiEndpointTests : IAsyncLifetime
     }
 
     // What the engine itself answers for the same conversation (greedy, 24 tokens): the HTTP path must give exactly this.
-    private Task<KVLink.Core.Generation.GenerationResult> Direct(IEnumerable<MeaiChatMessage> messages, string[] ids) =>
-        _app!.Services.GetRequiredService<KVLink.Core.Engine.KvLinkEngine>().ChatAsync(messages, ids, new KVLink.Core.Engine.KvLinkGenerationOptions { MaxNewTokens = 24 });
+    private async Task<KVLink.Core.Generation.GenerationResult> Direct(IEnumerable<MeaiChatMessage> messages, string[] ids)
+    {
+        foreach (var d in Sample.Sample.Documents) await _engine!.PrecomputeAsync(d);
+        return await _engine!.ChatAsync(messages, ids, new KvLinkGenerationOptions { MaxNewTokens = 24 });
+    }
 
     private IChatClient OpenAiChatClient(string model) =>
         new ChatClient(model, new ApiKeyCredential("not-used"), new OpenAIClientOptions { Endpoint = new Uri($"http://127.0.0.1:{_port}/v1") }).AsIChatClient();
