@@ -59,6 +59,13 @@ root.Add(Cli.Command("compression", "accuracy / cache bytes / TTFT of compressed
     Cli.Int("--per-kind", "questions of each kind (default 250)"),
     Cli.Int("--links", "link tokens per document (default 5)")));
 
+root.Add(Cli.Command("chat", "conversations on the demo model: system-message placement, 5-turn follow-ups with vs without the session cache, TTFT turn 5 vs 1, into docs/accuracy.md",
+    ChatCommand.RunAsync,
+    Cli.Text("--model", "checkpoint folder (default models/kvlink-demo)"),
+    Cli.Int("--per-kind", "held-out single questions of each kind for the system-message rows (default 100)"),
+    Cli.Int("--conversations", "five-turn conversations (default 60)"),
+    Cli.Int("--max-new-tokens", "new tokens per answer (default 24)")));
+
 root.Add(Cli.Command("control", "only the full-attention control phase of a `demo` work folder (the equal-budget baseline)",
     o => { Demo.RunControl(o); return Task.CompletedTask; },
     Cli.Text("--work", "the `demo` work folder", required: true),

@@ -9,13 +9,14 @@ namespace KVLink.Core.Engine;
 /// computed prompt tokens run in chunks; then each step feeds back the token chosen by its <see cref="DecodeLoop"/>.
 /// Completes with the <see cref="GenerationResult"/> when the loop finishes, and leaves at once.
 /// </summary>
-internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Prepared request, Action<int>? onToken, CancellationToken cancellation)
+internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Prepared request, TextEmitter emitter, CancellationToken cancellation)
     : ScheduledSequence(cancellation, background: false)
 {
     private readonly TaskCompletionSource<GenerationResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<int> _generated = [];
     private RequestRunner.Placement? _placement;
     private DecodeLoop? _loop;
+    private readonly TokenLogprobs? _logprobs = runner.NewLogprobs(request);
     private TimeSpan? _firstToken;
     private long _next; // the position the next chosen token sits at
     private readonly TimeSpan _submitted = request.Clock.Elapsed;
@@ -39,22 +40,23 @@ internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Pre
         Cache = runner.NewCache(request);
         _placement = runner.Place(request, Cache);
         SetPrompt(_placement.Positions, request.Layout.Tokens);
-        _loop = runner.NewLoop(request, Cache);
+        _loop = runner.NewLoop(request, Cache, _logprobs);
         _next = request.Layout.Length;
     }
 
     public override bool Advance(Tensor? logits)
     {
         if (logits is null) return false; // a prompt chunk that is not the last
+        int filled = (int)_next; // slots holding keys and values: the prompt and every token fed back so far
         if (_loop!.Next(logits, _next) is { } token)
         {
             _firstToken ??= request.Clock.Elapsed;
             _generated.Add(token);
-            onToken?.Invoke(token);
-            SetPending(token, _next++);
+            if (emitter.Push(token)) _loop.StopSequenceMatched(); // the text reached a stop sequence
+            if (_loop.Finish is null) SetPending(token, _next++);
         }
         if (_loop.Finish is not { } finish) return false;
-        _done.TrySetResult(runner.Result(request, _placement!, _generated, finish, _firstToken ?? request.Clock.Elapsed));
+        _done.TrySetResult(runner.Result(request, _placement!, Cache!, _generated, filled, finish, _firstToken ?? request.Clock.Elapsed, emitter, _logprobs));
         return true;
     }
 

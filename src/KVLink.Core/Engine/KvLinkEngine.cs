@@ -219,30 +219,61 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Like <see cref="GenerateAsync"/>, streaming text deltas; the last update carries the full result.</summary>
-    public async IAsyncEnumerable<GenerationUpdate> GenerateStreamingAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<GenerationUpdate> GenerateStreamingAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        StreamAsync(() => _requests.PrepareAsync(query, documentIds!, options, Stopwatch.StartNew(), cancellationToken), documentIds?.Count ?? 0, cancellationToken);
+
+    /// <summary>
+    /// Answers the last user message of a conversation from the documents <paramref name="documentIds"/>, with the whole
+    /// history in the prompt (layout: docs/prompt-format.md). System messages are added to the format's trained system
+    /// text. The conversation's attention cache after its documents is kept (<see cref="KvLinkOptions.SessionCacheBytes"/>)
+    /// under <see cref="KvLinkGenerationOptions.ConversationId"/> (or a key derived from the conversation's start, returned
+    /// as <see cref="GenerationResult.ConversationId"/>), so the next turn computes only its new tokens; the result is the
+    /// same as recomputing the whole conversation.
+    /// </summary>
+    /// <exception cref="ArgumentException">The messages do not form a conversation ending with a user message, or as for <see cref="GenerateAsync"/>.</exception>
+    /// <exception cref="NotSupportedException">A message has a role or content the prompt cannot carry (tools, images), or the prompt format has no conversation layout.</exception>
+    public async Task<GenerationResult> ChatAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default)
     {
         var clock = Stopwatch.StartNew();
-        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: true);
+        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
+        try
+        {
+            ThrowIfDisposed();
+            var request = await _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
+            var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
+            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            return result;
+        }
+        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
+    }
+
+    /// <summary>Like <see cref="ChatAsync"/>, streaming text deltas; the last update carries the full result.</summary>
+    public IAsyncEnumerable<GenerationUpdate> ChatStreamingAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds,
+        GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        StreamAsync(() => _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, Stopwatch.StartNew(), cancellationToken, keepSession: true),
+            documentIds?.Count ?? 0, cancellationToken);
+
+    private async IAsyncEnumerable<GenerationUpdate> StreamAsync(Func<Task<RequestRunner.Prepared>> prepare, int documentCount,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        using var activity = _telemetry.StartGenerate(documentCount, streaming: true);
         RequestRunner.Prepared request;
         try
         {
             ThrowIfDisposed();
-            request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
+            request = await prepare().ConfigureAwait(false);
         }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
         // A consumer that stops reading early cancels the rest of the generation.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var decoder = new Utf8StreamDecoder(Tokenizer);
-        // Tokens arrive on the model thread, one per scheduler step; the text decoder is touched only there.
-        var run = _requests.Start(request, id => { string d = decoder.Push(id); if (d.Length > 0) deltas.Writer.TryWrite(d); }, stop.Token);
-        // Finished, failed or cancelled (even while queued): flush what the decoder holds, then close the channel.
-        _ = run.ContinueWith(t =>
-        {
-            if (t.IsCompletedSuccessfully && decoder.Flush() is { Length: > 0 } rest) deltas.Writer.TryWrite(rest);
-            deltas.Writer.TryComplete();
-        }, TaskScheduler.Default);
+        // Deltas arrive on the model thread, one token per scheduler step, already cleaned and stop-matched (TextEmitter).
+        var run = _requests.Start(request, d => deltas.Writer.TryWrite(d), stop.Token);
+        // Finished, failed or cancelled (even while queued): the emitter has flushed, so close the channel.
+        _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
 
         // No catch can sit around a yield return: a stream cancelled or abandoned (the consumer stopped reading) leaves
         // the loop without reaching the outcome below, and the finally records it as cancelled.
@@ -258,7 +289,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             recorded = true; // from here on, the run's own outcome is recorded: its result or its exception
             try { final = await run.ConfigureAwait(false); }
             catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-            _telemetry.Generated(activity, request.Mode, documentIds!.Count, final);
+            _telemetry.Generated(activity, request.Mode, documentCount, final);
             yield return new GenerationUpdate("", final);
         }
         finally
@@ -321,6 +352,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         return _indexer.PrecomputeAllAsync(documents, options, progress, cancellationToken);
     }
 #pragma warning restore RS0026
+
+    /// <summary>The kept conversation caches (tests; touched by requests only on the model thread).</summary>
+    internal SessionCache Sessions => _requests.Sessions;
 
     /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
     internal int CatalogCount => _catalog.Count;

@@ -127,6 +127,13 @@ public sealed class KvLinkOptions
     /// </summary>
     public bool PrecomputeAtLowPriority { get; set; } = true;
 
+    /// <summary>
+    /// Bytes of conversation attention caches kept in memory (default 256 MiB; 0 keeps none): each conversation's computed
+    /// keys and values after its documents, so that its next turn computes only the new tokens. The least recently used
+    /// conversations are dropped first; a dropped one is rebuilt exactly from its messages. See docs/conversations.md.
+    /// </summary>
+    public long SessionCacheBytes { get; set; } = 256L << 20;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {
@@ -139,6 +146,7 @@ public sealed class KvLinkOptions
         if (!Enum.IsDefined(SlotPolicy)) throw new ArgumentOutOfRangeException(nameof(SlotPolicy), SlotPolicy, "Unknown slot policy: use Shared or Exact.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");
         if (!Enum.IsDefined(DType)) throw new ArgumentOutOfRangeException(nameof(DType), DType, "Unknown dtype.");
+        if (SessionCacheBytes < 0) throw new ArgumentOutOfRangeException(nameof(SessionCacheBytes), SessionCacheBytes, "SessionCacheBytes must be >= 0 (0 keeps no conversation caches).");
         if (string.IsNullOrWhiteSpace(Tenant)) throw new ArgumentException("Tenant must not be empty.", nameof(Tenant));
         if (Device is not null && !KvLinkDevices.IsValid(Device))
             throw new ArgumentException($"Device '{Device}' is not a device name: use \"cpu\", \"cuda\" or \"cuda:N\".", nameof(Device));

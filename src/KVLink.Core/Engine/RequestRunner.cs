@@ -9,25 +9,48 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// Request execution: <see cref="PrepareAsync"/> resolves the documents and their caches off the model thread;
+/// Request execution: <c>PrepareAsync</c> resolves the documents and their caches off the model thread;
 /// on the model thread, a <see cref="GenerationSequence"/> in the <see cref="BatchScheduler"/> uses <see cref="Place"/>
-/// (the caches placed, or nothing for full prefill), runs its computed tokens batched with other requests, and decodes.
-/// Keeps the cache of the prompt prefix, which every request shares.
+/// (the caches placed, or nothing for full prefill; a conversation's kept cache reused), runs its computed tokens
+/// batched with other requests, and decodes. Keeps the caches of prompt prefixes, which requests share.
 /// </summary>
 internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
 {
-    private PrefixCache? _prefix; // touched only on the model thread
+    // The prompt prefixes computed so far, most recent first (touched only on the model thread). The format's own prefix is
+    // the same for every one-shot request; conversations with system content each have theirs, so a few are kept.
+    private readonly LinkedList<PrefixCache> _prefixes = new();
+    private const int MaxPrefixes = 16;
 
     private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
 
     /// <summary>Everything a request needs before it reaches the model thread.</summary>
     public sealed record Prepared(
         PromptLayout Layout, ContextMode Mode, GenerationOptions Options, IReadOnlyList<DocumentKvCache> Entries,
-        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock);
+        int CachedTokens, int OnDemandTokens, TimeSpan StoreTime, TimeSpan OnDemandTime, Stopwatch Clock)
+    {
+        /// <summary>The key of the conversation's kept cache (chat requests), or null (one-shot questions keep none).</summary>
+        public string? SessionKey { get; init; }
 
-    public async Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
+        /// <summary>The conversation's id (the caller's, or the derived one), or null.</summary>
+        public string? ConversationId { get; init; }
+    }
+
+    private SessionCache? _sessions; // created on first use; touched only on the model thread
+
+    /// <summary>Sessions kept now (tests and diagnostics).</summary>
+    public SessionCache Sessions => _sessions ??= new SessionCache(c.Options.SessionCacheBytes);
+
+    public Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The query is empty.", nameof(query));
+        return PrepareAsync(ConversationPrompt.Single(query), documentIds, options, clock, ct);
+    }
+
+    public async Task<Prepared> PrepareAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct,
+        bool keepSession = false)
+    {
+        string query = conversation.Question;
+        if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The question (last user message) is empty.", nameof(conversation));
         ArgumentNullException.ThrowIfNull(documentIds);
         for (int i = 0; i < documentIds.Count; i++)
             if (string.IsNullOrWhiteSpace(documentIds[i])) throw new ArgumentException($"Document id #{i} is empty.", nameof(documentIds));
@@ -46,7 +69,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             for (int slot = 0; slot < docs.Length; slot++)
                 docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
             // The whole prompt's length is known from the texts: refuse a prompt that cannot fit before encoding anything.
-            var fullTokens = CheckPromptFits(query, docs, k, mode); // tokenized once: the entry checks below reuse them
+            var fullTokens = CheckPromptFits(conversation, docs, k, mode); // tokenized once: the entry checks below reuse them
 
             var tokens = new List<IReadOnlyList<int>>();
             var entries = new List<DocumentKvCache>();
@@ -68,11 +91,13 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
                     tokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], TokenSlot(slot, mode), ct).ConfigureAwait(false));
                 }
             }
-            var layout = c.Format.Build(c.Tokenizer, tokens, query, k);
+            var layout = c.Format.Build(c.Tokenizer, tokens, conversation, k);
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock);
+            var session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : default;
+            return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock)
+                { SessionKey = session.Key, ConversationId = session.Id };
         }
         finally
         {
@@ -93,11 +118,12 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
     /// <summary>
     /// Queues a prepared request in the scheduler; it joins the running batch at the next step that has room. Cancelled
-    /// while queued it never runs; cancelled later, it leaves between two steps. <paramref name="onToken"/> runs on the model thread.
+    /// while queued it never runs; cancelled later, it leaves between two steps. Each token goes through a
+    /// <see cref="TextEmitter"/> (clean text, stop sequences), whose deltas reach <paramref name="onDelta"/> on the model thread.
     /// </summary>
-    public Task<GenerationResult> Start(Prepared r, Action<int>? onToken, CancellationToken ct)
+    public Task<GenerationResult> Start(Prepared r, Action<string>? onDelta, CancellationToken ct)
     {
-        var sequence = new GenerationSequence(this, r, onToken, ct);
+        var sequence = new GenerationSequence(this, r, new TextEmitter(c.Tokenizer, r.Options, onDelta), ct);
         c.Worker.Scheduler.Submit(sequence);
         return sequence.Task;
     }
@@ -109,42 +135,110 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// <summary>The request's attention cache (model thread; the caller disposes it).</summary>
     public AttentionCache NewCache(Prepared r) => new(c.Model.Config, Capacity(r), c.Model.DType, c.Model.Device);
 
-    /// <summary>What placing a request's caches did: the prompt positions left to compute, token accounting and times.</summary>
-    public sealed record Placement(long[] Positions, int Cached, int Computed, TimeSpan Load, TimeSpan Rerotate, TimeSpan PrefillStart);
+    /// <summary>
+    /// What placing a request's caches did: the prompt positions left to compute, token accounting and times, and where
+    /// the documents end (a conversation's kept cache starts there).
+    /// </summary>
+    public sealed record Placement(long[] Positions, int Cached, int Computed, TimeSpan Load, TimeSpan Rerotate, TimeSpan PrefillStart, int DocumentsEnd);
 
     /// <summary>
-    /// On the model thread: KVLink places the prefix and document caches (re-rotated) and leaves the segment-0 tokens
-    /// to compute; full prefill leaves every token to compute.
+    /// On the model thread: KVLink places the prefix and document caches (re-rotated) and the conversation's kept cache,
+    /// and leaves the other segment-0 tokens to compute; full prefill leaves every token to compute.
     /// </summary>
     public Placement Place(Prepared r, AttentionCache cache)
     {
         var layout = r.Layout;
         using var scope = NewDisposeScope();
         if (r.Mode != ContextMode.KvLink)
-            return new Placement([.. Enumerable.Range(0, layout.Length).Select(i => (long)i)], r.CachedTokens, layout.Length, TimeSpan.Zero, TimeSpan.Zero, r.Clock.Elapsed);
+            return new Placement([.. Enumerable.Range(0, layout.Length).Select(i => (long)i)], r.CachedTokens, layout.Length, TimeSpan.Zero, TimeSpan.Zero, r.Clock.Elapsed, 0);
         var prefixStart = r.Clock.Elapsed;
         int prefix = PlacePrefix(cache, layout);
         var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
         var transfer = c.Options.CacheTransfer;
         var (load, rerotate) = LinkTokenPass.PlaceDocuments(c.Model, cache, layout,
             [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, c.Model.Device))]);
-        long[] positions = layout.ComputedPositions(prefix);
+        int documentsEnd = layout.Documents.Count > 0 ? layout.Documents[^1].Start + layout.Documents[^1].Length : prefix;
+        var sessionStart = r.Clock.Elapsed;
+        int reused = PlaceSession(cache, r.SessionKey, layout, documentsEnd);
+        load += prefixTime + (r.Clock.Elapsed - sessionStart);
+        // Everything segment-0 after the prefix, except the conversation's kept tokens [documentsEnd, documentsEnd + reused).
+        long[] positions = [.. layout.ComputedPositions(prefix).Where(p => p < documentsEnd || p >= documentsEnd + reused)];
         if (positions.Length == 0 || positions[^1] != layout.Length - 1)
             throw new ArgumentException("The prompt must end with segment-0 tokens (the question and generation header).");
-        int computed = layout.Length - layout.DocumentTokenCount - prefix + r.OnDemandTokens;
-        return new Placement(positions, r.CachedTokens + prefix, computed, load + prefixTime, rerotate, r.Clock.Elapsed);
+        return new Placement(positions, r.CachedTokens + prefix + reused, positions.Length + r.OnDemandTokens, load, rerotate, r.Clock.Elapsed, documentsEnd);
     }
 
-    /// <summary>The request's decode loop over its cache.</summary>
-    public DecodeLoop NewLoop(Prepared r, AttentionCache cache) =>
-        new(c.Model, cache, r.Options, new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds));
+    /// <summary>The request's decode loop over its cache, collecting logprobs when the options ask for them.</summary>
+    public DecodeLoop NewLoop(Prepared r, AttentionCache cache, TokenLogprobs? logprobs) =>
+        new(c.Model, cache, r.Options, new HashSet<int>(r.Options.StopTokenIds ?? c.Format.StopTokenIds), logprobs);
 
-    /// <summary>The result of a finished request.</summary>
-    public GenerationResult Result(Prepared r, Placement p, List<int> generated, FinishReason finish, TimeSpan ttft)
+    /// <summary>The logprob collector of a request, or null when it asks for none.</summary>
+    public TokenLogprobs? NewLogprobs(Prepared r) => r.Options.Logprobs ? new TokenLogprobs(c.Tokenizer, r.Options.TopLogprobs) : null;
+
+    /// <summary>
+    /// The result of a finished request (model thread). A conversation keeps its cache after the documents:
+    /// the first <paramref name="filled"/> slots hold the prompt and the answer tokens fed back.
+    /// </summary>
+    public GenerationResult Result(Prepared r, Placement p, AttentionCache cache, List<int> generated, int filled, FinishReason finish,
+        TimeSpan ttft, TextEmitter emitter, TokenLogprobs? logprobs)
     {
+        emitter.Finish();
+        if (r.SessionKey is { } key && r.Mode == ContextMode.KvLink) KeepSession(cache, key, r.Layout, generated, filled, p.DocumentsEnd);
         var usage = new GenerationUsage(r.Layout.Length, p.Cached, p.Computed, generated.Count);
         var timings = new GenerationTimings(r.StoreTime + p.Load, p.Rerotate, ttft - p.PrefillStart + r.OnDemandTime, ttft, r.Clock.Elapsed);
-        return new GenerationResult(c.Tokenizer.Decode(generated), generated, finish, usage, timings);
+        return new GenerationResult(emitter.Text, generated, finish, usage, timings)
+        {
+            PromptTokenIds = r.Layout.Tokens,
+            Logprobs = logprobs?.Items,
+            ConversationId = r.ConversationId,
+        };
+    }
+
+    /// <summary>
+    /// Writes the conversation's kept keys and values after the documents, for as many tokens as the kept conversation and
+    /// this prompt share (at least one prompt token is always computed, for its logits). Returns how many were reused.
+    /// Exact: a token is reused only when it and every token before it are the ones the kept cache was computed for.
+    /// </summary>
+    private int PlaceSession(AttentionCache cache, string? key, PromptLayout layout, int documentsEnd)
+    {
+        if (key is null || !Sessions.Enabled || Sessions.Get(key) is not { } s || s.Start != documentsEnd) return 0;
+        int limit = Math.Min(s.End, layout.Length - 1), common = 0;
+        while (common < limit && s.Tokens[common] == layout.Tokens[common]) common++;
+        int reused = common - documentsEnd;
+        if (reused <= 0) return 0;
+        using var scope = NewDisposeScope();
+        cache.Write(documentsEnd, s.Keys.narrow(2, 0, reused), s.Values.narrow(2, 0, reused));
+        return reused;
+    }
+
+    /// <summary>Keeps the conversation's cache after its documents: the prompt and the fed answer tokens.</summary>
+    private void KeepSession(AttentionCache cache, string key, PromptLayout layout, IReadOnlyList<int> generated, int filled, int documentsEnd)
+    {
+        if (!Sessions.Enabled || filled <= documentsEnd) return;
+        int[] tokens = [.. layout.Tokens.Concat(generated).Take(filled)];
+        using var scope = NewDisposeScope();
+        var (k, v) = cache.Export(documentsEnd, filled - documentsEnd);
+        Sessions.Set(key, new SessionCache.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope()));
+    }
+
+    /// <summary>
+    /// The conversation's id and the key of its kept cache. The id is the caller's, or else one derived from the conversation's
+    /// start (system content, documents, first question), which stays the same over its turns; the key adds tenant, model,
+    /// format, mode and link tokens, so a session is never served to another tenant or model.
+    /// </summary>
+    private (string Key, string Id) SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, string? conversationId, ContextMode mode, int linkTokens)
+    {
+        string id = conversationId ?? "auto-" + Hash(["auto", conversation.SystemText ?? "", .. documentIds,
+            conversation.History.Count > 0 ? conversation.History[0].User : conversation.Question]);
+        return (Hash([c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), id]), id);
+
+        static string Hash(IEnumerable<string> parts)
+        {
+            // Length-prefixed parts: no two different part lists give the same bytes.
+            var text = new System.Text.StringBuilder();
+            foreach (string p in parts) text.Append(p.Length).Append(':').Append(p);
+            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text.ToString())))[..32];
+        }
     }
 
     /// <summary>
@@ -152,10 +246,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// its smallest possible size), so that no document is encoded for a request that must fail. Returns each slot's
     /// uncompressed document tokens.
     /// </summary>
-    private IReadOnlyList<int>[] CheckPromptFits(string query, IReadOnlyList<KvLinkDocument> docs, int linkTokens, ContextMode mode)
+    private IReadOnlyList<int>[] CheckPromptFits(ConversationPrompt conversation, IReadOnlyList<KvLinkDocument> docs, int linkTokens, ContextMode mode)
     {
         var fulls = new IReadOnlyList<int>[docs.Count];
-        long length = c.Format.Prefix(c.Tokenizer).Count + c.Format.Suffix(c.Tokenizer, query).Count + (long)linkTokens * docs.Count;
+        long length = c.Format.ConversationPrefix(c.Tokenizer, conversation.SystemText).Count
+            + c.Format.ConversationSuffix(c.Tokenizer, conversation.History, conversation.Question).Count + (long)linkTokens * docs.Count;
         for (int slot = 0; slot < docs.Count; slot++)
         {
             var full = fulls[slot] = c.Format.Document(c.Tokenizer, docs[slot], TokenSlot(slot, mode));
@@ -179,28 +274,38 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
     /// <summary>
     /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.
-    /// The prefix attends only to itself, so its cache is the same for every request: it is computed once,
-    /// on the model thread, and kept. Returns P (0 when the layout has no prefix).
+    /// The prefix attends only to itself, so its cache is the same for every request with the same system content: it is
+    /// computed once, on the model thread, and kept (the <see cref="MaxPrefixes"/> most recently used). Returns P (0 when
+    /// the layout has no prefix).
     /// </summary>
     private int PlacePrefix(AttentionCache cache, PromptLayout layout)
     {
         int length = layout.PrefixLength;
         if (length == 0) return 0;
         var tokens = layout.Tokens.Take(length).ToArray();
-        if (_prefix is not { } p || !p.Tokens.SequenceEqual(tokens))
+        var node = _prefixes.First;
+        while (node is not null && !node.Value.Tokens.SequenceEqual(tokens)) node = node.Next;
+        if (node is null)
         {
-            _prefix?.Keys.Dispose();
-            _prefix?.Values.Dispose();
             var (keys, values) = DocumentEncoder.Encode(c.Model, tokens);
-            _prefix = p = new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope());
+            node = new LinkedListNode<PrefixCache>(new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope()));
+            if (_prefixes.Count >= MaxPrefixes && _prefixes.Last is { } last)
+            {
+                _prefixes.RemoveLast();
+                last.Value.Keys.Dispose();
+                last.Value.Values.Dispose();
+            }
         }
-        cache.Write(0, p.Keys, p.Values);
+        else _prefixes.Remove(node);
+        _prefixes.AddFirst(node);
+        cache.Write(0, node.Value.Keys, node.Value.Values);
         return length;
     }
 
     public void Dispose()
     {
-        _prefix?.Keys.Dispose();
-        _prefix?.Values.Dispose();
+        _sessions?.Dispose();
+        foreach (var p in _prefixes) { p.Keys.Dispose(); p.Values.Dispose(); }
+        _prefixes.Clear();
     }
 }

@@ -10,11 +10,16 @@ namespace KVLink.Core.Generation;
 /// (<see cref="Run"/>) and for the engine's scheduler, which batches many sequences' steps.
 /// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
 /// </summary>
-internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens)
+internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens,
+    TokenLogprobs? logprobs = null)
 {
     private readonly TokenSampler _sampler = new(options);
     private readonly long _limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
     private int _generated;
+
+    /// <summary>Slots of the cache holding keys and values when <see cref="Run"/> runs it: the prompt and every generated
+    /// token that was fed back (the last one chosen is not, when the loop ends on the token budget or a stop sequence).</summary>
+    public long Filled { get; private set; }
 
     /// <summary>Why the loop ended; null while it runs.</summary>
     public FinishReason? Finish { get; private set; }
@@ -29,17 +34,22 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
         if (Finish is not null) throw new InvalidOperationException("The decode loop has already finished.");
         int token = _sampler.Next(logits);
         if (stopTokens.Contains(token)) { Finish = FinishReason.Stop; return null; }
+        logprobs?.Add(logits, token);
         _generated++;
         // The token just chosen sits at position: prompt and answer together never exceed the context.
         if (_generated >= options.MaxNewTokens || position + 1 >= _limit) Finish = FinishReason.Length;
         return token;
     }
 
+    /// <summary>Ends the loop because a stop sequence matched in the text (<see cref="FinishReason.Stop"/>).</summary>
+    public void StopSequenceMatched() => Finish = FinishReason.Stop;
+
     /// <summary>
-    /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>; returns the tokens and the
+    /// Runs the loop to the end, reporting each token to <paramref name="onToken"/>, which returns true to stop (a stop
+    /// sequence matched: <see cref="Finish"/> is then <see cref="FinishReason.Stop"/>); returns the tokens and the
     /// elapsed time of <paramref name="clock"/> when the first token was chosen.
     /// </summary>
-    public (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Action<int>? onToken, CancellationToken cancellationToken)
+    public (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Func<int, bool>? onToken, CancellationToken cancellationToken)
     {
         var tokens = new List<int>();
         TimeSpan? first = null;
@@ -47,7 +57,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
         {
             first ??= clock.Elapsed;
             tokens.Add(token);
-            onToken?.Invoke(token);
+            if (onToken?.Invoke(token) == true) { Finish = FinishReason.Stop; break; }
         }
         return (tokens, first ?? clock.Elapsed);
     }
@@ -59,6 +69,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
     public IEnumerable<int> Run(Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
     {
         var logits = lastLogits;
+        Filled = nextPosition;
         try
         {
             while (true)
@@ -78,6 +89,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
                     logits.Dispose();
                     logits = next;
                 }
+                Filled = nextPosition + 1;
                 nextPosition++;
             }
         }

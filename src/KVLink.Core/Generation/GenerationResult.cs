@@ -22,4 +22,15 @@ public sealed record GenerationTimings(TimeSpan CacheLoad, TimeSpan Rerotation, 
 /// <param name="FinishReason">Why generation ended.</param>
 /// <param name="Usage">Token accounting.</param>
 /// <param name="Timings">Time spent per stage.</param>
-public sealed record GenerationResult(string Text, IReadOnlyList<int> TokenIds, FinishReason FinishReason, GenerationUsage Usage, GenerationTimings Timings);
+public sealed record GenerationResult(string Text, IReadOnlyList<int> TokenIds, FinishReason FinishReason, GenerationUsage Usage, GenerationTimings Timings)
+{
+    /// <summary>The prompt's token ids as the model read them (documents included), for inspection.</summary>
+    public IReadOnlyList<int> PromptTokenIds { get; init; } = [];
+
+    /// <summary>One entry per generated token when <see cref="GenerationOptions.Logprobs"/> was set; otherwise null.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
+
+    /// <summary>The key of the conversation's session (its kept attention cache) for a chat request; null otherwise.
+    /// Pass it back as <c>KvLinkGenerationOptions.ConversationId</c> (or <c>ChatOptions.ConversationId</c>) to continue it.</summary>
+    public string? ConversationId { get; init; }
+}

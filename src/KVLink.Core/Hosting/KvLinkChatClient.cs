@@ -7,9 +7,11 @@ namespace KVLink.Core.Hosting;
 
 /// <summary>
 /// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatClientExtensions.AsChatClient"/>.
-/// The question is the text of the last user message; the documents are the precomputed ids set with
-/// <see cref="KvLinkChatOptionsExtensions.WithDocuments"/>. The prompt's system text is fixed by the engine's prompt format
-/// (the layout link tokens were trained on), so system messages and earlier turns are not sent to the model.
+/// The whole conversation reaches the model (<see cref="KvLinkEngine.ChatAsync"/>): system messages and
+/// <see cref="ChatOptions.Instructions"/> are added to the format's trained system text, earlier turns are laid out as
+/// in docs/prompt-format.md, and the last user message is the question. The documents are the precomputed ids set with
+/// <see cref="KvLinkChatOptionsExtensions.WithDocuments"/>. How every <see cref="ChatOptions"/> property is treated is
+/// listed in docs/conversations.md; a property that would change the answer and cannot be honoured is refused, not dropped.
 /// </summary>
 internal sealed class KvLinkChatClient : IChatClient
 {
@@ -29,16 +31,18 @@ internal sealed class KvLinkChatClient : IChatClient
     /// <inheritdoc/>
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var (query, documents, generation) = Translate(messages, options);
-        var result = await _engine.GenerateAsync(query, documents, generation, cancellationToken).ConfigureAwait(false);
+        var (conversation, documents, generation) = Translate(messages, options);
+        var result = await _engine.ChatAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Text))
         {
             ResponseId = NewId(),
+            ConversationId = options?.ConversationId,
             ModelId = _metadata.DefaultModelId,
             CreatedAt = _time.GetUtcNow(),
             FinishReason = Finish(result.FinishReason),
             Usage = Usage(result.Usage),
             RawRepresentation = result,
+            AdditionalProperties = Extra(result),
         };
     }
 
@@ -46,24 +50,25 @@ internal sealed class KvLinkChatClient : IChatClient
     public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        var (query, documents, generation) = Translate(messages, options);
+        var (conversation, documents, generation) = Translate(messages, options);
         string responseId = NewId(), messageId = NewId();
         var created = _time.GetUtcNow();
-        await foreach (var update in _engine.GenerateStreamingAsync(query, documents, generation, cancellationToken).ConfigureAwait(false))
+        string? conversationId = options?.ConversationId;
+        await foreach (var update in _engine.ChatStreamingAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false))
         {
             if (update.Result is { } result)
             {
                 yield return new ChatResponseUpdate(ChatRole.Assistant, [new UsageContent(Usage(result.Usage))])
                 {
-                    ResponseId = responseId, MessageId = messageId, ModelId = _metadata.DefaultModelId, CreatedAt = created,
-                    FinishReason = Finish(result.FinishReason), RawRepresentation = result,
+                    ResponseId = responseId, MessageId = messageId, ConversationId = conversationId, ModelId = _metadata.DefaultModelId, CreatedAt = created,
+                    FinishReason = Finish(result.FinishReason), RawRepresentation = result, AdditionalProperties = Extra(result),
                 };
             }
             else if (update.Delta.Length > 0)
             {
                 yield return new ChatResponseUpdate(ChatRole.Assistant, update.Delta)
                 {
-                    ResponseId = responseId, MessageId = messageId, ModelId = _metadata.DefaultModelId, CreatedAt = created,
+                    ResponseId = responseId, MessageId = messageId, ConversationId = conversationId, ModelId = _metadata.DefaultModelId, CreatedAt = created,
                 };
             }
         }
@@ -84,13 +89,19 @@ internal sealed class KvLinkChatClient : IChatClient
     {
     }
 
-    internal (string Query, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    internal (IReadOnlyList<ChatMessage> Messages, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var last = messages.LastOrDefault(m => m.Role == ChatRole.User)
-            ?? throw new ArgumentException("The conversation has no user message: the last user message is the question.", nameof(messages));
-        string query = last.Text;
-        if (string.IsNullOrWhiteSpace(query)) throw new ArgumentException("The last user message has no text.", nameof(messages));
+        CheckSupported(options);
+        // Instructions join the system content after the system messages (ChatTranscript reads them in that order).
+        List<ChatMessage> all = [.. messages];
+        if (!string.IsNullOrWhiteSpace(options?.Instructions))
+        {
+            int at = all.FindLastIndex(m => m.Role == ChatRole.System) + 1;
+            all.Insert(at, new ChatMessage(ChatRole.System, options.Instructions));
+        }
+        // Read once here so that a malformed conversation fails before any work is queued, with the same message.
+        _ = ChatTranscript.Read(all);
 
         // ChatOptions.RawRepresentationFactory may supply this call's GenerationOptions (a KvLinkGenerationOptions to set the
         // mode and link tokens too): they replace the engine's Generation defaults; set ChatOptions properties still win.
@@ -110,11 +121,33 @@ internal sealed class KvLinkChatClient : IChatClient
             TopK = options?.TopK ?? defaults.TopK,
             Seed = options?.Seed is long seed ? unchecked((int)seed) : defaults.Seed,
             StopTokenIds = defaults.StopTokenIds,
+            StopSequences = options?.StopSequences is { Count: > 0 } stops ? [.. stops] : defaults.StopSequences,
+            KeepSpecialTokens = defaults.KeepSpecialTokens,
+            Logprobs = defaults.Logprobs,
+            TopLogprobs = defaults.TopLogprobs,
             Mode = options.GetContextMode() ?? kvlink?.Mode,
             LinkTokens = options.GetLinkTokens() ?? kvlink?.LinkTokens,
+            ConversationId = options?.ConversationId ?? kvlink?.ConversationId,
         };
-        return (query, options.GetDocuments(), generation);
+        return (all, options.GetDocuments(), generation);
     }
+
+    /// <summary>Refuses the <see cref="ChatOptions"/> settings that would change the answer but that a KVLink prompt cannot honour.</summary>
+    private void CheckSupported(ChatOptions? options)
+    {
+        if (options is null) return;
+        if (options.ModelId is { Length: > 0 } model && !string.Equals(model, _engine.ModelId, StringComparison.Ordinal))
+            throw new ArgumentException($"ChatOptions.ModelId is '{model}', but this client serves model '{_engine.ModelId}'.", nameof(options));
+        if (options.Tools is { Count: > 0 }) throw new NotSupportedException("ChatOptions.Tools: the KVLink chat client does not call tools.");
+        if (options.ResponseFormat is not null and not ChatResponseFormatText)
+            throw new NotSupportedException("ChatOptions.ResponseFormat: only text is supported (no JSON mode or schema).");
+        if (options.FrequencyPenalty is { } f && f != 0) throw new NotSupportedException("ChatOptions.FrequencyPenalty is not supported (leave it unset or 0).");
+        if (options.PresencePenalty is { } p && p != 0) throw new NotSupportedException("ChatOptions.PresencePenalty is not supported (leave it unset or 0).");
+        if (options.ContinuationToken is not null) throw new NotSupportedException("ChatOptions.ContinuationToken: the KVLink chat client has no background responses.");
+    }
+
+    private static AdditionalPropertiesDictionary? Extra(GenerationResult result) =>
+        result.ConversationId is { } id ? new() { [KvLinkChatOptionsExtensions.ConversationKey] = id } : null;
 
     private static ChatFinishReason Finish(FinishReason reason) => reason switch
     {

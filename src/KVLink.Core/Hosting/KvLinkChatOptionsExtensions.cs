@@ -9,6 +9,10 @@ public static class KvLinkChatOptionsExtensions
 {
     /// <summary>Key of the document id list (a <c>string[]</c>) in <see cref="ChatOptions.AdditionalProperties"/>.</summary>
     public const string DocumentsKey = "kvlink.documents";
+    /// <summary>Key, in a response's <c>AdditionalProperties</c>, of the key under which the engine kept the conversation's
+    /// attention cache (<see cref="Generation.GenerationResult.ConversationId"/>); pass it as <see cref="ChatOptions.ConversationId"/>
+    /// to continue that session explicitly. The whole history must still be sent: the engine keeps attention caches, not messages.</summary>
+    public const string ConversationKey = "kvlink.conversation_id";
     /// <summary>Key of the <see cref="ContextMode"/> override.</summary>
     public const string ModeKey = "kvlink.mode";
     /// <summary>Key of the link-tokens-per-document override (an int).</summary>

@@ -17,10 +17,16 @@ internal static class LinkTokenPass
     /// Runs the segment-0 tokens from position <paramref name="from"/> on (0, or the prefix length when the
     /// prefix cache is already in place); returns logits of every computed token, or only the last ([1, 1, vocab]).
     /// </summary>
-    public static Tensor Forward(LlamaForCausalLM model, AttentionCache cache, PromptLayout layout, bool lastOnly, int from = 0)
+    public static Tensor Forward(LlamaForCausalLM model, AttentionCache cache, PromptLayout layout, bool lastOnly, int from = 0) =>
+        Forward(model, cache, layout, layout.ComputedPositions(from), lastOnly);
+
+    /// <summary>
+    /// Runs the segment-0 tokens at <paramref name="positions"/> (ascending; every other slot below the prompt's end
+    /// must already be in the cache: prefix, documents, a conversation's kept tokens).
+    /// </summary>
+    public static Tensor Forward(LlamaForCausalLM model, AttentionCache cache, PromptLayout layout, long[] positions, bool lastOnly)
     {
         using var scope = NewDisposeScope();
-        long[] positions = layout.ComputedPositions(from);
         if (positions.Length == 0 || positions[^1] != layout.Length - 1)
             throw new ArgumentException("The prompt must end with segment-0 tokens (the question and generation header).", nameof(layout));
         var ids = tensor(positions.Select(p => (long)layout.Tokens[(int)p]).ToArray(), [1, positions.Length], device: model.Device);

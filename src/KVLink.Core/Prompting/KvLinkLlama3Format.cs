@@ -218,6 +218,45 @@ public sealed class KvLinkLlama3Format : PromptFormat
         .. tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("assistant")),
     ];
 
+    /// <summary>
+    /// The prefix with the caller's system content added after the trained <see cref="SystemText"/>, separated by a blank
+    /// line (docs/prompt-format.md says why it is appended rather than put in place of it): BOS and the system header,
+    /// then <c>"\n\n" + SystemText + "\n\n" + systemText</c> encoded as plain text (a caller cannot open a turn from it),
+    /// then <c>&lt;|eot_id|&gt;</c>, the user header and <c>&lt;mem_start&gt;</c>.
+    /// </summary>
+    internal override IReadOnlyList<int> ConversationPrefix(LlamaTokenizer tokenizer, string? systemText) => systemText is null ? Prefix(tokenizer) :
+    [
+        .. tokenizer.Encode(Llama3ChatFormat.BeginOfTextToken + Llama3ChatFormat.StartHeaderToken + "system" + Llama3ChatFormat.EndHeaderToken),
+        .. tokenizer.EncodeText("\n\n" + (SystemText.Length == 0 ? systemText : SystemText + "\n\n" + systemText)),
+        .. tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("user")),
+        MemStart,
+    ];
+
+    /// <summary>
+    /// A conversation after the documents: <c>&lt;mem_end&gt;</c>, the first question, then for every finished turn
+    /// <c>&lt;|eot_id|&gt;</c>, the assistant header, its answer and the next user header with the next question, and
+    /// finally <c>&lt;|eot_id|&gt;</c> and the assistant header. Questions and answers are encoded as text on their own;
+    /// the same tokens as the multi-turn training samples (<c>TrainingExampleBuilder</c>).
+    /// </summary>
+    internal override IReadOnlyList<int> ConversationSuffix(LlamaTokenizer tokenizer, IReadOnlyList<ChatTurn> history, string question)
+    {
+        var eotAssistant = tokenizer.Encode(Llama3ChatFormat.EotToken + Llama3ChatFormat.Header("assistant"));
+        var eot = tokenizer.Encode(Llama3ChatFormat.EotToken);
+        var user = tokenizer.Encode(Llama3ChatFormat.Header("user"));
+        var tokens = new List<int> { MemEnd };
+        for (int i = 0; i < history.Count; i++)
+        {
+            tokens.AddRange(UserText(tokenizer, history[i].User));
+            tokens.AddRange(eotAssistant);
+            tokens.AddRange(UserText(tokenizer, history[i].Assistant));
+            tokens.AddRange(eot);
+            tokens.AddRange(user);
+        }
+        tokens.AddRange(UserText(tokenizer, question));
+        tokens.AddRange(eotAssistant);
+        return tokens;
+    }
+
     /// <summary>Text that comes from documents and questions: special-token names in it stay plain text unless <see cref="SpecialTokensInText"/>.</summary>
     private IReadOnlyList<int> UserText(LlamaTokenizer tokenizer, string text) =>
         SpecialTokensInText ? tokenizer.Encode(text) : tokenizer.EncodeText(text);

@@ -59,11 +59,33 @@ public abstract class PromptFormat
                 nameof(documents));
     }
 
+    /// <summary>
+    /// The prefix with the caller's system content (see docs/prompt-format.md); null is <see cref="Prefix"/>. A format
+    /// that does not override this supports no caller system content.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The format has no place for caller system content.</exception>
+    internal virtual IReadOnlyList<int> ConversationPrefix(LlamaTokenizer tokenizer, string? systemText) =>
+        systemText is null ? Prefix(tokenizer) : throw new NotSupportedException($"Prompt format '{Name}' does not support system messages or instructions.");
+
+    /// <summary>
+    /// Tokens after the last document for a conversation: the first question, each finished turn's answer and the next
+    /// question, then the generation header. With no history this is <see cref="Suffix"/>. A format that does not
+    /// override this supports single questions only.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The format has no multi-turn layout.</exception>
+    internal virtual IReadOnlyList<int> ConversationSuffix(LlamaTokenizer tokenizer, IReadOnlyList<ChatTurn> history, string question) =>
+        history.Count == 0 ? Suffix(tokenizer, question) : throw new NotSupportedException($"Prompt format '{Name}' does not support conversations with earlier turns.");
+
     /// <summary>Lays out a prompt: prefix, then each document followed by its link tokens, then the suffix.</summary>
-    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, string question, int linkTokens)
+    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, string question, int linkTokens) =>
+        Build(tokenizer, documentTokens, ConversationPrompt.Single(question), linkTokens);
+
+    /// <summary>Lays out a conversation: prefix (with the caller's system content), each document followed by its link
+    /// tokens, then the turns and the generation header (<see cref="ConversationSuffix"/>).</summary>
+    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, ConversationPrompt conversation, int linkTokens)
     {
         ValidateLinkTokens(linkTokens, documentTokens.Count);
-        var tokens = new List<int>(Prefix(tokenizer));
+        var tokens = new List<int>(conversation.SystemText is null ? Prefix(tokenizer) : ConversationPrefix(tokenizer, conversation.SystemText));
         int prefixLength = tokens.Count;
         var segments = new List<int>(Enumerable.Repeat(0, tokens.Count));
         var spans = new List<DocumentSpan>();
@@ -78,7 +100,7 @@ public abstract class PromptFormat
                 segments.Add(0);
             }
         }
-        var suffix = Suffix(tokenizer, question);
+        var suffix = conversation.History.Count == 0 ? Suffix(tokenizer, conversation.Question) : ConversationSuffix(tokenizer, conversation.History, conversation.Question);
         tokens.AddRange(suffix);
         segments.AddRange(Enumerable.Repeat(0, suffix.Count));
         return new PromptLayout(tokens, segments, spans, prefixLength);

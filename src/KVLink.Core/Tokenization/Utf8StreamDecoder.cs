@@ -9,13 +9,19 @@ internal sealed class Utf8StreamDecoder
 {
     private readonly LlamaTokenizer _tokenizer;
     // System.Text.Decoder keeps the incomplete trailing sequence between calls.
-    private readonly Decoder _decoder = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetDecoder();
+    private readonly Decoder _decoder;
 
     /// <summary>Creates a decoder that reads token bytes from <paramref name="tokenizer"/>.</summary>
-    public Utf8StreamDecoder(LlamaTokenizer tokenizer)
+    /// <param name="tokenizer">Supplies each token's bytes.</param>
+    /// <param name="dropInvalid">False (default): bytes that are not valid UTF-8 become U+FFFD. True: they are dropped, so a
+    /// sampled stray byte never shows up as U+FFFD in the text (a U+FFFD the model spells out in full is kept).</param>
+    public Utf8StreamDecoder(LlamaTokenizer tokenizer, bool dropInvalid = false)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         _tokenizer = tokenizer;
+        var encoding = (Encoding)new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).Clone();
+        if (dropInvalid) encoding.DecoderFallback = new DecoderReplacementFallback(string.Empty);
+        _decoder = encoding.GetDecoder();
     }
 
     /// <summary>Adds one token and returns the text it completes (possibly empty).</summary>
