@@ -31,4 +31,7 @@ internal static partial class KvLinkLog
 
     [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "Stored cache of {DocumentId} slot {Slot} rejected on engine '{Engine}': {Problem}; the document is encoded again")]
     public static partial void EntryRejected(ILogger logger, string documentId, int slot, string engine, string problem);
+
+    [LoggerMessage(EventId = 10, Level = LogLevel.Warning, Message = "Conversation cache {SessionKey} was not written to the store on engine '{Engine}'; other replicas recompute its turns")]
+    public static partial void SessionPersistFailed(ILogger logger, Exception error, string sessionKey, string engine);
 }

@@ -76,6 +76,12 @@ internal sealed class EngineTelemetry : IDisposable
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.CacheLookup(_logger, "hit", id, slot, Name);
     }
 
+    /// <summary>A kept conversation cache could not be written to the store (best effort; see SessionPersistence).</summary>
+    public void SessionPersistFailed(string sessionKey, Exception error)
+    {
+        if (_logger.IsEnabled(LogLevel.Warning)) KvLinkLog.SessionPersistFailed(_logger, error, sessionKey, Name);
+    }
+
     /// <summary>A stored entry failed <see cref="CacheEntryCheck"/> (it then also counts as a miss).</summary>
     public void EntryRejected(string id, int slot, string problem)
     {

@@ -356,6 +356,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>The kept conversation caches (tests; touched by requests only on the model thread).</summary>
     internal SessionCache Sessions => _requests.Sessions;
 
+    /// <summary>Completes when the session writes started so far (<see cref="KvLinkOptions.PersistSessions"/>) have ended.</summary>
+    internal Task SessionWrites => _requests.SessionWrites;
+
     /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
     internal int CatalogCount => _catalog.Count;
 

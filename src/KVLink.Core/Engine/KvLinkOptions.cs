@@ -134,6 +134,16 @@ public sealed class KvLinkOptions
     /// </summary>
     public long SessionCacheBytes { get; set; } = 256L << 20;
 
+    /// <summary>
+    /// True: a conversation's kept cache is also written to the store (best effort, off the model thread), and a replica that
+    /// does not hold a conversation reads it from there, so replicas sharing one store (Redis) continue each other's
+    /// conversations computing only the new tokens. A stored session is used only when its tokens match the conversation
+    /// exactly; otherwise the turns are recomputed. Default false: sessions stay in this process's memory. Needs
+    /// <see cref="SessionCacheBytes"/> &gt; 0. A store that quantises keys does not keep sessions (their keys are rotated
+    /// at absolute positions).
+    /// </summary>
+    public bool PersistSessions { get; set; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid setting.</summary>
     public void Validate()
     {

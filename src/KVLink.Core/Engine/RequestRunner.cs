@@ -33,12 +33,17 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
         /// <summary>The conversation's id (the caller's, or the derived one), or null.</summary>
         public string? ConversationId { get; init; }
+
+        /// <summary>The conversation's kept cache read from the store (<see cref="KvLinkOptions.PersistSessions"/>) when this
+        /// replica held none, or null. Owned by the request: <see cref="Place"/> takes its tensors and disposes it.</summary>
+        public DocumentKvCache? PersistedSession { get; init; }
     }
 
-    private SessionCache? _sessions; // created on first use; touched only on the model thread
+    // Touched only on the model thread, except Holds (any thread).
+    private readonly SessionCache _sessions = new(c.Options.SessionCacheBytes);
 
     /// <summary>Sessions kept now (tests and diagnostics).</summary>
-    public SessionCache Sessions => _sessions ??= new SessionCache(c.Options.SessionCacheBytes);
+    public SessionCache Sessions => _sessions;
 
     public Task<Prepared> PrepareAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options, Stopwatch clock, CancellationToken ct)
     {
@@ -96,8 +101,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
             var session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : default;
+            // Another replica may have kept this conversation: read its cache only when this one holds none.
+            var persisted = session.Key is { } sk && mode == ContextMode.KvLink && c.Options.PersistSessions && Sessions.Enabled && !Sessions.Holds(sk)
+                ? await c.Store.GetAsync(SessionPersistence.Key(c, sk), ct).ConfigureAwait(false) : null;
             return new Prepared(layout, mode, gen, entries, cached, onDemand, clock.Elapsed - onDemandTime, onDemandTime, clock)
-                { SessionKey = session.Key, ConversationId = session.Id };
+                { SessionKey = session.Key, ConversationId = session.Id, PersistedSession = persisted };
         }
         finally
         {
@@ -159,6 +167,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, c.Model.Device))]);
         int documentsEnd = layout.Documents.Count > 0 ? layout.Documents[^1].Start + layout.Documents[^1].Length : prefix;
         var sessionStart = r.Clock.Elapsed;
+        AdoptPersisted(r);
         int reused = PlaceSession(cache, r.SessionKey, layout, documentsEnd);
         load += prefixTime + (r.Clock.Elapsed - sessionStart);
         // Everything segment-0 after the prefix, except the conversation's kept tokens [documentsEnd, documentsEnd + reused).
@@ -211,14 +220,49 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         return reused;
     }
 
-    /// <summary>Keeps the conversation's cache after its documents: the prompt and the fed answer tokens.</summary>
+    private volatile Task _sessionWrites = Task.CompletedTask; // replaced only on the model thread
+
+    /// <summary>Completes when every session write started so far has ended (tests; dispose does not wait for them).</summary>
+    public Task SessionWrites => _sessionWrites;
+
+    /// <summary>A session read from the store becomes this replica's kept session, unless one was kept meanwhile.</summary>
+    private void AdoptPersisted(Prepared r)
+    {
+        if (r.PersistedSession is not { } entry) return;
+        using (entry)
+            if (r.SessionKey is { } key && Sessions.Get(key) is null && SessionPersistence.FromEntry(c, key, entry) is { } session)
+                Sessions.Set(key, session);
+    }
+
+    /// <summary>Keeps the conversation's cache after its documents: the prompt and the fed answer tokens; with
+    /// <see cref="KvLinkOptions.PersistSessions"/> also writes it to the store, off the model thread.</summary>
     private void KeepSession(AttentionCache cache, string key, PromptLayout layout, IReadOnlyList<int> generated, int filled, int documentsEnd)
     {
         if (!Sessions.Enabled || filled <= documentsEnd) return;
         int[] tokens = [.. layout.Tokens.Concat(generated).Take(filled)];
         using var scope = NewDisposeScope();
         var (k, v) = cache.Export(documentsEnd, filled - documentsEnd);
-        Sessions.Set(key, new SessionCache.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope()));
+        var session = new SessionCache.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope());
+        var entry = c.Options.PersistSessions ? SessionPersistence.ToEntry(c, key, session) : null; // before Set: it may evict
+        Sessions.Set(key, session);
+        if (entry is not null)
+        {
+            var write = PersistAsync(key, entry);
+            _sessionWrites = _sessionWrites.IsCompleted ? write : Task.WhenAll(_sessionWrites, write);
+        }
+    }
+
+    /// <summary>
+    /// Writes a kept session to the store. Best effort: a failed write leaves other replicas recomputing the conversation's
+    /// turns exactly, so it is logged, never thrown into the answer that produced it.
+    /// </summary>
+    private async Task PersistAsync(string key, DocumentKvCache entry)
+    {
+        using (entry)
+        {
+            try { await c.Store.PutAsync(entry.Key, entry).ConfigureAwait(false); }
+            catch (Exception e) { c.Telemetry.SessionPersistFailed(key, e); }
+        }
     }
 
     /// <summary>

@@ -20,6 +20,12 @@ internal sealed class SessionCache(long budgetBytes) : IDisposable
 
     private readonly Dictionary<string, LinkedListNode<(string Key, Session Value)>> _map = new(StringComparer.Ordinal);
     private readonly LinkedList<(string Key, Session Value)> _order = new(); // most recent first
+    // The keys held now, readable from any thread: a request being prepared reads a persisted session from the store only
+    // when this replica does not hold it (a stale answer costs one store read or one recomputed turn, never a wrong one).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _held = new(StringComparer.Ordinal);
+
+    /// <summary>True when a session is held under <paramref name="key"/> (any thread).</summary>
+    public bool Holds(string key) => _held.ContainsKey(key);
 
     /// <summary>Bytes held now.</summary>
     public long Bytes { get; private set; }
@@ -46,6 +52,7 @@ internal sealed class SessionCache(long budgetBytes) : IDisposable
         Remove(key);
         if (session.Bytes > budgetBytes) { session.Dispose(); return; }
         _map[key] = _order.AddFirst((key, session));
+        _held[key] = 0;
         Bytes += session.Bytes;
         while (Bytes > budgetBytes && _order.Last is { } last) Remove(last.Value.Key);
     }
@@ -54,6 +61,7 @@ internal sealed class SessionCache(long budgetBytes) : IDisposable
     public void Remove(string key)
     {
         if (!_map.Remove(key, out var node)) return;
+        _held.TryRemove(key, out _);
         _order.Remove(node);
         Bytes -= node.Value.Value.Bytes;
         node.Value.Value.Dispose();
@@ -64,6 +72,7 @@ internal sealed class SessionCache(long budgetBytes) : IDisposable
         foreach (var (_, s) in _order) s.Dispose();
         _order.Clear();
         _map.Clear();
+        _held.Clear();
         Bytes = 0;
     }
 }

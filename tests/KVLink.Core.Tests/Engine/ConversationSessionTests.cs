@@ -13,10 +13,11 @@ public sealed class ConversationSessionTests(CheckpointFixture fixture) : IClass
 {
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 8, Logprobs = true, TopLogprobs = 4 };
 
-    private KvLinkEngine Engine(long sessionBytes, KVLink.Core.Caching.IKvCacheStore? store = null) =>
+    private KvLinkEngine Engine(long sessionBytes, KVLink.Core.Caching.IKvCacheStore? store = null, bool persist = false) =>
         new(fixture.Model, fixture.Tokenizer, new KvLinkOptions
         {
             LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PrecomputeSlots = 4,
+            PersistSessions = persist,
         }, store);
 
     private static async Task<string[]> Precompute(KvLinkEngine engine, int count) =>
@@ -119,5 +120,56 @@ public sealed class ConversationSessionTests(CheckpointFixture fixture) : IClass
         var expected = await recompute.ChatAsync(messages, docs, Greedy with { ConversationId = "c" });
         AssertSame(expected, actual);
         Assert.Equal(expected.Usage.CachedTokens, actual.Usage.CachedTokens); // the kept turns sat after two documents, not three
+    }
+
+    [Fact]
+    public async Task A_conversation_continues_on_another_replica_through_a_shared_file_store_computing_only_new_tokens()
+    {
+        using var folder = new TempFolder();
+        var store = new KVLink.Core.Caching.FileKvCacheStore(folder.Path);
+        using var replicaA = Engine(64L << 20, store, persist: true);
+        using var replicaB = Engine(64L << 20, store, persist: true);
+        using var notPersisting = Engine(64L << 20, store);
+        using var recompute = Engine(0);
+        string[] docs = await Precompute(replicaA, 3);
+        await Precompute(recompute, 3);
+
+        var messages = new List<ChatMessage> { new(ChatRole.User, "Which document mentions w5?") };
+        var first = await replicaA.ChatAsync(messages, docs, Greedy);
+        await replicaA.SessionWrites; // the write is off the model thread: the next turn must find it
+        messages.Add(new ChatMessage(ChatRole.Assistant, first.Text));
+        messages.Add(new ChatMessage(ChatRole.User, "And w12?"));
+
+        var expected = await recompute.ChatAsync(messages, docs, Greedy);
+        var withoutSession = await notPersisting.ChatAsync(messages, docs, Greedy);
+        var onB = await replicaB.ChatAsync(messages, docs, Greedy);
+        AssertSame(expected, onB);
+        AssertSame(expected, withoutSession);
+        // Replica B read A's kept cache: the first turn's prompt is cached, not computed; the replica that does not read
+        // sessions recomputes it.
+        Assert.True(onB.Usage.CachedTokens >= first.Usage.PromptTokens, $"cached {onB.Usage.CachedTokens}, first prompt {first.Usage.PromptTokens}");
+        Assert.True(onB.Usage.ComputedTokens < withoutSession.Usage.ComputedTokens, $"computed {onB.Usage.ComputedTokens} vs {withoutSession.Usage.ComputedTokens}");
+        Assert.Equal(expected.Usage.CachedTokens, withoutSession.Usage.CachedTokens);
+    }
+
+    [Fact]
+    public async Task A_stored_session_whose_tokens_do_not_match_the_conversation_is_not_used()
+    {
+        using var folder = new TempFolder();
+        var store = new KVLink.Core.Caching.FileKvCacheStore(folder.Path);
+        using var replicaA = Engine(64L << 20, store, persist: true);
+        using var replicaB = Engine(64L << 20, store, persist: true);
+        using var recompute = Engine(0);
+        string[] docs = await Precompute(replicaA, 2);
+        await Precompute(recompute, 2);
+        var first = await replicaA.ChatAsync([new ChatMessage(ChatRole.User, "Which document mentions w5?")], docs, Greedy);
+        await replicaA.SessionWrites;
+        // Same conversation id (same start), but B's history says the assistant answered something else: the stored
+        // tokens diverge right after the first question, so only that common part may be reused, and the answer is exact.
+        List<ChatMessage> messages = [new(ChatRole.User, "Which document mentions w5?"), new(ChatRole.Assistant, "Something else entirely."), new(ChatRole.User, "And w12?")];
+        var expected = await recompute.ChatAsync(messages, docs, Greedy);
+        var onB = await replicaB.ChatAsync(messages, docs, Greedy);
+        AssertSame(expected, onB);
+        Assert.True(onB.Usage.CachedTokens < expected.Usage.CachedTokens + first.Usage.PromptTokens);
     }
 }
