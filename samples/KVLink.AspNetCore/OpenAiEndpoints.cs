@@ -187,12 +187,12 @@ internal static class OpenAiEndpoints
         {
             ["token"] = l.Token,
             ["logprob"] = l.Logprob,
-            ["bytes"] = Bytes(l.Token),
-            ["top_logprobs"] = new JsonArray([.. l.TopAlternatives.Select(a => (JsonNode)new JsonObject { ["token"] = a.Token, ["logprob"] = a.Logprob, ["bytes"] = Bytes(a.Token) })]),
+            ["bytes"] = Bytes(l.Bytes),
+            ["top_logprobs"] = new JsonArray([.. l.TopAlternatives.Select(a => (JsonNode)new JsonObject { ["token"] = a.Token, ["logprob"] = a.Logprob, ["bytes"] = Bytes(a.Bytes) })]),
         })]),
     };
 
-    private static JsonArray Bytes(string token) => new([.. System.Text.Encoding.UTF8.GetBytes(token).Select(b => (JsonNode)(int)b)]);
+    private static JsonArray Bytes(IReadOnlyList<byte> bytes) => new([.. bytes.Select(b => (JsonNode)(int)b)]);
 
     private static async Task Send(HttpContext http, JsonObject chunk, CancellationToken ct)
     {

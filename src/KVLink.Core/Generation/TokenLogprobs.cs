@@ -27,10 +27,12 @@ internal sealed class TokenLogprobs(LlamaTokenizer tokenizer, int topK)
             var (values, indices) = logp.topk(Math.Min(topK, (int)logp.shape[0]));
             float[] v = values.data<float>().ToArray();
             long[] ids = indices.data<long>().ToArray();
-            for (int i = 0; i < ids.Length; i++) top.Add(new TokenLogprob((int)ids[i], Text((int)ids[i]), v[i], []));
+            for (int i = 0; i < ids.Length; i++) top.Add(new TokenLogprob((int)ids[i], Text((int)ids[i]), v[i], []) { Bytes = Bytes((int)ids[i]) });
         }
-        _items.Add(new TokenLogprob(token, Text(token), chosen, top));
+        _items.Add(new TokenLogprob(token, Text(token), chosen, top) { Bytes = Bytes(token) });
     }
+
+    private byte[] Bytes(int id) => tokenizer.HasToken(id) ? tokenizer.TokenBytes(id).ToArray() : [];
 
     private string Text(int id) => tokenizer.HasToken(id) ? System.Text.Encoding.UTF8.GetString(tokenizer.TokenBytes(id)) : "";
 }

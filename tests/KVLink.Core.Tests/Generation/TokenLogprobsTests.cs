@@ -25,6 +25,29 @@ public sealed class TokenLogprobsTests
         Assert.Equal(3 - z, entry.TopAlternatives[0].Logprob, 3);
         Assert.Equal(System.Text.Encoding.UTF8.GetString(tok.TokenBytes(10)), entry.TopAlternatives[0].Token);
         Assert.All(entry.TopAlternatives, a => Assert.Empty(a.TopAlternatives));
+        Assert.Equal(tok.TokenBytes(20).ToArray(), entry.Bytes);
+        Assert.Equal(tok.TokenBytes(30).ToArray(), entry.TopAlternatives[2].Bytes);
+    }
+
+    [Fact]
+    public void A_token_holding_part_of_a_character_keeps_its_exact_bytes()
+    {
+        KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
+        var tok = Cl100kTestData.Tokenizer;
+        // A token whose bytes are not valid UTF-8 on their own (part of a multi-byte character).
+        int partial = Enumerable.Range(0, tok.VocabSize).First(id => tok.HasToken(id) && !IsValidUtf8(tok.TokenBytes(id).ToArray()));
+        using var logits = zeros(tok.VocabSize);
+        var collector = new TokenLogprobs(tok, topK: 0);
+        collector.Add(logits, partial);
+        var entry = Assert.Single(collector.Items);
+        Assert.Equal(tok.TokenBytes(partial).ToArray(), entry.Bytes);
+        Assert.NotEqual(entry.Bytes, System.Text.Encoding.UTF8.GetBytes(entry.Token)); // the text alone cannot give them back
+    }
+
+    private static bool IsValidUtf8(byte[] bytes)
+    {
+        try { new System.Text.UTF8Encoding(false, true).GetString(bytes); return true; }
+        catch (System.Text.DecoderFallbackException) { return false; }
     }
 
     [Fact]
