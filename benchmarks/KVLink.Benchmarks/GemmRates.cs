@@ -84,16 +84,5 @@ internal static class GemmRates
 
     public const string Header = "| T | q/k/v separately (before) | q/k/v fused | gate/up separately (before) | gate/up fused | down_proj |\n|---:|---|---|---|---|---|";
 
-    private static double Time(Func<Tensor> f)
-    {
-        for (int i = 0; i < 2; i++) f().Dispose();
-        var times = new List<double>();
-        for (int i = 0; i < 5; i++)
-        {
-            var c = Stopwatch.StartNew();
-            f().Dispose();
-            times.Add(c.Elapsed.TotalMilliseconds);
-        }
-        return Stats.Median(times);
-    }
+    private static double Time(Func<Tensor> f) => Profile.Time(f);
 }
