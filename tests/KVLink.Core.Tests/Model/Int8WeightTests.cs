@@ -1,3 +1,4 @@
+using KVLink.Core.Native;
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
@@ -28,6 +29,52 @@ public class Int8WeightTests
         // Per output channel: every weight is within half a step of its row's scale.
         var step = w.to(ScalarType.Float32).abs().amax([1], keepdim: true) / 127;
         Assert.True(((deq - w.to(ScalarType.Float32)).abs() <= step / 2 + 1e-6).all().item<bool>(), "a weight is off by more than half a quantization step");
+    }
+
+    [Theory]
+    [InlineData(2, true)]
+    [InlineData(5, true)]   // one group of 4 token rows and a single one
+    [InlineData(16, true)]  // the most a product serves
+    [InlineData(7, false)]  // on .NET's pool, where LibTorch's OpenMP team is not used
+    public void A_batched_decode_product_equals_each_token_row_times_the_dequantized_weight(int tokens, bool openMpTeam)
+    {
+        using var scope = NewDisposeScope();
+        var w = randn([522, 128], generator: new Generator(6)).to(ScalarType.BFloat16);
+        var q = Int8Weight.Quantize(w);
+        var x = randn([tokens, 1, 128], generator: new Generator(7));
+        var expected = nn.functional.linear(x, q.Dequantize().narrow(0, 8, 510));
+        Tensor y;
+        OpenMpTeam.Enabled = openMpTeam;
+        try
+        {
+            using (Int8Weight.Decoding()) Assert.True(q.Serves(x));
+            y = q.Multiply(x, 8, 510);
+        }
+        finally { OpenMpTeam.Enabled = true; }
+
+        Assert.Equal([(long)tokens, 1L, 510L], y.shape);
+        double err = (y - expected).abs().max().item<float>(), scale = expected.abs().max().item<float>();
+        Assert.True(err / scale < 1e-5, $"relative error {err / scale:E2}");
+        using (Int8Weight.Decoding()) Assert.False(q.Serves(randn([Int8Weight.MaxRows + 1, 128])), "more rows than a decode step has");
+    }
+
+    [Fact]
+    public unsafe void On_linux_work_runs_on_LibTorchs_OpenMP_threads()
+    {
+        // The fast path must be the one taken where CI runs (Linux): LibTorch's libgomp is found and its team of
+        // threads, the caller first, each runs our body once.
+        if (!OperatingSystem.IsLinux()) return;
+        Assert.True(OpenMpTeam.Available, "LibTorch's libgomp was not found in this process");
+        var seen = new int[3];
+        fixed (int* p = seen) OpenMpTeam.Run(2, &Record, p);
+        Assert.Equal([1, 1, 2], seen); // thread 0 once, thread 1 once, each saw a team of 2
+    }
+
+    private static unsafe void Record(void* state, int thread, int threads)
+    {
+        var seen = (int*)state;
+        System.Threading.Interlocked.Increment(ref seen[thread]);
+        seen[2] = threads;
     }
 
     [Fact]
