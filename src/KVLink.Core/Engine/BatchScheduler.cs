@@ -99,11 +99,14 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             if (_running[i].Cancellation.IsCancellationRequested) Leave(_running[i], new OperationCanceledException(_running[i].Cancellation));
         if (_running.Count == 0) return;
 
-        var parts = Plan();
+        var (parts, decoding) = Plan();
         if (parts.Count == 0) return;
         try
         {
             using var scope = NewDisposeScope();
+            // With int8 decode weights, the decoding sequences' rows (first in the step) use them, prompt rows never:
+            // a token's numbers then do not depend on whether a prompt shared its step.
+            using var int8 = Int8Weight.Decoding(options.DecodeWithInt8Weights ? decoding : 0);
             var logits = Forward(parts);
             telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
             int row = 0;
@@ -186,14 +189,16 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     }
 
     /// <summary>
-    /// This step's rows: one per decoding sequence first, then prompt chunks in admission order (interactive before
-    /// background) with what is left of the token budget, at least one row so that prompts always progress.
+    /// This step's rows: one per decoding sequence first (<c>Decoding</c> of them), then prompt chunks in admission order
+    /// (interactive before background) with what is left of the token budget, at least one row so that prompts always
+    /// progress.
     /// </summary>
-    private List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> Plan()
+    private (List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> Parts, int Decoding) Plan()
     {
         var parts = new List<(ScheduledSequence, ScheduledSequence.Chunk)>();
         foreach (var s in _running)
             if (s.Decoding) parts.Add((s, s.Take(1)));
+        int decoding = parts.Count;
         int budget = Math.Max(options.MaxStepTokens - parts.Count, 1);
         foreach (bool background in new[] { false, true })
             foreach (var s in _running)
@@ -204,7 +209,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
                 budget -= chunk.Positions.Length;
                 parts.Add((s, chunk));
             }
-        return parts;
+        return (parts, decoding);
     }
 
     /// <summary>One forward over every part's rows; returns the logits [1, outputs, vocab] of the rows that asked for them, in order.</summary>

@@ -36,10 +36,10 @@ internal sealed class FusedProjections : IDisposable
     /// <summary>The [sum(out), in] weight the parts are views of.</summary>
     public Tensor Weight => _weight;
 
-    /// <summary>The weight-only int8 copy of the fused weight single-token inputs use (null: none).</summary>
+    /// <summary>The weight-only int8 copy of the fused weight decode steps use (null: none).</summary>
     public Int8Weight? Int8 { get; private set; }
 
-    /// <summary>Adds an int8 copy of the fused weight for single-token inputs (<see cref="Projection.QuantizeInt8"/>).</summary>
+    /// <summary>Adds an int8 copy of the fused weight for decode steps (<see cref="Projection.QuantizeInt8"/>).</summary>
     public void QuantizeInt8() => Int8 ??= Int8Weight.Quantize(_weight);
 
     /// <summary>Whether the fused GEMM may be used: not while autograd must reach the parts' parameters.</summary>
@@ -54,13 +54,12 @@ internal sealed class FusedProjections : IDisposable
         if (count < 0) count = Parts.Length - first;
         if (!Fused || (count == 1 && Int8 is null)) return [.. Enumerable.Range(first, count).Select(i => Parts[i].call(x))];
         long start = _offsets[first], rows = _offsets[first + count - 1] + _sizes[first + count - 1] - start;
-        Tensor y;
-        if (Int8 is { } q && q.Serves(x)) y = q.Multiply(x, start, rows);
-        else
+        Tensor Full(Tensor xs)
         {
             using var w = _weight.narrow(0, start, rows);
-            y = nn.functional.linear(x, w);
+            return nn.functional.linear(xs, w);
         }
+        var y = Int8 is { } q ? q.Forward(x, start, rows, Full) : Full(x);
         var parts = new Tensor[count];
         for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);
         return parts;

@@ -61,16 +61,17 @@ internal sealed class Int8Weight
         return q.mul_(tensor(_scales, [Rows, 1])).MoveToOuterDisposeScope();
     }
 
-    [ThreadStatic] private static bool t_decoding;
+    [ThreadStatic] private static int t_decodingRows;
 
     /// <summary>
-    /// Marks the current thread as running a decode step until disposed: only then do single-token inputs use int8
-    /// weights, so prompts, documents and link passes (whose caches are stored and shared) stay in full precision
-    /// even when they happen to be one token long.
+    /// Marks the current thread as running a decode step until disposed: only then do inputs use int8 weights, and only
+    /// their first <paramref name="rows"/> token rows (a batched step puts its decoding sequences' tokens first, then
+    /// prompt chunks). Prompts, documents and link passes (whose caches are stored and shared) stay in full precision,
+    /// even when they happen to be one token long or share a step with decoding sequences.
     /// </summary>
-    public static DecodingScope Decoding()
+    public static DecodingScope Decoding(int rows = int.MaxValue)
     {
-        t_decoding = true;
+        t_decodingRows = rows;
         return default;
     }
 
@@ -78,21 +79,45 @@ internal sealed class Int8Weight
     public readonly struct DecodingScope : IDisposable
     {
         /// <inheritdoc/>
-        public void Dispose() => t_decoding = false;
+        public void Dispose() => t_decodingRows = 0;
     }
 
-    /// <summary>The most token rows one product serves: a batched decode step has one row per running sequence.</summary>
-    public const int MaxRows = 16;
+    /// <summary>
+    /// How many leading token rows of <paramref name="x"/> ([..., in]) this path serves: those of a decode step's
+    /// decoding sequences, on the CPU, without autograd; 0 for anything else.
+    /// </summary>
+    public long ServedRows(Tensor x)
+    {
+        if (t_decodingRows == 0 || x.device_type != TorchSharp.DeviceType.CPU || (is_grad_enabled() && x.requires_grad)) return 0;
+        return Math.Min(t_decodingRows, x.numel() / Cols);
+    }
+
+    /// <summary>Whether every row of <paramref name="x"/> is served (<see cref="ServedRows"/>).</summary>
+    public bool Serves(Tensor x)
+    {
+        long served = ServedRows(x);
+        return served > 0 && served == x.numel() / Cols;
+    }
 
     /// <summary>
-    /// Whether <paramref name="x"/> is an input this path serves: a decode step (one token, or one token of each of up
-    /// to <see cref="MaxRows"/> sequences), on the CPU, without autograd.
+    /// y = x W[first..first+count)^T with the leading <see cref="ServedRows"/> rows from the int8 copy and the rest from
+    /// <paramref name="full"/> (the full-precision product of the same rows); returns [..., count] in x's dtype.
     /// </summary>
-    public bool Serves(Tensor x)
-        => t_decoding && x.device_type == TorchSharp.DeviceType.CPU && x.numel() % Cols == 0 && x.numel() / Cols is > 0 and <= MaxRows
-           && !(is_grad_enabled() && x.requires_grad);
+    public Tensor Forward(Tensor x, long first, long count, Func<Tensor, Tensor> full)
+    {
+        long served = ServedRows(x), rows = x.numel() / Cols;
+        if (served == 0) return full(x);
+        if (served == rows) return Multiply(x, first, count);
+        using var flat = x.reshape(rows, Cols);
+        using var head = flat.narrow(0, 0, served);
+        using var tail = flat.narrow(0, served, rows - served);
+        using var a = Multiply(head, first, count);
+        using var b = full(tail);
+        using var y = cat([a, b], 0);
+        return y.reshape([.. x.shape[..^1], count]);
+    }
 
-    /// <summary>y = x W[first..first+count)^T for up to <see cref="MaxRows"/> rows x ([..., in]); returns [..., count] in x's dtype.</summary>
+    /// <summary>y = x W[first..first+count)^T for token rows x ([..., in]); returns [..., count] in x's dtype.</summary>
     public Tensor Multiply(Tensor x, long first, long count)
     {
         using var scope = NewDisposeScope();

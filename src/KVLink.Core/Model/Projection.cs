@@ -30,16 +30,16 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
     /// <summary>The [out, in] weight matrix.</summary>
     public Parameter Weight => weight;
 
-    /// <summary>The weight-only int8 copy single-token inputs use (null: bf16 only); see <see cref="QuantizeInt8"/>.</summary>
+    /// <summary>The weight-only int8 copy decode steps use (null: bf16 only); see <see cref="QuantizeInt8"/>.</summary>
     public Int8Weight? Int8 { get; private set; }
 
     /// <summary>
-    /// Adds an int8 copy of the weight (per output channel) that single-token inputs (decoding) multiply with; other
+    /// Adds an int8 copy of the weight (per output channel) that decode steps' tokens multiply with (<see cref="Int8Weight.Decoding"/>); other
     /// inputs keep the full-precision weight. A snapshot: later writes to the weight do not reach it.
     /// </summary>
     public void QuantizeInt8() => Int8 ??= Int8Weight.Quantize(weight);
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor x)
-        => Int8 is { } q && q.Serves(x) ? q.Multiply(x, 0, q.Rows) : nn.functional.linear(x, weight);
+        => Int8 is { } q ? q.Forward(x, 0, q.Rows, xs => nn.functional.linear(xs, weight)) : nn.functional.linear(x, weight);
 }

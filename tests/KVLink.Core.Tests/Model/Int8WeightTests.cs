@@ -55,7 +55,21 @@ public class Int8WeightTests
         Assert.Equal([(long)tokens, 1L, 510L], y.shape);
         double err = (y - expected).abs().max().item<float>(), scale = expected.abs().max().item<float>();
         Assert.True(err / scale < 1e-5, $"relative error {err / scale:E2}");
-        using (Int8Weight.Decoding()) Assert.False(q.Serves(randn([Int8Weight.MaxRows + 1, 128])), "more rows than a decode step has");
+
+        // A step whose first 3 rows decode and whose other rows are a prompt chunk: int8 for those 3 rows only.
+        var mixed = randn([1, 7, 128], generator: new Generator(8));
+        Tensor split;
+        using (Int8Weight.Decoding(rows: 3))
+        {
+            Assert.Equal(3, q.ServedRows(mixed));
+            Assert.False(q.Serves(mixed));
+            split = q.Forward(mixed, 8, 510, xs => nn.functional.linear(xs, w.to(ScalarType.Float32).narrow(0, 8, 510)));
+        }
+        var head = q.Multiply(mixed.narrow(1, 0, 3), 8, 510);
+        var tail = nn.functional.linear(mixed.narrow(1, 3, 4), w.to(ScalarType.Float32).narrow(0, 8, 510));
+        Assert.Equal([1L, 7L, 510L], split.shape);
+        Assert.Equal(0f, (split - cat([head, tail], 1)).abs().max().item<float>()); // int8 for the decoding prefix, full precision after it
+        Assert.Equal(0, q.ServedRows(mixed)); // outside a decode step nothing is served
     }
 
     [Fact]

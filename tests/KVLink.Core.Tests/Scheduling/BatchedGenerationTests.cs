@@ -99,6 +99,48 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
     }
 
     [Fact]
+    public async Task With_int8_decode_weights_decoding_rows_use_them_and_batched_requests_still_equal_each_alone()
+    {
+        // A model of its own: the option adds int8 copies to the model it is given.
+        using var model = fx.LoadModel();
+        KvLinkEngine Int8(string name, int maxRunning, int stepTokens) => new(model, fx.Tokenizer, new KvLinkOptions
+        {
+            LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32, PrecomputeSlots = 6,
+            MaxRunningSequences = maxRunning, MaxStepTokens = stepTokens, DecodeWithInt8Weights = true,
+        }, null, new KvLinkDiagnostics { Name = name });
+        var requests = Requests().Select(r => (r.Query, r.Docs, Options: r.Options with { Logprobs = true }, r.Stream)).ToList();
+
+        async Task<List<GenerationResult>> AloneOn(KvLinkEngine engine)
+        {
+            var ids = await Precompute(engine);
+            var results = new List<GenerationResult>();
+            foreach (var r in requests) results.Add(await Run(engine, r.Query, [.. r.Docs.Select(d => ids[d])], r.Options, r.Stream));
+            return results;
+        }
+        List<GenerationResult> alone, plain;
+        await using (var serial = Int8("int8-alone-" + Guid.NewGuid().ToString("N"), maxRunning: 1, stepTokens: 512)) alone = await AloneOn(serial);
+        await using (var full = Engine("plain-" + Guid.NewGuid().ToString("N"), maxRunning: 1)) plain = await AloneOn(full);
+
+        // Prompt tokens never use int8: every first token's log probability is the full-precision one. Decode steps do.
+        for (int i = 0; i < requests.Count; i++) Assert.Equal(plain[i].Logprobs![0].Logprob, alone[i].Logprobs![0].Logprob);
+        Assert.Contains(Enumerable.Range(0, requests.Count), i => Enumerable.Range(1, Math.Min(alone[i].Logprobs!.Count, plain[i].Logprobs!.Count) - 1)
+            .Any(t => alone[i].Logprobs![t].TokenId == plain[i].Logprobs![t].TokenId && alone[i].Logprobs![t].Logprob != plain[i].Logprobs![t].Logprob));
+
+        // Batched, with prompt chunks sharing steps with decoding rows (budget 7): the same tokens and the same numbers.
+        string name = "int8-batched-" + Guid.NewGuid().ToString("N");
+        using var steps = new StepRecorder(name);
+        await using var engine = Int8(name, maxRunning: 16, stepTokens: 7);
+        var bids = await Precompute(engine);
+        var together = await Together(engine, requests.Count, i => Run(engine, requests[i].Query, [.. requests[i].Docs.Select(d => bids[d])], requests[i].Options, requests[i].Stream));
+        for (int i = 0; i < requests.Count; i++)
+        {
+            Assert.Equal(alone[i].TokenIds, together[i].TokenIds);
+            Assert.Equal(alone[i].Logprobs!.Select(l => l.Logprob), together[i].Logprobs!.Select(l => l.Logprob));
+        }
+        Assert.True(steps.Sequences.Max() >= 3, $"at most {steps.Sequences.Max()} sequences shared a step");
+    }
+
+    [Fact]
     public async Task Requests_cancelled_half_way_leave_and_the_others_are_unchanged()
     {
         var requests = Requests();
