@@ -25,7 +25,7 @@ internal static class HttpLoadBench
         public long Tokens => Answers.Sum(a => (long)a.CompletionTokens);
         public double TokensPerS => Tokens / WallS;
         public double RequestsPerS => Requests / WallS;
-        /// <summary>Decode rate of all clients together: clients / median gap between content chunks (as --load's).</summary>
+        /// <summary>Decode rate of all clients together: clients / median gap between content chunks (as --load's; meaningless when one sequence runs at a time).</summary>
         public double DecodeTokensPerS => Users * 1000 / Stats.Median(Gaps);
     }
 
@@ -38,10 +38,12 @@ internal static class HttpLoadBench
         md.AppendLine(CultureInfo.InvariantCulture, $"Machine: {machine}; load average before: {Machine.LoadAverage()}  ");
         md.AppendLine(CultureInfo.InvariantCulture, $"Server: {SampleServer.FindApp()} as a child process (demo model, its appsettings.json: bf16, K = 5), one fresh process per row.").AppendLine();
 
-        int maxQuestions = o.Users.Max() * (Rounds(o, 1) + 1); // every request and warm-up request asks its own
+        int maxQuestions = o.Users.Max() * (Rounds(o, 1) + WarmRounds(1)); // every request and warm-up request asks its own
         var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 0, EvalQuestionsPerKind = maxQuestions / 2 + 1 }).Eval;
-        md.AppendLine(CultureInfo.InvariantCulture,
-            $"Each request: one evaluation question of the synthetic corpus with its 5-10 documents (precomputed through POST /documents before the clock starts), a different question per request, streamed (`stream: true`), greedy, `max_tokens` {o.LoadTokens} (answers end earlier at the end-of-turn token); {o.LoadRounds} requests per user (at least 4 per row).").AppendLine();
+        md.Append(CultureInfo.InvariantCulture,
+            $"Each request: one evaluation question of the synthetic corpus with its 5-10 documents (precomputed through POST /documents before the clock starts), a different question per request, streamed (`stream: true`), greedy, `max_tokens` {o.LoadTokens} (answers end earlier at the end-of-turn token); {o.LoadRounds} requests per client (at least 4 per row), after a warm-up of the same clients asking other questions (at least 2 rounds and 16 requests). ");
+        md.AppendLine(
+            "Client TTFT: from sending the request to the first chunk with content; server TTFT: the engine's own (`kvlink.ttft_ms`, queue wait included); inter-token: every gap between consecutive content chunks of an answer; tokens: `usage.completion_tokens`.").AppendLine();
 
         var levels = new List<Level>();
         int serialUsers = o.Users.Contains(8) ? 8 : o.Users.Max();
@@ -63,7 +65,7 @@ internal static class HttpLoadBench
         md.AppendLine();
         if (single is not null)
             md.AppendLine(CultureInfo.InvariantCulture,
-                $"At {batched.Users} clients: generated {batched.TokensPerS:F1} tok/s = **{batched.TokensPerS / single.TokensPerS:F2}x** one client's ({single.TokensPerS:F1}); " +
+                $"At {batched.Users} clients: aggregate decode {batched.DecodeTokensPerS:F0} tok/s = **{batched.DecodeTokensPerS / single.DecodeTokensPerS:F2}x** one client's ({single.DecodeTokensPerS:F0}); generated {batched.TokensPerS:F1} tok/s = **{batched.TokensPerS / single.TokensPerS:F2}x** one client's ({single.TokensPerS:F1}); " +
                 $"p95 client TTFT {LoadBench.Pct(batched.Ttft, 95):F0} ms = **{LoadBench.Pct(batched.Ttft, 95) / Stats.Median(single.Ttft):F2}x** one client's median ({Stats.Median(single.Ttft):F0} ms).  ");
         md.AppendLine(CultureInfo.InvariantCulture,
             $"Serial baseline at {serial.Users} clients (MaxRunningSequences 1): {serial.TokensPerS:F1} tok/s (batched / serial = **{batched.TokensPerS / serial.TokensPerS:F2}x**), p95 client TTFT {LoadBench.Pct(serial.Ttft, 95):F0} ms against {LoadBench.Pct(batched.Ttft, 95):F0} ms batched.");
@@ -75,6 +77,10 @@ internal static class HttpLoadBench
 
     private static int Rounds(BenchOptions o, int users) => Math.Max(o.LoadRounds, (int)Math.Ceiling(4.0 / users)); // at least 4 requests per row
 
+    // The warm-up: the same clients, at least 2 rounds and 16 requests, so that every row starts from a server whose JIT
+    // has tiered up the request path as far (one warm-up request left the 1-client row measuring tier-0 code).
+    private static int WarmRounds(int users) => Math.Max(2, (int)Math.Ceiling(16.0 / users));
+
     /// <summary>A fresh sample server, the questions' documents posted to it, one warm-up request, then C clients in a closed loop.</summary>
     private static async Task<Level> ClosedLoop(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int users, int? maxRunning)
     {
@@ -83,9 +89,10 @@ internal static class HttpLoadBench
         await using var server = await SampleServer.StartAsync(environment, TimeSpan.FromMinutes(3));
         using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(10) };
         int rounds = Rounds(o, users);
-        // Request k of the row asks question k; the C after them warm up (kernels, the prompt's prefix cache, batched steps
-        // of C sequences) with one request per client, all at once.
-        var asked = questions.Take(users * (rounds + 1)).ToList();
+        // Request k of the row asks question k; the questions after them warm up (kernels, JIT, the prompt's prefix cache,
+        // batched steps of C sequences), asked by the same C clients in the same closed loop.
+        int warmRounds = WarmRounds(users);
+        var asked = questions.Take(users * (rounds + warmRounds)).ToList();
         var ids = new List<string[]>();
         var posted = new Dictionary<(string, string?), string>();
         foreach (var q in asked)
@@ -100,23 +107,29 @@ internal static class HttpLoadBench
             }
             ids.Add(docIds);
         }
-        await Task.WhenAll(Enumerable.Range(users * rounds, users).Select(k => StreamingChat.SendAsync(http, asked[k].Sample.Question, ids[k], o.LoadTokens)));
+        await Loop(http, o, asked, ids, users, warmRounds, first: users * rounds);
+        var wall = Stopwatch.StartNew();
+        var answers = await Loop(http, o, asked, ids, users, rounds, first: 0);
+        double wallS = wall.Elapsed.TotalSeconds;
+        string name = maxRunning == 1 ? $"serial baseline, {users} clients" : $"{users} clients";
+        return new Level(name, users, maxRunning ?? 16, wallS, answers);
+    }
 
+    /// <summary>C clients, each asking <paramref name="rounds"/> questions back to back (client u: questions first + u * rounds, ...).</summary>
+    private static async Task<List<StreamedAnswer>> Loop(HttpClient http, BenchOptions o, List<SyntheticRagQuestion> asked, List<string[]> ids, int users, int rounds, int first)
+    {
         var answers = new List<StreamedAnswer>();
         var gate = new Lock();
-        var wall = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, users).Select(u => Task.Run(async () =>
         {
             for (int r = 0; r < rounds; r++)
             {
-                int k = u * rounds + r;
+                int k = first + u * rounds + r;
                 var answer = await StreamingChat.SendAsync(http, asked[k].Sample.Question, ids[k], o.LoadTokens);
                 lock (gate) answers.Add(answer);
             }
         })));
-        double wallS = wall.Elapsed.TotalSeconds;
-        string name = maxRunning == 1 ? $"serial baseline, {users} clients" : $"{users} clients";
-        return new Level(name, users, maxRunning ?? 16, wallS, answers);
+        return answers;
     }
 
     private static async Task<string> PostDocument(HttpClient http, string text, string? title, SampleServer server)
@@ -140,7 +153,7 @@ internal static class HttpLoadBench
         foreach (var l in levels)
             sb.AppendLine(CultureInfo.InvariantCulture,
                 $"| {l.Name} | {l.MaxRunning} | {l.Requests} | {Stats.Median(l.Ttft):F0} / {LoadBench.Pct(l.Ttft, 95):F0} / {LoadBench.Pct(l.Ttft, 99):F0} | {Stats.Median(l.Answers.Select(a => a.ServerTtftMs)):F0} | " +
-                $"{Stats.Median(l.Gaps):F1} / {LoadBench.Pct(l.Gaps, 95):F1} | {l.DecodeTokensPerS:F0} | {(double)l.Tokens / l.Requests:F1} | {l.TokensPerS:F1} | {l.RequestsPerS:F2} |");
+                $"{Stats.Median(l.Gaps):F1} / {LoadBench.Pct(l.Gaps, 95):F1} | {(l.MaxRunning == 1 ? "–" : l.DecodeTokensPerS.ToString("F0", CultureInfo.InvariantCulture))} | {(double)l.Tokens / l.Requests:F1} | {l.TokensPerS:F1} | {l.RequestsPerS:F2} |");
         return sb.ToString();
     }
 }
