@@ -36,7 +36,7 @@ internal static class HttpLoadBench
         Console.WriteLine(machine);
         md.AppendLine(CultureInfo.InvariantCulture, $"Command: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {o.CommandLine}`  ");
         md.AppendLine(CultureInfo.InvariantCulture, $"Machine: {machine}; load average before: {Machine.LoadAverage()}  ");
-        md.AppendLine(CultureInfo.InvariantCulture, $"Server: {SampleServer.FindApp()} as a child process (demo model, its appsettings.json: bf16, K = 5), one fresh process per row.").AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"Server: {Path.GetRelativePath(Directory.GetCurrentDirectory(), SampleServer.FindApp())} as a child process (demo model, its appsettings.json: bf16, K = 5), one fresh process per row.").AppendLine();
 
         int maxQuestions = o.Users.Max() * (Rounds(o, 1) + WarmRounds(1)); // every request and warm-up request asks its own
         var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 0, EvalQuestionsPerKind = maxQuestions / 2 + 1 }).Eval;
