@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load, ChatTurns }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load, HttpLoad, ChatTurns }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -65,6 +65,7 @@ internal sealed class BenchOptions
             (Flag("--gemm-rates", "only: bf16 GEMM rates of the 1B projections at T = 1..1024, separate and fused (run with ONEDNN_VERBOSE=1 to see LibTorch's kernel)"), BenchMode.GemmRates),
             (Flag("--random-slots", "only: documents precomputed once, then queried in random slots under each slot policy (TTFT and computed tokens beside full prefill; honours --models, --contexts, --runs, --k)"), BenchMode.RandomSlots),
             (Flag("--load", "only: the serving benchmark (continuous batching): closed-loop users (--users), an open-loop Poisson arrival, the serial baseline, corpus indexing and the ragged/padded attention kernel; writes --out"), BenchMode.Load),
+            (Flag("--http-load", "only: the ASP.NET sample under load: the real app (demo model) as a child process, closed-loop parallel streaming HTTP clients (--users, --load-rounds, --load-tokens) and its serial baseline (MaxRunningSequences 1); writes --out"), BenchMode.HttpLoad),
             (Flag("--chat-turns", "only: a 5-turn conversation over 10 documents on the 1B shape (float32), session reuse vs recompute (--runs conversations)"), BenchMode.ChatTurns),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
         };
@@ -106,9 +107,9 @@ internal sealed class BenchOptions
         var skipMicro = Flag("--skip-micro", "skip the kernel profile and the BenchmarkDotNet micro-benchmarks");
         var noInt8 = Flag("--no-int8-decode", "skip the int8-weight decode measurement");
         var decodeTokens = Int("--decode-tokens", "tokens generated when measuring decode speed (default 32)");
-        var users = IntList("--users", "--load: concurrent users of the closed loop (default 1,2,4,8,16)");
-        var loadRounds = Int("--load-rounds", "--load: requests per user (default 2)");
-        var loadTokens = Int("--load-tokens", "--load: new tokens per request (default 16)");
+        var users = IntList("--users", "--load, --http-load: concurrent users of the closed loop (default 1,2,4,8,16)");
+        var loadRounds = Int("--load-rounds", "--load, --http-load: requests per user (default 2)");
+        var loadTokens = Int("--load-tokens", "--load, --http-load: new tokens per request (--http-load: max_tokens; default 16)");
         var indexDocs = Int("--index-docs", "--load: documents of the indexing comparison, 0 skips it (default 12)", minimum: 0);
         var indexDocTokens = Int("--index-doc-tokens", "--load: tokens per indexed document (default 500)");
         var output = new Option<string>("--out") { Description = "report file (default docs/benchmarks.md)", HelpName = "file" };
@@ -162,6 +163,7 @@ internal sealed class BenchOptions
             if (Has(indexDocs)) o.IndexDocuments = r.GetValue(indexDocs);
             if (Has(indexDocTokens)) o.IndexDocumentTokens = r.GetValue(indexDocTokens);
             if (o.Mode == BenchMode.Load && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-load.md");
+            if (o.Mode == BenchMode.HttpLoad && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-http-load.md");
             await run(o);
             return 0;
         });

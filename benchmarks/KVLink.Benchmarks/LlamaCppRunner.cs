@@ -33,6 +33,11 @@ internal sealed class LlamaCppRunner : IDisposable
         _weights = LLamaWeights.LoadFromFile(_params);
     }
 
+    /// <summary>The loaded weights, for LLamaSharp's own executors over the same GGUF (<see cref="LlamaBatchedExecutor"/>).</summary>
+    public LLamaWeights Weights => _weights;
+
+    public string ModelPath => _params.ModelPath;
+
     /// <summary>Which native library LLamaSharp loaded, and llama.cpp's system info.</summary>
     public static string Describe()
     {
