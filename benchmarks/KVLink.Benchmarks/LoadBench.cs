@@ -69,7 +69,15 @@ internal static class LoadBench
                 double rate = 0.5 * batched.RequestsPerS;
                 var poisson = await OpenLoop(m, o, rate, Math.Max(8, serialUsers + serialUsers / 2), Log);
                 Print(poisson, Log);
-                md.Append(Table([.. levels.OrderBy(l => l.Users), serial!, poisson]));
+                // Last, so that no earlier row runs while the int8 copies exist: one user and the serial level, int8 decode weights.
+                var int8Levels = new List<Level>();
+                if (m.Name != "demo")
+                    foreach (int users in new[] { 1, serialUsers })
+                    {
+                        int8Levels.Add(await ClosedLoop(m, o, users, maxRunning: 16, Log, int8: true));
+                        Print(int8Levels[^1], Log);
+                    }
+                md.Append(Table([.. levels.OrderBy(l => l.Users), serial!, poisson, .. int8Levels]));
                 var single = levels.FirstOrDefault(l => l.Users == 1);
                 if (single is not null)
                 {
@@ -80,6 +88,7 @@ internal static class LoadBench
                 if (indexing is not null) md.AppendLine().Append(indexing);
                 if (m.Name != "demo") md.AppendLine().Append(AttentionKernels(m, Log));
                 if (m.Name != "demo" && !o.SkipLlamaCpp) md.AppendLine().Append(await LlamaCppBatched(m, o, temp, levels, Log));
+                if (m.Name != "demo" && !o.SkipLlamaCpp && int8Levels.Count > 0) md.AppendLine().Append(await LlamaCppQ8Batched(m, o, temp, int8Levels, Log));
                 File.WriteAllText(o.Output, md.ToString());
             }
         }
@@ -96,19 +105,19 @@ internal static class LoadBench
     private static KVLink.Core.Caching.MemoryKvCacheStore? _store;
     private static BenchModel? _storeModel;
 
-    private static KvLinkEngine Engine(BenchModel m, int maxRunning, int precomputeSlots, bool sharedStore = true)
+    private static KvLinkEngine Engine(BenchModel m, int maxRunning, int precomputeSlots, bool sharedStore = true, bool int8 = false)
     {
         if (_storeModel != m) (_store, _storeModel) = (new KVLink.Core.Caching.MemoryKvCacheStore(), m);
-        return new(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = m.Format, MaxRunningSequences = maxRunning, PrecomputeSlots = precomputeSlots },
+        return new(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 5, PromptFormat = m.Format, MaxRunningSequences = maxRunning, PrecomputeSlots = precomputeSlots, DecodeWithInt8Weights = int8 },
             sharedStore ? _store : new KVLink.Core.Caching.MemoryKvCacheStore());
     }
 
     private static KvLinkGenerationOptions Greedy(BenchOptions o) => new() { MaxNewTokens = o.LoadTokens, StopTokenIds = [], Mode = ContextMode.KvLink, LinkTokens = 5 };
 
     /// <summary>C users, each sending <see cref="BenchOptions.LoadRounds"/> requests back to back (its next when its last answered).</summary>
-    private static async Task<Level> ClosedLoop(BenchModel m, BenchOptions o, int users, int maxRunning, Action<string> log)
+    private static async Task<Level> ClosedLoop(BenchModel m, BenchOptions o, int users, int maxRunning, Action<string> log, bool int8 = false)
     {
-        await using var engine = Engine(m, maxRunning, o.LoadDocuments);
+        await using var engine = Engine(m, maxRunning, o.LoadDocuments, int8: int8);
         var ids = await Corpus(engine, m, o);
         await engine.GenerateAsync(Question, ids, Greedy(o) with { MaxNewTokens = 2 }); // warm: prefix cache, kernels
         var ttft = new List<double>();
@@ -127,7 +136,7 @@ internal static class LoadBench
                 lock (gate) Record(res, ttft, itl, ref tokens);
             }
         })));
-        return new Level(maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users", users, users * rounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning);
+        return new Level((maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users") + (int8 ? ", int8 decode weights" : ""), users, users * rounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning);
     }
 
     /// <summary>Requests arriving as a Poisson process of <paramref name="rate"/> per second, whatever the engine's state.</summary>
@@ -267,6 +276,34 @@ internal static class LoadBench
         {
             log($"  llama.cpp unavailable: {e.GetType().Name}: {e.Message}");
             return $"llama.cpp batched decoding: not measured ({e.GetType().Name}: {e.Message}).\n";
+        }
+    }
+
+    /// <summary>
+    /// llama.cpp's <c>BatchedExecutor</c> on a Q8_0 GGUF of the same weights, 1 and 8 conversations, beside our closed
+    /// loop with int8 decode weights: int8 against int8, where the F16 row compares full precision with full precision.
+    /// </summary>
+    private static async Task<string> LlamaCppQ8Batched(BenchModel m, BenchOptions o, string temp, List<Level> int8Levels, Action<string> log)
+    {
+        try
+        {
+            string gguf = Path.Combine(temp, $"{m.Name}-q8_0.gguf");
+            GgufWriter.Write(gguf, m.Model, m.Tokenizer, GgufWriter.GgmlType.Q8_0);
+            using var llama = new LlamaCppRunner(gguf, 1024, o.Threads);
+            int[] prompt = [.. Enumerable.Range(0, 64).Select(i => 3 + (i * 31) % 200)];
+            double one = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 1, o.LoadTokens, o.Threads);
+            double eight = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 8, o.LoadTokens, o.Threads);
+            log($"  llama.cpp (Q8_0 GGUF) BatchedExecutor: 1 conversation {one:F2} tok/s, 8 conversations {eight:F2} tok/s; load {Machine.LoadAverage()}");
+            File.Delete(gguf);
+            var ours1 = int8Levels.First(l => l.Users == 1);
+            var ours8 = int8Levels.Last();
+            return $"Int8 against int8: llama.cpp's `BatchedExecutor` on a Q8_0 GGUF of the same weights (same steps as above): 1 conversation {one:F2} tok/s, {ours8.Users} conversations {eight:F2} tok/s aggregate. " +
+                $"KVLink.Core with `DecodeWithInt8Weights`: 1 user {ours1.DecodeTokensPerS:F2} tok/s ({ours1.DecodeTokensPerS / one:F2}x llama.cpp's), {ours8.Users} users {ours8.DecodeTokensPerS:F2} tok/s aggregate decode ({ours8.DecodeTokensPerS / eight:F2}x).\n";
+        }
+        catch (Exception e)
+        {
+            log($"  llama.cpp Q8_0 unavailable: {e.GetType().Name}: {e.Message}");
+            return $"llama.cpp Q8_0 batched decoding: not measured ({e.GetType().Name}: {e.Message}).\n";
         }
     }
 
