@@ -101,26 +101,38 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
 
         var parts = Plan();
         if (parts.Count == 0) return;
-        try
+        if (Run(parts) is not { } failure) return;
+        if (parts.Count == 1) { Leave(parts[0].Sequence, failure); return; }
+        telemetry?.SchedulerStepFailed();
+        // The batched forward failed, perhaps for one sequence's sake (its input, its cache): run each sequence's rows
+        // again alone, exactly the unbatched path, so only a sequence whose own forward fails gets the exception. The
+        // failed attempt may have written some layers' keys and values for some sequences, but only at the slots of
+        // their chunks, and a cache's length moves only once every layer has run, to what the rerun sets anyway; the
+        // rerun writes those same slots in every layer before attending to them, so nothing of the failed attempt is read.
+        foreach (var part in parts)
+            if (Run([part]) is { } own) Leave(part.Sequence, own);
+    }
+
+    /// <summary>
+    /// One forward over <paramref name="parts"/>, then each sequence advances with its logits (a sequence whose
+    /// <see cref="ScheduledSequence.Advance"/> throws leaves with that error). Returns the forward's exception, if it threw.
+    /// </summary>
+    private Exception? Run(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts)
+    {
+        using var scope = NewDisposeScope();
+        Tensor? logits;
+        try { logits = Forward(parts); }
+        catch (Exception e) { return e; }
+        telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
+        int row = 0;
+        foreach (var (sequence, chunk) in parts)
         {
-            using var scope = NewDisposeScope();
-            var logits = Forward(parts);
-            telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
-            int row = 0;
-            foreach (var (sequence, chunk) in parts)
-            {
-                Tensor? own = chunk.Output ? logits![0, row++] : null;
-                bool done;
-                try { done = sequence.Advance(own); }
-                catch (Exception e) { Leave(sequence, e); continue; }
-                if (done) Leave(sequence, null);
-            }
+            bool done;
+            try { done = sequence.Advance(chunk.Output ? logits![0, row++] : null); }
+            catch (Exception e) { Leave(sequence, e); continue; }
+            if (done) Leave(sequence, null);
         }
-        catch (Exception e)
-        {
-            // The forward itself failed: no sequence of this step can continue from a half-written cache.
-            foreach (var (sequence, _) in parts) Leave(sequence, e);
-        }
+        return null;
     }
 
     /// <summary>Fails everything still queued or running (used when the model thread cannot continue).</summary>
