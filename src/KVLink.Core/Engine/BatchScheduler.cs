@@ -14,7 +14,9 @@ namespace KVLink.Core.Engine;
 /// <remarks>
 /// Queue methods are thread safe (one lock); <see cref="Step"/> and the running set belong to the model thread.
 /// Background work (precompute, when <see cref="KvLinkOptions.PrecomputeAtLowPriority"/>) is admitted and fed only with
-/// what interactive work leaves of the limits and of the step's token budget.
+/// what interactive work leaves of the limits and of the step's token budget, until it has waited
+/// <see cref="KvLinkOptions.PrecomputeMaxWait"/> since it was submitted: from then on it is admitted ahead of queued
+/// requests and its chunks share the budget with theirs in admission order, so constant interactive load cannot starve it.
 /// </remarks>
 internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions options, EngineTelemetry? telemetry, Action wake)
 {
@@ -22,6 +24,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     private readonly LinkedList<ScheduledSequence> _interactive = new(), _background = new();
     private readonly List<ScheduledSequence> _running = []; // model thread only, in admission order
     private readonly long _bytesPerToken = BytesPerToken(model);
+    private readonly TimeProvider _time = options.TimeProvider;
     private long _liveBytes;
     private int _runningCount;
     private bool _closed;
@@ -54,6 +57,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     {
         if (sequence.Cancellation.IsCancellationRequested) { sequence.Fail(new OperationCanceledException(sequence.Cancellation)); return; }
         var queue = sequence.Background && options.PrecomputeAtLowPriority ? _background : _interactive;
+        sequence.SubmittedAt = _time.GetTimestamp();
         lock (_gate)
         {
             if (_closed) throw new ObjectDisposedException(nameof(KvLinkEngine), "The engine has been disposed.");
@@ -159,7 +163,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         while (true)
         {
             ScheduledSequence? next;
-            lock (_gate) next = Admissible(_interactive) ?? Admissible(_background);
+            lock (_gate) next = NextAdmissible();
             if (next is null) return;
             next.QueueRegistration.Dispose(); // outside the lock: it waits for a callback that may be taking it
             Interlocked.Increment(ref _started);
@@ -181,25 +185,52 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         }
     }
 
-    /// <summary>The head of <paramref name="queue"/>, dequeued, if the limits take it (FIFO: the head is never skipped).</summary>
-    private ScheduledSequence? Admissible(LinkedList<ScheduledSequence> queue)
+    /// <summary>
+    /// The next sequence to admit, dequeued, or null. Interactive requests go first, unless the oldest background encode
+    /// has waited <see cref="KvLinkOptions.PrecomputeMaxWait"/>: then it goes first, and while the byte budget keeps it
+    /// out no request is admitted past it (else requests joining as others leave would keep the bytes taken for ever).
+    /// </summary>
+    private ScheduledSequence? NextAdmissible()
     {
+        if (_background.First is { } oldest && !Yields(oldest.Value))
+        {
+            var aged = Admissible(_background, out bool noRoom);
+            if (aged is not null || noRoom) return aged;
+        }
+        return Admissible(_interactive, out _) ?? Admissible(_background, out _);
+    }
+
+    /// <summary>
+    /// The head of <paramref name="queue"/>, dequeued, if the limits take it (FIFO: the head is never skipped).
+    /// <paramref name="noRoom"/> tells that the byte budget alone kept it out.
+    /// </summary>
+    private ScheduledSequence? Admissible(LinkedList<ScheduledSequence> queue, out bool noRoom)
+    {
+        noRoom = false;
         if (queue.First is not { } node) return null;
         var s = node.Value;
         bool background = queue == _background;
         int sameClass = _running.Count(r => (r.Background && options.PrecomputeAtLowPriority) == background);
         if (sameClass >= options.MaxRunningSequences) return null;
         // Nothing running: admit whatever its size, or a request larger than the budget would wait for ever.
-        if (_running.Count > 0 && LiveCacheBytes + Bytes(s) > options.MaxLiveCacheBytes) return null;
-        if (background && _interactive.Count > 0 && _running.Count > 0) return null; // interactive requests first
+        if (_running.Count > 0 && LiveCacheBytes + Bytes(s) > options.MaxLiveCacheBytes) { noRoom = true; return null; }
+        if (background && Yields(s) && _interactive.Count > 0 && _running.Count > 0) return null; // interactive requests first
         queue.Remove(node);
         s.QueueNode = null;
         return s;
     }
 
     /// <summary>
-    /// This step's rows: one per decoding sequence first, then prompt chunks in admission order (interactive before
-    /// background) with what is left of the token budget, at least one row so that prompts always progress.
+    /// True for low-priority work that still yields to requests: a background encode (when
+    /// <see cref="KvLinkOptions.PrecomputeAtLowPriority"/>) that has waited less than <see cref="KvLinkOptions.PrecomputeMaxWait"/>.
+    /// </summary>
+    private bool Yields(ScheduledSequence s) =>
+        s.Background && options.PrecomputeAtLowPriority && _time.GetElapsedTime(s.SubmittedAt) < options.PrecomputeMaxWait;
+
+    /// <summary>
+    /// This step's rows: one per decoding sequence first, then prompt chunks in admission order (interactive, and
+    /// background work that waited too long to yield, before background) with what is left of the token budget, at least
+    /// one row so that prompts always progress.
     /// </summary>
     private List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> Plan()
     {
@@ -207,11 +238,11 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         foreach (var s in _running)
             if (s.Decoding) parts.Add((s, s.Take(1)));
         int budget = Math.Max(options.MaxStepTokens - parts.Count, 1);
-        foreach (bool background in new[] { false, true })
+        foreach (bool yielding in new[] { false, true })
             foreach (var s in _running)
             {
                 if (budget == 0) break;
-                if (s.PrefillRemaining == 0 || (s.Background && options.PrecomputeAtLowPriority) != background) continue;
+                if (s.PrefillRemaining == 0 || Yields(s) != yielding) continue;
                 var chunk = s.Take(budget);
                 budget -= chunk.Positions.Length;
                 parts.Add((s, chunk));
