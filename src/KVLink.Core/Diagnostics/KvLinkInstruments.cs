@@ -67,6 +67,8 @@ internal sealed class KvLinkInstruments
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepBuckets });
         StepTokens = Meter.CreateHistogram("kvlink.scheduler.step.tokens", "{token}", "Tokens (rows) in one batched forward step.",
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepTokenBuckets });
+        FailedSteps = Meter.CreateCounter<long>("kvlink.scheduler.step.failures", "{step}",
+            "Batched forward steps that threw and were rerun one sequence at a time, so that only the sequences whose own forward fails get the error.");
         QueueWait = Seconds("kvlink.scheduler.queue_wait", "Time a generation request waited for admission to the running batch.", TimeToFirstTokenBuckets);
 
         OperationDuration = Seconds("gen_ai.client.operation.duration", "GenAI operation duration.", DurationBuckets);
@@ -109,6 +111,7 @@ internal sealed class KvLinkInstruments
     public Histogram<double> ServerTimePerOutputToken { get; }
     public Histogram<int> StepSequences { get; }
     public Histogram<int> StepTokens { get; }
+    public Counter<long> FailedSteps { get; }
     public Histogram<double> QueueWait { get; }
 
     /// <summary>The store tier name of <paramref name="store"/>: "memory", "file", "tiered", "distributed", or the type name without "KvCacheStore", lower case ("redis").</summary>

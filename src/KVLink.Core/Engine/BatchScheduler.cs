@@ -14,7 +14,9 @@ namespace KVLink.Core.Engine;
 /// <remarks>
 /// Queue methods are thread safe (one lock); <see cref="Step"/> and the running set belong to the model thread.
 /// Background work (precompute, when <see cref="KvLinkOptions.PrecomputeAtLowPriority"/>) is admitted and fed only with
-/// what interactive work leaves of the limits and of the step's token budget.
+/// what interactive work leaves of the limits and of the step's token budget, until it has waited
+/// <see cref="KvLinkOptions.PrecomputeMaxWait"/> since it was submitted: from then on it is admitted ahead of queued
+/// requests and its chunks share the budget with theirs in admission order, so constant interactive load cannot starve it.
 /// </remarks>
 internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions options, EngineTelemetry? telemetry, Action wake)
 {
@@ -22,6 +24,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     private readonly LinkedList<ScheduledSequence> _interactive = new(), _background = new();
     private readonly List<ScheduledSequence> _running = []; // model thread only, in admission order
     private readonly long _bytesPerToken = BytesPerToken(model);
+    private readonly TimeProvider _time = options.TimeProvider;
     private long _liveBytes;
     private int _runningCount;
     private bool _closed;
@@ -54,6 +57,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     {
         if (sequence.Cancellation.IsCancellationRequested) { sequence.Fail(new OperationCanceledException(sequence.Cancellation)); return; }
         var queue = sequence.Background && options.PrecomputeAtLowPriority ? _background : _interactive;
+        sequence.SubmittedAt = _time.GetTimestamp();
         lock (_gate)
         {
             if (_closed) throw new ObjectDisposedException(nameof(KvLinkEngine), "The engine has been disposed.");
@@ -101,29 +105,45 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
 
         var (parts, decoding) = Plan();
         if (parts.Count == 0) return;
+        if (Run(parts, decoding) is not { } failure) return;
+        if (parts.Count == 1) { Leave(parts[0].Sequence, failure); return; }
+        telemetry?.SchedulerStepFailed();
+        // The batched forward failed, perhaps for one sequence's sake (its input, its cache): run each sequence's rows
+        // again alone, exactly the unbatched path, so only a sequence whose own forward fails gets the exception. The
+        // failed attempt may have written some layers' keys and values for some sequences, but only at the slots of
+        // their chunks, and a cache's length moves only once every layer has run, to what the rerun sets anyway; the
+        // rerun writes those same slots in every layer before attending to them, so nothing of the failed attempt is read.
+        for (int i = 0; i < parts.Count; i++)
+            if (Run([parts[i]], i < decoding ? 1 : 0) is { } own) Leave(parts[i].Sequence, own);
+    }
+
+    /// <summary>
+    /// One forward over <paramref name="parts"/>, whose first <paramref name="decoding"/> are decoding sequences' tokens,
+    /// then each sequence advances with its logits (a sequence whose <see cref="ScheduledSequence.Advance"/> throws leaves
+    /// with that error). Returns the forward's exception, if it threw.
+    /// </summary>
+    private Exception? Run(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, int decoding)
+    {
+        using var scope = NewDisposeScope();
+        Tensor? logits;
         try
         {
-            using var scope = NewDisposeScope();
             // With int8 decode weights, the decoding sequences' rows (first in the step) use them, prompt rows never:
             // a token's numbers then do not depend on whether a prompt shared its step.
             using var int8 = Int8Weight.Decoding(options.DecodeWithInt8Weights ? decoding : 0);
-            var logits = Forward(parts);
-            telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
-            int row = 0;
-            foreach (var (sequence, chunk) in parts)
-            {
-                Tensor? own = chunk.Output ? logits![0, row++] : null;
-                bool done;
-                try { done = sequence.Advance(own); }
-                catch (Exception e) { Leave(sequence, e); continue; }
-                if (done) Leave(sequence, null);
-            }
+            logits = Forward(parts);
         }
-        catch (Exception e)
+        catch (Exception e) { return e; }
+        telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
+        int row = 0;
+        foreach (var (sequence, chunk) in parts)
         {
-            // The forward itself failed: no sequence of this step can continue from a half-written cache.
-            foreach (var (sequence, _) in parts) Leave(sequence, e);
+            bool done;
+            try { done = sequence.Advance(chunk.Output ? logits![0, row++] : null); }
+            catch (Exception e) { Leave(sequence, e); continue; }
+            if (done) Leave(sequence, null);
         }
+        return null;
     }
 
     /// <summary>Fails everything still queued or running (used when the model thread cannot continue).</summary>
@@ -150,7 +170,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         while (true)
         {
             ScheduledSequence? next;
-            lock (_gate) next = Admissible(_interactive) ?? Admissible(_background);
+            lock (_gate) next = NextAdmissible();
             if (next is null) return;
             next.QueueRegistration.Dispose(); // outside the lock: it waits for a callback that may be taking it
             Interlocked.Increment(ref _started);
@@ -172,26 +192,52 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         }
     }
 
-    /// <summary>The head of <paramref name="queue"/>, dequeued, if the limits take it (FIFO: the head is never skipped).</summary>
-    private ScheduledSequence? Admissible(LinkedList<ScheduledSequence> queue)
+    /// <summary>
+    /// The next sequence to admit, dequeued, or null. Interactive requests go first, unless the oldest background encode
+    /// has waited <see cref="KvLinkOptions.PrecomputeMaxWait"/>: then it goes first, and while the byte budget keeps it
+    /// out no request is admitted past it (else requests joining as others leave would keep the bytes taken for ever).
+    /// </summary>
+    private ScheduledSequence? NextAdmissible()
     {
+        if (_background.First is { } oldest && !Yields(oldest.Value))
+        {
+            var aged = Admissible(_background, out bool noRoom);
+            if (aged is not null || noRoom) return aged;
+        }
+        return Admissible(_interactive, out _) ?? Admissible(_background, out _);
+    }
+
+    /// <summary>
+    /// The head of <paramref name="queue"/>, dequeued, if the limits take it (FIFO: the head is never skipped).
+    /// <paramref name="noRoom"/> tells that the byte budget alone kept it out.
+    /// </summary>
+    private ScheduledSequence? Admissible(LinkedList<ScheduledSequence> queue, out bool noRoom)
+    {
+        noRoom = false;
         if (queue.First is not { } node) return null;
         var s = node.Value;
         bool background = queue == _background;
         int sameClass = _running.Count(r => (r.Background && options.PrecomputeAtLowPriority) == background);
         if (sameClass >= options.MaxRunningSequences) return null;
         // Nothing running: admit whatever its size, or a request larger than the budget would wait for ever.
-        if (_running.Count > 0 && LiveCacheBytes + Bytes(s) > options.MaxLiveCacheBytes) return null;
-        if (background && _interactive.Count > 0 && _running.Count > 0) return null; // interactive requests first
+        if (_running.Count > 0 && LiveCacheBytes + Bytes(s) > options.MaxLiveCacheBytes) { noRoom = true; return null; }
+        if (background && Yields(s) && _interactive.Count > 0 && _running.Count > 0) return null; // interactive requests first
         queue.Remove(node);
         s.QueueNode = null;
         return s;
     }
 
     /// <summary>
+    /// True for low-priority work that still yields to requests: a background encode (when
+    /// <see cref="KvLinkOptions.PrecomputeAtLowPriority"/>) that has waited less than <see cref="KvLinkOptions.PrecomputeMaxWait"/>.
+    /// </summary>
+    private bool Yields(ScheduledSequence s) =>
+        s.Background && options.PrecomputeAtLowPriority && _time.GetElapsedTime(s.SubmittedAt) < options.PrecomputeMaxWait;
+
+    /// <summary>
     /// This step's rows: one per decoding sequence first (<c>Decoding</c> of them), then prompt chunks in admission order
-    /// (interactive before background) with what is left of the token budget, at least one row so that prompts always
-    /// progress.
+    /// (interactive, and background work that waited too long to yield, before background) with what is left of the
+    /// token budget, at least one row so that prompts always progress.
     /// </summary>
     private (List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> Parts, int Decoding) Plan()
     {
@@ -200,11 +246,11 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             if (s.Decoding) parts.Add((s, s.Take(1)));
         int decoding = parts.Count;
         int budget = Math.Max(options.MaxStepTokens - parts.Count, 1);
-        foreach (bool background in new[] { false, true })
+        foreach (bool yielding in new[] { false, true })
             foreach (var s in _running)
             {
                 if (budget == 0) break;
-                if (s.PrefillRemaining == 0 || (s.Background && options.PrecomputeAtLowPriority) != background) continue;
+                if (s.PrefillRemaining == 0 || Yields(s) != yielding) continue;
                 var chunk = s.Take(budget);
                 budget -= chunk.Positions.Length;
                 parts.Add((s, chunk));

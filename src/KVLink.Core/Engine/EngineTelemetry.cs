@@ -66,6 +66,9 @@ internal sealed class EngineTelemetry : IDisposable
         _metrics.StepTokens.Record(tokens, _engineTag);
     }
 
+    /// <summary>A batched forward threw; its sequences are rerun one at a time.</summary>
+    public void SchedulerStepFailed() => _metrics.FailedSteps.Add(1, _engineTag);
+
     /// <summary>A generation request joined the running batch after waiting <paramref name="wait"/> (from its call).</summary>
     public void Admitted(TimeSpan wait) => _metrics.QueueWait.Record(wait.TotalSeconds, _engineTag);
 

@@ -142,6 +142,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Sequences waiting for admission to the running batch.</summary>
     internal int QueuedSequences => _context?.Worker.Scheduler.Queued ?? 0;
 
+    /// <summary>The continuous-batching scheduler of the model thread (tests submit their own sequences to it).</summary>
+    internal BatchScheduler Scheduler => _context.Worker.Scheduler;
+
     /// <summary>Work items the model worker has started (tests: proof that a request cancelled while queued never ran).</summary>
     internal long WorkStarted => _context.Worker.Started;
 

@@ -128,6 +128,18 @@ public sealed class KvLinkOptions
     public bool PrecomputeAtLowPriority { get; set; } = true;
 
     /// <summary>
+    /// How long a low-priority precompute encode (<see cref="PrecomputeAtLowPriority"/>) yields to generation requests,
+    /// counted from when it was submitted. Past it, the encode is admitted ahead of queued requests and its chunks share
+    /// each step's budget with requests' prompts in admission order, so a constant stream of requests cannot hold it back
+    /// for ever. Default 10 seconds; <see cref="TimeSpan.Zero"/> never yields (only the separate running limit remains);
+    /// <see cref="TimeSpan.MaxValue"/> always yields. Must be &gt;= 0.
+    /// </summary>
+    public TimeSpan PrecomputeMaxWait { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The clock the scheduler measures <see cref="PrecomputeMaxWait"/> with (tests use a fake one). Not bindable from configuration.</summary>
+    internal TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>
     /// Bytes of conversation attention caches kept in memory (default 256 MiB; 0 keeps none): each conversation's computed
     /// keys and values after its documents, so that its next turn computes only the new tokens. The least recently used
     /// conversations are dropped first; a dropped one is rebuilt exactly from its messages. See docs/conversations.md.
@@ -152,6 +164,8 @@ public sealed class KvLinkOptions
         if (MaxRunningSequences < 1) throw new ArgumentOutOfRangeException(nameof(MaxRunningSequences), MaxRunningSequences, "MaxRunningSequences must be >= 1.");
         if (MaxLiveCacheBytes < 1) throw new ArgumentOutOfRangeException(nameof(MaxLiveCacheBytes), MaxLiveCacheBytes, "MaxLiveCacheBytes must be >= 1 (long.MaxValue for no limit).");
         if (MaxStepTokens < 1) throw new ArgumentOutOfRangeException(nameof(MaxStepTokens), MaxStepTokens, "MaxStepTokens must be >= 1.");
+        if (PrecomputeMaxWait < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(PrecomputeMaxWait), PrecomputeMaxWait, "PrecomputeMaxWait must be >= 0.");
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         if (PrecomputeSlots < 1) throw new ArgumentOutOfRangeException(nameof(PrecomputeSlots), PrecomputeSlots, "PrecomputeSlots must be >= 1.");
         if (!Enum.IsDefined(SlotPolicy)) throw new ArgumentOutOfRangeException(nameof(SlotPolicy), SlotPolicy, "Unknown slot policy: use Shared or Exact.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "Unknown context mode.");

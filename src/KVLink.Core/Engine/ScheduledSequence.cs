@@ -29,6 +29,9 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     /// <summary>The cache, from <see cref="Start"/> until the sequence leaves.</summary>
     public AttentionCache? Cache { get; protected set; }
 
+    /// <summary>When it was submitted (a <see cref="TimeProvider.GetTimestamp"/> of the scheduler's clock): how long background work has waited.</summary>
+    internal long SubmittedAt { get; set; }
+
     /// <summary>Where the scheduler keeps it while queued (guarded by the scheduler's lock).</summary>
     internal LinkedListNode<ScheduledSequence>? QueueNode { get; set; }
 

@@ -41,6 +41,7 @@ internal sealed class KvLinkOptionsValidator(IEnumerable<KvLinkRegistration> reg
         if (o.MaxRunningSequences < 1) yield return ("MaxRunningSequences", $"must be >= 1 (is {o.MaxRunningSequences}).");
         if (o.MaxLiveCacheBytes < 1) yield return ("MaxLiveCacheBytes", $"must be >= 1, long.MaxValue for no limit (is {o.MaxLiveCacheBytes}).");
         if (o.MaxStepTokens < 1) yield return ("MaxStepTokens", $"must be >= 1 (is {o.MaxStepTokens}).");
+        if (o.PrecomputeMaxWait < TimeSpan.Zero) yield return ("PrecomputeMaxWait", $"must be >= 0 (is {o.PrecomputeMaxWait.ToString("c", CultureInfo.InvariantCulture)}).");
         if (!Enum.IsDefined(o.Mode)) yield return ("Mode", $"'{o.Mode}' is not a context mode: use {string.Join(" or ", Enum.GetNames<ContextMode>())}.");
         if (!Enum.IsDefined(o.DType)) yield return ("DType", $"'{o.DType}' is not a dtype: use {string.Join(", ", Enum.GetNames<ComputeDType>())}.");
         if (string.IsNullOrWhiteSpace(o.Tenant)) yield return ("Tenant", "must not be empty.");

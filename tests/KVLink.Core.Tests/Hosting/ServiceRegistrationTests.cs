@@ -83,6 +83,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
             ["KvLink:Generation:MaxNewTokens"] = "7",
             ["KvLink:Generation:Temperature"] = "0.5",
             ["KvLink:Generation:Seed"] = "3",
+            ["KvLink:PrecomputeMaxWait"] = "00:00:30",
         }).Build();
         var services = new ServiceCollection();
         services.AddKvLink(config.GetSection("KvLink"));
@@ -91,6 +92,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
         var o = sp.GetRequiredService<IOptions<KvLinkOptions>>().Value;
         Assert.Equal((fixture.Folder, 0, ContextMode.FullPrefill, ComputeDType.Float32, 2, "cpu"), (o.ModelPath, o.LinkTokens, o.Mode, o.DType, o.PrecomputeSlots, o.Device));
         Assert.Equal((7, 0.5f, (int?)3), (o.Generation.MaxNewTokens, o.Generation.Temperature, o.Generation.Seed));
+        Assert.Equal(TimeSpan.FromSeconds(30), o.PrecomputeMaxWait);
         Assert.Equal(2, sp.GetRequiredService<KvLinkEngine>().Options.PrecomputeSlots);
         Assert.Equal(SlotPolicy.Exact, sp.GetRequiredService<KvLinkEngine>().Options.SlotPolicy);
     }
@@ -156,6 +158,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
     [InlineData("MaxRunningSequences")]
     [InlineData("MaxLiveCacheBytes")]
     [InlineData("MaxStepTokens")]
+    [InlineData("PrecomputeMaxWait")]
     [InlineData("Generation.MaxNewTokens")]
     public async Task Invalid_settings_fail_naming_the_option(string option)
     {
@@ -172,6 +175,7 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
                 case "MaxRunningSequences": o.MaxRunningSequences = 0; break;
                 case "MaxLiveCacheBytes": o.MaxLiveCacheBytes = 0; break;
                 case "MaxStepTokens": o.MaxStepTokens = -3; break;
+                case "PrecomputeMaxWait": o.PrecomputeMaxWait = TimeSpan.FromSeconds(-2); break;
                 default: o.Generation = new KVLink.Core.Generation.GenerationOptions { MaxNewTokens = 0 }; break;
             }
         });

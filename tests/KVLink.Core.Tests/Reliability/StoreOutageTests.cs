@@ -174,6 +174,7 @@ public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper out
         Check(() => new KvLinkOptions { MaxRunningSequences = 0 }.Validate(), "MaxRunningSequences");
         Check(() => new KvLinkOptions { MaxLiveCacheBytes = -1 }.Validate(), "MaxLiveCacheBytes");
         Check(() => new KvLinkOptions { MaxStepTokens = 0 }.Validate(), "MaxStepTokens");
+        Check(() => new KvLinkOptions { PrecomputeMaxWait = TimeSpan.FromSeconds(-1) }.Validate(), "PrecomputeMaxWait");
         Check(() => new KvLinkOptions { LinkTokens = -1 }.Validate(), "LinkTokens");
     }
 }

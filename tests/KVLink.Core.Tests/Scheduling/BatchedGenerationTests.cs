@@ -60,14 +60,18 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
         return tokens;
     }
 
-    /// <summary>Holds the model thread until every request is queued, so that they are admitted and stepped together.</summary>
-    private static async Task<T[]> Together<T>(KvLinkEngine engine, int count, Func<int, Task<T>> start)
+    /// <summary>
+    /// Holds the model thread until every request is queued (then runs <paramref name="queuedLast"/>, which may queue
+    /// more), so that they are admitted and stepped together.
+    /// </summary>
+    private static async Task<T[]> Together<T>(KvLinkEngine engine, int count, Func<int, Task<T>> start, Action? queuedLast = null)
     {
         using var release = new ManualResetEventSlim();
         var hold = engine.OnModelThread(() => release.Wait(TimeSpan.FromSeconds(30)));
         var tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
         for (int i = 0; i < 3000 && engine.QueuedSequences < count; i++) await Task.Delay(10); // bounded: 30 s
         Assert.Equal(count, engine.QueuedSequences);
+        queuedLast?.Invoke();
         release.Set();
         Assert.True(await hold, "the model thread was held too long");
         return await Task.WhenAll(tasks);
@@ -176,6 +180,34 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
         Assert.Equal(requests.Count, steps.Sequences.Max());
         Assert.Equal(0, engine.QueueLength); // the cancelled ones left and freed their caches
         Assert.Equal(0, engine.RunningSequences);
+    }
+
+    [Theory]
+    [InlineData(4096)] // it fails in the first step, among every prompt
+    [InlineData(7)]    // it fails a step or two after the last prompt is in, among decoding requests
+    public async Task A_sequence_whose_own_forward_fails_fails_alone_and_the_others_give_the_tokens_they_give_alone(int stepTokens)
+    {
+        var requests = Requests();
+        var alone = await Alone(requests);
+        string name = "isolate-" + Guid.NewGuid().ToString("N");
+        using var steps = new StepRecorder(name);
+        await using var engine = Engine(name, stepTokens: stepTokens);
+        var ids = await Precompute(engine);
+        // Queued after every request, so admitted last: its 2 rows come once every earlier prompt is in, and its second
+        // slot is beyond its cache. The batched forward of that step throws at layer 0, after the sequences before it
+        // wrote their keys and values there.
+        var broken = new BrokenSequence(fx.Model, tokens: 2, capacity: 1);
+        var results = await Together(engine, requests.Count,
+            i => Run(engine, requests[i].Query, [.. requests[i].Docs.Select(d => ids[d])], requests[i].Options, requests[i].Stream),
+            queuedLast: () => engine.Scheduler.Submit(broken));
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => broken.Task);
+        Assert.Contains("beyond its capacity", error.Message);
+        for (int i = 0; i < requests.Count; i++) Assert.Equal(alone[i], results[i].TokenIds);
+        // The failed step was a batched one (a step of one sequence is not retried), rerun one sequence at a time.
+        Assert.Equal(1, steps.FailedSteps);
+        Assert.Equal(0, engine.RunningSequences);
+        Assert.Equal(0, engine.QueueLength);
     }
 
     [Fact]

@@ -4,7 +4,7 @@ using KVLink.Core.Diagnostics;
 
 namespace KVLink.Core.Tests.Scheduling;
 
-/// <summary>Records, through a real <see cref="MeterListener"/>, the sequences and tokens of every scheduler step of one named engine.</summary>
+/// <summary>Records, through a real <see cref="MeterListener"/>, the sequences and tokens of every scheduler step of one named engine, and its failed batched steps.</summary>
 internal sealed class StepRecorder : IDisposable
 {
     private readonly MeterListener _listener = new();
@@ -29,6 +29,10 @@ internal sealed class StepRecorder : IDisposable
         {
             if (Mine(tags) && instrument.Name == "kvlink.scheduler.queue_wait") _queueWaits.Enqueue(value);
         });
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            if (Mine(tags) && instrument.Name == "kvlink.scheduler.step.failures") Interlocked.Add(ref _failedSteps, value);
+        });
         _listener.Start();
     }
 
@@ -39,6 +43,10 @@ internal sealed class StepRecorder : IDisposable
 
     /// <summary>Tokens (rows) of each step so far.</summary>
     public int[] Tokens => [.. _tokens];
+
+    /// <summary>Batched steps whose forward threw and whose sequences were rerun one at a time.</summary>
+    public long FailedSteps => Interlocked.Read(ref _failedSteps);
+    private long _failedSteps;
 
     /// <summary>Queue waits of the requests admitted so far, in seconds.</summary>
     public double[] QueueWaits => [.. _queueWaits];
