@@ -118,6 +118,24 @@ public sealed class ServiceRegistrationTests(CheckpointFixture fixture) : IClass
         Assert.Contains("LinkToken", e.Message);
     }
 
+    [Fact]
+    public async Task The_containers_TimeProvider_is_the_schedulers_clock()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var services = new ServiceCollection();
+        services.AddSingleton<TimeProvider>(clock);
+        services.AddKvLink(o => o.ModelPath = fixture.Folder);
+        services.AddKeyedKvLink("other", o => o.ModelPath = fixture.Folder);
+        await using var sp = services.BuildServiceProvider();
+        var monitor = sp.GetRequiredService<IOptionsMonitor<KvLinkOptions>>();
+        Assert.Same(clock, monitor.Get(Options.DefaultName).TimeProvider);
+        Assert.Same(clock, monitor.Get("other").TimeProvider);
+
+        // Without one registered, the system clock.
+        await using var plain = new ServiceCollection().AddKvLink(o => o.ModelPath = fixture.Folder).Services.BuildServiceProvider();
+        Assert.Same(TimeProvider.System, plain.GetRequiredService<IOptionsMonitor<KvLinkOptions>>().Get(Options.DefaultName).TimeProvider);
+    }
+
     [Theory]
     [InlineData(null, "ModelPath is required")]
     [InlineData("/nonexistent/kvlink-model", "ModelPath '/nonexistent/kvlink-model' does not exist")]
