@@ -18,16 +18,7 @@ internal static class LlamaBatchedExecutor
     /// <summary>Aggregate decode tokens/s of <paramref name="conversations"/> conversations over <paramref name="steps"/> steps (the prompts not timed).</summary>
     public static async Task<double> DecodeTokensPerSecondAsync(LLamaWeights weights, string modelPath, int[] prompt, int conversations, int steps, int threads)
     {
-        var p = new ModelParams(modelPath)
-        {
-            ContextSize = (uint)(conversations * (prompt.Length + steps + 8)),
-            BatchSize = (uint)Math.Max(prompt.Length, conversations),
-            SeqMax = (uint)conversations,
-            Threads = threads,
-            BatchThreads = threads,
-            GpuLayerCount = 0,
-        };
-        using var executor = new BatchedExecutor(weights, p);
+        using var executor = new BatchedExecutor(weights, LlamaCppRunner.BatchedParams(modelPath, conversations, prompt.Length, steps, threads));
         var tokens = prompt.Select(t => (LLamaToken)t).ToArray();
         var all = new Conversation[conversations];
         var samplers = new GreedySamplingPipeline[conversations];

@@ -112,6 +112,17 @@ internal sealed class LlamaCppRunner : IDisposable
         return [.. Enumerable.Range(0, tokens.Length).Select(i => context.NativeHandle.GetLogitsIth(i).ToArray())];
     }
 
+    /// <summary>A CPU context for <paramref name="sequences"/> sequences of a prompt and <paramref name="steps"/> decode steps each, one batch per step.</summary>
+    public static ModelParams BatchedParams(string modelPath, int sequences, int promptLength, int steps, int threads) => new(modelPath)
+    {
+        ContextSize = (uint)(sequences * (promptLength + steps + 8)),
+        BatchSize = (uint)Math.Max(promptLength, sequences),
+        SeqMax = (uint)sequences,
+        Threads = threads,
+        BatchThreads = threads,
+        GpuLayerCount = 0,
+    };
+
     /// <summary>
     /// llama.cpp batched decoding (what LLamaSharp's BatchedExecutor drives): <paramref name="streams"/> sequences share
     /// <paramref name="prompt"/> (prefilled once per sequence), then every step is ONE llama_decode with one token per
@@ -119,15 +130,7 @@ internal sealed class LlamaCppRunner : IDisposable
     /// </summary>
     public double BatchedDecodeTokensPerSecond(int[] prompt, int streams, int tokens, int threads)
     {
-        var p = new ModelParams(_params.ModelPath)
-        {
-            ContextSize = (uint)(streams * (prompt.Length + tokens + 8)),
-            BatchSize = (uint)Math.Max(prompt.Length, streams),
-            SeqMax = (uint)streams,
-            Threads = threads,
-            BatchThreads = threads,
-            GpuLayerCount = 0,
-        };
+        var p = BatchedParams(_params.ModelPath, streams, prompt.Length, tokens, threads);
         using var context = _weights.CreateContext(p);
         var batch = new LLamaBatch();
         var next = new int[streams];

@@ -72,7 +72,7 @@ internal static class LoadBench
                 // Last, so that no earlier row runs while the int8 copies exist: one user and the serial level, int8 decode weights.
                 var int8Levels = new List<Level>();
                 if (m.Name != "demo")
-                    foreach (int users in new[] { 1, serialUsers })
+                    foreach (int users in new[] { 1, serialUsers }.Distinct())
                     {
                         int8Levels.Add(await ClosedLoop(m, o, users, maxRunning: 16, Log, int8: true));
                         Print(int8Levels[^1], Log);
@@ -256,17 +256,16 @@ internal static class LoadBench
         try
         {
             var type = GgufWriter.ParseType(o.GgufType ?? "f16");
-            string gguf = Path.Combine(temp, $"{m.Name}-{type}.gguf");
-            GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
-            using var llama = new LlamaCppRunner(gguf, 1024, o.Threads);
-            int[] prompt = [.. Enumerable.Range(0, 64).Select(i => 3 + (i * 31) % 200)];
-            double one = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 1, o.LoadTokens, o.Threads);
-            double eight = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 8, o.LoadTokens, o.Threads);
-            log($"  llama.cpp ({type} GGUF) BatchedExecutor: 1 conversation {one:F2} tok/s, 8 conversations {eight:F2} tok/s ({eight / one:F2}x); load {Machine.LoadAverage()}");
-            double rawOne = llama.BatchedDecodeTokensPerSecond(prompt, 1, o.LoadTokens, o.Threads);
-            double rawEight = llama.BatchedDecodeTokensPerSecond(prompt, 8, o.LoadTokens, o.Threads);
-            log($"  llama.cpp raw llama_decode batches: 1 stream {rawOne:F2} tok/s, 8 streams {rawEight:F2} tok/s ({rawEight / rawOne:F2}x)");
-            File.Delete(gguf);
+            double one = 0, eight = 0, rawOne = 0, rawEight = 0;
+            await WithGguf(m, o, temp, type, async (llama, prompt) =>
+            {
+                one = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 1, o.LoadTokens, o.Threads);
+                eight = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 8, o.LoadTokens, o.Threads);
+                log($"  llama.cpp ({type} GGUF) BatchedExecutor: 1 conversation {one:F2} tok/s, 8 conversations {eight:F2} tok/s ({eight / one:F2}x); load {Machine.LoadAverage()}");
+                rawOne = llama.BatchedDecodeTokensPerSecond(prompt, 1, o.LoadTokens, o.Threads);
+                rawEight = llama.BatchedDecodeTokensPerSecond(prompt, 8, o.LoadTokens, o.Threads);
+                log($"  llama.cpp raw llama_decode batches: 1 stream {rawOne:F2} tok/s, 8 streams {rawEight:F2} tok/s ({rawEight / rawOne:F2}x)");
+            });
             var ours8 = levels.FirstOrDefault(l => l.Users == 8);
             return $"llama.cpp batched decoding through LLamaSharp's `BatchedExecutor` ({type} GGUF of the same weights; N conversations each prompted with the same 64 tokens, then {o.LoadTokens} steps of one `Infer()` and one greedy sample per conversation): " +
                 $"1 conversation {one:F2} tok/s, 8 conversations {eight:F2} tok/s aggregate ({eight / one:F2}x). The same steps as raw `llama_decode` batches: 1 stream {rawOne:F2}, 8 streams {rawEight:F2} tok/s" +
@@ -279,6 +278,19 @@ internal static class LoadBench
         }
     }
 
+    /// <summary>Writes a GGUF of <paramref name="type"/> for the model, runs <paramref name="measure"/> on llama.cpp with the 64-token prompt of these rows, deletes the file.</summary>
+    private static async Task WithGguf(BenchModel m, BenchOptions o, string temp, GgufWriter.GgmlType type, Func<LlamaCppRunner, int[], Task> measure)
+    {
+        string gguf = Path.Combine(temp, $"{m.Name}-{type}.gguf");
+        GgufWriter.Write(gguf, m.Model, m.Tokenizer, type);
+        try
+        {
+            using var llama = new LlamaCppRunner(gguf, 1024, o.Threads);
+            await measure(llama, [.. Enumerable.Range(0, 64).Select(i => 3 + (i * 31) % 200)]);
+        }
+        finally { File.Delete(gguf); }
+    }
+
     /// <summary>
     /// llama.cpp's <c>BatchedExecutor</c> on a Q8_0 GGUF of the same weights, 1 and 8 conversations, beside our closed
     /// loop with int8 decode weights: int8 against int8, where the F16 row compares full precision with full precision.
@@ -287,14 +299,13 @@ internal static class LoadBench
     {
         try
         {
-            string gguf = Path.Combine(temp, $"{m.Name}-q8_0.gguf");
-            GgufWriter.Write(gguf, m.Model, m.Tokenizer, GgufWriter.GgmlType.Q8_0);
-            using var llama = new LlamaCppRunner(gguf, 1024, o.Threads);
-            int[] prompt = [.. Enumerable.Range(0, 64).Select(i => 3 + (i * 31) % 200)];
-            double one = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 1, o.LoadTokens, o.Threads);
-            double eight = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 8, o.LoadTokens, o.Threads);
+            double one = 0, eight = 0;
+            await WithGguf(m, o, temp, GgufWriter.GgmlType.Q8_0, async (llama, prompt) =>
+            {
+                one = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 1, o.LoadTokens, o.Threads);
+                eight = await LlamaBatchedExecutor.DecodeTokensPerSecondAsync(llama.Weights, llama.ModelPath, prompt, 8, o.LoadTokens, o.Threads);
+            });
             log($"  llama.cpp (Q8_0 GGUF) BatchedExecutor: 1 conversation {one:F2} tok/s, 8 conversations {eight:F2} tok/s; load {Machine.LoadAverage()}");
-            File.Delete(gguf);
             var ours1 = int8Levels.First(l => l.Users == 1);
             var ours8 = int8Levels.Last();
             return $"Int8 against int8: llama.cpp's `BatchedExecutor` on a Q8_0 GGUF of the same weights (same steps as above): 1 conversation {one:F2} tok/s, {ours8.Users} conversations {eight:F2} tok/s aggregate. " +
