@@ -13,17 +13,18 @@ if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
   echo "redis-server: absent, and not root (no sudo) to install it; the redis-server cluster tests will fail" >&2
   exit 1
 fi
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+# A command prefix, not a shell function: `timeout` runs programs, and cannot run a function.
+as_root=(); [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "redis-server: absent and no apt-get here; install redis-server (7.x) or set KVLINK_REDIS_SERVER" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 log="$(mktemp)"
-if timeout 300 as_root apt-get update >"$log" 2>&1 \
-   && timeout 300 as_root apt-get install -y --no-install-recommends redis-server >>"$log" 2>&1; then
+if timeout 300 "${as_root[@]}" apt-get update >"$log" 2>&1 \
+   && timeout 300 "${as_root[@]}" apt-get install -y --no-install-recommends redis-server >>"$log" 2>&1; then
   # The package starts a system service on 6379 where an init system runs; the tests start their own servers.
-  (as_root service redis-server stop || as_root systemctl stop redis-server) >/dev/null 2>&1 || true
+  ("${as_root[@]}" service redis-server stop || "${as_root[@]}" systemctl stop redis-server) >/dev/null 2>&1 || true
   echo "redis-server: installed $(command -v redis-server) ($(redis-server --version | head -n 1))"
   rm -f "$log"
   exit 0
