@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using KVLink.Core.Caching;
+using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Native;
@@ -28,22 +30,33 @@ internal static class DecodeProbe
         long int8Bytes = m.Model.QuantizeInt8ForDecoding();
         Console.WriteLine($"int8 copies: {int8Bytes >> 20} MiB in {c.Elapsed.TotalSeconds:F0} s");
         using var llama = new LlamaCppRunner(gguf, promptTokens + tokens + 16, threads);
-        var bf = new List<double>(); var i8 = new List<double>(); var pool = new List<double>(); var q8 = new List<double>();
+        var bf = new List<double>(); var i8 = new List<double>(); var pool = new List<double>(); var q8 = new List<double>(); var eng = new List<double>();
+        using var engine = new KvLinkEngine(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 0, PromptFormat = m.Format, Mode = ContextMode.FullPrefill }, new MemoryKvCacheStore());
         Console.WriteLine($"int8 kernel threads: LibTorch's OpenMP team {(OpenMpTeam.Available ? "found" : "NOT found")}; the pool row is the kernel on .NET's thread pool (before)");
         for (int r = 0; r < rounds; r++)
         {
             bf.Add(Ours(m.Model, prompt, tokens, int8: false));
+            eng.Add(ThroughEngine(engine, tokens));
             i8.Add(Ours(m.Model, prompt, tokens, int8: true));
             OpenMpTeam.Enabled = false;
             pool.Add(Ours(m.Model, prompt, tokens, int8: true));
             OpenMpTeam.Enabled = true;
             q8.Add(llama.DecodeTokensPerSecond(prompt, tokens));
-            Console.WriteLine($"round {r}: ours bf16 {bf[^1]:F2}, ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
+            Console.WriteLine($"round {r}: ours bf16 {bf[^1]:F2} (through the engine's scheduler {eng[^1]:F2}), ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
         }
-        double mb = Stats.Median(bf), mi = Stats.Median(i8), mp = Stats.Median(pool), mq = Stats.Median(q8);
+        double mb = Stats.Median(bf), mi = Stats.Median(i8), mp = Stats.Median(pool), mq = Stats.Median(q8), me = Stats.Median(eng);
+        Console.WriteLine($"one user's bf16 decode through the engine (scheduler, streaming, sampling) {me:F2} tok/s = {me / mb:F2}x the bare decode loop's {mb:F2}");
         Console.WriteLine($"median of {rounds}: ours bf16 {mb:F2}, ours int8 {mi:F2} ({mi / mb:F2}x bf16; on .NET's pool {mp:F2}, {mp / mb:F2}x), llama.cpp Q8_0 {mq:F2} tok/s (ours int8 / llama.cpp {mi / mq:F2}x), " +
                           $"{tokens} tokens after a {promptTokens}-token prompt, {threads} threads");
         Directory.Delete(temp, true);
+    }
+
+    /// <summary>One request's decode rate through the engine (full prefill of a short question, then its scheduler's steps): generated tokens after the first over the time after the first.</summary>
+    private static double ThroughEngine(KvLinkEngine engine, int tokens)
+    {
+        var res = engine.GenerateAsync("Which of the documents mentions the city and the year of its founding?", [],
+            new KvLinkGenerationOptions { MaxNewTokens = tokens + 1, StopTokenIds = [], Mode = ContextMode.FullPrefill, LinkTokens = 0 }).GetAwaiter().GetResult();
+        return (res.Usage.GeneratedTokens - 1) / (res.Timings.Total - res.Timings.TimeToFirstToken).TotalSeconds;
     }
 
     private static double Ours(LlamaForCausalLM model, int[] prompt, int tokens, bool int8)
