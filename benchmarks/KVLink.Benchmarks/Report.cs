@@ -187,7 +187,7 @@ internal sealed class Report(BenchOptions options)
 
         if (Gemm is { Count: > 0 })
         {
-            s.AppendLine("## bf16 GEMM rates (same run, 1B projections; LibTorch's kernel: oneDNN `brg_matmul:avx512_core_bf16` at every T, seen with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
+            s.AppendLine("## bf16 GEMM rates (same run, 1B projections; which oneDNN kernel LibTorch takes on a machine shows with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
             s.AppendLine();
             s.AppendLine(GemmRates.Header);
             foreach (var row in Gemm) s.AppendLine(row);
