@@ -92,13 +92,6 @@ internal sealed class Int8Weight
         return Math.Min(t_decodingRows, x.numel() / Cols);
     }
 
-    /// <summary>Whether every row of <paramref name="x"/> is served (<see cref="ServedRows"/>).</summary>
-    public bool Serves(Tensor x)
-    {
-        long served = ServedRows(x);
-        return served > 0 && served == x.numel() / Cols;
-    }
-
     /// <summary>
     /// y = x W[first..first+count)^T with the leading <see cref="ServedRows"/> rows from the int8 copy and the rest from
     /// <paramref name="full"/> (the full-precision product of the same rows); returns [..., count] in x's dtype.
