@@ -52,19 +52,24 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
         if (kind == "redis") { var r = Redis(64 << 20); await Db.StringSetAsync(r.Manifest(key.Hash), text); store = r; }
         else { var d = Distributed(64 << 20); await garnet.DistributedCache.SetAsync(d.ManifestKey(key), Encoding.ASCII.GetBytes(text)); store = d; }
 
-        long allocated = GC.GetTotalAllocatedBytes(precise: true);
-        _sent.Clear();
-        Assert.Null(await store.GetAsync(key));
-
         // Refused before any chunk is asked for: the manifest is the one key read, so no million-key request and no
-        // million tasks (those cost 350 MiB and seconds). The allocation bound is loose because tests of other
-        // collections allocate meanwhile.
-        var read = Assert.Single(_sent.Commands);
-        Assert.Equal([ManifestKey(store, key)], read.Keys);
-        long bytes = GC.GetTotalAllocatedBytes(precise: true) - allocated;
-        Assert.True(bytes < 100 << 20, $"the read allocated {bytes} bytes");
+        // million tasks (those cost 350 MiB and seconds). GC.GetTotalAllocatedBytes counts every thread, and tests of
+        // other collections allocate meanwhile (once 119 MB within one 15 ms read), so the bound holds the least of
+        // five reads: what the read itself allocates is in every one of them, another test's burst in few.
+        const int reads = 5;
+        long least = long.MaxValue;
+        for (int i = 0; i < reads; i++)
+        {
+            _sent.Clear();
+            long allocated = GC.GetTotalAllocatedBytes(precise: true);
+            Assert.Null(await store.GetAsync(key));
+            least = Math.Min(least, GC.GetTotalAllocatedBytes(precise: true) - allocated);
+            var read = Assert.Single(_sent.Commands);
+            Assert.Equal([ManifestKey(store, key)], read.Keys);
+        }
+        Assert.True(least < 16 << 20, $"each of {reads} reads allocated at least {least} bytes");
         var s = store.Statistics;
-        Assert.Equal((1L, 1L, 0L), (s.Misses, s.Rejected, s.Unavailable));
+        Assert.Equal(((long)reads, (long)reads, 0L), (s.Misses, s.Rejected, s.Unavailable));
     }
 
     [Theory]
