@@ -35,6 +35,8 @@ internal sealed class KvLinkInstruments
 
     /// <summary>Sequences per step: 1, 2, 4 ... 256.</summary>
     public static readonly int[] StepBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+    /// <summary>Step durations: 1 ms to 8.2 s, doubling (a decode step of a small model to a long prompt chunk of a large one).</summary>
+    public static readonly double[] StepDurationBuckets = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192];
     /// <summary>Tokens per step: 1, 2, 4 ... 8192.</summary>
     public static readonly int[] StepTokenBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
 
@@ -67,6 +69,8 @@ internal sealed class KvLinkInstruments
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepBuckets });
         StepTokens = Meter.CreateHistogram("kvlink.scheduler.step.tokens", "{token}", "Tokens (rows) in one batched forward step.",
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = StepTokenBuckets });
+        StepDuration = Seconds("kvlink.scheduler.step.duration",
+            "Time of one batched forward step: every running request waits at least this long for its next token.", StepDurationBuckets);
         FailedSteps = Meter.CreateCounter<long>("kvlink.scheduler.step.failures", "{step}",
             "Batched forward steps that threw and were rerun one sequence at a time, so that only the sequences whose own forward fails get the error.");
         QueueWait = Seconds("kvlink.scheduler.queue_wait", "Time a generation request waited for admission to the running batch.", TimeToFirstTokenBuckets);
@@ -111,6 +115,7 @@ internal sealed class KvLinkInstruments
     public Histogram<double> ServerTimePerOutputToken { get; }
     public Histogram<int> StepSequences { get; }
     public Histogram<int> StepTokens { get; }
+    public Histogram<double> StepDuration { get; }
     public Counter<long> FailedSteps { get; }
     public Histogram<double> QueueWait { get; }
 

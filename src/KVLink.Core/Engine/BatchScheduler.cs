@@ -125,6 +125,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     private Exception? Run(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, int decoding)
     {
         using var scope = NewDisposeScope();
+        long started = _time.GetTimestamp();
         Tensor? logits;
         try
         {
@@ -134,7 +135,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             logits = Forward(parts);
         }
         catch (Exception e) { return e; }
-        telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length));
+        // Recorded before the sequences advance: a request completed by this step finds its steps already counted.
+        telemetry?.SchedulerStep(parts.Count, parts.Sum(p => p.Chunk.Positions.Length), _time.GetElapsedTime(started));
         int row = 0;
         foreach (var (sequence, chunk) in parts)
         {

@@ -60,10 +60,11 @@ internal sealed class EngineTelemetry : IDisposable
     }
 
     /// <summary>One batched forward of the scheduler: how many sequences and rows it ran.</summary>
-    public void SchedulerStep(int sequences, int tokens)
+    public void SchedulerStep(int sequences, int tokens, TimeSpan duration)
     {
         _metrics.StepSequences.Record(sequences, _engineTag);
         _metrics.StepTokens.Record(tokens, _engineTag);
+        _metrics.StepDuration.Record(duration.TotalSeconds, _engineTag);
     }
 
     /// <summary>A batched forward threw; its sequences are rerun one at a time.</summary>

@@ -89,8 +89,17 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
         using var steps = new StepRecorder(name);
         await using var engine = Engine(name, stepTokens: stepTokens);
         var ids = await Precompute(engine);
+        int before = steps.Sequences.Length;
+        var wall = System.Diagnostics.Stopwatch.StartNew();
         var results = await Together(engine, requests.Count, i => Run(engine, requests[i].Query, [.. requests[i].Docs.Select(d => ids[d])], requests[i].Options, requests[i].Stream));
+        wall.Stop();
 
+        // One duration per step, each real time spent, and the steps of the batched requests (one model thread) within
+        // the time those requests took.
+        var durations = steps.Durations;
+        Assert.Equal(steps.Sequences.Length, durations.Length);
+        Assert.All(durations, d => Assert.True(d > 0, "a step took no time"));
+        Assert.True(durations[before..].Sum() <= wall.Elapsed.TotalSeconds, $"steps of {durations[before..].Sum():F3} s within {wall.Elapsed.TotalSeconds:F3} s");
         for (int i = 0; i < requests.Count; i++)
         {
             Assert.Equal(alone[i], results[i].TokenIds);

@@ -4,12 +4,12 @@ using KVLink.Core.Diagnostics;
 
 namespace KVLink.Core.Tests.Scheduling;
 
-/// <summary>Records, through a real <see cref="MeterListener"/>, the sequences and tokens of every scheduler step of one named engine, and its failed batched steps.</summary>
+/// <summary>Records, through a real <see cref="MeterListener"/>, the sequences, tokens and duration of every scheduler step of one named engine, and its failed batched steps.</summary>
 internal sealed class StepRecorder : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly ConcurrentQueue<int> _sequences = new(), _tokens = new();
-    private readonly ConcurrentQueue<double> _queueWaits = new();
+    private readonly ConcurrentQueue<double> _queueWaits = new(), _durations = new();
 
     public StepRecorder(string engine)
     {
@@ -27,7 +27,9 @@ internal sealed class StepRecorder : IDisposable
         });
         _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) =>
         {
-            if (Mine(tags) && instrument.Name == "kvlink.scheduler.queue_wait") _queueWaits.Enqueue(value);
+            if (!Mine(tags)) return;
+            if (instrument.Name == "kvlink.scheduler.queue_wait") _queueWaits.Enqueue(value);
+            else if (instrument.Name == "kvlink.scheduler.step.duration") _durations.Enqueue(value);
         });
         _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
         {
@@ -47,6 +49,9 @@ internal sealed class StepRecorder : IDisposable
     /// <summary>Batched steps whose forward threw and whose sequences were rerun one at a time.</summary>
     public long FailedSteps => Interlocked.Read(ref _failedSteps);
     private long _failedSteps;
+
+    /// <summary>Durations of each step so far, in seconds.</summary>
+    public double[] Durations => [.. _durations];
 
     /// <summary>Queue waits of the requests admitted so far, in seconds.</summary>
     public double[] QueueWaits => [.. _queueWaits];
