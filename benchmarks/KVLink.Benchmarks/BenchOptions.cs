@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load, HttpLoad, ChatTurns }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, ChatTurns }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -65,6 +65,7 @@ internal sealed class BenchOptions
             (Flag("--gemm-rates", "only: bf16 GEMM rates of the 1B projections at T = 1..1024, separate and fused (run with ONEDNN_VERBOSE=1 to see LibTorch's kernel)"), BenchMode.GemmRates),
             (Flag("--random-slots", "only: documents precomputed once, then queried in random slots under each slot policy (TTFT and computed tokens beside full prefill; honours --models, --contexts, --runs, --k)"), BenchMode.RandomSlots),
             (Flag("--load", "only: the serving benchmark (continuous batching): closed-loop users (--users), an open-loop Poisson arrival, the serial baseline, corpus indexing and the ragged/padded attention kernel; writes --out"), BenchMode.Load),
+            (Flag("--indexing", "only: the indexing comparison of --load, PrecomputeAllAsync of --index-docs documents of --index-doc-tokens (batched, and one document per forward) beside full prefill at 1k timed before and after; honours --models; writes --out"), BenchMode.Indexing),
             (Flag("--http-load", "only: the ASP.NET sample under load: the real app (demo model) as a child process, closed-loop parallel streaming HTTP clients (--users, --load-rounds, --load-tokens) and its serial baseline (MaxRunningSequences 1); writes --out"), BenchMode.HttpLoad),
             (Flag("--chat-turns", "only: a 5-turn conversation over 10 documents on the 1B shape (float32), session reuse vs recompute (--runs conversations)"), BenchMode.ChatTurns),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
@@ -162,6 +163,7 @@ internal sealed class BenchOptions
             if (Has(loadTokens)) o.LoadTokens = r.GetValue(loadTokens);
             if (Has(indexDocs)) o.IndexDocuments = r.GetValue(indexDocs);
             if (Has(indexDocTokens)) o.IndexDocumentTokens = r.GetValue(indexDocTokens);
+            if (o.Mode == BenchMode.Indexing && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-indexing.md");
             if (o.Mode == BenchMode.Load && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-load.md");
             if (o.Mode == BenchMode.HttpLoad && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-http-load.md");
             await run(o);

@@ -27,6 +27,7 @@ static async Task RunAsync(BenchOptions options)
             return;
         case BenchMode.RandomSlots: await RandomSlots.RunAsync(options); return;
         case BenchMode.Load: await LoadBench.RunAsync(options); return;
+        case BenchMode.Indexing: await LoadBench.IndexingOnlyAsync(options); return;
         case BenchMode.HttpLoad: await HttpLoadBench.RunAsync(options); return;
         case BenchMode.ChatTurns: await ChatTurns.RunAsync(options.Threads, options.Runs, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
     }
