@@ -22,6 +22,9 @@ internal static class LoadBench
 
     public sealed record Level(string Name, int Users, int Requests, double WallS, List<double> TtftMs, List<double> ItlMs, long Tokens, int MaxRunning)
     {
+        /// <summary>The scheduler's steps during the level (rows, ms), from its metrics.</summary>
+        public (int Rows, double Ms)[] Steps { get; init; } = [];
+
         public double TokensPerS => Tokens / WallS;
         public double RequestsPerS => Requests / WallS;
         /// <summary>Decode rate of all users together: users / median inter-token gap (closed loops only).</summary>
@@ -83,7 +86,8 @@ internal static class LoadBench
                 {
                     md.AppendLine().AppendLine(CultureInfo.InvariantCulture,
                         $"At {batched.Users} users: aggregate decode {batched.DecodeTokensPerS:F2} tok/s = **{batched.DecodeTokensPerS / single.DecodeTokensPerS:F2}x** one user's ({single.DecodeTokensPerS:F2}); generated {batched.TokensPerS:F2} tok/s = **{batched.TokensPerS / single.TokensPerS:F2}x** one user's ({single.TokensPerS:F2} tok/s); serial baseline {serial!.TokensPerS:F2} tok/s (batched / serial = {batched.TokensPerS / serial.TokensPerS:F2}x). " +
-                        $"p95 caller TTFT {Pct(batched.TtftMs, 95):F0} ms = **{Pct(batched.TtftMs, 95) / Stats.Median(single.TtftMs):F2}x** one user's median ({Stats.Median(single.TtftMs):F0} ms); serial baseline p95 {Pct(serial.TtftMs, 95):F0} ms.");
+                        $"p95 caller TTFT {Pct(batched.TtftMs, 95):F0} ms = **{Pct(batched.TtftMs, 95) / Stats.Median(single.TtftMs):F2}x** one user's median ({Stats.Median(single.TtftMs):F0} ms); serial baseline p95 {Pct(serial.TtftMs, 95):F0} ms. " +
+                        $"Scheduler steps (`kvlink.scheduler.step.tokens` / `.duration`): one user {StepsLine(single)}; {batched.Users} users {StepsLine(batched)}.");
                 }
                 if (indexing is not null) md.AppendLine().Append(indexing);
                 if (m.Name != "demo") md.AppendLine().Append(AttentionKernels(m, Log));
@@ -120,6 +124,7 @@ internal static class LoadBench
         await using var engine = Engine(m, maxRunning, o.LoadDocuments, int8: int8);
         var ids = await Corpus(engine, m, o);
         await engine.GenerateAsync(Question, ids, Greedy(o) with { MaxNewTokens = 2 }); // warm: prefix cache, kernels
+        using var steps = new StepLog();
         var ttft = new List<double>();
         var itl = new List<double>();
         long tokens = 0;
@@ -136,7 +141,8 @@ internal static class LoadBench
                 lock (gate) Record(res, ttft, itl, ref tokens);
             }
         })));
-        return new Level((maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users") + (int8 ? ", int8 decode weights" : ""), users, users * rounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning);
+        return new Level((maxRunning == 1 ? $"serial baseline, {users} users" : $"closed loop, {users} users") + (int8 ? ", int8 decode weights" : ""), users, users * rounds, wall.Elapsed.TotalSeconds, ttft, itl, tokens, maxRunning)
+            { Steps = steps.Steps };
     }
 
     /// <summary>Requests arriving as a Poisson process of <paramref name="rate"/> per second, whatever the engine's state.</summary>
@@ -241,7 +247,11 @@ internal static class LoadBench
 
     private static void Print(Level l, Action<string> log) =>
         log($"  {l.Name}: {l.Requests} requests in {l.WallS:F1} s; TTFT min {l.TtftMs.Min():F0} p50 {Stats.Median(l.TtftMs):F0} p95 {Pct(l.TtftMs, 95):F0} p99 {Pct(l.TtftMs, 99):F0} ms; " +
-            $"ITL p50 {Stats.Median(l.ItlMs):F0} p95 {Pct(l.ItlMs, 95):F0} ms; {l.TokensPerS:F2} tok/s, {l.RequestsPerS:F3} req/s; load {Machine.LoadAverage()}");
+            $"ITL p50 {Stats.Median(l.ItlMs):F0} p95 {Pct(l.ItlMs, 95):F0} ms; {l.TokensPerS:F2} tok/s, {l.RequestsPerS:F3} req/s; {StepsLine(l)}; load {Machine.LoadAverage()}");
+
+    /// <summary>The level's largest step (rows, ms) and the median step: where a burst of prompts goes.</summary>
+    private static string StepsLine(Level l) => l.Steps.Length == 0 ? "no steps recorded"
+        : $"{l.Steps.Length} steps, largest {l.Steps.MaxBy(x => x.Rows).Rows} rows in {l.Steps.MaxBy(x => x.Rows).Ms:F0} ms, median {Stats.Median([.. l.Steps.Select(x => x.Ms)]):F0} ms";
 
     private static string Table(IEnumerable<Level> levels)
     {
