@@ -191,7 +191,10 @@ internal static class LoadBench
         return ids;
     }
 
-    /// <summary>Two full prefills of 1,000 tokens: the standard path, chunked causal forwards over an empty cache.</summary>
+    /// <summary>
+    /// <paramref name="runs"/> full prefills of 1,000 tokens (the standard path: chunked causal forwards over an empty
+    /// cache), their seconds added to <paramref name="seconds"/>.
+    /// </summary>
     private static void FullPrefill(BenchModel m, List<double> seconds, Action<string> log, int runs = 2)
     {
         using var _ = no_grad();
@@ -250,8 +253,12 @@ internal static class LoadBench
             $"ITL p50 {Stats.Median(l.ItlMs):F0} p95 {Pct(l.ItlMs, 95):F0} ms; {l.TokensPerS:F2} tok/s, {l.RequestsPerS:F3} req/s; {StepsLine(l)}; load {Machine.LoadAverage()}");
 
     /// <summary>The level's largest step (rows, ms) and the median step: where a burst of prompts goes.</summary>
-    private static string StepsLine(Level l) => l.Steps.Length == 0 ? "no steps recorded"
-        : $"{l.Steps.Length} steps, largest {l.Steps.MaxBy(x => x.Rows).Rows} rows in {l.Steps.MaxBy(x => x.Rows).Ms:F0} ms, median {Stats.Median([.. l.Steps.Select(x => x.Ms)]):F0} ms";
+    private static string StepsLine(Level l)
+    {
+        if (l.Steps.Length == 0) return "no steps recorded";
+        var (rows, ms) = l.Steps.MaxBy(x => x.Rows);
+        return $"{l.Steps.Length} steps, largest {rows} rows in {ms:F0} ms, median {Stats.Median([.. l.Steps.Select(x => x.Ms)]):F0} ms";
+    }
 
     private static string Table(IEnumerable<Level> levels)
     {

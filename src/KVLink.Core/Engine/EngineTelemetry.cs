@@ -59,7 +59,7 @@ internal sealed class EngineTelemetry : IDisposable
         return a;
     }
 
-    /// <summary>One batched forward of the scheduler: how many sequences and rows it ran.</summary>
+    /// <summary>One batched forward of the scheduler: how many sequences and rows it ran, and how long it took.</summary>
     public void SchedulerStep(int sequences, int tokens, TimeSpan duration)
     {
         _metrics.StepSequences.Record(sequences, _engineTag);
