@@ -10,8 +10,9 @@ namespace KVLink.Benchmarks;
 
 /// <summary>
 /// <c>--decode-probe</c>: decode speed on the 1B shape after the same prompt, greedy, the same number of tokens:
-/// ours with bf16 weights, ours with int8 weights (<see cref="LlamaForCausalLM.QuantizeInt8ForDecoding"/>), and
-/// llama.cpp on a Q8_0 GGUF of the same weights, interleaved per round so load from other jobs touches all alike.
+/// ours with bf16 weights through LibTorch's GEMM (as before the decode kernel) and through <see cref="DecodeGemv"/>,
+/// ours with int8 weights (<see cref="LlamaForCausalLM.QuantizeInt8ForDecoding"/>), and llama.cpp on a Q8_0 GGUF of the
+/// same weights, interleaved per round so load from other jobs touches all alike.
 /// </summary>
 internal static class DecodeProbe
 {
@@ -30,23 +31,24 @@ internal static class DecodeProbe
         long int8Bytes = m.Model.QuantizeInt8ForDecoding();
         Console.WriteLine($"int8 copies: {int8Bytes >> 20} MiB in {c.Elapsed.TotalSeconds:F0} s");
         using var llama = new LlamaCppRunner(gguf, promptTokens + tokens + 16, threads);
-        var bf = new List<double>(); var i8 = new List<double>(); var pool = new List<double>(); var q8 = new List<double>(); var eng = new List<double>();
+        var lt = new List<double>(); var bf = new List<double>(); var i8 = new List<double>(); var pool = new List<double>(); var q8 = new List<double>(); var eng = new List<double>();
         using var engine = new KvLinkEngine(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 0, PromptFormat = m.Format, Mode = ContextMode.FullPrefill }, new MemoryKvCacheStore());
         Console.WriteLine($"int8 kernel threads: LibTorch's OpenMP team {(OpenMpTeam.Available ? "found" : "NOT found")}; the pool row is the kernel on .NET's thread pool (before)");
         for (int r = 0; r < rounds; r++)
         {
-            bf.Add(Ours(m.Model, prompt, tokens, int8: false));
+            lt.Add(Ours(m.Model, prompt, tokens, Weights.LibTorch));
+            bf.Add(Ours(m.Model, prompt, tokens, Weights.Bf16));
             eng.Add(ThroughEngine(engine, tokens));
-            i8.Add(Ours(m.Model, prompt, tokens, int8: true));
+            i8.Add(Ours(m.Model, prompt, tokens, Weights.Int8));
             OpenMpTeam.Enabled = false;
-            pool.Add(Ours(m.Model, prompt, tokens, int8: true));
+            pool.Add(Ours(m.Model, prompt, tokens, Weights.Int8));
             OpenMpTeam.Enabled = true;
             q8.Add(llama.DecodeTokensPerSecond(prompt, tokens));
-            Console.WriteLine($"round {r}: ours bf16 {bf[^1]:F2} (through the engine's scheduler {eng[^1]:F2}), ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
+            Console.WriteLine($"round {r}: ours bf16 through LibTorch {lt[^1]:F2}, through the decode kernel {bf[^1]:F2} (through the engine's scheduler {eng[^1]:F2}), ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
         }
-        double mb = Stats.Median(bf), mi = Stats.Median(i8), mp = Stats.Median(pool), mq = Stats.Median(q8), me = Stats.Median(eng);
+        double ml = Stats.Median(lt), mb = Stats.Median(bf), mi = Stats.Median(i8), mp = Stats.Median(pool), mq = Stats.Median(q8), me = Stats.Median(eng);
         Console.WriteLine($"one user's bf16 decode through the engine (scheduler, streaming, sampling) {me:F2} tok/s = {me / mb:F2}x the bare decode loop's {mb:F2}");
-        Console.WriteLine($"median of {rounds}: ours bf16 {mb:F2}, ours int8 {mi:F2} ({mi / mb:F2}x bf16; on .NET's pool {mp:F2}, {mp / mb:F2}x), llama.cpp Q8_0 {mq:F2} tok/s (ours int8 / llama.cpp {mi / mq:F2}x), " +
+        Console.WriteLine($"median of {rounds}: ours bf16 through LibTorch {ml:F2}, through the decode kernel {mb:F2} ({mb / ml:F2}x), ours int8 {mi:F2} ({mi / mb:F2}x bf16; on .NET's pool {mp:F2}, {mp / mb:F2}x), llama.cpp Q8_0 {mq:F2} tok/s (ours int8 / llama.cpp {mi / mq:F2}x), " +
                           $"{tokens} tokens after a {promptTokens}-token prompt, {threads} threads");
         Directory.Delete(temp, true);
     }
@@ -59,7 +61,9 @@ internal static class DecodeProbe
         return (res.Usage.GeneratedTokens - 1) / (res.Timings.Total - res.Timings.TimeToFirstToken).TotalSeconds;
     }
 
-    private static double Ours(LlamaForCausalLM model, int[] prompt, int tokens, bool int8)
+    private enum Weights { LibTorch, Bf16, Int8 }
+
+    private static double Ours(LlamaForCausalLM model, int[] prompt, int tokens, Weights weights)
     {
         using var _ = no_grad();
         using var scope = NewDisposeScope();
@@ -73,8 +77,8 @@ internal static class DecodeProbe
             long[] pos = [prompt.Length + s];
             var st = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1), cache);
             Tensor next;
-            if (int8) using (Int8Weight.Decoding()) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
-            else next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
+            if (weights == Weights.LibTorch) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
+            else using (DecodeRows.Mark(int8: weights == Weights.Int8)) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
             token = next.argmax(-1).item<long>();
         }
         return tokens / clock.Elapsed.TotalSeconds;

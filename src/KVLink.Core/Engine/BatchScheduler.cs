@@ -129,9 +129,9 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         Tensor? logits;
         try
         {
-            // With int8 decode weights, the decoding sequences' rows (first in the step) use them, prompt rows never:
-            // a token's numbers then do not depend on whether a prompt shared its step.
-            using var int8 = Int8Weight.Decoding(options.DecodeWithInt8Weights ? decoding : 0);
+            // The decoding sequences' rows (first in the step) go through the decode kernel (int8 weights with
+            // DecodeWithInt8Weights), prompt rows never: a token's numbers then do not depend on whether a prompt shared its step.
+            using var rows = DecodeRows.Mark(decoding, int8: options.DecodeWithInt8Weights);
             logits = Forward(parts);
         }
         catch (Exception e) { return e; }

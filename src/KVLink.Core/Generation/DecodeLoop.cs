@@ -81,7 +81,7 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
                 cancellationToken.ThrowIfCancellationRequested();
                 using (var scope = NewDisposeScope())
                 using (no_grad()) // per step: grad mode is per thread, and an iterator may resume on another one
-                using (Int8Weight.Decoding()) // int8 weights, where the model has them, serve decode steps only
+                using (DecodeRows.Mark()) // decode steps only: the bandwidth kernel, int8 weights where the model has them
                 {
                     long[] pos = [nextPosition];
                     var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)nextPosition + 1, model.Device), cache);

@@ -52,14 +52,14 @@ internal sealed class FusedProjections : IDisposable
     public Tensor[] Forward(Tensor x, int first = 0, int count = -1)
     {
         if (count < 0) count = Parts.Length - first;
-        if (!Fused || (count == 1 && Int8 is null)) return [.. Enumerable.Range(first, count).Select(i => Parts[i].call(x))];
+        if (!Fused) return [.. Enumerable.Range(first, count).Select(i => Parts[i].call(x))];
         long start = _offsets[first], rows = _offsets[first + count - 1] + _sizes[first + count - 1] - start;
         Tensor Full(Tensor xs)
         {
             using var w = _weight.narrow(0, start, rows);
             return nn.functional.linear(xs, w);
         }
-        var y = Int8 is { } q ? q.Forward(x, start, rows, Full) : Full(x);
+        var y = DecodeRows.Product(x, _weight, Int8, start, rows, Full);
         var parts = new Tensor[count];
         for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);
         return parts;

@@ -34,12 +34,12 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
     public Int8Weight? Int8 { get; private set; }
 
     /// <summary>
-    /// Adds an int8 copy of the weight (per output channel) that decode steps' tokens multiply with (<see cref="Int8Weight.Decoding"/>); other
+    /// Adds an int8 copy of the weight (per output channel) that decode steps' tokens multiply with (<see cref="DecodeRows"/>); other
     /// inputs keep the full-precision weight. A snapshot: later writes to the weight do not reach it.
     /// </summary>
     public void QuantizeInt8() => Int8 ??= Int8Weight.Quantize(weight);
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor x)
-        => Int8 is { } q ? q.Forward(x, 0, q.Rows, xs => nn.functional.linear(xs, weight)) : nn.functional.linear(x, weight);
+        => DecodeRows.Product(x, weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
 }

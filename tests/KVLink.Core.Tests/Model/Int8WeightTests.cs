@@ -47,7 +47,7 @@ public class Int8WeightTests
         OpenMpTeam.Enabled = openMpTeam;
         try
         {
-            using (Int8Weight.Decoding()) Assert.Equal(tokens, q.ServedRows(x)); // every row of a decode step
+            using (DecodeRows.Mark()) Assert.Equal(tokens, DecodeRows.Served(x, q.Cols)); // every row of a decode step
             y = q.Multiply(x, 8, 510);
         }
         finally { OpenMpTeam.Enabled = true; }
@@ -59,16 +59,16 @@ public class Int8WeightTests
         // A step whose first 3 rows decode and whose other rows are a prompt chunk: int8 for those 3 rows only.
         var mixed = randn([1, 7, 128], generator: new Generator(8));
         Tensor split;
-        using (Int8Weight.Decoding(rows: 3))
+        using (DecodeRows.Mark(rows: 3))
         {
-            Assert.Equal(3, q.ServedRows(mixed)); // not the prompt rows after them
+            Assert.Equal(3, DecodeRows.Served(mixed, q.Cols)); // not the prompt rows after them
             split = q.Forward(mixed, 8, 510, xs => nn.functional.linear(xs, w.to(ScalarType.Float32).narrow(0, 8, 510)));
         }
         var head = q.Multiply(mixed.narrow(1, 0, 3), 8, 510);
         var tail = nn.functional.linear(mixed.narrow(1, 3, 4), w.to(ScalarType.Float32).narrow(0, 8, 510));
         Assert.Equal([1L, 7L, 510L], split.shape);
         Assert.Equal(0f, (split - cat([head, tail], 1)).abs().max().item<float>()); // int8 for the decoding prefix, full precision after it
-        Assert.Equal(0, q.ServedRows(mixed)); // outside a decode step nothing is served
+        Assert.Equal(0, DecodeRows.Served(mixed, q.Cols)); // outside a decode step nothing is served
     }
 
     [Fact]
@@ -111,13 +111,13 @@ public class Int8WeightTests
         var one = tensor(new long[] { prompt[0] }, [1, 1]);
         Assert.Equal(0f, (plain.Forward(one) - quantized.Forward(one)).abs().max().to(ScalarType.Float32).item<float>());
 
-        // A decode step uses the int8 copies: different bits, close values.
+        // A decode step uses the int8 copies (the plain model's the bf16 decode kernel): different bits, close values.
         long[] pos = [prompt.Length];
         var next = tensor(new long[] { 7 }, [1, 1]);
         var stepA = plain.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheA);
         var stepB = quantized.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheB);
         Tensor da, db;
-        using (Int8Weight.Decoding())
+        using (DecodeRows.Mark())
         {
             da = plain.Forward(next, stepA).to(ScalarType.Float32);
             db = quantized.Forward(next, stepB).to(ScalarType.Float32);

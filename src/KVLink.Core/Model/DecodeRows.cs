@@ -1,0 +1,85 @@
+using static TorchSharp.torch;
+
+namespace KVLink.Core.Model;
+
+/// <summary>
+/// Which token rows of the forward running on this thread are decoding rows: one token per decoding sequence, which a
+/// batched step puts first, before prompt chunks. Only those rows go through the bandwidth kernels of
+/// <see cref="DecodeGemv"/> (bf16 weights read in place, or the int8 copies where the step allows them); prompts,
+/// documents and link passes keep LibTorch's GEMMs, even when they are one token long or share a step with decoding rows,
+/// so a token's numbers never depend on what shared its step.
+/// </summary>
+internal static class DecodeRows
+{
+    [ThreadStatic] private static int t_rows;
+    [ThreadStatic] private static bool t_int8;
+
+    /// <summary>
+    /// Marks the leading <paramref name="rows"/> token rows of the forwards on this thread as decoding rows until disposed;
+    /// <paramref name="int8"/> lets them use int8 weight copies where a projection has them.
+    /// </summary>
+    public static Scope Mark(int rows = int.MaxValue, bool int8 = true)
+    {
+        (t_rows, t_int8) = (rows, int8);
+        return default;
+    }
+
+    /// <summary>Ends a decode step's marking.</summary>
+    public readonly struct Scope : IDisposable
+    {
+        /// <inheritdoc/>
+        public void Dispose() => (t_rows, t_int8) = (0, false);
+    }
+
+    /// <summary>True while the marked rows may use int8 weight copies.</summary>
+    public static bool Int8 => t_rows > 0 && t_int8;
+
+    /// <summary>
+    /// How many leading token rows of <paramref name="x"/> ([..., <paramref name="cols"/>]) are decoding rows: on the CPU,
+    /// without autograd; 0 outside a decode step.
+    /// </summary>
+    public static long Served(Tensor x, long cols)
+    {
+        if (t_rows == 0 || x.device_type != TorchSharp.DeviceType.CPU || (is_grad_enabled() && x.requires_grad)) return 0;
+        return Math.Min(t_rows, x.numel() / cols);
+    }
+
+    /// <summary>
+    /// y = x W[first..first+count)^T for a projection's <paramref name="weight"/> ([out, in]): the decoding rows through
+    /// the projection's int8 copy where the step allows it (<see cref="Int8"/>), else straight from a bf16 weight through
+    /// <see cref="DecodeGemv"/>; every other row, and weights of other dtypes, through <paramref name="full"/> (LibTorch).
+    /// </summary>
+    public static Tensor Product(Tensor x, Tensor weight, Int8Weight? int8, long first, long count, Func<Tensor, Tensor> full)
+    {
+        if (t_rows == 0) return full(x);
+        if (int8 is not null && t_int8) return int8.Forward(x, first, count, full);
+        long cols = weight.shape[1];
+        // The kernel reads the weight where LibTorch keeps it: one contiguous CPU block (a span, so under 2 GiB).
+        if (weight.dtype != ScalarType.BFloat16 || weight.device_type != TorchSharp.DeviceType.CPU || !DecodeGemv.Vectorized(cols)
+            || !weight.is_contiguous() || weight.numel() * 2 > int.MaxValue) return full(x);
+        return Split(x, cols, count, rows => Bf16(rows, weight, first, count), full);
+    }
+
+    private static unsafe Tensor Bf16(Tensor x, Tensor weight, long first, long count)
+    {
+        fixed (byte* w = weight.bytes) return DecodeGemv.Multiply<Bf16Format>(w, null, weight.shape[1], x, first, count);
+    }
+
+    /// <summary>
+    /// y = x W^T for <paramref name="count"/> output features: the <see cref="Served"/> leading rows through
+    /// <paramref name="kernel"/>, the rest through <paramref name="full"/>; returns [..., count] in x's dtype.
+    /// </summary>
+    public static Tensor Split(Tensor x, long cols, long count, Func<Tensor, Tensor> kernel, Func<Tensor, Tensor> full)
+    {
+        long served = Served(x, cols), rows = x.numel() / cols;
+        if (served == 0) return full(x);
+        if (served == rows) return kernel(x);
+        using var flat = x.reshape(rows, cols);
+        using var head = flat.narrow(0, 0, served);
+        using var tail = flat.narrow(0, served, rows - served);
+        using var a = kernel(head);
+        using var b = full(tail);
+        using var y = cat([a, b], 0);
+        return y.reshape([.. x.shape[..^1], count]);
+    }
+}
