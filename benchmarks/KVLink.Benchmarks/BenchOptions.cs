@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, ChatTurns }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, ChatTurns }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -62,6 +62,7 @@ internal sealed class BenchOptions
             (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
             (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
             (Flag("--decode-probe", "only: decode tok/s on the 1B shape, ours bf16 and int8 weights vs llama.cpp on a Q8_0 GGUF of the same weights"), BenchMode.DecodeProbe),
+            (Flag("--decode-products", "only: every weight product of one 1B decode step at 1-16 decoding rows, LibTorch's GEMM against the decode kernel (bf16, weights from DRAM)"), BenchMode.DecodeProducts),
             (Flag("--gemm-rates", "only: bf16 GEMM rates of the 1B projections at T = 1..1024, separate and fused (run with ONEDNN_VERBOSE=1 to see LibTorch's kernel)"), BenchMode.GemmRates),
             (Flag("--random-slots", "only: documents precomputed once, then queried in random slots under each slot policy (TTFT and computed tokens beside full prefill; honours --models, --contexts, --runs, --k)"), BenchMode.RandomSlots),
             (Flag("--load", "only: the serving benchmark (continuous batching): closed-loop users (--users), an open-loop Poisson arrival, the serial baseline, corpus indexing and the ragged/padded attention kernel; writes --out"), BenchMode.Load),

@@ -16,6 +16,7 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
         case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
         case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
+        case BenchMode.DecodeProducts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); DecodeProducts.Run(options.Threads, Console.WriteLine); return;
         case BenchMode.DecodeProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); DecodeProbe.Run(options.Threads); return;
         case BenchMode.GemmRates:
             KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();

@@ -16,18 +16,20 @@ public class DecodeGemvTests
     [InlineData(300, 64, 40, 200, 5, true)] // a row range (a fused weight's parts), one group of 4 token rows and a single one
     [InlineData(522, 128, 8, 510, 16, true)]
     [InlineData(522, 128, 8, 510, 7, false)] // on .NET's pool, where LibTorch's OpenMP team is not used
-    public void Decoding_rows_times_a_bf16_weight_equal_the_float32_product(int rows, int cols, int first, int count, int tokens, bool openMpTeam)
+    public void The_kernel_times_a_bf16_weight_equals_the_float32_product(int rows, int cols, int first, int count, int tokens, bool openMpTeam)
     {
         using var scope = NewDisposeScope();
         var w = randn([rows, cols], generator: new Generator(11)).to(ScalarType.BFloat16);
         var x = randn([tokens, 1, cols], generator: new Generator(12)).to(ScalarType.BFloat16);
         var expected = nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32).narrow(0, first, count)).to(ScalarType.BFloat16);
-        Tensor Full(Tensor xs) => nn.functional.linear(xs, w.narrow(0, first, count));
         Tensor y;
         OpenMpTeam.Enabled = openMpTeam;
         try
         {
-            using (DecodeRows.Mark(int8: false)) y = DecodeRows.Product(x, w, null, first, count, Full);
+            unsafe
+            {
+                fixed (byte* wp = w.bytes) y = DecodeGemv.Multiply<Bf16Format>(wp, null, cols, x, first, count);
+            }
         }
         finally { OpenMpTeam.Enabled = true; }
 
@@ -56,6 +58,13 @@ public class DecodeGemvTests
         }
         Assert.Equal(0f, (split.narrow(1, 3, 4) - Full(mixed.narrow(1, 3, 4))).abs().max().to(ScalarType.Float32).item<float>());
         Assert.Equal(0f, (split.narrow(1, 0, 3) - head).abs().max().to(ScalarType.Float32).item<float>());
+
+        // More decoding rows than the kernel serves with bf16 weights: LibTorch's GEMM, whose matrix units win there.
+        var five = randn([5, 1, 128], generator: new Generator(17)).to(ScalarType.BFloat16);
+        long products = DecodeGemv.ProductsOnThisThread;
+        using (DecodeRows.Mark(int8: false))
+            Assert.Equal(0f, (DecodeRows.Product(five, w, null, 0, 64, Full) - Full(five)).abs().max().to(ScalarType.Float32).item<float>());
+        Assert.Equal(products, DecodeGemv.ProductsOnThisThread);
 
         // Outside a decode step, for a float32 weight, and for rows not a multiple of 16 wide: LibTorch alone.
         Assert.Equal(0f, (DecodeRows.Product(mixed, w, null, 0, 64, Full) - Full(mixed)).abs().max().to(ScalarType.Float32).item<float>());
