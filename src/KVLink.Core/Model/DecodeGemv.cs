@@ -101,7 +101,7 @@ internal static unsafe class DecodeGemv
 
     /// <summary>
     /// Weight rows [start, start+n) against every token row. Blocks of 4 weight rows are widened once per 16 columns and
-    /// applied to 4 token rows at a time (16 accumulators), so a batched step costs little more compute per byte read
+    /// applied to 4 token rows at a time (16 accumulators; then 2, then 1 for the rest), so a batched step costs little more compute per byte read
     /// than a single token; a block stays in L1 across the token groups, so DRAM reads each weight once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -118,7 +118,8 @@ internal static unsafe class DecodeGemv
                 byte* w = job->W + r * stride;
                 int t = 0;
                 for (; t + 4 <= tokens; t += 4) Block4x4<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count);
-                for (; t < tokens; t++) Block4x1<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first));
+                if (t + 2 <= tokens) { Block4x2<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count); t += 2; }
+                if (t < tokens) Block4x1<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first));
                 if (s != null) Scale(y + (r - first), count, tokens, s + r);
             }
         }
@@ -165,6 +166,28 @@ internal static unsafe class DecodeGemv
             a3 = Avx512F.FusedMultiplyAdd(TFormat.Widen(w3, i), xv, a3);
         }
         Store(y, a0, a1, a2, a3);
+    }
+
+    /// <summary>4 weight rows times 2 token rows (2 or 3 decoding rows, or the rest after groups of 4): each weight widened once for both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block4x2<TFormat>(byte* w, long stride, int cols, float* x, float* y, int yStride) where TFormat : IWeightFormat
+    {
+        byte* w1 = w + stride, w2 = w1 + stride, w3 = w2 + stride, ahead = w + PrefetchBlocks * 4 * stride;
+        float* x1 = x + cols;
+        Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        for (int i = 0; i < cols; i += 16)
+        {
+            Prefetch<TFormat>(ahead, i);
+            Vector512<float> v0 = TFormat.Widen(w, i), v1 = TFormat.Widen(w1, i), v2 = TFormat.Widen(w2, i), v3 = TFormat.Widen(w3, i);
+            var xv = Avx512F.LoadVector512(x + i);
+            a00 = Avx512F.FusedMultiplyAdd(v0, xv, a00); a01 = Avx512F.FusedMultiplyAdd(v1, xv, a01);
+            a02 = Avx512F.FusedMultiplyAdd(v2, xv, a02); a03 = Avx512F.FusedMultiplyAdd(v3, xv, a03);
+            xv = Avx512F.LoadVector512(x1 + i);
+            a10 = Avx512F.FusedMultiplyAdd(v0, xv, a10); a11 = Avx512F.FusedMultiplyAdd(v1, xv, a11);
+            a12 = Avx512F.FusedMultiplyAdd(v2, xv, a12); a13 = Avx512F.FusedMultiplyAdd(v3, xv, a13);
+        }
+        Store(y, a00, a01, a02, a03);
+        Store(y + yStride, a10, a11, a12, a13);
     }
 
     /// <summary>4 weight rows times 4 token rows (x rows <paramref name="cols"/> apart; y rows <paramref name="yStride"/> apart).</summary>
