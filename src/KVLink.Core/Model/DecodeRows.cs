@@ -7,7 +7,9 @@ namespace KVLink.Core.Model;
 /// batched step puts first, before prompt chunks. Only those rows go through the bandwidth kernels of
 /// <see cref="DecodeGemv"/> (bf16 weights read in place, or the int8 copies where the step allows them); prompts,
 /// documents and link passes keep LibTorch's GEMMs, even when they are one token long or share a step with decoding rows,
-/// so a token's numbers never depend on what shared its step.
+/// so a token's numbers never depend on which prompts shared its step. (With bf16 weights the number of decoding rows
+/// picks the product, <see cref="Bf16KernelMaxRows"/>, so there a token's last bits may depend on how many requests
+/// decoded with it, as they could with LibTorch's GEMM alone, which picks its kernel by row count.)
 /// </summary>
 internal static class DecodeRows
 {
@@ -39,9 +41,6 @@ internal static class DecodeRows
     /// </summary>
     public const int Bf16KernelMaxRows = 4;
 
-    /// <summary>True while the marked rows may use int8 weight copies.</summary>
-    public static bool Int8 => t_rows > 0 && t_int8;
-
     /// <summary>
     /// How many leading token rows of <paramref name="x"/> ([..., <paramref name="cols"/>]) are decoding rows: on the CPU,
     /// without autograd; 0 outside a decode step.
@@ -54,7 +53,7 @@ internal static class DecodeRows
 
     /// <summary>
     /// y = x W[first..first+count)^T for a projection's <paramref name="weight"/> ([out, in]): the decoding rows through
-    /// the projection's int8 copy where the step allows it (<see cref="Int8"/>), else straight from a bf16 weight through
+    /// the projection's int8 copy where the step allows it (<see cref="Mark"/>), else straight from a bf16 weight through
     /// <see cref="DecodeGemv"/>; every other row, and weights of other dtypes, through <paramref name="full"/> (LibTorch).
     /// </summary>
     public static Tensor Product(Tensor x, Tensor weight, Int8Weight? int8, long first, long count, Func<Tensor, Tensor> full)
