@@ -117,9 +117,9 @@ internal static unsafe class DecodeGemv
             {
                 byte* w = job->W + r * stride;
                 int t = 0;
-                for (; t + 4 <= tokens; t += 4) Block4x4<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count);
-                if (t + 2 <= tokens) { Block4x2<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count); t += 2; }
-                if (t < tokens) Block4x1<TFormat>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first));
+                for (; t + 4 <= tokens; t += 4) Block<TFormat, Four>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count);
+                if (t + 2 <= tokens) { Block<TFormat, Two>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count); t += 2; }
+                if (t < tokens) Block<TFormat, One>(w, stride, cols, x + (long)t * cols, y + (long)t * count + (r - first), count);
                 if (s != null) Scale(y + (r - first), count, tokens, s + r);
             }
         }
@@ -150,49 +150,24 @@ internal static unsafe class DecodeGemv
     /// </summary>
     private const int PrefetchBlocks = 2;
 
-    /// <summary>4 weight rows (<paramref name="stride"/> bytes apart) times one token row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Block4x1<TFormat>(byte* w, long stride, int cols, float* x, float* y) where TFormat : IWeightFormat
+    /// <summary>How many token rows a register block serves: 1, 2 or 4.</summary>
+    private interface ITokenCount
     {
-        byte* w1 = w + stride, w2 = w1 + stride, w3 = w2 + stride, ahead = w + PrefetchBlocks * 4 * stride;
-        Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < cols; i += 16)
-        {
-            Prefetch<TFormat>(ahead, i);
-            var xv = Avx512F.LoadVector512(x + i);
-            a0 = Avx512F.FusedMultiplyAdd(TFormat.Widen(w, i), xv, a0);
-            a1 = Avx512F.FusedMultiplyAdd(TFormat.Widen(w1, i), xv, a1);
-            a2 = Avx512F.FusedMultiplyAdd(TFormat.Widen(w2, i), xv, a2);
-            a3 = Avx512F.FusedMultiplyAdd(TFormat.Widen(w3, i), xv, a3);
-        }
-        Store(y, a0, a1, a2, a3);
+        static abstract int Count { get; }
     }
 
-    /// <summary>4 weight rows times 2 token rows (2 or 3 decoding rows, or the rest after groups of 4): each weight widened once for both.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Block4x2<TFormat>(byte* w, long stride, int cols, float* x, float* y, int yStride) where TFormat : IWeightFormat
-    {
-        byte* w1 = w + stride, w2 = w1 + stride, w3 = w2 + stride, ahead = w + PrefetchBlocks * 4 * stride;
-        float* x1 = x + cols;
-        Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-        for (int i = 0; i < cols; i += 16)
-        {
-            Prefetch<TFormat>(ahead, i);
-            Vector512<float> v0 = TFormat.Widen(w, i), v1 = TFormat.Widen(w1, i), v2 = TFormat.Widen(w2, i), v3 = TFormat.Widen(w3, i);
-            var xv = Avx512F.LoadVector512(x + i);
-            a00 = Avx512F.FusedMultiplyAdd(v0, xv, a00); a01 = Avx512F.FusedMultiplyAdd(v1, xv, a01);
-            a02 = Avx512F.FusedMultiplyAdd(v2, xv, a02); a03 = Avx512F.FusedMultiplyAdd(v3, xv, a03);
-            xv = Avx512F.LoadVector512(x1 + i);
-            a10 = Avx512F.FusedMultiplyAdd(v0, xv, a10); a11 = Avx512F.FusedMultiplyAdd(v1, xv, a11);
-            a12 = Avx512F.FusedMultiplyAdd(v2, xv, a12); a13 = Avx512F.FusedMultiplyAdd(v3, xv, a13);
-        }
-        Store(y, a00, a01, a02, a03);
-        Store(y + yStride, a10, a11, a12, a13);
-    }
+    private readonly struct One : ITokenCount { public static int Count => 1; }
+    private readonly struct Two : ITokenCount { public static int Count => 2; }
+    private readonly struct Four : ITokenCount { public static int Count => 4; }
 
-    /// <summary>4 weight rows times 4 token rows (x rows <paramref name="cols"/> apart; y rows <paramref name="yStride"/> apart).</summary>
+    /// <summary>
+    /// 4 weight rows (<paramref name="stride"/> bytes apart) times <typeparamref name="TTokens"/> token rows (x rows
+    /// <paramref name="cols"/> apart; y rows <paramref name="yStride"/> apart): each 16 columns of the 4 rows are widened
+    /// once and applied to every token row. The token count is a type, so each size compiles to its own straight loop.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Block4x4<TFormat>(byte* w, long stride, int cols, float* x, float* y, int yStride) where TFormat : IWeightFormat
+    private static void Block<TFormat, TTokens>(byte* w, long stride, int cols, float* x, float* y, int yStride)
+        where TFormat : IWeightFormat where TTokens : ITokenCount
     {
         byte* w1 = w + stride, w2 = w1 + stride, w3 = w2 + stride, ahead = w + PrefetchBlocks * 4 * stride;
         float* x1 = x + cols, x2 = x1 + cols, x3 = x2 + cols;
@@ -202,23 +177,33 @@ internal static unsafe class DecodeGemv
         {
             Prefetch<TFormat>(ahead, i);
             Vector512<float> v0 = TFormat.Widen(w, i), v1 = TFormat.Widen(w1, i), v2 = TFormat.Widen(w2, i), v3 = TFormat.Widen(w3, i);
-            var xv = Avx512F.LoadVector512(x + i);
-            a00 = Avx512F.FusedMultiplyAdd(v0, xv, a00); a01 = Avx512F.FusedMultiplyAdd(v1, xv, a01);
-            a02 = Avx512F.FusedMultiplyAdd(v2, xv, a02); a03 = Avx512F.FusedMultiplyAdd(v3, xv, a03);
-            xv = Avx512F.LoadVector512(x1 + i);
-            a10 = Avx512F.FusedMultiplyAdd(v0, xv, a10); a11 = Avx512F.FusedMultiplyAdd(v1, xv, a11);
-            a12 = Avx512F.FusedMultiplyAdd(v2, xv, a12); a13 = Avx512F.FusedMultiplyAdd(v3, xv, a13);
-            xv = Avx512F.LoadVector512(x2 + i);
-            a20 = Avx512F.FusedMultiplyAdd(v0, xv, a20); a21 = Avx512F.FusedMultiplyAdd(v1, xv, a21);
-            a22 = Avx512F.FusedMultiplyAdd(v2, xv, a22); a23 = Avx512F.FusedMultiplyAdd(v3, xv, a23);
-            xv = Avx512F.LoadVector512(x3 + i);
-            a30 = Avx512F.FusedMultiplyAdd(v0, xv, a30); a31 = Avx512F.FusedMultiplyAdd(v1, xv, a31);
-            a32 = Avx512F.FusedMultiplyAdd(v2, xv, a32); a33 = Avx512F.FusedMultiplyAdd(v3, xv, a33);
+            Fma(v0, v1, v2, v3, x + i, ref a00, ref a01, ref a02, ref a03);
+            if (TTokens.Count >= 2) Fma(v0, v1, v2, v3, x1 + i, ref a10, ref a11, ref a12, ref a13);
+            if (TTokens.Count == 4)
+            {
+                Fma(v0, v1, v2, v3, x2 + i, ref a20, ref a21, ref a22, ref a23);
+                Fma(v0, v1, v2, v3, x3 + i, ref a30, ref a31, ref a32, ref a33);
+            }
         }
         Store(y, a00, a01, a02, a03);
-        Store(y + yStride, a10, a11, a12, a13);
-        Store(y + 2 * yStride, a20, a21, a22, a23);
-        Store(y + 3 * yStride, a30, a31, a32, a33);
+        if (TTokens.Count >= 2) Store(y + yStride, a10, a11, a12, a13);
+        if (TTokens.Count == 4)
+        {
+            Store(y + 2 * yStride, a20, a21, a22, a23);
+            Store(y + 3 * yStride, a30, a31, a32, a33);
+        }
+    }
+
+    /// <summary>One token row's 16 columns (at <paramref name="x"/>) into its 4 accumulators, one per weight row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fma(Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3, float* x,
+        ref Vector512<float> a0, ref Vector512<float> a1, ref Vector512<float> a2, ref Vector512<float> a3)
+    {
+        var xv = Avx512F.LoadVector512(x);
+        a0 = Avx512F.FusedMultiplyAdd(v0, xv, a0);
+        a1 = Avx512F.FusedMultiplyAdd(v1, xv, a1);
+        a2 = Avx512F.FusedMultiplyAdd(v2, xv, a2);
+        a3 = Avx512F.FusedMultiplyAdd(v3, xv, a3);
     }
 
     /// <summary>The lines of a later block that this step's 16 columns of 4 rows correspond to (one per 64 bytes read).</summary>
