@@ -92,14 +92,11 @@ public class DecodeGemvTests
         var b = CausalPrefill.Run(model, cacheB, prompt);
         Assert.Equal(0f, (a - b).abs().max().to(ScalarType.Float32).item<float>()); // prompts never take the kernel
 
-        long[] pos = [prompt.Length];
-        var next = tensor(new long[] { 7 }, [1, 1]);
         long products = DecodeGemv.ProductsOnThisThread;
-        var libTorch = model.Forward(next, model.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheA)).to(ScalarType.Float32);
+        var libTorch = TestModels.DecodeStep(model, cacheA, prompt.Length, token: 7);
         Assert.Equal(products, DecodeGemv.ProductsOnThisThread); // unmarked: LibTorch's GEMMs
         Tensor kernel;
-        using (DecodeRows.Mark(int8: false))
-            kernel = model.Forward(next, model.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheB)).to(ScalarType.Float32);
+        using (DecodeRows.Mark(int8: false)) kernel = TestModels.DecodeStep(model, cacheB, prompt.Length, token: 7);
         // Every projection of both layers (q/k/v, o, gate/up, down) and the vocabulary head took the kernel.
         Assert.Equal(products + 2 * 4 + 1, DecodeGemv.ProductsOnThisThread);
         // Float32 sums of the same products, rounded to bf16 (on this CPU LibTorch's one-row product sums in the same

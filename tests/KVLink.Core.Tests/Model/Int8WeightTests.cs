@@ -112,15 +112,11 @@ public class Int8WeightTests
         Assert.Equal(0f, (plain.Forward(one) - quantized.Forward(one)).abs().max().to(ScalarType.Float32).item<float>());
 
         // A decode step uses the int8 copies (the plain model's the bf16 decode kernel): different bits, close values.
-        long[] pos = [prompt.Length];
-        var next = tensor(new long[] { 7 }, [1, 1]);
-        var stepA = plain.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheA);
-        var stepB = quantized.Step(pos, AttentionMasks.CausalOverSlots(pos, prompt.Length + 1), cacheB);
         Tensor da, db;
         using (DecodeRows.Mark())
         {
-            da = plain.Forward(next, stepA).to(ScalarType.Float32);
-            db = quantized.Forward(next, stepB).to(ScalarType.Float32);
+            da = TestModels.DecodeStep(plain, cacheA, prompt.Length, token: 7);
+            db = TestModels.DecodeStep(quantized, cacheB, prompt.Length, token: 7);
         }
         double diff = (da - db).abs().max().item<float>(), scale = da.abs().max().item<float>();
         Assert.True(diff > 0, "the decode step did not use the int8 weights");
