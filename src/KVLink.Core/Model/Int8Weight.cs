@@ -25,9 +25,15 @@ internal sealed class Int8Weight
     /// <summary>Bytes held (weights and scales).</summary>
     public long Bytes => _q.LongLength + 4L * _scales.Length;
 
-    /// <summary>Quantizes a 2-D CPU weight of any float dtype, in blocks of rows so no full f32 copy is made.</summary>
+    /// <summary>
+    /// Quantizes a 2-D CPU weight of any float dtype, in blocks of rows so no full f32 copy is made. Refused where no
+    /// vector decode kernel serves this CPU (<see cref="DecodeGemv.RequireVectorPath"/>): the int8 product would then
+    /// run scalar loops, far slower than the LibTorch GEMMs it replaces.
+    /// </summary>
+    /// <exception cref="NotSupportedException">This CPU has no vector decode kernel; the message names the CPU.</exception>
     public static Int8Weight Quantize(Tensor weight)
     {
+        DecodeGemv.RequireVectorPath("DecodeWithInt8Weights");
         if (weight.dim() != 2) throw new ArgumentException("An int8 weight must be 2-D [out, in].", nameof(weight));
         if (weight.device_type != TorchSharp.DeviceType.CPU) throw new NotSupportedException("Int8 weights are a CPU decoding path.");
         long rows = weight.shape[0], cols = weight.shape[1];
