@@ -5,22 +5,49 @@ using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Model;
 
-/// <summary>Weight-only int8 for decoding: the quantization, the vectorised matrix-vector product, and where it applies.</summary>
+/// <summary>
+/// Weight-only int8 for decoding: the quantization, the vectorised matrix-vector product at every width this CPU runs,
+/// where it applies, and its refusal where no vector kernel serves the CPU.
+/// </summary>
 public class Int8WeightTests
 {
+    public static TheoryData<int, int, int, int, string> Products()
+    {
+        var data = new TheoryData<int, int, int, int, string>();
+        foreach (var k in DecodeGemv.Supported.Select(k => k.ToString()))
+        {
+            data.Add(67, 96, 0, 67, k);    // rows not a multiple of 4: the scalar row tail runs too
+            data.Add(300, 64, 40, 200, k); // a row range, as a fused weight's parts use
+            data.Add(9, 20, 0, 9, k);      // columns not a whole number of vectors at any width: the scalar column tail
+        }
+        return data;
+    }
+
+    /// <summary>
+    /// The int8 copy of <paramref name="w"/>, or null after checking that it is refused, naming the CPU, where no vector
+    /// kernel serves this CPU (the int8 product must never run on scalar loops alone).
+    /// </summary>
+    internal static Int8Weight? QuantizeOrRefused(Tensor w)
+    {
+        if (DecodeGemv.Detected != DecodeKernel.Scalar) return Int8Weight.Quantize(w);
+        var e = Assert.Throws<NotSupportedException>(() => Int8Weight.Quantize(w));
+        Assert.Contains("DecodeWithInt8Weights", e.Message);
+        Assert.Contains(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString(), e.Message);
+        return null;
+    }
+
     [Theory]
-    [InlineData(67, 96, 0, 67)]    // rows not a multiple of 4: the scalar tail runs too
-    [InlineData(300, 64, 40, 200)] // a row range, as a fused weight's parts use
-    [InlineData(9, 20, 0, 9)]      // columns not a multiple of 16: the scalar path alone
-    public void The_product_equals_the_input_times_the_dequantized_weight(int rows, int cols, int first, int count)
+    [MemberData(nameof(Products))]
+    public void The_product_equals_the_input_times_the_dequantized_weight(int rows, int cols, int first, int count, string kernel)
     {
         using var scope = NewDisposeScope();
         var w = (randn([rows, cols], generator: new Generator(3)) * (rand([rows, 1], generator: new Generator(4)) + 0.1)).to(ScalarType.BFloat16);
-        var q = Int8Weight.Quantize(w);
+        if (QuantizeOrRefused(w) is not { } q) return;
         var x = randn([1, 1, cols], generator: new Generator(5));
         var deq = q.Dequantize();
 
-        var y = q.Multiply(x, first, count);
+        Tensor y;
+        using (DecodeGemv.Use(Enum.Parse<DecodeKernel>(kernel))) y = q.Multiply(x, first, count);
         var expected = nn.functional.linear(x, deq.narrow(0, first, count));
 
         Assert.Equal([1L, 1L, (long)count], y.shape);
@@ -31,16 +58,27 @@ public class Int8WeightTests
         Assert.True(((deq - w.to(ScalarType.Float32)).abs() <= step / 2 + 1e-6).all().item<bool>(), "a weight is off by more than half a quantization step");
     }
 
+    public static TheoryData<int, bool, string> Batches()
+    {
+        var data = new TheoryData<int, bool, string>();
+        foreach (var k in DecodeGemv.Supported.Select(k => k.ToString()))
+        {
+            data.Add(2, true, k);
+            data.Add(5, true, k);   // one group of 4 token rows and a single one
+            data.Add(16, true, k);  // the most a product serves
+            data.Add(7, false, k);  // on .NET's pool, where LibTorch's OpenMP team is not used
+        }
+        return data;
+    }
+
     [Theory]
-    [InlineData(2, true)]
-    [InlineData(5, true)]   // one group of 4 token rows and a single one
-    [InlineData(16, true)]  // the most a product serves
-    [InlineData(7, false)]  // on .NET's pool, where LibTorch's OpenMP team is not used
-    public void A_batched_decode_product_equals_each_token_row_times_the_dequantized_weight(int tokens, bool openMpTeam)
+    [MemberData(nameof(Batches))]
+    public void A_batched_decode_product_equals_each_token_row_times_the_dequantized_weight(int tokens, bool openMpTeam, string kernel)
     {
         using var scope = NewDisposeScope();
         var w = randn([522, 128], generator: new Generator(6)).to(ScalarType.BFloat16);
-        var q = Int8Weight.Quantize(w);
+        if (QuantizeOrRefused(w) is not { } q) return;
+        using var use = DecodeGemv.Use(Enum.Parse<DecodeKernel>(kernel));
         var x = randn([tokens, 1, 128], generator: new Generator(7));
         var expected = nn.functional.linear(x, q.Dequantize().narrow(0, 8, 510));
         Tensor y;
@@ -72,31 +110,18 @@ public class Int8WeightTests
     }
 
     [Fact]
-    public unsafe void On_linux_work_runs_on_LibTorchs_OpenMP_threads()
-    {
-        // The fast path must be the one taken where CI runs (Linux): LibTorch's libgomp is found and its team of
-        // threads, the caller first, each runs our body once.
-        if (!OperatingSystem.IsLinux()) return;
-        Assert.True(OpenMpTeam.Available, "LibTorch's libgomp was not found in this process");
-        var seen = new int[3];
-        fixed (int* p = seen) OpenMpTeam.Run(2, &Record, p);
-        Assert.Equal([1, 1, 2], seen); // thread 0 once, thread 1 once, each saw a team of 2
-    }
-
-    private static unsafe void Record(void* state, int thread, int threads)
-    {
-        var seen = (int*)state;
-        System.Threading.Interlocked.Increment(ref seen[thread]);
-        seen[2] = threads;
-    }
-
-    [Fact]
     public void Int8_weights_serve_decode_steps_only_prompts_stay_exact_and_decoded_logits_stay_close()
     {
         var c = TestModels.GqaLlama3;
         var weights = TestModels.RandomWeights(c, seed: 41);
         using var plain = TestModels.Build(c, weights, ScalarType.BFloat16);
         using var quantized = TestModels.Build(c, weights, ScalarType.BFloat16);
+        if (DecodeGemv.Detected == DecodeKernel.Scalar)
+        {
+            // The refusal reaches the model's quantization itself, so the engine's load (which calls it) fails with it.
+            Assert.Contains("needs a vector decode kernel", Assert.Throws<NotSupportedException>(() => quantized.QuantizeInt8ForDecoding()).Message);
+            return;
+        }
         Assert.True(quantized.QuantizeInt8ForDecoding() > 0);
         int[] prompt = TestModels.RandomTokens(12, c.VocabSize, seed: 42);
         using var _ = no_grad();
