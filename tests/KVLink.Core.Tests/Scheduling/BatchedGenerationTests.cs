@@ -121,6 +121,13 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
             LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32, PrecomputeSlots = 6,
             MaxRunningSequences = maxRunning, MaxStepTokens = stepTokens, DecodeWithInt8Weights = true,
         }, null, new KvLinkDiagnostics { Name = name });
+        if (KVLink.Core.Model.DecodeGemv.Detected == KVLink.Core.Model.DecodeKernel.Scalar)
+        {
+            // No vector decode kernel on this CPU: the option is refused at load, naming the CPU, never run on scalar loops.
+            var e = Assert.Throws<NotSupportedException>(() => Int8("int8-refused-" + Guid.NewGuid().ToString("N"), 1, 512));
+            Assert.Contains("DecodeWithInt8Weights", e.Message);
+            return;
+        }
         var requests = Requests().Select(r => (r.Query, r.Docs, Options: r.Options with { Logprobs = true }, r.Stream)).ToList();
 
         async Task<List<GenerationResult>> AloneOn(KvLinkEngine engine)
