@@ -48,12 +48,14 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>
     /// Weight-only int8 for decoding: adds an int8 copy (one scale per output channel) of every projection and of the
     /// vocabulary head, which single-token steps then multiply with, reading half the bytes of bf16; prompts (many
-    /// tokens) keep the full-precision GEMMs. Call after the weights are loaded: the copies are snapshots. CPU only.
-    /// Returns the bytes the copies hold.
+    /// tokens) keep the full-precision GEMMs. Call after the weights are loaded: the copies are snapshots. CPU only, and
+    /// only where a vector decode kernel serves the CPU (AVX-512F, AVX2+FMA or ARM64 AdvSimd). Returns the bytes the copies hold.
     /// </summary>
+    /// <exception cref="NotSupportedException">The model is not on the CPU, or the CPU has no vector decode kernel (the message names it).</exception>
     public long QuantizeInt8ForDecoding()
     {
         if (Device.type != DeviceType.CPU) throw new NotSupportedException("Int8 decoding weights are a CPU path; the model is on " + Device + ".");
+        DecodeGemv.RequireVectorPath("DecodeWithInt8Weights"); // before any copy is made: nothing half-quantized
         long bytes = model.QuantizeInt8();
         lm_head.QuantizeInt8();
         return bytes + lm_head.Int8!.Bytes;
