@@ -3,6 +3,7 @@
 using System.Diagnostics;
 using KVLink.Benchmarks;
 using KVLink.Core.Model;
+using KVLink.Core.Native;
 using static TorchSharp.torch;
 
 return await BenchOptions.CreateCommand(args, RunAsync).Parse(args).InvokeAsync();
@@ -45,6 +46,13 @@ static async Task RunSuiteAsync(BenchOptions options)
     set_num_interop_threads(1);
     var report = new Report(options) { Machine = Machine.Describe(), LoadBefore = Machine.LoadAverage() };
     Log(report.Machine);
+    // The compute dtype as the engine resolves it (Auto: the tier, and the cached calibration GEMMs where the tier cannot tell).
+    var choice = KVLink.Core.Engine.ComputeDTypeChoice.Resolve(new KVLink.Core.Engine.KvLinkOptions { DType = options.DType }, device: null);
+    var cpu = KVLink.Core.Native.CpuCapabilities.Current;
+    var libTorch = KVLink.Core.Native.LibTorchCpuInfo.Current;
+    report.Tier = $"CPU tier **{cpu.Tier.Name()}** ({cpu.Model}; LibTorch ATen {libTorch.Aten}, oneDNN {libTorch.OneDnn}, MKL {libTorch.MklOverride ?? "no override"}" +
+                  $"{(Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" ? "; .NET AVX-512 off: **emulated tier**" : "")}); compute dtype **{choice.DType}** ({choice.Reason}{(options.DType == KVLink.Core.Engine.ComputeDType.Auto ? ", --dtype auto" : "")})";
+    Log(report.Tier.Replace("**", "", StringComparison.Ordinal));
 
     report.CopyBandwidth = Machine.CopyBandwidth();
     Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
@@ -74,9 +82,12 @@ static async Task RunSuiteAsync(BenchOptions options)
         foreach (string name in options.Models)
         {
             Machine.ResetPeakRss();
-            Log(name == "demo" ? "loading the demo model (models/kvlink-demo, bf16)" : $"building model {name} (random bf16 weights, in memory)");
-            using var m = BenchModel.Create(name, Path.Combine(temp, name));
-            var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
+            Log(name == "demo" ? $"loading the demo model (models/kvlink-demo, {choice.DType})" : $"building model {name} (random bf16-valued weights in {choice.DType}, in memory)");
+            using var m = BenchModel.Create(name, Path.Combine(temp, name), choice.ScalarType);
+            // As KvLinkEngine.LoadAsync does for a float32 model that Auto chose: decoding rows read bf16 copies.
+            long copies = choice.FromAuto ? m.Model.KeepBf16ForDecoding() : 0;
+            if (copies > 0) Log($"  bf16 copies for decoding rows: {copies >> 20} MiB");
+            var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken()) { DType = choice.DType.ToString(), Bf16CopyBytes = copies };
             report.Models.Add(mr);
             Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
             var floor = new PhysicalFloor(m.Config, report.GemmBest, report.ReadBandwidth, report.CopyBandwidth);
