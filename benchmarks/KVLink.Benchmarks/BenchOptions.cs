@@ -59,7 +59,7 @@ internal sealed class BenchOptions
     {
         var modes = new (Option<bool> Option, BenchMode Mode)[]
         {
-            (Flag("--llama-probe", "only: llama.cpp prefill/decode probe of a 1B-shape model"), BenchMode.LlamaProbe),
+            (Flag("--llama-probe", "only: llama.cpp prefill of 512 tokens of a 1B-shape model per GGUF type (F16, F32, BF16, Q8_0)"), BenchMode.LlamaProbe),
             (Flag("--profile-link", "only: profile of one KVLink link step"), BenchMode.ProfileLink),
             (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
             (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
