@@ -17,6 +17,10 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-docs/tiers}
 THREADS=${THREADS:-2}
 mkdir -p "$OUT"
+# A fresh calibration for ComputeDType.Auto, measured on this (quiet) machine and kept beside the reports, never one
+# cached earlier under load (one file per tier: the key includes the LibTorch overrides).
+export KVLINK_CACHE_DIR="$OUT/calibration"
+rm -rf "$KVLINK_CACHE_DIR"
 dotnet build -c Release benchmarks/KVLink.Benchmarks -v q -nologo
 
 EMULATED_AVX2=(DOTNET_EnableAVX512F=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)
