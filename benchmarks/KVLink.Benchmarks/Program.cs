@@ -58,9 +58,11 @@ static async Task RunSuiteAsync(BenchOptions options)
     Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
     report.ReadBandwidth = Machine.ReadBandwidth(options.Threads);
     Log($"read bandwidth {report.ReadBandwidth / 1e9:F1} GB/s");
-    Log("bf16 GEMM rates (1B projections, separate and fused)");
-    (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log);
-    Log($"best bf16 GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
+    // In the compute dtype, whose best rate the physical floors charge compute at (float32's FMA peak where Auto picks float32).
+    report.GemmDType = choice.DType == KVLink.Core.Engine.ComputeDType.Float32 ? "float32" : "bf16";
+    Log($"{report.GemmDType} GEMM rates (1B projections, separate and fused)");
+    (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log, choice.ScalarType);
+    Log($"best {report.GemmDType} GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
     Log($"attention kernels (attention path: {(KVLink.Core.Model.GroupedAttention.UseMatmul ? "matmul" : "SDPA")})");
     report.Attention = GemmRates.Attention(options.Threads, Log);
 

@@ -40,6 +40,8 @@ internal sealed class Report(BenchOptions options)
     public string Machine { get; set; } = "";
     /// <summary>The CPU tier, LibTorch's capability and the compute dtype chosen (with why), for the header.</summary>
     public string Tier { get; set; } = "";
+    /// <summary>The dtype of the GEMM-rate table and of the floors' compute rate.</summary>
+    public string GemmDType { get; set; } = "bf16";
     public string LoadBefore { get; set; } = "";
     public string LoadAfter { get; set; } = "";
     public double CopyBandwidth { get; set; }
@@ -68,7 +70,7 @@ internal sealed class Report(BenchOptions options)
         s.AppendLine($"- Machine: {Machine}");
         if (Tier.Length > 0) s.AppendLine($"- {Tier}");
         s.AppendLine($"- Threads: {options.Threads} (LibTorch intra-op and llama.cpp); load average before: `{LoadBefore}`, after: `{LoadAfter}` (the machine is shared; figures are medians)");
-        s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**; read bandwidth ({options.Threads} threads summing 512 MiB with TensorPrimitives.Sum, median of 7): **{ReadBandwidth / 1e9:F1} GB/s**; best bf16 GEMM rate of this run (table below): **{GemmBest / 1e9:F0} GFLOP/s**");
+        s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**; read bandwidth ({options.Threads} threads summing 512 MiB with TensorPrimitives.Sum, median of 7): **{ReadBandwidth / 1e9:F1} GB/s**; best {GemmDType} GEMM rate of this run (table below): **{GemmBest / 1e9:F0} GFLOP/s**");
         if (KVLink.Benchmarks.Machine.DiskBandwidth > 0) s.AppendLine($"- Disk read bandwidth (256 MiB file evicted from the page cache, then read; median of 3): **{KVLink.Benchmarks.Machine.DiskBandwidth / 1e9:F2} GB/s** — the floor of the cold file store");
         if (LlamaCppInfo is not null) s.AppendLine($"- llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0 (its avx512 build; on Debian 12 `ldd` resolves every dependency and it needs at most GLIBCXX_3.4.30, so it loads unpatched): `{LlamaCppInfo}`");
         s.AppendLine($"- This run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {options.CommandLine}` ({Elapsed.TotalMinutes:F1} min)");
@@ -196,7 +198,7 @@ internal sealed class Report(BenchOptions options)
 
         if (Gemm is { Count: > 0 })
         {
-            s.AppendLine("## bf16 GEMM rates (same run, 1B projections; which oneDNN kernel LibTorch takes on a machine shows with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
+            s.AppendLine($"## {GemmDType} GEMM rates (same run, 1B projections; which oneDNN kernel LibTorch takes on a machine shows with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
             s.AppendLine();
             s.AppendLine(GemmRates.Header);
             foreach (var row in Gemm) s.AppendLine(row);
