@@ -36,6 +36,8 @@ internal sealed class BenchOptions
     public bool Int8Decode { get; set; } = true;
     public string Output { get; set; } = "docs/benchmarks.md";
     public string? GgufType { get; set; } = "f16";
+    /// <summary>Compute dtype of the suite's models: Auto (the engine's default: bf16 where the CPU computes it natively, else float32), BFloat16 or Float32.</summary>
+    public KVLink.Core.Engine.ComputeDType DType { get; set; } = KVLink.Core.Engine.ComputeDType.Auto;
     public string CommandLine { get; set; } = "";
     /// <summary>--load: concurrent users of the closed-loop levels.</summary>
     public int[] Users { get; set; } = [1, 2, 4, 8, 16];
@@ -57,7 +59,7 @@ internal sealed class BenchOptions
     {
         var modes = new (Option<bool> Option, BenchMode Mode)[]
         {
-            (Flag("--llama-probe", "only: llama.cpp prefill/decode probe of a 1B-shape model"), BenchMode.LlamaProbe),
+            (Flag("--llama-probe", "only: llama.cpp prefill of 512 tokens of a 1B-shape model per GGUF type (F16, F32, BF16, Q8_0)"), BenchMode.LlamaProbe),
             (Flag("--profile-link", "only: profile of one KVLink link step"), BenchMode.ProfileLink),
             (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
             (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
@@ -114,11 +116,20 @@ internal sealed class BenchOptions
         var loadTokens = Int("--load-tokens", "--load, --http-load: new tokens per request (--http-load: max_tokens; default 16)");
         var indexDocs = Int("--index-docs", "--load: documents of the indexing comparison, 0 skips it (default 12)", minimum: 0);
         var indexDocTokens = Int("--index-doc-tokens", "--load: tokens per indexed document (default 500)");
+        var dtype = new Option<string>("--dtype")
+        {
+            Description = "compute dtype of the suite's models: auto (default, resolved as the engine resolves ComputeDType.Auto), bf16 or float32",
+            HelpName = "auto|bf16|float32",
+        };
+        dtype.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string>() is { } v && ParseDType(v) is null) r.AddError($"--dtype: '{v}' is not a dtype (auto, bf16, float32).");
+        });
         var output = new Option<string>("--out") { Description = "report file (default docs/benchmarks.md)", HelpName = "file" };
 
         var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
         foreach (var (option, _) in modes) root.Add(option);
-        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens];
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, dtype, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens];
         foreach (var option in all) root.Add(option);
         root.Validators.Add(r =>
         {
@@ -158,6 +169,7 @@ internal sealed class BenchOptions
             if (Has(decodeTokens)) o.DecodeTokens = r.GetValue(decodeTokens);
             if (Has(ggufType)) o.GgufType = r.GetValue(ggufType);
             if (Has(output)) o.Output = r.GetValue(output)!;
+            if (Has(dtype)) o.DType = ParseDType(r.GetValue(dtype)!)!.Value;
             if (Has(stores)) o.Stores = r.GetValue(stores);
             if (Has(users)) o.Users = r.GetValue(users)!;
             if (Has(loadRounds)) o.LoadRounds = r.GetValue(loadRounds);
@@ -172,6 +184,14 @@ internal sealed class BenchOptions
         });
         return root;
     }
+
+    private static KVLink.Core.Engine.ComputeDType? ParseDType(string value) => value.ToLowerInvariant() switch
+    {
+        "auto" => KVLink.Core.Engine.ComputeDType.Auto,
+        "bf16" or "bfloat16" => KVLink.Core.Engine.ComputeDType.BFloat16,
+        "float32" or "f32" or "fp32" => KVLink.Core.Engine.ComputeDType.Float32,
+        _ => null,
+    };
 
     private static Option<bool> Flag(string name, string description) => new(name) { Description = description, Arity = ArgumentArity.Zero };
 

@@ -12,7 +12,8 @@ namespace KVLink.Benchmarks;
 /// <c>--decode-probe</c>: decode speed on the 1B shape after the same prompt, greedy, the same number of tokens:
 /// ours with bf16 weights through LibTorch's GEMM (as before the decode kernel) and through <see cref="DecodeGemv"/>,
 /// ours with int8 weights (<see cref="LlamaForCausalLM.QuantizeInt8ForDecoding"/>), and llama.cpp on a Q8_0 GGUF of the
-/// same weights, interleaved per round so load from other jobs touches all alike.
+/// same weights, interleaved per round so load from other jobs touches all alike; and float32 compute on the same
+/// weights, exact and with the bf16 copies <c>ComputeDType.Auto</c> keeps for decoding rows.
 /// </summary>
 internal static class DecodeProbe
 {
@@ -30,8 +31,16 @@ internal static class DecodeProbe
         c.Restart();
         long int8Bytes = m.Model.QuantizeInt8ForDecoding();
         Console.WriteLine($"int8 copies: {int8Bytes >> 20} MiB in {c.Elapsed.TotalSeconds:F0} s");
+        // Float32 compute on the same (bf16-valued) weights: exact (explicit Float32) and with the bf16 copies that
+        // ComputeDType.Auto keeps for decoding rows where it picks float32.
+        using var f32 = new LlamaForCausalLM(m.Config, ScalarType.Float32);
+        using (no_grad())
+            foreach (var ((_, dst), (_, src)) in f32.named_parameters().Zip(m.Model.named_parameters())) dst.copy_(src);
+        long copyBytes = f32.KeepBf16ForDecoding();
+        Console.WriteLine($"float32 model with bf16 decoding copies: {copyBytes >> 20} MiB of copies");
         using var llama = new LlamaCppRunner(gguf, promptTokens + tokens + 16, threads);
         var lt = new List<double>(); var bf = new List<double>(); var i8 = new List<double>(); var pool = new List<double>(); var q8 = new List<double>(); var eng = new List<double>();
+        var f32Exact = new List<double>(); var f32Copies = new List<double>();
         using var engine = new KvLinkEngine(m.Model, m.Tokenizer, new KvLinkOptions { LinkTokens = 0, PromptFormat = m.Format, Mode = ContextMode.FullPrefill }, new MemoryKvCacheStore());
         Console.WriteLine($"int8 kernel threads: LibTorch's OpenMP team {(OpenMpTeam.Available ? "found" : "NOT found")}; the pool row is the kernel on .NET's thread pool (before)");
         for (int r = 0; r < rounds; r++)
@@ -43,13 +52,19 @@ internal static class DecodeProbe
             OpenMpTeam.Enabled = false;
             pool.Add(Ours(m.Model, prompt, tokens, Weights.Int8));
             OpenMpTeam.Enabled = true;
+            f32Exact.Add(Ours(f32, prompt, tokens, Weights.LibTorch));
+            f32Copies.Add(Ours(f32, prompt, tokens, Weights.Bf16));
             q8.Add(llama.DecodeTokensPerSecond(prompt, tokens));
-            Console.WriteLine($"round {r}: ours bf16 through LibTorch {lt[^1]:F2}, through the decode kernel {bf[^1]:F2} (through the engine's scheduler {eng[^1]:F2}), ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
+            Console.WriteLine($"round {r}: ours bf16 through LibTorch {lt[^1]:F2}, through the decode kernel {bf[^1]:F2} (through the engine's scheduler {eng[^1]:F2}), ours int8 {i8[^1]:F2} (on .NET's pool {pool[^1]:F2}), " +
+                              $"ours float32 exact {f32Exact[^1]:F2}, float32 with bf16 decoding copies {f32Copies[^1]:F2}, llama.cpp Q8_0 {q8[^1]:F2} tok/s; load {Machine.LoadAverage()}");
         }
         double ml = Stats.Median(lt), mb = Stats.Median(bf), mi = Stats.Median(i8), mp = Stats.Median(pool), mq = Stats.Median(q8), me = Stats.Median(eng);
         Console.WriteLine($"one user's bf16 decode through the engine (scheduler, streaming, sampling) {me:F2} tok/s = {me / mb:F2}x the bare decode loop's {mb:F2}");
         Console.WriteLine($"median of {rounds}: ours bf16 through LibTorch {ml:F2}, through the decode kernel {mb:F2} ({mb / ml:F2}x), ours int8 {mi:F2} ({mi / mb:F2}x bf16; on .NET's pool {mp:F2}, {mp / mb:F2}x), llama.cpp Q8_0 {mq:F2} tok/s (ours int8 / llama.cpp {mi / mq:F2}x), " +
                           $"{tokens} tokens after a {promptTokens}-token prompt, {threads} threads");
+        double fe = Stats.Median(f32Exact), fc = Stats.Median(f32Copies);
+        Console.WriteLine($"float32 compute: exact (float32 weights through LibTorch) {fe:F2}, with bf16 decoding copies (Auto) {fc:F2} tok/s ({fc / fe:F2}x exact, {fc / mb:F2}x bf16 compute through the kernel)");
+        Console.WriteLine($"tier {CpuCapabilities.Current.Tier.Name()} ({CpuCapabilities.Current.Model}); LibTorch ATen {LibTorchCpuInfo.Current.Aten}, oneDNN {LibTorchCpuInfo.Current.OneDnn}; engine decode path {engine.RuntimeInfo.DecodeKernel}");
         Directory.Delete(temp, true);
     }
 

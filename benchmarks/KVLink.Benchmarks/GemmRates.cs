@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>
-/// <c>--gemm-rates</c> (and part of every suite run): bf16 GEMM rates of the 1B shape's projections at T = 1, 16, 64,
+/// <c>--gemm-rates</c> (and part of every suite run, in the run's compute dtype): bf16 GEMM rates of the 1B shape's projections at T = 1, 16, 64,
 /// 96, 256 and 1024 rows, each projection separately (before fusion) and fused (q/k/v as one 2048→3072 GEMM, gate/up
 /// as one 2048→16384), and the best rate measured, which the physical floor charges compute at. Run it under
 /// <c>ONEDNN_VERBOSE=1</c> to see the kernel LibTorch picks (a oneDNN <c>brg_matmul</c> line per GEMM).
@@ -14,7 +14,7 @@ internal static class GemmRates
     public static readonly int[] Rows = [1, 16, 64, 96, 256, 1024];
 
     /// <summary>Markdown rows and the best rate (FLOP/s) seen.</summary>
-    public static (List<string> Rows, double Best) Run(int threads, Action<string>? log = null)
+    public static (List<string> Rows, double Best) Run(int threads, Action<string>? log = null, ScalarType dtype = ScalarType.BFloat16)
     {
         set_num_threads(threads);
         using var _ = no_grad();
@@ -23,19 +23,19 @@ internal static class GemmRates
         double best = 0;
         void Row(string s) { rows.Add(s); log?.Invoke(s); }
         const int h = 2048, q = 2048, kv = 512, ffn = 8192;
-        var wq = randn([q, h]).to(ScalarType.BFloat16);
-        var wk = randn([kv, h]).to(ScalarType.BFloat16);
-        var wv = randn([kv, h]).to(ScalarType.BFloat16);
+        var wq = randn([q, h]).to(dtype);
+        var wk = randn([kv, h]).to(dtype);
+        var wv = randn([kv, h]).to(dtype);
         var wqkv = cat([wq, wk, wv]);
-        var wg = randn([ffn, h]).to(ScalarType.BFloat16);
-        var wu = randn([ffn, h]).to(ScalarType.BFloat16);
+        var wg = randn([ffn, h]).to(dtype);
+        var wu = randn([ffn, h]).to(dtype);
         var wgu = cat([wg, wu]);
-        var wd = randn([h, ffn]).to(ScalarType.BFloat16);
+        var wd = randn([h, ffn]).to(dtype);
         foreach (int t in Rows)
         {
             using var scope = NewDisposeScope();
-            var x = randn([1, t, h]).to(ScalarType.BFloat16);
-            var xf = randn([1, t, ffn]).to(ScalarType.BFloat16);
+            var x = randn([1, t, h]).to(dtype);
+            var xf = randn([1, t, ffn]).to(dtype);
             double Rate(double ms, long outF, long inF) => 2.0 * t * outF * inF / (ms / 1e3);
             string Cell(double ms, long outF, long inF) { double r = Rate(ms, outF, inF); best = Math.Max(best, r); return $"{ms:F2} ms, {r / 1e9:F0} GFLOP/s"; }
             double sep = Time(() => { nn.functional.linear(x, wq).Dispose(); nn.functional.linear(x, wk).Dispose(); return nn.functional.linear(x, wv); });

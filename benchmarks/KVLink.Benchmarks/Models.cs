@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace KVLink.Benchmarks;
 
 /// <summary>
-/// A model under test: config, random bf16 weights built in memory once per run, and its tokenizer: on the 1B shape the
+/// A model under test: config, random bf16-valued weights (in the run's compute dtype) built in memory once per run, and its tokenizer: on the 1B shape the
 /// Llama-3-sized one (cl100k_base ranks with the 256 Llama 3 specials from 128000, vocabulary 128256, built as the tests
 /// build it), so prompts cost the tokens a real deployment computes; "1b-bytes" and "small" use the byte-level one.
 /// </summary>
@@ -26,7 +26,7 @@ internal sealed class BenchModel : IDisposable
     public KVLink.Core.Prompting.KvLinkLlama3Format Format { get; private init; } = null!;
 
     /// <summary>Bytes of keys plus values per token in the model dtype (all layers).</summary>
-    public long CacheBytesPerToken(int elementBytes = 2) => 2L * Config.NumHiddenLayers * Config.NumKeyValueHeads * Config.HeadDim * elementBytes;
+    public long CacheBytesPerToken() => 2L * Config.NumHiddenLayers * Config.NumKeyValueHeads * Config.HeadDim * (Model.DType == ScalarType.Float32 ? 4 : 2);
 
     /// <summary>Llama-3.2-1B's real shape (random weights): hidden 2048, 16 layers, 32 heads, 8 kv heads, head_dim 64, 8192 FFN, 128256 vocab, tied, llama3 RoPE.</summary>
     /// <param name="firstSpecial">Id of the first Llama 3 special token: 128000 with the Llama-3-sized tokenizer, 256 with the byte-level one.</param>
@@ -47,7 +47,11 @@ internal sealed class BenchModel : IDisposable
     /// <summary>The small synthetic config (until the demo model lands): the quickstart's shape.</summary>
     public static LlamaConfig Small() => SyntheticCheckpoint.SmallConfig(hidden: 256, layers: 4, heads: 8, kvHeads: 4, maxPositions: 32768);
 
-    public static BenchModel Create(string name, string tempFolder)
+    /// <summary>
+    /// Builds model <paramref name="name"/> in <paramref name="dtype"/> (the random weights are drawn in float32 and rounded to
+    /// bf16 whatever the dtype, so a float32 and a bf16 run multiply the same numbers and write the same GGUF).
+    /// </summary>
+    public static BenchModel Create(string name, string tempFolder, ScalarType dtype = ScalarType.BFloat16)
     {
         var (config, description) = name switch
         {
@@ -62,7 +66,7 @@ internal sealed class BenchModel : IDisposable
             var timer = Stopwatch.StartNew();
             string folder = KVLink.Demo.DemoModel.FindFolder() ?? throw new DirectoryNotFoundException("models/kvlink-demo not found");
             var tok = LlamaTokenizer.FromCheckpointFolder(folder);
-            var loaded = LlamaCheckpoint.Load(folder, ScalarType.BFloat16);
+            var loaded = LlamaCheckpoint.Load(folder, dtype);
             return new BenchModel(name, description, loaded.Config, loaded, tok, timer.Elapsed) { Format = KVLink.Core.Prompting.PromptSettingsFile.FormatFor(folder, tok) };
         }
         var clock = Stopwatch.StartNew();
@@ -70,8 +74,15 @@ internal sealed class BenchModel : IDisposable
         string tokenizerPath = Path.Combine(tempFolder, "tokenizer.json");
         SyntheticCheckpoint.WriteTokenizer(tokenizerPath);
         var tokenizer = name == "1b" ? Llama3Sized() : LlamaTokenizer.FromHuggingFaceJson(tokenizerPath);
-        var model = new LlamaForCausalLM(config, ScalarType.BFloat16);
+        var model = new LlamaForCausalLM(config, dtype);
         SyntheticCheckpoint.Randomize(model, seed: 7);
+        if (dtype != ScalarType.BFloat16)
+            using (no_grad())
+                foreach (var p in model.parameters())
+                {
+                    using var rounded = p.to(ScalarType.BFloat16);
+                    p.copy_(rounded);
+                }
         return new BenchModel(name, description, config, model, tokenizer, clock.Elapsed) { Format = KVLink.Core.Prompting.KvLinkLlama3Format.FromTokenizer(tokenizer) };
     }
 

@@ -3,6 +3,7 @@
 using System.Diagnostics;
 using KVLink.Benchmarks;
 using KVLink.Core.Model;
+using KVLink.Core.Native;
 using static TorchSharp.torch;
 
 return await BenchOptions.CreateCommand(args, RunAsync).Parse(args).InvokeAsync();
@@ -45,14 +46,23 @@ static async Task RunSuiteAsync(BenchOptions options)
     set_num_interop_threads(1);
     var report = new Report(options) { Machine = Machine.Describe(), LoadBefore = Machine.LoadAverage() };
     Log(report.Machine);
+    // The compute dtype as the engine resolves it (Auto: the tier, and the cached calibration GEMMs where the tier cannot tell).
+    var choice = KVLink.Core.Engine.ComputeDTypeChoice.Resolve(new KVLink.Core.Engine.KvLinkOptions { DType = options.DType }, device: null);
+    var cpu = KVLink.Core.Native.CpuCapabilities.Current;
+    var libTorch = KVLink.Core.Native.LibTorchCpuInfo.Current;
+    report.Tier = $"CPU tier **{cpu.Tier.Name()}** ({cpu.Model}; LibTorch ATen {libTorch.Aten}, oneDNN {libTorch.OneDnn}, MKL {libTorch.MklOverride ?? "no override"}" +
+                  $"{(Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0" ? "; .NET AVX-512 off: **emulated tier**" : "")}); compute dtype **{choice.DType}** ({choice.Reason}{(options.DType == KVLink.Core.Engine.ComputeDType.Auto ? ", --dtype auto" : "")})";
+    Log(report.Tier.Replace("**", "", StringComparison.Ordinal));
 
     report.CopyBandwidth = Machine.CopyBandwidth();
     Log($"copy bandwidth {report.CopyBandwidth / 1e9:F1} GB/s");
     report.ReadBandwidth = Machine.ReadBandwidth(options.Threads);
     Log($"read bandwidth {report.ReadBandwidth / 1e9:F1} GB/s");
-    Log("bf16 GEMM rates (1B projections, separate and fused)");
-    (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log);
-    Log($"best bf16 GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
+    // In the compute dtype, whose best rate the physical floors charge compute at (float32's FMA peak where Auto picks float32).
+    report.GemmDType = choice.DType == KVLink.Core.Engine.ComputeDType.Float32 ? "float32" : "bf16";
+    Log($"{report.GemmDType} GEMM rates (1B projections, separate and fused)");
+    (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log, choice.ScalarType);
+    Log($"best {report.GemmDType} GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
     Log($"attention kernels (attention path: {(KVLink.Core.Model.GroupedAttention.UseMatmul ? "matmul" : "SDPA")})");
     report.Attention = GemmRates.Attention(options.Threads, Log);
 
@@ -74,9 +84,12 @@ static async Task RunSuiteAsync(BenchOptions options)
         foreach (string name in options.Models)
         {
             Machine.ResetPeakRss();
-            Log(name == "demo" ? "loading the demo model (models/kvlink-demo, bf16)" : $"building model {name} (random bf16 weights, in memory)");
-            using var m = BenchModel.Create(name, Path.Combine(temp, name));
-            var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken());
+            Log(name == "demo" ? $"loading the demo model (models/kvlink-demo, {choice.DType})" : $"building model {name} (random bf16-valued weights in {choice.DType}, in memory)");
+            using var m = BenchModel.Create(name, Path.Combine(temp, name), choice.ScalarType);
+            // As KvLinkEngine.LoadAsync does for a float32 model that Auto chose: decoding rows read bf16 copies.
+            long copies = choice.FromAuto ? m.Model.KeepBf16ForDecoding() : 0;
+            if (copies > 0) Log($"  bf16 copies for decoding rows: {copies >> 20} MiB");
+            var mr = new ModelReport(m.Name, m.Description, m.BuildTime, m.CacheBytesPerToken()) { DType = choice.DType.ToString(), Bf16CopyBytes = copies };
             report.Models.Add(mr);
             Log($"  built in {m.BuildTime.TotalSeconds:F1} s");
             var floor = new PhysicalFloor(m.Config, report.GemmBest, report.ReadBandwidth, report.CopyBandwidth);
@@ -89,7 +102,7 @@ static async Task RunSuiteAsync(BenchOptions options)
             int decodeCtx = options.Contexts.Where(c => c + 256 <= m.Config.MaxPositionEmbeddings).DefaultIfEmpty(m.Config.MaxPositionEmbeddings / 2).Min();
             (mr.DecodeTokensPerSecond, _) = await bench.DecodeAsync(decodeCtx, options.DecodeTokens);
             mr.DecodeContext = decodeCtx;
-            mr.DecodeFloorMs = floor.DecodeMs(decodeCtx);
+            mr.DecodeFloorMs = floor.DecodeMs(decodeCtx, weightBytesPerElement: m.Model.DType == ScalarType.Float32 && copies == 0 ? 4 : 2); // float32 decoding reads bf16 copies where Auto keeps them
             mr.PeakRss = Machine.PeakRss();
             if (options.Int8Decode && name != "demo")
             {
@@ -98,7 +111,7 @@ static async Task RunSuiteAsync(BenchOptions options)
                 mr.Int8DecodeTokensPerSecond = i8;
                 mr.Int8DecodeFloorMs = floor.DecodeMs(decodeCtx, weightBytesPerElement: 1);
                 mr.Int8Deviation = Int8Check.Describe(m, decodeCtx);
-                Log($"  int8 decode {i8:F1} tok/s ({i8 / mr.DecodeTokensPerSecond:F2}x bf16); {mr.Int8Deviation}");
+                Log($"  int8 decode {i8:F1} tok/s ({i8 / mr.DecodeTokensPerSecond:F2}x the {choice.DType} decode); {mr.Int8Deviation}");
             }
             Log($"  decode {mr.DecodeTokensPerSecond:F1} tok/s after a {decodeCtx}-token KVLink5 prefill; RSS {mr.RssBase >> 20} MiB before, peak {mr.PeakRss >> 20} MiB");
 

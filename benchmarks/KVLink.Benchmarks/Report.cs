@@ -16,6 +16,10 @@ internal sealed class ModelReport(string name, string description, TimeSpan buil
     public LogitCheckResult? LogitCheck { get; set; }
     public string? LlamaError { get; set; }
     public string? GgufType { get; set; }
+    /// <summary>The model's compute dtype in this run.</summary>
+    public string DType { get; init; } = "BFloat16";
+    /// <summary>Bytes of the bf16 copies decoding rows read (float32 chosen by Auto), 0 when none.</summary>
+    public long Bf16CopyBytes { get; init; }
     public double DecodeTokensPerSecond { get; set; }
     /// <summary>Physical floor of one decoded token at the decode context, ms.</summary>
     public double DecodeFloorMs { get; set; } = double.NaN;
@@ -34,6 +38,10 @@ internal sealed class ModelReport(string name, string description, TimeSpan buil
 internal sealed class Report(BenchOptions options)
 {
     public string Machine { get; set; } = "";
+    /// <summary>The CPU tier, LibTorch's capability and the compute dtype chosen (with why), for the header.</summary>
+    public string Tier { get; set; } = "";
+    /// <summary>The dtype of the GEMM-rate table and of the floors' compute rate.</summary>
+    public string GemmDType { get; set; } = "bf16";
     public string LoadBefore { get; set; } = "";
     public string LoadAfter { get; set; } = "";
     public double CopyBandwidth { get; set; }
@@ -60,8 +68,9 @@ internal sealed class Report(BenchOptions options)
         s.AppendLine("## Machine and command");
         s.AppendLine();
         s.AppendLine($"- Machine: {Machine}");
+        if (Tier.Length > 0) s.AppendLine($"- {Tier}");
         s.AppendLine($"- Threads: {options.Threads} (LibTorch intra-op and llama.cpp); load average before: `{LoadBefore}`, after: `{LoadAfter}` (the machine is shared; figures are medians)");
-        s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**; read bandwidth ({options.Threads} threads summing 512 MiB with TensorPrimitives.Sum, median of 7): **{ReadBandwidth / 1e9:F1} GB/s**; best bf16 GEMM rate of this run (table below): **{GemmBest / 1e9:F0} GFLOP/s**");
+        s.AppendLine($"- Copy bandwidth (bf16 tensor copy of 512 MiB, median of 7): **{CopyBandwidth / 1e9:F1} GB/s**; read bandwidth ({options.Threads} threads summing 512 MiB with TensorPrimitives.Sum, median of 7): **{ReadBandwidth / 1e9:F1} GB/s**; best {GemmDType} GEMM rate of this run (table below): **{GemmBest / 1e9:F0} GFLOP/s**");
         if (KVLink.Benchmarks.Machine.DiskBandwidth > 0) s.AppendLine($"- Disk read bandwidth (256 MiB file evicted from the page cache, then read; median of 3): **{KVLink.Benchmarks.Machine.DiskBandwidth / 1e9:F2} GB/s** — the floor of the cold file store");
         if (LlamaCppInfo is not null) s.AppendLine($"- llama.cpp: LLamaSharp 0.30.0 + LLamaSharp.Backend.Cpu 0.30.0 (its avx512 build; on Debian 12 `ldd` resolves every dependency and it needs at most GLIBCXX_3.4.30, so it loads unpatched): `{LlamaCppInfo}`");
         s.AppendLine($"- This run: `dotnet run -c Release --project benchmarks/KVLink.Benchmarks -- {options.CommandLine}` ({Elapsed.TotalMinutes:F1} min)");
@@ -82,9 +91,9 @@ internal sealed class Report(BenchOptions options)
         {
             s.AppendLine($"## {m.Description}");
             s.AppendLine();
-            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Cache bytes per token: **{m.CacheBytesPerToken:N0} B (bf16)** in memory; serialized entries (`KvCacheFormat`, header and text included, at the largest context): **{m.Cells.Where(c => c.StoredBytesPerToken > 0).Select(c => c.StoredBytesPerToken).DefaultIfEmpty().Last():N0} B** per token as computed, **{m.Cells.Where(c => c.Int8BytesPerToken > 0).Select(c => c.Int8BytesPerToken).DefaultIfEmpty().Last():N0} B** with `Int8PerChannel`. Memory (process RSS, which also holds the runtime, LibTorch and earlier phases' leftovers): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** (+{Stats.Bytes(m.PeakRss - m.RssBase)}) while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
+            s.AppendLine($"Weights built in memory in {m.BuildTime.TotalSeconds:F1} s. Compute dtype **{m.DType}**{(m.Bf16CopyBytes > 0 ? $" (decoding rows read bf16 copies of the weights: {Stats.Bytes(m.Bf16CopyBytes)} more memory)" : "")}. Cache bytes per token: **{m.CacheBytesPerToken:N0} B ({m.DType})** in memory; serialized entries (`KvCacheFormat`, header and text included, at the largest context): **{m.Cells.Where(c => c.StoredBytesPerToken > 0).Select(c => c.StoredBytesPerToken).DefaultIfEmpty().Last():N0} B** per token as computed, **{m.Cells.Where(c => c.Int8BytesPerToken > 0).Select(c => c.Int8BytesPerToken).DefaultIfEmpty().Last():N0} B** with `Int8PerChannel`. Memory (process RSS, which also holds the runtime, LibTorch and earlier phases' leftovers): **{Stats.Bytes(m.RssBase)}** with the model loaded, peak **{Stats.Bytes(m.PeakRss)}** (+{Stats.Bytes(m.PeakRss - m.RssBase)}) while precomputing 10 documents ({m.DecodeContext} tokens) into the memory store and serving KVLink5 requests over them (peak of the whole phase incl. GGUF writing and llama.cpp's mapped weights: {Stats.Bytes(m.PeakRssAll)}). " +
                         $"Decode: **{m.DecodeTokensPerSecond:F1} tokens/s** (greedy, {options.DecodeTokens} tokens after a {m.DecodeContext}-token KVLink5 prefill; physical floor {1000 / m.DecodeFloorMs:F1} tokens/s, {m.DecodeFloorMs:F0} ms per token, so {Stats.X(1000 / m.DecodeTokensPerSecond / m.DecodeFloorMs)} the floor)." +
-                        (m.Int8DecodeTokensPerSecond is double i8 ? $" With int8 weights (per output channel): **{i8:F1} tokens/s** ({Stats.X(i8 / m.DecodeTokensPerSecond)} bf16; floor {1000 / m.Int8DecodeFloorMs:F1} tokens/s){(m.Int8Deviation is null ? "" : $"; {m.Int8Deviation}")}." : ""));
+                        (m.Int8DecodeTokensPerSecond is double i8 ? $" With int8 weights (per output channel): **{i8:F1} tokens/s** ({Stats.X(i8 / m.DecodeTokensPerSecond)} the {m.DType} decode; floor {1000 / m.Int8DecodeFloorMs:F1} tokens/s){(m.Int8Deviation is null ? "" : $"; {m.Int8Deviation}")}." : ""));
             s.AppendLine();
             if (m.LogitCheck is { } lc)
                 s.AppendLine($"llama.cpp correctness (f32 GGUF, f32 KV cache, flash attention off — its CPU flash attention rounds to f16 — vs our f32 forward, {lc.Tokens} tokens, all positions): max |Δlogit| = **{lc.MaxAbsDiff:E2}** (max |logit| {lc.MaxAbsLogit:F2}); argmax agrees at {lc.ArgmaxAgree}/{lc.Tokens} positions.\n");
@@ -117,6 +126,8 @@ internal sealed class Report(BenchOptions options)
             foreach (var (store, reason) in m.PendingStores) s.AppendLine($"| {store} | – | – | – | – | – | – | – |{string.Concat(ks.Select(_ => " – | – | – |"))} <!-- {reason} -->");
             s.AppendLine();
             if (m.PendingStores.Count > 0) s.AppendLine($"Pending rows: {string.Join("; ", m.PendingStores.Select(p => $"{p.Store} ({p.Reason})"))}.\n");
+            var precompute = m.Cells.Where(c => c.EncodeMs > 0).Select(c => $"{c.Store} {c.Context}: **{c.Context / (c.EncodeMs / 1000):F0} tok/s** ({Stats.Ms(c.EncodeMs)})").ToList();
+            if (precompute.Count > 0) s.AppendLine($"Precompute (the context's {options.Documents} documents encoded and stored, before the runs): {string.Join("; ", precompute)}.\n");
 
             s.AppendLine("### KVLink against its floor, and against llama.cpp");
             s.AppendLine();
@@ -187,7 +198,7 @@ internal sealed class Report(BenchOptions options)
 
         if (Gemm is { Count: > 0 })
         {
-            s.AppendLine("## bf16 GEMM rates (same run, 1B projections; which oneDNN kernel LibTorch takes on a machine shows with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
+            s.AppendLine($"## {GemmDType} GEMM rates (same run, 1B projections; which oneDNN kernel LibTorch takes on a machine shows with `ONEDNN_VERBOSE=1 ... --gemm-rates`)");
             s.AppendLine();
             s.AppendLine(GemmRates.Header);
             foreach (var row in Gemm) s.AppendLine(row);

@@ -48,6 +48,8 @@ internal sealed class TtftCell
     public string? LlamaError { get; set; }
     public Dictionary<int, KCell> K { get; } = [];
     public double PrecomputeMs { get; set; }
+    /// <summary>PrecomputeAsync of the context's documents alone, ms (PrecomputeMs also holds the first KVLink call).</summary>
+    public double EncodeMs { get; set; }
     /// <summary>Serialized entry bytes per document token (KvCacheFormat, header included): as computed, and int8.</summary>
     public double StoredBytesPerToken { get; set; }
     public double Int8BytesPerToken { get; set; }
@@ -162,7 +164,7 @@ internal sealed class TtftBench(BenchModel model, BenchOptions options, double c
         var clock = Stopwatch.StartNew();
         var ids = new List<string>();
         foreach (var d in docs) ids.Add(await engine.PrecomputeAsync(d));
-        cell.PrecomputeMs = clock.Elapsed.TotalMilliseconds;
+        cell.PrecomputeMs = cell.EncodeMs = clock.Elapsed.TotalMilliseconds;
         var fullLayout = await engine.BuildLayoutAsync(Question, ids, 0);
         cell.PromptTokensFull = fullLayout.Length;
         cell.FullPhysicalFloorMs = Floor?.FullPrefillMs(fullLayout.Length) ?? double.NaN;

@@ -34,6 +34,10 @@ internal sealed class EngineTelemetry : IDisposable
         if (_logger.IsEnabled(LogLevel.Information))
             KvLinkLog.EngineReady(_logger, Name, c.NumHiddenLayers, engine.Model.DType.ToString(), engine.Model.Device.ToString(),
                 engine.Options.LinkTokens, engine.Options.Mode.ToString());
+        // Once per engine, like llama.cpp's system-info line: what this machine computes with and which kernels were chosen.
+        if (_logger.IsEnabled(LogLevel.Information) && engine.RuntimeInfo is { } r)
+            KvLinkLog.SystemInfo(_logger, Name, r.CpuModel, r.CpuTier, r.LibTorchCpuCapability, r.OneDnnIsa, r.Threads, r.ComputeDType.ToString(),
+                r.ComputeDTypeReason, r.DecodeKernel);
     }
 
     public string Name { get; }

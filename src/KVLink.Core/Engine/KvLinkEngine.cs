@@ -44,12 +44,12 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
     /// <exception cref="InvalidDataException">The tokenizer has token ids at or above the model's vocab_size.</exception>
     internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
-        : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false)
+        : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false, choice: null)
     {
     }
 
     private KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics,
-        PromptFormat? format, bool ownsModel)
+        PromptFormat? format, bool ownsModel, ComputeDTypeChoice? choice)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -63,8 +63,14 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         PromptFormat = format ?? _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         PromptFormat.Validate(tokenizer);
         ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
-        // After the fingerprint (which covers the full-precision weights every cache is made with).
-        if (_options.DecodeWithInt8Weights) model.QuantizeInt8ForDecoding();
+        // After the fingerprint (which covers the full-precision weights every cache is made with). A float32 model that
+        // Auto chose keeps bf16 copies for decoding rows (bandwidth-bound); an explicit Float32 stays exact reference numerics.
+        bool int8 = _options.DecodeWithInt8Weights, bf16Copies = !int8 && choice is { FromAuto: true, DType: ComputeDType.Float32 }
+            && model.Device.type == TorchSharp.DeviceType.CPU && DecodeGemv.Vectorized(model.Config.HiddenSize);
+        if (int8) model.QuantizeInt8ForDecoding();
+        else if (bf16Copies) model.KeepBf16ForDecoding();
+        // An engine over a model loaded elsewhere runs in that model's dtype, whatever the option says.
+        RuntimeInfo = KvLinkRuntimeInfo.Of(model, choice ?? new ComputeDTypeChoice(ComputeDTypeChoice.FromScalarType(model.DType), "model", FromAuto: false), int8, bf16Copies);
         _ownsModel = ownsModel;
         _telemetry = new EngineTelemetry(this, diagnostics);
         _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker", wake => new BatchScheduler(model, _options, _telemetry, wake)), _telemetry);
@@ -95,13 +101,14 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         {
             var device = KvLinkDevices.Resolve(options.Device);
             var tokenizer = LlamaTokenizer.FromCheckpointFolder(checkpointFolder);
-            var dtype = options.DType switch { ComputeDType.Float32 => ScalarType.Float32, ComputeDType.Float16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
-            var model = LlamaCheckpoint.Load(checkpointFolder, dtype, device);
+            // Auto: bf16 where the hardware computes it natively, else float32 (a calibration GEMM decides where the tier cannot).
+            var choice = ComputeDTypeChoice.Resolve(options, device);
+            var model = LlamaCheckpoint.Load(checkpointFolder, choice.ScalarType, device);
             try
             {
                 // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
                 var format = options.PromptFormat ?? PromptSettingsFile.StoredFormat(checkpointFolder, tokenizer);
-                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true) { ModelId = CheckpointName.Of(checkpointFolder) };
+                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true, choice) { ModelId = CheckpointName.Of(checkpointFolder) };
             }
             catch
             {
@@ -130,6 +137,11 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     public PromptFormat PromptFormat { get; }
     /// <summary>Identity of the model; part of every cache key and content id.</summary>
     public string ModelFingerprint { get; }
+    /// <summary>
+    /// What the engine computes with: the CPU tier, LibTorch's capability, the compute dtype (<see cref="ComputeDType.Auto"/>
+    /// resolved) and why, and the decode kernel. Logged once at load and reported by the health check.
+    /// </summary>
+    public KvLinkRuntimeInfo RuntimeInfo { get; }
     /// <summary>Requests waiting for or using the model.</summary>
     public int QueueLength => _context.Worker.Pending;
 

@@ -7,12 +7,21 @@ namespace KVLink.Core.Engine;
 /// <summary>Compute precision of the model and of the caches it produces.</summary>
 public enum ComputeDType
 {
-    /// <summary>bfloat16: the default on CPU (3-4x faster matmuls than fp32, half the cache bytes).</summary>
+    /// <summary>
+    /// bfloat16: half the weight and cache bytes of float32, and 3-4x faster matmuls where the CPU multiplies bf16 in
+    /// hardware (AMX, AVX512_BF16) or on CUDA; 2-5x slower prompt matmuls than float32 on CPUs without (AVX2-only x64).
+    /// </summary>
     BFloat16,
     /// <summary>float16.</summary>
     Float16,
-    /// <summary>float32: exact reference numerics.</summary>
+    /// <summary>float32: exact reference numerics (decoding reads the float32 weights too).</summary>
     Float32,
+    /// <summary>
+    /// The default: bf16 on CUDA and on CPUs whose bf16 GEMMs are measured at least about as fast as float32's (a bounded
+    /// calibration at load, cached per machine); float32 elsewhere, where decoding rows still read bf16 copies of the
+    /// weights (decoding is bound by the bytes read). The choice and why: <see cref="KvLinkEngine.RuntimeInfo"/>.
+    /// </summary>
+    Auto,
 }
 
 /// <summary>Settings of a <see cref="KvLinkEngine"/>. Validated when the engine is created.</summary>
@@ -24,8 +33,14 @@ public sealed class KvLinkOptions
     /// <summary>Default context mode. Default <see cref="ContextMode.KvLink"/>.</summary>
     public ContextMode Mode { get; set; } = ContextMode.KvLink;
 
-    /// <summary>Precision of the model weights and caches. Default bf16.</summary>
-    public ComputeDType DType { get; set; } = ComputeDType.BFloat16;
+    /// <summary>
+    /// Precision of the model weights and caches. Default <see cref="ComputeDType.Auto"/> (bf16 where the hardware computes
+    /// it natively, float32 elsewhere; docs/configuration.md has the costs). Caches of one dtype are never served to another.
+    /// </summary>
+    public ComputeDType DType { get; set; } = ComputeDType.Auto;
+
+    /// <summary>Where <see cref="ComputeDType.Auto"/> caches its calibration (tests use a temporary folder); null: the user's cache folder. Not bindable from configuration.</summary>
+    internal string? CalibrationCacheFolder { get; set; }
 
     /// <summary>The prompt layout; null uses the KVLink Llama-3 layout with the ids of the tokenizer's special tokens (exactly the published format for Llama-3 tokenizers).</summary>
     public PromptFormat? PromptFormat { get; set; }

@@ -42,6 +42,17 @@ internal sealed class FusedProjections : IDisposable
     /// <summary>Adds an int8 copy of the fused weight for decode steps (<see cref="Projection.QuantizeInt8"/>).</summary>
     public void QuantizeInt8() => Int8 ??= Int8Weight.Quantize(_weight);
 
+    /// <summary>The bf16 copy of a float32 fused weight decode steps read (null: none); see <see cref="Projection.KeepBf16ForDecoding"/>.</summary>
+    public Tensor? Bf16 { get; private set; }
+
+    /// <summary>Adds a bf16 copy of a float32 fused weight for decode steps (<see cref="Projection.KeepBf16ForDecoding"/>); returns its bytes.</summary>
+    public long KeepBf16ForDecoding()
+    {
+        if (_weight.dtype != ScalarType.Float32) return 0;
+        Bf16 ??= DecodeCopies.Bf16Of(_weight);
+        return Bf16.numel() * 2;
+    }
+
     /// <summary>Whether the fused GEMM may be used: not while autograd must reach the parts' parameters.</summary>
     private bool Fused => !(is_grad_enabled() && Parts.Any(p => p.Weight.requires_grad));
 
@@ -59,12 +70,16 @@ internal sealed class FusedProjections : IDisposable
             using var w = _weight.narrow(0, start, rows);
             return nn.functional.linear(xs, w);
         }
-        var y = DecodeRows.Product(x, _weight, Int8, start, rows, Full);
+        var y = DecodeRows.Product(x, Bf16 ?? _weight, Int8, start, rows, Full);
         var parts = new Tensor[count];
         for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);
         return parts;
     }
 
-    /// <summary>Releases the fused weight (the parts' views are released by their modules).</summary>
-    public void Dispose() => _weight.Dispose();
+    /// <summary>Releases the fused weight and its bf16 copy (the parts' views are released by their modules).</summary>
+    public void Dispose()
+    {
+        _weight.Dispose();
+        Bf16?.Dispose();
+    }
 }

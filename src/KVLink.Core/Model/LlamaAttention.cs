@@ -88,6 +88,9 @@ internal sealed class LlamaAttention : nn.Module
         return _qkv.Int8!.Bytes + o_proj.Int8!.Bytes;
     }
 
+    /// <summary>Adds bf16 copies of float32 projections for decoding rows; returns their bytes.</summary>
+    public long KeepBf16ForDecoding() => _qkv.KeepBf16ForDecoding() + o_proj.KeepBf16ForDecoding();
+
     /// <summary>
     /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
     /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the

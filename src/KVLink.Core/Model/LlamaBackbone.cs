@@ -27,6 +27,9 @@ internal sealed class LlamaBackbone : nn.Module
     /// <summary>Adds int8 copies of every layer's projections for single-token inputs; returns their bytes.</summary>
     public long QuantizeInt8() => _layers.Sum(l => l.QuantizeInt8());
 
+    /// <summary>Adds bf16 copies of every layer's float32 projections for decoding rows; returns their bytes.</summary>
+    public long KeepBf16ForDecoding() => _layers.Sum(l => l.KeepBf16ForDecoding());
+
     /// <summary>Embeds tokens and runs every layer and the final norm.</summary>
     public Tensor Forward(Tensor tokens, ForwardStep step) => Forward(tokens, step, lastOnly: false);
 

@@ -23,6 +23,9 @@ internal sealed class LlamaDecoderLayer : nn.Module
     /// <summary>Adds int8 copies of the layer's projections for single-token inputs; returns their bytes.</summary>
     public long QuantizeInt8() => self_attn.QuantizeInt8() + mlp.QuantizeInt8();
 
+    /// <summary>Adds bf16 copies of the layer's float32 projections for decoding rows; returns their bytes.</summary>
+    public long KeepBf16ForDecoding() => self_attn.KeepBf16ForDecoding() + mlp.KeepBf16ForDecoding();
+
     /// <summary>Runs the layer over the new tokens of a step.</summary>
     public Tensor Forward(Tensor x, ForwardStep step) => Forward(x, step, lastOnly: false);
 

@@ -61,6 +61,19 @@ internal sealed class LlamaForCausalLM : nn.Module
         return bytes + lm_head.Int8!.Bytes;
     }
 
+    /// <summary>
+    /// For float32 compute on the CPU: adds a bf16 copy of every projection and of the vocabulary head, which decoding
+    /// rows then multiply with through the bandwidth kernel (<see cref="DecodeRows"/>), reading half the bytes of the
+    /// float32 weights; prompts, documents and link passes keep the float32 GEMMs, so caches and first tokens are exactly
+    /// float32's. Does nothing for other dtypes. Call after the weights are loaded (snapshots). Returns the copies' bytes.
+    /// </summary>
+    public long KeepBf16ForDecoding()
+    {
+        if (Device.type != DeviceType.CPU) throw new NotSupportedException("bf16 decoding copies are a CPU path; the model is on " + Device + ".");
+        if (DType != ScalarType.Float32) return 0;
+        return model.KeepBf16ForDecoding() + lm_head.KeepBf16ForDecoding();
+    }
+
     /// <summary>Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>.</summary>
     public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache)
     {

@@ -38,6 +38,9 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         return _gateUp.Int8!.Bytes + down_proj.Int8!.Bytes;
     }
 
+    /// <summary>Adds bf16 copies of float32 projections for decoding rows; returns their bytes.</summary>
+    public long KeepBf16ForDecoding() => _gateUp.KeepBf16ForDecoding() + down_proj.KeepBf16ForDecoding();
+
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {

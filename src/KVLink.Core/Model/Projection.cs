@@ -39,7 +39,29 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
     /// </summary>
     public void QuantizeInt8() => Int8 ??= Int8Weight.Quantize(weight);
 
+    /// <summary>The bf16 copy of a float32 weight that decode steps' tokens read (null: they read the weight itself); see <see cref="KeepBf16ForDecoding"/>.</summary>
+    public Tensor? Bf16 { get; private set; }
+
+    /// <summary>
+    /// Adds a bf16 copy of a float32 weight that decode steps' tokens multiply with (<see cref="DecodeRows"/>): decoding is
+    /// bound by the bytes of weights read, so float32 compute still reads half-size weights there, while prompts keep the
+    /// float32 GEMM. A snapshot, like <see cref="QuantizeInt8"/>. Returns the copy's bytes (0 for a weight of another dtype).
+    /// </summary>
+    public long KeepBf16ForDecoding()
+    {
+        if (weight.dtype != ScalarType.Float32) return 0;
+        Bf16 ??= DecodeCopies.Bf16Of(weight);
+        return Bf16.numel() * 2;
+    }
+
     /// <inheritdoc/>
     public override Tensor forward(Tensor x)
-        => DecodeRows.Product(x, weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
+        => DecodeRows.Product(x, Bf16 ?? weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) Bf16?.Dispose();
+        base.Dispose(disposing);
+    }
 }

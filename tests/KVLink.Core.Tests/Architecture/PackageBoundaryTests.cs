@@ -22,7 +22,8 @@ public class PackageBoundaryTests
         var exported = Core.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName).Order(StringComparer.Ordinal).ToList();
         // 44: SlotPolicy (#15), the one setting a caller of a numbered-header checkpoint must be able to choose;
         // TokenLogprob (#14), the per-token logprob record a caller reads from GenerationResult.Logprobs.
-        Assert.True(exported.Count <= 44, $"{exported.Count} public types: {string.Join(", ", exported)}");
+        // 45: KvLinkRuntimeInfo (#24), what the engine computes with (CPU tier, dtype and why, decode kernel) for hosts' diagnostics.
+        Assert.True(exported.Count <= 45, $"{exported.Count} public types: {string.Join(", ", exported)}");
     }
 
     [Fact]

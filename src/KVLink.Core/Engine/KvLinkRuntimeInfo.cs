@@ -1,0 +1,79 @@
+using System.Globalization;
+using KVLink.Core.Model;
+using KVLink.Core.Native;
+
+namespace KVLink.Core.Engine;
+
+/// <summary>
+/// What an engine computes with, detected once at load: the CPU and its tier, what LibTorch uses on it, the compute dtype
+/// and why, and the decode kernel. Logged once when the engine is ready (like llama.cpp's system-info line), in the health
+/// check's data, and here for hosts' own diagnostics. docs/architecture.md names the tiers.
+/// </summary>
+public sealed class KvLinkRuntimeInfo
+{
+    internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device)
+    {
+        CpuModel = cpu.Model;
+        CpuTier = cpu.Tier.Name();
+        LibTorchCpuCapability = libTorch.Aten;
+        OneDnnIsa = libTorch.OneDnn;
+        ComputeDType = dtype;
+        ComputeDTypeReason = dtypeReason;
+        DecodeKernel = decodeKernel;
+        Threads = threads;
+        Device = device;
+    }
+
+    /// <summary>The CPU's model name, e.g. "AMD EPYC 9R14" (/proc/cpuinfo on Linux).</summary>
+    public string CpuModel { get; }
+
+    /// <summary>
+    /// The CPU tier in .NET's view: "AMX", "AVX-512 BF16", "AVX-512F", "AVX2+FMA", "ARM64 AdvSimd+BF16", "ARM64 AdvSimd" or
+    /// "baseline". <c>DOTNET_EnableAVX512F=0</c> lowers an AVX-512 machine to "AVX2+FMA".
+    /// </summary>
+    public string CpuTier { get; }
+
+    /// <summary>ATen's CPU capability (its own vector kernels: "AVX512", "AVX2", "DEFAULT"), or its override where it cannot be read.</summary>
+    public string LibTorchCpuCapability { get; }
+
+    /// <summary>oneDNN's ISA cap (bf16 GEMMs): the <c>ONEDNN_MAX_CPU_ISA</c> override, or "max" when none is set (oneDNN does not report its choice).</summary>
+    public string OneDnnIsa { get; }
+
+    /// <summary>The compute dtype the model runs in (never <see cref="ComputeDType.Auto"/>).</summary>
+    public ComputeDType ComputeDType { get; }
+
+    /// <summary>
+    /// Why: "explicit" (the option), "model" (an engine over a model loaded elsewhere), "table: ..." (the tier decides),
+    /// "measured: ..." or "cached: ..." (the calibration GEMMs of <see cref="ComputeDType.Auto"/>, with their rates).
+    /// </summary>
+    public string ComputeDTypeReason { get; }
+
+    /// <summary>What decoding rows multiply with, e.g. "bf16 weights, Vector512 (AVX-512F)", "int8 weights, ...", "LibTorch GEMM".</summary>
+    public string DecodeKernel { get; }
+
+    /// <summary>LibTorch's intra-op threads.</summary>
+    public int Threads { get; }
+
+    /// <summary>The model's device ("cpu", "cuda:0").</summary>
+    public string Device { get; }
+
+    /// <summary>The one-line summary the engine logs at load.</summary>
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | decode {DecodeKernel}");
+
+    /// <summary>The runtime info of an engine over <paramref name="model"/>.</summary>
+    internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies)
+    {
+        bool cpu = model.Device.type == TorchSharp.DeviceType.CPU;
+        bool vector = DecodeGemv.Vectorized(model.Config.HiddenSize);
+        // The one place that names the decode kernel (DecodeKernelInfo.Name stands in for DecodeGemv.KernelName until the kernel rewrite merges).
+        string kernel = vector ? DecodeKernelInfo.Name : "scalar";
+        string decode = !cpu ? "LibTorch GEMM"
+            : int8Decoding ? $"int8 weights, {kernel}"
+            : model.DType == TorchSharp.torch.ScalarType.BFloat16 && vector ? $"bf16 weights, {kernel}"
+            : bf16DecodeCopies && vector ? $"bf16 copies of float32 weights, {kernel}"
+            : $"LibTorch GEMM ({model.DType} weights)";
+        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode,
+            TorchSharp.torch.get_num_threads(), model.Device.ToString());
+    }
+}
