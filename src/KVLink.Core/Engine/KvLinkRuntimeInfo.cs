@@ -66,8 +66,8 @@ public sealed class KvLinkRuntimeInfo
     {
         bool cpu = model.Device.type == TorchSharp.DeviceType.CPU;
         bool vector = DecodeGemv.Vectorized(model.Config.HiddenSize);
-        // The one place that names the decode kernel (DecodeKernelInfo.Name stands in for DecodeGemv.KernelName until the kernel rewrite merges).
-        string kernel = vector ? DecodeKernelInfo.Name : "scalar";
+        // The one place that names the decode kernel.
+        string kernel = vector ? DecodeGemv.KernelName : "scalar";
         string decode = !cpu ? "LibTorch GEMM"
             : int8Decoding ? $"int8 weights, {kernel}"
             : model.DType == TorchSharp.torch.ScalarType.BFloat16 && vector ? $"bf16 weights, {kernel}"
