@@ -84,7 +84,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// text and the document header (numbered or slot-free) the model was trained with. Options are validated before anything is loaded. The engine owns the model it
     /// loads: disposing the engine disposes the model.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A CUDA device was requested and TorchSharp has no CUDA runtime (the message names the package to add).</exception>
+    /// <exception cref="InvalidOperationException">No LibTorch runtime package is referenced, or a CUDA device was requested and
+    /// TorchSharp has no CUDA runtime (the message names the package to add).</exception>
+    /// <exception cref="DirectoryNotFoundException">The checkpoint folder does not exist (the message names its full path).</exception>
     public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, KvLinkDiagnostics? diagnostics = null,
         CancellationToken cancellationToken = default)
     {
@@ -93,6 +95,10 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         options.Validate();
         return Task.Run(() =>
         {
+            // Before the tokenizer and the weights: a wrong path or a missing runtime package is named as such, not as a
+            // missing tokenizer or a native loader error.
+            CheckpointFolder.ThrowIfMissing(checkpointFolder);
+            Native.TorchSharpLoader.EnsureRuntime();
             var device = KvLinkDevices.Resolve(options.Device);
             var tokenizer = LlamaTokenizer.FromCheckpointFolder(checkpointFolder);
             var dtype = options.DType switch { ComputeDType.Float32 => ScalarType.Float32, ComputeDType.Float16 => ScalarType.Float16, _ => ScalarType.BFloat16 };
