@@ -221,7 +221,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             var request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
             var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
             return result;
         }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
@@ -252,7 +252,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             var request = await _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
             var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
             return result;
         }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
@@ -298,7 +298,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             recorded = true; // from here on, the run's own outcome is recorded: its result or its exception
             try { final = await run.ConfigureAwait(false); }
             catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-            _telemetry.Generated(activity, request.Mode, documentCount, final);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentCount, final);
             yield return new GenerationUpdate("", final);
         }
         finally
