@@ -1,14 +1,13 @@
 using KVLink.Core.Engine;
-using KVLink.Core.Model;
 
 namespace KVLink.RagConsole;
 
-/// <summary><c>check &lt;folder&gt;</c>: prints <see cref="KvLinkCheckpoint.Inspect"/>'s report; exit code 0 when the folder looks loadable, 1 when not.</summary>
+/// <summary><c>check &lt;folder&gt;</c>: prints <see cref="KvLinkCheckpointReport.Inspect"/>'s report; exit code 0 when the folder looks loadable, 1 when not.</summary>
 internal static class CheckCommand
 {
     public static int Run(string folder, ComputeDType dtype, TextWriter output)
     {
-        var report = KvLinkCheckpoint.Inspect(folder, dtype);
+        var report = KvLinkCheckpointReport.Inspect(folder, dtype);
         output.WriteLine($"Checkpoint {report.Folder}");
         foreach (string line in report.Found) output.WriteLine($"  found    {line}");
         foreach (string line in report.Problems) output.WriteLine($"  PROBLEM  {line}");

@@ -9,7 +9,7 @@ namespace KVLink.Core.Tests.Docs;
 /// <summary>
 /// The packages a document tells its reader to add, and the assemblies a project holding only those packages compiles
 /// against. A package is named by a <c>dotnet add package NAME</c> anywhere in the document (a shell block, a snippet's
-/// comment, the text); a package readme (PACKAGE.md) also names its own package; KVLink.Core is every app's base (getting
+/// comment, the text), a project of this repository by <c>dotnet add reference .../NAME.csproj</c>; a package readme (PACKAGE.md) also names its own package; KVLink.Core is every app's base (getting
 /// started, step 2). The assemblies are the named packages' dependency closure as this test project resolved it
 /// (its deps.json: KVLink.* are project references standing in for the packages built from this repository), so a type
 /// from a package the document never names (CS1061 BuildServiceProvider without Microsoft.Extensions.DependencyInjection)
@@ -27,7 +27,12 @@ internal static partial class DocPackages
     public static IReadOnlyList<string> Named(string file)
     {
         var names = new SortedSet<string>(StringComparer.OrdinalIgnoreCase) { Base };
-        foreach (Match m in AddPackage().Matches(File.ReadAllText(Path.Combine(MarkdownDocs.RepoRoot, file))))
+        string text = File.ReadAllText(Path.Combine(MarkdownDocs.RepoRoot, file));
+        foreach (Match m in AddPackage().Matches(text))
+            if (!m.Groups["name"].Value.EndsWith('.'))   // "dotnet add package KVLink.*" names a family, not a package
+                names.Add(m.Groups["name"].Value);
+        // A project of this repository the doc tells the reader to reference (KVLink.Training is no package).
+        foreach (Match m in AddReference().Matches(text))
             names.Add(m.Groups["name"].Value);
         if (MarkdownDocs.IsPackageReadme(file)) names.Add(Path.GetFileName(Path.GetDirectoryName(file)!));
         return [.. names];
@@ -104,4 +109,7 @@ internal static partial class DocPackages
 
     [GeneratedRegex(@"dotnet add package (?<name>[A-Za-z0-9_][A-Za-z0-9_.\-]*)")]
     private static partial Regex AddPackage();
+
+    [GeneratedRegex(@"dotnet add (?:\S+ )?reference \S*?(?<name>[A-Za-z0-9_.]+)\.csproj")]
+    private static partial Regex AddReference();
 }

@@ -1,12 +1,11 @@
 using System.Buffers.Binary;
 using KVLink.Core.Engine;
-using KVLink.Core.Model;
 using KVLink.Demo;
 
 namespace KVLink.Core.Tests.Model;
 
 /// <summary>
-/// <see cref="KvLinkCheckpoint.Inspect"/> on the real demo checkpoints and on copies broken one file at a time: each
+/// <see cref="KvLinkCheckpointReport.Inspect"/> on the real demo checkpoints and on copies broken one file at a time: each
 /// problem is reported with the file it is in, and nothing throws.
 /// </summary>
 public sealed class CheckpointInspectionTests
@@ -19,7 +18,7 @@ public sealed class CheckpointInspectionTests
     [InlineData(DemoModel.FullAttentionFolderName, "numbered")]
     public void A_demo_checkpoint_is_loadable_with_its_shape_memory_and_prompt(string name, string header)
     {
-        var report = KvLinkCheckpoint.Inspect(Demo(name));
+        var report = KvLinkCheckpointReport.Inspect(Demo(name));
 
         Assert.True(report.CanLoad, string.Join("\n", report.Problems));
         Assert.Contains(report.Found, l => l.StartsWith("config.json: Llama, 4 layers, hidden 128, 4 heads (2 KV heads, head_dim 32)", StringComparison.Ordinal));
@@ -34,7 +33,7 @@ public sealed class CheckpointInspectionTests
         Assert.Equal(ComputeDType.BFloat16, report.DType);
         Assert.Equal(report.Parameters * 2, report.WeightBytes);
         Assert.Equal(2L * 4 * 2 * 32 * 2 * 1024, report.CacheBytesPer1kTokens);   // K and V x layers x KV heads x head_dim x bf16 x 1k
-        Assert.Equal(report.Parameters * 4, KvLinkCheckpoint.Inspect(Demo(name), ComputeDType.Float32).WeightBytes);
+        Assert.Equal(report.Parameters * 4, KvLinkCheckpointReport.Inspect(Demo(name), ComputeDType.Float32).WeightBytes);
         Assert.Contains(report.CpuTier, new[] { "amx", "avx512-bf16", "avx512", "avx2", "arm64-neon", "baseline" });
     }
 
@@ -42,7 +41,7 @@ public sealed class CheckpointInspectionTests
     public void A_missing_folder_is_one_problem_naming_it()
     {
         string missing = Path.Combine(Path.GetTempPath(), "kvlink-no-such-model-" + Guid.NewGuid().ToString("N"));
-        var report = KvLinkCheckpoint.Inspect(missing);
+        var report = KvLinkCheckpointReport.Inspect(missing);
         Assert.False(report.CanLoad);
         Assert.Equal($"The folder '{missing}' does not exist.", Assert.Single(report.Problems));
         Assert.Empty(report.Found);
@@ -54,7 +53,7 @@ public sealed class CheckpointInspectionTests
     {
         using var folder = CopyOfDemo();
         File.Delete(folder.File("tokenizer.json"));
-        var report = KvLinkCheckpoint.Inspect(folder.Path);
+        var report = KvLinkCheckpointReport.Inspect(folder.Path);
         var problem = Assert.Single(report.Problems);
         Assert.StartsWith("Tokenizer: No tokenizer in checkpoint folder", problem);
         Assert.Contains("tokenizer.json", problem);
@@ -68,7 +67,7 @@ public sealed class CheckpointInspectionTests
         using var folder = CopyOfDemo();
         string config = File.ReadAllText(folder.File("config.json")).Replace("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", StringComparison.Ordinal);
         File.WriteAllText(folder.File("config.json"), config);
-        var report = KvLinkCheckpoint.Inspect(folder.Path);
+        var report = KvLinkCheckpointReport.Inspect(folder.Path);
         Assert.False(report.CanLoad);
         Assert.Contains(report.Problems, p => p.StartsWith("config.json: ", StringComparison.Ordinal) && p.Contains("num_key_value_heads", StringComparison.Ordinal));
         Assert.Null(report.CacheBytesPer1kTokens);
@@ -80,7 +79,7 @@ public sealed class CheckpointInspectionTests
         using var folder = CopyOfDemo();
         string config = File.ReadAllText(folder.File("config.json")).Replace("\"intermediate_size\": 384", "\"intermediate_size\": 512", StringComparison.Ordinal);
         File.WriteAllText(folder.File("config.json"), config);
-        var report = KvLinkCheckpoint.Inspect(folder.Path);
+        var report = KvLinkCheckpointReport.Inspect(folder.Path);
         Assert.Contains(report.Problems, p => p.Contains("intermediate_size", StringComparison.Ordinal) && p.Contains("shape", StringComparison.Ordinal));
     }
 
@@ -90,7 +89,7 @@ public sealed class CheckpointInspectionTests
         using var folder = CopyOfDemo();
         string weights = folder.File("model.safetensors");
         using (var f = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite)) f.SetLength(f.Length / 2);
-        var report = KvLinkCheckpoint.Inspect(folder.Path);
+        var report = KvLinkCheckpointReport.Inspect(folder.Path);
         Assert.False(report.CanLoad);
         var problem = Assert.Single(report.Problems);
         Assert.StartsWith("Weights: ", problem);
@@ -106,7 +105,7 @@ public sealed class CheckpointInspectionTests
         var bytes = new byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, 1UL << 40);
         using (var f = new FileStream(weights, FileMode.Open, FileAccess.ReadWrite)) f.Write(bytes);
-        var problem = Assert.Single(KvLinkCheckpoint.Inspect(folder.Path).Problems);
+        var problem = Assert.Single(KvLinkCheckpointReport.Inspect(folder.Path).Problems);
         Assert.Contains("header length", problem);
     }
 
@@ -115,7 +114,7 @@ public sealed class CheckpointInspectionTests
     {
         using var folder = CopyOfDemo();
         File.WriteAllText(folder.File("kvlink_prompt.json"), """{"document_header":"sideways"}""");
-        var problem = Assert.Single(KvLinkCheckpoint.Inspect(folder.Path).Problems);
+        var problem = Assert.Single(KvLinkCheckpointReport.Inspect(folder.Path).Problems);
         Assert.StartsWith("Prompt format: ", problem);
         Assert.Contains("document_header", problem);
     }

@@ -1,14 +1,14 @@
 using System.Globalization;
 using System.Text.Json;
-using KVLink.Core.Engine;
+using KVLink.Core.Model;
 using KVLink.Core.Model.SafeTensors;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
 
-namespace KVLink.Core.Model;
+namespace KVLink.Core.Engine;
 
-/// <summary>Checks a checkpoint folder before anyone waits for its weights to load.</summary>
-public static class KvLinkCheckpoint
+/// <summary>Checks a checkpoint folder before anyone waits for its weights to load (<see cref="KvLinkCheckpointReport.Inspect"/>).</summary>
+internal static class CheckpointInspection
 {
     /// <summary>
     /// Reads what <c>KvLinkEngine.LoadAsync</c> would read from <paramref name="folder"/>, except the weights themselves:

@@ -1,13 +1,22 @@
-using KVLink.Core.Engine;
-
-namespace KVLink.Core.Model;
+namespace KVLink.Core.Engine;
 
 /// <summary>
-/// What <see cref="KvLinkCheckpoint.Inspect"/> found in a checkpoint folder without loading its weights: the files it
+/// What <see cref="Inspect"/> found in a checkpoint folder without loading its weights: the files it
 /// read, what is wrong with them, and the memory the engine will need to run it.
 /// </summary>
 public sealed class KvLinkCheckpointReport
 {
+    /// <summary>
+    /// Reads what <see cref="KvLinkEngine.LoadAsync"/> would read from <paramref name="folder"/>, except the weights themselves:
+    /// config.json, the safetensors headers (every shard, checked against the config's shapes), the tokenizer,
+    /// kvlink_prompt.json and the prompt format's special tokens. Never throws for a broken folder: every problem is a line
+    /// of <see cref="Problems"/> naming the file. Reads headers only, so a multi-gigabyte checkpoint is inspected in about
+    /// the time its tokenizer takes to parse.
+    /// </summary>
+    /// <param name="folder">The checkpoint folder.</param>
+    /// <param name="dtype">The dtype the engine would run at (<see cref="KvLinkOptions.DType"/>), for the memory estimate.</param>
+    public static KvLinkCheckpointReport Inspect(string folder, ComputeDType dtype = ComputeDType.BFloat16) => CheckpointInspection.Inspect(folder, dtype);
+
     /// <summary>The folder inspected (full path).</summary>
     public required string Folder { get; init; }
 
