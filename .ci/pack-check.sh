@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Packs KVLink.Core, KVLink.Core.Redis, KVLink.Core.Cuda and KVLink.Demo with a throwaway version into a local folder
-# feed (through scripts/local-feed.sh, the command getting-started gives users), checks what each package contains, then follows docs/getting-started.md's first section literally, as a new
-# user would: the ```bash block of its section 1 (dotnet new console, dotnet add package ...) runs as written, with KVLink.* mapped to
-# the local feed, its ```csharp block becomes Program.cs, and `dotnet run` must answer the snippet's question with
-# the city its document names.
+# feed (through scripts/local-feed.sh, the command getting-started gives users), checks what each package contains
+# (readme, license, project and repository URLs, symbols), then follows docs/getting-started.md's section 1 literally,
+# as a new user would: its ```bash block (dotnet new console, dotnet add package ...) runs as written, with KVLink.*
+# mapped to the local feed, its ```csharp block becomes Program.cs, and `dotnet run` must answer the snippet's question
+# with the city its document names.
 # Prints "pack-check OK in N s" at the end. Not part of the unit-test run (it packs and restores: a minute or two
 # once TorchSharp-cpu is in the NuGet cache).
 set -euo pipefail
