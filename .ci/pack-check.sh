@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Packs KVLink.Core, KVLink.Core.Redis, KVLink.Core.Cuda and KVLink.Demo with a throwaway version into a local folder
-# feed, checks what each package contains, then follows docs/getting-started.md's first section literally, as a new
-# user would: its ```bash block (dotnet new console, dotnet add package ...) runs as written, with KVLink.* mapped to
-# the local feed, its ```csharp block becomes Program.cs, and `dotnet run` must answer the snippet's question with
-# the city its document names.
+# feed (through scripts/local-feed.sh, the command getting-started gives users), checks what each package contains
+# (readme, license, project and repository URLs, symbols), then follows docs/getting-started.md's section 1 literally,
+# as a new user would: its ```bash block (dotnet new console, dotnet add package ...) runs as written, with KVLink.*
+# mapped to the local feed, its ```csharp block becomes Program.cs, and `dotnet run` must answer the snippet's question
+# with the city its document names.
 # Prints "pack-check OK in N s" at the end. Not part of the unit-test run (it packs and restores: a minute or two
 # once TorchSharp-cpu is in the NuGet cache).
 set -euo pipefail
@@ -23,9 +24,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== pack ($version)"
-for p in "${packages[@]}"; do
-  dotnet pack "src/$p" -c Release -o "$work/feed" -p:Version="$version" --nologo -v quiet
-done
+# The same packing a user runs (docs/getting-started.md), into this run's folder and not registered anywhere.
+scripts/local-feed.sh --out "$work/feed" --version "$version" --no-register
 
 echo "== package contents"
 python3 - "$work/feed" "$version" "$repo" <<'PY'
@@ -42,6 +42,10 @@ for pkg in ["KVLink.Core", "KVLink.Core.Redis", "KVLink.Core.Cuda", "KVLink.Demo
     problems = [f"missing {n}" for n in need if n not in names]
     if "<readme>README.md</readme>" not in nuspec: problems.append("nuspec <readme>")
     if '<license type="expression">MIT</license>' not in nuspec: problems.append("nuspec <license>")
+    if '<projectUrl>https://' not in nuspec: problems.append("nuspec <projectUrl>")
+    if not re.search(r'<repository type="git" url="https://', nuspec): problems.append("nuspec <repository url>")
+    # The readme links to the docs by URL (a package page has no docs/ folder next to it).
+    if "README.md" in names and b"/docs" not in nupkg.read("README.md"): problems.append("README.md does not link to the docs")
     # The package readme is the project's PACKAGE.md (compiled by DocSnippetTests), not the repository README.
     if "README.md" in names and nupkg.read("README.md") != open(os.path.join(repo, "src", pkg, "PACKAGE.md"), "rb").read():
         problems.append("README.md is not src/%s/PACKAGE.md" % pkg)
@@ -75,13 +79,15 @@ sys.exit(0 if ok else 1)
 PY
 
 echo "== docs/getting-started.md, first section, as a new user"
-# The first ```bash and ```csharp blocks of the first "## " section, exactly as written.
+# The first ```bash and ```csharp blocks of the section "## 1. ...", exactly as written (section 0 builds the local feed,
+# which this script has just done into its own folder).
 python3 - "$repo/docs/getting-started.md" "$work" <<'PY'
 import sys, re, os
 doc, work = sys.argv[1], sys.argv[2]
 text = open(doc).read()
 sections = re.split(r"(?m)^## ", text)
-first = sections[1]
+first = next((s for s in sections[1:] if s.startswith("1.")), None)
+if first is None: sys.exit("getting-started.md has no '## 1.' section")
 bash = re.search(r"```bash\n(.*?)```", first, re.S)
 cs = re.search(r"```csharp\n(.*?)```", first, re.S)
 if not bash or not cs: sys.exit("getting-started.md's first section needs a ```bash and a ```csharp block")

@@ -23,7 +23,7 @@ export KVLINK_CACHE_DIR="$OUT/calibration"
 rm -rf "$KVLINK_CACHE_DIR"
 dotnet build -c Release benchmarks/KVLink.Benchmarks -v q -nologo
 
-EMULATED_AVX2=(DOTNET_EnableAVX512F=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)
+EMULATED_AVX2=(DOTNET_EnableAVX512=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)
 
 bench() { # bench <env assignments...> -- <benchmark arguments...>
   local envs=()

@@ -21,6 +21,15 @@ internal sealed class KvLinkInstruments
     public const string GenAiRequestModel = "gen_ai.request.model";
     public const string GenAiResponseModel = "gen_ai.response.model";
     public const string GenAiTokenType = "gen_ai.token.type";
+    public const string GenAiRequestMaxTokens = "gen_ai.request.max_tokens";
+    public const string GenAiRequestTemperature = "gen_ai.request.temperature";
+    public const string GenAiRequestTopP = "gen_ai.request.top_p";
+    public const string GenAiRequestTopK = "gen_ai.request.top_k";
+    public const string GenAiRequestSeed = "gen_ai.request.seed";
+    public const string GenAiUsageInputTokens = "gen_ai.usage.input_tokens";
+    public const string GenAiUsageOutputTokens = "gen_ai.usage.output_tokens";
+    public const string GenAiResponseFinishReasons = "gen_ai.response.finish_reasons";
+    public const string GenAiConversationId = "gen_ai.conversation.id";
     public const string Provider = "kvlink";
     public const string ChatOperation = "chat";
 
@@ -78,6 +87,7 @@ internal sealed class KvLinkInstruments
         OperationDuration = Seconds("gen_ai.client.operation.duration", "GenAI operation duration.", DurationBuckets);
         TokenUsage = Meter.CreateHistogram("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
             advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = TokenBuckets });
+        ServerRequestDuration = Seconds("gen_ai.server.request.duration", "Generative AI server request duration such as time-to-last byte or last output token.", DurationBuckets);
         ServerTimeToFirstToken = Seconds("gen_ai.server.time_to_first_token", "Time to generate first token for successful responses.", TimeToFirstTokenBuckets);
         ServerTimePerOutputToken = Seconds("gen_ai.server.time_per_output_token", "Time per output token generated after the first token for successful responses.", TimePerOutputTokenBuckets);
 
@@ -111,6 +121,7 @@ internal sealed class KvLinkInstruments
     public Counter<long> TokensGenerated { get; }
     public Histogram<double> OperationDuration { get; }
     public Histogram<long> TokenUsage { get; }
+    public Histogram<double> ServerRequestDuration { get; }
     public Histogram<double> ServerTimeToFirstToken { get; }
     public Histogram<double> ServerTimePerOutputToken { get; }
     public Histogram<int> StepSequences { get; }

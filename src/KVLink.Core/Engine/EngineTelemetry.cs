@@ -54,12 +54,22 @@ internal sealed class EngineTelemetry : IDisposable
         return a;
     }
 
+    /// <summary>
+    /// The span of one generation request, named and tagged by the OpenTelemetry GenAI conventions (<c>chat {model}</c>,
+    /// <c>gen_ai.*</c>), so GenAI-aware backends show it as a model call; <c>kvlink.*</c> tags carry what the conventions
+    /// have no attribute for (documents, cache reuse, context mode).
+    /// </summary>
     public Activity? StartGenerate(int documents, bool streaming)
     {
-        var a = KvLinkTelemetry.ActivitySource.StartActivity("kvlink.generate", ActivityKind.Internal);
-        a?.SetTag(KvLinkTelemetry.EngineTag, Name);
-        a?.SetTag("kvlink.documents", documents);
-        a?.SetTag("kvlink.streaming", streaming);
+        string model = _engine.ModelId;
+        var a = KvLinkTelemetry.ActivitySource.StartActivity($"{KvLinkInstruments.ChatOperation} {model}", ActivityKind.Internal);
+        if (a is null) return null;
+        a.SetTag(KvLinkInstruments.GenAiOperationName, KvLinkInstruments.ChatOperation);
+        a.SetTag(KvLinkInstruments.GenAiProviderName, KvLinkInstruments.Provider);
+        a.SetTag(KvLinkInstruments.GenAiRequestModel, model);
+        a.SetTag(KvLinkTelemetry.EngineTag, Name);
+        a.SetTag("kvlink.documents", documents);
+        a.SetTag("kvlink.streaming", streaming);
         return a;
     }
 
@@ -111,19 +121,26 @@ internal sealed class EngineTelemetry : IDisposable
         if (_logger.IsEnabled(LogLevel.Debug)) KvLinkLog.Precomputed(_logger, id, Name, elapsed.TotalMilliseconds, slotsComputed);
     }
 
-    public void Generated(Activity? activity, ContextMode mode, int documents, GenerationResult result)
+    public void Generated(Activity? activity, ContextMode mode, GenerationOptions options, int documents, GenerationResult result)
     {
         var u = result.Usage;
         var t = result.Timings;
         if (activity is not null)
         {
+            activity.SetTag(KvLinkInstruments.GenAiRequestMaxTokens, options.MaxNewTokens);
+            activity.SetTag(KvLinkInstruments.GenAiRequestTemperature, (double)options.Temperature);
+            activity.SetTag(KvLinkInstruments.GenAiRequestTopP, (double)options.TopP);
+            if (options.TopK > 0) activity.SetTag(KvLinkInstruments.GenAiRequestTopK, (double)options.TopK);
+            if (options.Seed is { } seed) activity.SetTag(KvLinkInstruments.GenAiRequestSeed, seed);
+            activity.SetTag(KvLinkInstruments.GenAiResponseModel, _engine.ModelId);
+            activity.SetTag(KvLinkInstruments.GenAiUsageInputTokens, u.PromptTokens);
+            activity.SetTag(KvLinkInstruments.GenAiUsageOutputTokens, u.GeneratedTokens);
+            activity.SetTag(KvLinkInstruments.GenAiResponseFinishReasons, new[] { FinishReasonName(result.FinishReason) });
+            if (result.ConversationId is { } conversation) activity.SetTag(KvLinkInstruments.GenAiConversationId, conversation);
             activity.SetTag(KvLinkTelemetry.ModeTag, mode.ToString());
-            activity.SetTag("kvlink.tokens.prompt", u.PromptTokens);
             activity.SetTag("kvlink.tokens.reused", u.CachedTokens);
             activity.SetTag("kvlink.tokens.computed", u.ComputedTokens);
-            activity.SetTag("kvlink.tokens.generated", u.GeneratedTokens);
             activity.SetTag("kvlink.ttft_ms", t.TimeToFirstToken.TotalMilliseconds);
-            activity.SetTag("kvlink.finish_reason", result.FinishReason.ToString());
         }
         var modeTag = new KeyValuePair<string, object?>(KvLinkTelemetry.ModeTag, mode.ToString());
         _metrics.TimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, _engineTag, modeTag);
@@ -135,6 +152,7 @@ internal sealed class EngineTelemetry : IDisposable
         // OpenTelemetry GenAI semantic conventions (the model answered as a local server and its own client).
         var genAi = GenAiTags(null);
         _metrics.OperationDuration.Record(t.Total.TotalSeconds, genAi);
+        _metrics.ServerRequestDuration.Record(t.Total.TotalSeconds, genAi);
         _metrics.ServerTimeToFirstToken.Record(t.TimeToFirstToken.TotalSeconds, genAi);
         if (u.GeneratedTokens > 1)
             _metrics.ServerTimePerOutputToken.Record((t.Total - t.TimeToFirstToken).TotalSeconds / (u.GeneratedTokens - 1), genAi);
@@ -156,7 +174,9 @@ internal sealed class EngineTelemetry : IDisposable
         Fail(activity, e);
         var error = new KeyValuePair<string, object?>(KvLinkTelemetry.ErrorTypeTag, ErrorType(e));
         _metrics.GenerateDuration.Record(elapsed.TotalSeconds, _engineTag, error);
-        _metrics.OperationDuration.Record(elapsed.TotalSeconds, GenAiTags(error));
+        var genAi = GenAiTags(error);
+        _metrics.OperationDuration.Record(elapsed.TotalSeconds, genAi);
+        _metrics.ServerRequestDuration.Record(elapsed.TotalSeconds, genAi);
         if (e is not OperationCanceledException) KvLinkLog.GenerationFailed(_logger, e, Name);
         return false;
     }
@@ -168,6 +188,14 @@ internal sealed class EngineTelemetry : IDisposable
         _metrics.PrecomputeDuration.Record(elapsed.TotalSeconds, _engineTag, new(KvLinkTelemetry.ErrorTypeTag, ErrorType(e)));
         return false;
     }
+
+    /// <summary>The GenAI conventions' finish reason: OpenAI's words ("stop", "length").</summary>
+    public static string FinishReasonName(FinishReason reason) => reason switch
+    {
+        FinishReason.Stop => "stop",
+        FinishReason.Length => "length",
+        _ => reason.ToString().ToLowerInvariant(),
+    };
 
     /// <summary>The <c>error.type</c> of <paramref name="e"/>: its full type name (low cardinality, as the conventions ask).</summary>
     public static string ErrorType(Exception e) => e.GetType().FullName ?? e.GetType().Name;

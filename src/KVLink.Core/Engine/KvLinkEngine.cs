@@ -90,7 +90,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// text and the document header (numbered or slot-free) the model was trained with. Options are validated before anything is loaded. The engine owns the model it
     /// loads: disposing the engine disposes the model.
     /// </summary>
-    /// <exception cref="InvalidOperationException">A CUDA device was requested and TorchSharp has no CUDA runtime (the message names the package to add).</exception>
+    /// <exception cref="InvalidOperationException">No LibTorch runtime package is referenced, or a CUDA device was requested and
+    /// TorchSharp has no CUDA runtime (the message names the package to add).</exception>
+    /// <exception cref="DirectoryNotFoundException">The checkpoint folder does not exist (the message names its full path).</exception>
     public static Task<KvLinkEngine> LoadAsync(string checkpointFolder, KvLinkOptions? options = null, IKvCacheStore? store = null, KvLinkDiagnostics? diagnostics = null,
         CancellationToken cancellationToken = default)
     {
@@ -99,6 +101,10 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         options.Validate();
         return Task.Run(() =>
         {
+            // Before the tokenizer and the weights: a wrong path or a missing runtime package is named as such, not as a
+            // missing tokenizer or a native loader error.
+            CheckpointFolder.ThrowIfMissing(checkpointFolder);
+            Native.TorchSharpLoader.EnsureRuntime();
             var device = KvLinkDevices.Resolve(options.Device);
             var tokenizer = LlamaTokenizer.FromCheckpointFolder(checkpointFolder);
             // Auto: bf16 where the hardware computes it natively, else float32 (a calibration GEMM decides where the tier cannot).
@@ -227,7 +233,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             var request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
             var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
             return result;
         }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
@@ -258,7 +264,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             ThrowIfDisposed();
             var request = await _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
             var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, documentIds!.Count, result);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
             return result;
         }
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
@@ -304,7 +310,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
             recorded = true; // from here on, the run's own outcome is recorded: its result or its exception
             try { final = await run.ConfigureAwait(false); }
             catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-            _telemetry.Generated(activity, request.Mode, documentCount, final);
+            _telemetry.Generated(activity, request.Mode, request.Options, documentCount, final);
             yield return new GenerationUpdate("", final);
         }
         finally

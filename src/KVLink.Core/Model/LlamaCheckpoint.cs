@@ -11,14 +11,15 @@ internal static class LlamaCheckpoint
     /// converted to <paramref name="dtype"/>. Tied embeddings need no <c>lm_head.weight</c>; a stored one is used when untied.
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    /// <exception cref="InvalidOperationException">No LibTorch runtime package is referenced (the message names the packages to add).</exception>
     /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
     /// <exception cref="InvalidDataException">Unsupported config or a value outside <see cref="LlamaConfigLimits"/>, a layer count,
     /// missing tensor, shape or dtype that does not match the safetensors header (all checked before the model is allocated),
     /// or a file that is not a regular file or is over its size cap; the message names the file and the field or tensor.</exception>
     public static LlamaForCausalLM Load(string folder, ScalarType dtype = ScalarType.BFloat16, Device? device = null)
     {
-        Native.TorchSharpLoader.EnsureLoaded();
-        if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Checkpoint folder '{folder}' does not exist.");
+        Native.TorchSharpLoader.EnsureRuntime();
+        CheckpointFolder.ThrowIfMissing(folder);
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Checkpoint folder '{folder}' has no config.json.", configPath);
         var config = LlamaConfig.Load(configPath);

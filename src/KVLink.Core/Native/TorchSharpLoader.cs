@@ -76,7 +76,7 @@ public static class TorchSharpLoader
             catch (DllNotFoundException e) { firstError = e.Message; }
 
             if (!WeakenableVersions.Any(v => firstError.Contains(v, StringComparison.Ordinal)))
-                throw new DllNotFoundException($"TorchSharp's native library '{original}' failed to load: {firstError}");
+                throw new DllNotFoundException(LoadFailureMessage(original, firstError));
 
             string patched = WritePatchedCopy(original);
             try
@@ -131,6 +131,24 @@ public static class TorchSharpLoader
         + "picks the runtime by referencing one package, TorchSharp-cpu (any machine), TorchSharp-cuda-linux or TorchSharp-cuda-windows (NVIDIA GPUs), "
         + "e.g. `dotnet add package TorchSharp-cpu`, the same version as TorchSharp."
         + (string.IsNullOrWhiteSpace(reason) ? "" : $" The loader said: {reason}");
+
+    /// <summary>
+    /// The message of TorchSharp's native library failing to load for a reason patching cannot fix. The usual one is a
+    /// missing LibTorch: TorchSharp ships <c>libLibTorchSharp.so</c> itself, but <c>libtorch.so</c> and <c>libc10.so</c>
+    /// come from the runtime package the application did not add, and the loader only says "cannot open shared object file".
+    /// </summary>
+    internal static string LoadFailureMessage(string library, string loaderError) =>
+        NamesMissingLibTorch(loaderError)
+            ? MissingRuntimeMessage($"'{library}' failed to load: {loaderError}")
+            : $"TorchSharp's native library '{library}' failed to load: {loaderError}";
+
+    /// <summary>Whether a loader error is a LibTorch library (from a runtime package, not TorchSharp) that was not found.</summary>
+    private static bool NamesMissingLibTorch(string loaderError) =>
+        new[] { "libtorch", "libc10", "torch_cpu", "LibTorchSharp" }.Any(n => loaderError.Contains(n, StringComparison.OrdinalIgnoreCase))
+        && (loaderError.Contains("cannot open shared object file", StringComparison.OrdinalIgnoreCase)
+            || loaderError.Contains("No such file", StringComparison.OrdinalIgnoreCase)
+            || loaderError.Contains("not found", StringComparison.OrdinalIgnoreCase)
+            || loaderError.Contains("could not be found", StringComparison.OrdinalIgnoreCase));
 
     private static IEnumerable<string> CandidateDirectories()
     {

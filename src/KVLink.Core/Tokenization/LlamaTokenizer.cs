@@ -118,12 +118,14 @@ public sealed class LlamaTokenizer
     /// release the folder's <c>config.json</c> or <c>original/params.json</c> points to (3.0 and 3.1/3.2 name the same
     /// ids differently); <see cref="SpecialTokenSource"/> says which. A <c>tokenizer_config.json</c> also marks the
     /// tokens it names as bos/eos/pad/unk or its chat template uses as <see cref="FunctionalTokens"/>.</summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">The folder has neither file.</exception>
     /// <remarks>Either file must be a regular file (or a link to one) of at most 64 MiB.</remarks>
     /// <exception cref="InvalidDataException">A tokenizer or config file is malformed, not a regular file, or over the cap (the message names it).</exception>
     public static LlamaTokenizer FromCheckpointFolder(string dir)
     {
         ArgumentNullException.ThrowIfNull(dir);
+        Model.CheckpointFolder.ThrowIfMissing(dir);
         var config = TokenizerConfigFile.TryRead(dir);
         string json = Path.Combine(dir, "tokenizer.json");
         string tiktoken = Path.Combine(dir, "original", "tokenizer.model");

@@ -36,6 +36,37 @@ public sealed class DocLinkTests
         Assert.True(failures.Count == 0, $"{failures.Count} broken link(s):\n" + string.Join('\n', failures));
     }
 
+    /// <summary>
+    /// Links to this repository's own URL (<c>PackageProjectUrl</c> of Directory.Build.props, e.g. the package readmes'
+    /// links to docs/) name files that exist here, with anchors that exist, so a renamed doc cannot leave them dangling.
+    /// </summary>
+    [Fact]
+    public void Every_link_to_the_repository_URL_names_a_file_of_the_repository()
+    {
+        string props = File.ReadAllText(Path.Combine(MarkdownDocs.RepoRoot, "Directory.Build.props"));
+        var match = System.Text.RegularExpressions.Regex.Match(props, "<PackageProjectUrl>(https://[^<]+)</PackageProjectUrl>");
+        Assert.True(match.Success, "Directory.Build.props has no PackageProjectUrl");
+        string home = match.Groups[1].Value.TrimEnd('/');
+
+        var failures = new List<string>();
+        int checkedLinks = 0;
+        foreach (string file in MarkdownDocs.Files())
+            foreach (var link in MarkdownDocs.Links(file))
+            {
+                if (!link.Target.StartsWith(home + "/", StringComparison.Ordinal)) continue;
+                checkedLinks++;
+                string rest = link.Target[(home.Length + 1)..];
+                string? path = rest.StartsWith("blob/main/", StringComparison.Ordinal) ? rest["blob/main/".Length..]
+                    : rest.StartsWith("tree/main/", StringComparison.Ordinal) ? rest["tree/main/".Length..] : null;
+                if (path is null) { failures.Add($"{link}: expected {home}/blob/main/<file> or /tree/main/<folder>"); continue; }
+                // As a link relative to the repository root (README.md sits there).
+                if (Resolve("README.md", Uri.UnescapeDataString(path)) is { } problem) failures.Add($"{link}: {problem}");
+            }
+
+        Assert.True(checkedLinks >= 4, $"only {checkedLinks} links to {home} found: the package readmes should link to the docs by URL");
+        Assert.True(failures.Count == 0, $"{failures.Count} broken link(s):\n" + string.Join('\n', failures));
+    }
+
     [Fact]
     public void Anchors_follow_GitHub_slugs()
     {

@@ -9,9 +9,11 @@ namespace KVLink.Core.Tests.Docs;
 
 /// <summary>
 /// Every ```csharp block of the documentation compiles against the real assemblies, as a user would paste it into a
-/// <c>dotnet new console</c> app (the SDK's implicit usings, plus the usings the snippet shows). A snippet is compiled
-/// as written: top-level statements, or type declarations; a snippet of bare members is compiled inside a class.
-/// A block marked <c>```csharp no-compile</c> is deliberately partial: it is counted and named, never compiled.
+/// <c>dotnet new console</c> app holding only the packages its document tells the reader to add (<see cref="DocPackages"/>:
+/// the SDK's implicit usings, plus the usings the snippet shows). A snippet is compiled as written: top-level statements,
+/// or type declarations; a snippet of bare members is compiled inside a class. A block marked <c>```csharp no-compile</c>
+/// is deliberately partial: it is counted and named, never compiled. Snippets that run on the demo model are also run
+/// (<see cref="DocSnippetRunTests"/>).
 /// </summary>
 public sealed class DocSnippetTests(ITestOutputHelper output)
 {
@@ -30,7 +32,7 @@ public sealed class DocSnippetTests(ITestOutputHelper output)
 
     private static readonly CSharpParseOptions Parse = new(LanguageVersion.Latest, DocumentationMode.None);
 
-    private static readonly Lazy<ImmutableArray<MetadataReference>> References = new(LoadReferences);
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, ImmutableArray<MetadataReference>> ReferencesByPackages = new();
 
     [Fact]
     public void Every_csharp_snippet_of_the_docs_compiles()
@@ -63,11 +65,40 @@ public sealed class DocSnippetTests(ITestOutputHelper output)
             "using KVLink.Core.Engine;\nvar options = new KvLinkOptions { LinkTokens = 1 };\nConsole.WriteLine(options.LinkTokens);")));
     }
 
-    /// <summary>The errors of compiling one snippet, each as "line N: CSxxxx: message" (line within the snippet, 1-based).</summary>
-    private static List<string> Compile(MarkdownDocs.CodeBlock block)
+    /// <summary>
+    /// The README's DI snippet as the issue found it: with KVLink.Core alone, <c>BuildServiceProvider</c> is missing (it is in
+    /// Microsoft.Extensions.DependencyInjection, which KVLink.Core does not bring); with that package named, it compiles.
+    /// </summary>
+    [Fact]
+    public void A_snippet_compiles_only_against_the_packages_its_doc_names()
     {
-        bool web = block.Code.Contains("Microsoft.AspNetCore", StringComparison.Ordinal) || block.Code.Contains("WebApplication", StringComparison.Ordinal);
-        var asWritten = CompileText(block.Code, web);
+        const string Code = """
+            using KVLink.Core.Hosting;
+            using Microsoft.Extensions.DependencyInjection;
+            var services = new ServiceCollection();
+            services.AddKvLink(o => o.ModelPath = "/models/x");
+            await using var provider = services.BuildServiceProvider();
+            """;
+        var block = new MarkdownDocs.CodeBlock("test.md", 1, "csharp", Code);
+        Assert.Contains(Compile(block, [DocPackages.Base]), e => e.Contains("CS1061") && e.Contains("BuildServiceProvider"));
+        Assert.Empty(Compile(block, [DocPackages.Base, "Microsoft.Extensions.DependencyInjection"]));
+        Assert.Contains("KVLink.Core.Redis", DocPackages.Named("src/KVLink.Core.Redis/PACKAGE.md"));   // a package readme names its package
+        Assert.Superset(new SortedSet<string> { "KVLink.Core", "KVLink.Demo", "TorchSharp-cpu", "Microsoft.Extensions.DependencyInjection" },
+            new SortedSet<string>(DocPackages.Named("docs/getting-started.md")));
+    }
+
+    /// <summary>The errors of compiling one snippet, each as "line N: CSxxxx: message" (line within the snippet, 1-based).</summary>
+    private static List<string> Compile(MarkdownDocs.CodeBlock block, IReadOnlyList<string>? packages = null)
+    {
+        bool web = IsWeb(block);
+        packages ??= File.Exists(Path.Combine(MarkdownDocs.RepoRoot, block.File)) ? DocPackages.Named(block.File) : [DocPackages.Base];
+        ImmutableArray<MetadataReference> references;
+        try
+        {
+            references = ReferencesByPackages.GetOrAdd((web ? "web:" : "") + string.Join(',', packages), _ => DocPackages.References(packages, web));
+        }
+        catch (InvalidOperationException e) { return [e.Message]; }
+        var asWritten = CompileText(block.Code, web, references);
         if (asWritten.Count == 0) return [];
 
         // A snippet of bare members (methods, properties) reads as a class body: compile it inside one.
@@ -79,13 +110,27 @@ public sealed class DocSnippetTests(ITestOutputHelper output)
             string usings = string.Concat(root.Usings.Select(u => u.ToFullString()));
             string body = string.Concat(root.Members.Select(m => m.ToFullString()));
             int usingLines = usings.Count(c => c == '\n');
-            var asClass = CompileText(usings + "public partial class Snippet\n{\n#line " + (usingLines + 1) + "\n" + body + "\n}\n", web);
+            var asClass = CompileText(usings + "public partial class Snippet\n{\n#line " + (usingLines + 1) + "\n" + body + "\n}\n", web, references);
             if (asClass.Count == 0) return [];
         }
         return asWritten;
     }
 
-    private static List<string> CompileText(string code, bool web)
+    internal static bool IsWeb(MarkdownDocs.CodeBlock block) =>
+        block.Code.Contains("Microsoft.AspNetCore", StringComparison.Ordinal) || block.Code.Contains("WebApplication", StringComparison.Ordinal);
+
+    private static List<string> CompileText(string code, bool web, ImmutableArray<MetadataReference> references)
+    {
+        var compilation = Compilation(code, web, references);
+        return compilation.GetDiagnostics()
+            .Where(d => d.Severity == DiagnosticSeverity.Error)
+            .Select(d => $"line {d.Location.GetMappedLineSpan().StartLinePosition.Line + 1}: {d.Id}: {d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)}")
+            .Distinct()
+            .ToList();
+    }
+
+    /// <summary>The compilation of one snippet as written, with the SDK's implicit usings (and the web SDK's for a web app).</summary>
+    internal static CSharpCompilation Compilation(string code, bool web, ImmutableArray<MetadataReference> references)
     {
         var tree = CSharpSyntaxTree.ParseText(code, Parse, path: "snippet.cs");
         var root = (CompilationUnitSyntax)tree.GetRoot();
@@ -101,17 +146,19 @@ public sealed class DocSnippetTests(ITestOutputHelper output)
             global using Microsoft.Extensions.Hosting;
             global using Microsoft.Extensions.Logging;
             """ : "");
-        var compilation = CSharpCompilation.Create(
+        return CSharpCompilation.Create(
             "DocSnippet",
             [tree, CSharpSyntaxTree.ParseText(implicitUsings, Parse, path: "GlobalUsings.g.cs")],
-            References.Value,
+            references,
             new CSharpCompilationOptions(topLevel ? OutputKind.ConsoleApplication : OutputKind.DynamicallyLinkedLibrary,
                 nullableContextOptions: NullableContextOptions.Enable, allowUnsafe: true));
-        return compilation.GetDiagnostics()
-            .Where(d => d.Severity == DiagnosticSeverity.Error)
-            .Select(d => $"line {d.Location.GetMappedLineSpan().StartLinePosition.Line + 1}: {d.Id}: {d.GetMessage(System.Globalization.CultureInfo.InvariantCulture)}")
-            .Distinct()
-            .ToList();
+    }
+
+    /// <summary>The references of a snippet of <paramref name="file"/>: the packages the file names.</summary>
+    internal static ImmutableArray<MetadataReference> ReferencesFor(string file, bool web)
+    {
+        var packages = DocPackages.Named(file);
+        return ReferencesByPackages.GetOrAdd((web ? "web:" : "") + string.Join(',', packages), _ => DocPackages.References(packages, web));
     }
 
     /// <summary>

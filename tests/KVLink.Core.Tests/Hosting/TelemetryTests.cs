@@ -5,6 +5,7 @@ using System.Diagnostics.Metrics;
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
 using KVLink.Core.Engine;
+using KVLink.Core.Generation;
 using KVLink.Core.Hosting;
 using Microsoft.Extensions.Caching.Distributed;
 using Microsoft.Extensions.DependencyInjection;
@@ -89,7 +90,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         // Names and units, GenAI semantic conventions beside the kvlink.* instruments.
         foreach (var (instrument, unit) in new[]
         {
-            ("gen_ai.client.operation.duration", "s"), ("gen_ai.client.token.usage", "{token}"), ("gen_ai.server.time_to_first_token", "s"),
+            ("gen_ai.client.operation.duration", "s"), ("gen_ai.server.request.duration", "s"), ("gen_ai.client.token.usage", "{token}"), ("gen_ai.server.time_to_first_token", "s"),
             ("gen_ai.server.time_per_output_token", "s"), ("kvlink.generate.time_to_first_token", "s"), ("kvlink.generate.duration", "s"),
             ("kvlink.precompute.duration", "s"), ("kvlink.cache.hits", "{lookup}"), ("kvlink.cache.misses", "{lookup}"), ("kvlink.cache.bytes_loaded", "By"),
             ("kvlink.tokens.reused", "{token}"), ("kvlink.tokens.computed", "{token}"), ("kvlink.tokens.generated", "{token}"),
@@ -104,7 +105,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         // Every histogram carries its bucket advice, so the SDK's default buckets (0, 5, 10, 25... seconds) are not used.
         foreach (var (instrument, bounds) in new[]
         {
-            ("gen_ai.client.operation.duration", DurationBounds), ("gen_ai.server.time_to_first_token", TtftBounds),
+            ("gen_ai.client.operation.duration", DurationBounds), ("gen_ai.server.request.duration", DurationBounds), ("gen_ai.server.time_to_first_token", TtftBounds),
             ("gen_ai.server.time_per_output_token", TpotBounds), ("gen_ai.client.token.usage", TokenBounds),
             ("kvlink.generate.time_to_first_token", TtftBounds), ("kvlink.generate.duration", DurationBounds), ("kvlink.precompute.duration", DurationBounds),
         })
@@ -119,6 +120,9 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         Assert.Equal(engine.ModelId, okTags["gen_ai.response.model"]);
         Assert.Equal(2, ok.GetHistogramCount());
         Assert.Equal(warm.Timings.Total.TotalSeconds + result.Timings.Total.TotalSeconds, ok.GetHistogramSum(), 6);
+        var serverOk = Assert.Single(m["gen_ai.server.request.duration"].Points, p => !Tags(p).ContainsKey("error.type"));
+        Assert.Equal(okTags, Tags(serverOk));
+        Assert.Equal(ok.GetHistogramSum(), serverOk.GetHistogramSum(), 9);
         var ttft = Assert.Single(m["gen_ai.server.time_to_first_token"].Points);
         Assert.Equal(warm.Timings.TimeToFirstToken.TotalSeconds + result.Timings.TimeToFirstToken.TotalSeconds, ttft.GetHistogramSum(), 6);
         Assert.Equal(2, Assert.Single(m["kvlink.generate.time_to_first_token"].Points).GetHistogramCount());
@@ -128,7 +132,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         Assert.Equal(warm.Usage.GeneratedTokens + result.Usage.GeneratedTokens, output.GetHistogramSum());
 
         // The failed and the cancelled request are in both duration histograms, with error.type (and no response model).
-        foreach (var instrument in new[] { "gen_ai.client.operation.duration", "kvlink.generate.duration" })
+        foreach (var instrument in new[] { "gen_ai.client.operation.duration", "gen_ai.server.request.duration", "kvlink.generate.duration" })
         {
             var failed = Assert.Single(m[instrument].Points, p => Equals(Tags(p).GetValueOrDefault("error.type"), typeof(KeyNotFoundException).FullName));
             Assert.Equal(1, failed.GetHistogramCount());
@@ -264,14 +268,34 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         Assert.Equal(id, precompute.GetTagItem("kvlink.document.id"));
         int prefix = (await engine.BuildLayoutAsync("q", [], 0)).PrefixLength;
         Assert.Equal(result.Usage.CachedTokens - prefix, precompute.GetTagItem("kvlink.tokens.computed"));
-        var generates = stopped.Where(a => a.OperationName == "kvlink.generate").ToList();
+
+        // Generation spans follow the GenAI conventions: "chat {model}", gen_ai.* request, response and usage attributes.
+        var generates = stopped.Where(a => a.OperationName != "kvlink.precompute").ToList();
         Assert.Equal(3, generates.Count);
+        Assert.All(generates, a =>
+        {
+            Assert.Equal($"chat {engine.ModelId}", a.DisplayName);
+            Assert.Equal("chat", a.GetTagItem("gen_ai.operation.name"));
+            Assert.Equal("kvlink", a.GetTagItem("gen_ai.provider.name"));
+            Assert.Equal(engine.ModelId, a.GetTagItem("gen_ai.request.model"));
+        });
         var ok = generates.Where(a => a.Status != ActivityStatusCode.Error).ToList();
         Assert.Equal(2, ok.Count);
-        Assert.All(ok, a => Assert.Equal(result.Usage.CachedTokens, a.GetTagItem("kvlink.tokens.reused")));
+        Assert.All(ok, a =>
+        {
+            Assert.Equal(result.Usage.PromptTokens, a.GetTagItem("gen_ai.usage.input_tokens"));
+            Assert.Equal(result.Usage.GeneratedTokens, a.GetTagItem("gen_ai.usage.output_tokens"));
+            Assert.Equal(new[] { result.FinishReason == FinishReason.Stop ? "stop" : "length" }, Assert.IsType<string[]>(a.GetTagItem("gen_ai.response.finish_reasons")));
+            Assert.Equal(engine.Options.Generation.MaxNewTokens, a.GetTagItem("gen_ai.request.max_tokens"));
+            Assert.Equal(engine.ModelId, a.GetTagItem("gen_ai.response.model"));
+            Assert.Equal(result.Usage.CachedTokens, a.GetTagItem("kvlink.tokens.reused"));
+            Assert.Equal(result.Usage.ComputedTokens, a.GetTagItem("kvlink.tokens.computed"));
+            Assert.Null(a.GetTagItem("kvlink.tokens.prompt"));   // replaced by gen_ai.usage.input_tokens
+        });
         Assert.Contains(ok, a => Equals(a.GetTagItem("kvlink.streaming"), true));
         var failed = Assert.Single(generates, a => a.Status == ActivityStatusCode.Error);
         Assert.Equal(typeof(KeyNotFoundException).FullName, failed.GetTagItem("error.type"));
+        Assert.Null(failed.GetTagItem("gen_ai.usage.output_tokens"));
     }
 
     [Fact]
