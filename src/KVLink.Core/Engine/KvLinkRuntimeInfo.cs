@@ -29,7 +29,7 @@ public sealed class KvLinkRuntimeInfo
 
     /// <summary>
     /// The CPU tier in .NET's view: "AMX", "AVX-512 BF16", "AVX-512F", "AVX2+FMA", "ARM64 AdvSimd+BF16", "ARM64 AdvSimd" or
-    /// "baseline". <c>DOTNET_EnableAVX512F=0</c> lowers an AVX-512 machine to "AVX2+FMA".
+    /// "baseline". <c>DOTNET_EnableAVX512=0</c> lowers an AVX-512 machine to "AVX2+FMA".
     /// </summary>
     public string CpuTier { get; }
 
