@@ -23,7 +23,8 @@ export KVLINK_CACHE_DIR="$OUT/calibration"
 rm -rf "$KVLINK_CACHE_DIR"
 dotnet build -c Release benchmarks/KVLink.Benchmarks -v q -nologo
 
-EMULATED_AVX2=(DOTNET_EnableAVX512=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)
+# .NET 10 reads DOTNET_EnableAVX512 (it ignores DOTNET_EnableAVX512F, checked: Avx512F.IsSupported stayed true); both are set.
+EMULATED_AVX2=(DOTNET_EnableAVX512=0 DOTNET_EnableAVX512F=0 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)
 
 bench() { # bench <env assignments...> -- <benchmark arguments...>
   local envs=()

@@ -51,7 +51,7 @@ static async Task RunSuiteAsync(BenchOptions options)
     var cpu = KVLink.Core.Native.CpuCapabilities.Current;
     var libTorch = KVLink.Core.Native.LibTorchCpuInfo.Current;
     report.Tier = $"CPU tier **{cpu.Tier.Name()}** ({cpu.Model}; LibTorch ATen {libTorch.Aten}, oneDNN {libTorch.OneDnn}, MKL {libTorch.MklOverride ?? "no override"}" +
-                  $"{(Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0" ? "; .NET AVX-512 off: **emulated tier**" : "")}); compute dtype **{choice.DType}** ({choice.Reason}{(options.DType == KVLink.Core.Engine.ComputeDType.Auto ? ", --dtype auto" : "")})";
+                  $"{(Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0" || Environment.GetEnvironmentVariable("DOTNET_EnableAVX2") == "0" || libTorch.Capped ? "; ISAs switched off by env knobs: **emulated tier**" : "")}); compute dtype **{choice.DType}** ({choice.Reason}{(options.DType == KVLink.Core.Engine.ComputeDType.Auto ? ", --dtype auto" : "")})";
     Log(report.Tier.Replace("**", "", StringComparison.Ordinal));
 
     report.CopyBandwidth = Machine.CopyBandwidth();

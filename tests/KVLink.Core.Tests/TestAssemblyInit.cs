@@ -9,6 +9,10 @@ internal static class TestAssemblyInit
     [ModuleInitializer]
     internal static void Init()
     {
+        // Engines loaded with DType = Auto cache their calibration GEMMs per machine; tests keep theirs in a folder of
+        // this run, never in the user's cache folder (where a figure taken under a test run's load would persist).
+        if (string.IsNullOrEmpty(Environment.GetEnvironmentVariable("KVLINK_CACHE_DIR")))
+            Environment.SetEnvironmentVariable("KVLINK_CACHE_DIR", Path.Combine(Path.GetTempPath(), $"kvlink-test-cache-{Environment.ProcessId}"));
         try { KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); }
         catch (DllNotFoundException e) { LoadError = e; }
     }

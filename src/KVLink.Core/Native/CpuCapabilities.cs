@@ -45,7 +45,7 @@ internal sealed record CpuCapabilities(CpuTier Tier, string Model, bool Hardware
 
     /// <summary>
     /// The tier from .NET's flags and the hardware's bf16 bits: the bf16 units count only on top of an AVX-512F view, so
-    /// switching .NET's AVX-512 off (<c>DOTNET_EnableAVX512=0</c>) gives the AVX2 tier an AVX2-only machine would have.
+    /// switching .NET's AVX-512 off (<c>DOTNET_EnableAVX512=0</c> on .NET 10) gives the AVX2 tier an AVX2-only machine would have.
     /// </summary>
     public static CpuTier TierOf(bool avx512F, bool avx2, bool fma, bool avx512Bf16, bool amxBf16, bool advSimdArm64, bool armBf16)
     {

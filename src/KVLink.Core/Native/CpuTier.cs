@@ -2,7 +2,7 @@ namespace KVLink.Core.Native;
 
 /// <summary>
 /// The widest compute the CPU offers this process, highest first. The x64 tiers follow .NET's view of the ISAs
-/// (<c>DOTNET_EnableAVX512=0</c> lowers an AVX-512 machine to <see cref="Avx2Fma"/>), since they name what .NET code
+/// (<c>DOTNET_EnableAVX512=0</c> lowers an AVX-512 machine to <see cref="Avx2Fma"/>; .NET 10 ignores the older <c>DOTNET_EnableAVX512F</c>), since they name what .NET code
 /// such as the decode kernel can run; the bf16 units (AMX, AVX512_BF16), which .NET has no API for, come from CPUID and
 /// count only on top of an AVX-512F view. LibTorch has its own knobs and is reported separately (<see cref="LibTorchCpuInfo"/>).
 /// </summary>

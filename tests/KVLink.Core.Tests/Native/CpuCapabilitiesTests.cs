@@ -25,7 +25,7 @@ public class CpuCapabilitiesTests
                 Assert.True(Avx512F.IsSupported && !cpu.HardwareAvx512Bf16 && !cpu.HardwareAmxBf16);
                 break;
             case CpuTier.Avx2Fma:
-                // Under DOTNET_EnableAVX512=0 an AVX-512 machine lands here, its bf16 units notwithstanding.
+                // Under DOTNET_EnableAVX512=0 (.NET 10) an AVX-512 machine lands here, its bf16 units notwithstanding.
                 Assert.True(!Avx512F.IsSupported && Avx2.IsSupported && Fma.IsSupported);
                 break;
             case CpuTier.Arm64AdvSimdBf16:
