@@ -1,0 +1,104 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using KVLink.Core.Engine;
+using KVLink.Core.Generation;
+using Microsoft.AspNetCore.Http;
+
+namespace KVLink.AspNetCore;
+
+/// <summary>
+/// <c>POST /v1/chat/completions</c>. Everything that can be refused is refused before the response starts: the body is
+/// read strictly (<see cref="ChatCompletionRequest"/>), and a stream's headers go out only once the engine has accepted
+/// the request (documents found, conversation well formed, prompt within the model's positions) and produced its first
+/// text, so those errors are ordinary 4xx answers. A failure after that (the engine failing mid-answer) is sent as an
+/// error event, <c>data: {"error":{...}}</c>, and the stream then ends cleanly: a client sees the error, never a
+/// dropped connection.
+/// </summary>
+internal static class ChatCompletionEndpoint
+{
+    public static async Task HandleAsync(HttpContext http, KvLinkEngine engine)
+    {
+        var ct = http.RequestAborted;
+        ChatCompletionRequest request;
+        try
+        {
+            using var body = await ReadBodyAsync(http);
+            request = ChatCompletionRequest.Read(body.RootElement, engine);
+        }
+        catch (OpenAIRequestException e) { await OpenAIErrors.WriteAsync(http, e.Status, e.Message, e.Param, e.Code); return; }
+        catch (BadHttpRequestException e) { await OpenAIErrors.WriteAsync(http, e.StatusCode, $"The request body could not be read: {e.Message}"); return; }
+
+        var json = new ChatCompletionJson(engine.ModelId);
+        if (!request.Stream)
+        {
+            GenerationResult result;
+            try { result = await engine.ChatAsync(request.Messages, request.Documents, request.Options, ct); }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                var error = OpenAIRequestException.FromEngine(e);
+                await OpenAIErrors.WriteAsync(http, error.Status, error.Message, error.Param, error.Code);
+                return;
+            }
+            http.Response.ContentType = "application/json; charset=utf-8";
+            await http.Response.WriteAsync(json.Completion(result).ToJsonString(), ct);
+            return;
+        }
+        await StreamAsync(http, engine, request, json, ct);
+    }
+
+    private static async Task<JsonDocument> ReadBodyAsync(HttpContext http)
+    {
+        using var buffer = new MemoryStream();
+        await http.Request.Body.CopyToAsync(buffer, http.RequestAborted);
+        if (buffer.Length == 0) throw OpenAIRequestException.Invalid(null, "The request body is empty; send a JSON chat-completions request.");
+        try { return JsonDocument.Parse(buffer.ToArray()); }
+        catch (JsonException e) { throw OpenAIRequestException.Invalid(null, $"The request body is not valid JSON: {e.Message}"); }
+    }
+
+    private static async Task StreamAsync(HttpContext http, KvLinkEngine engine, ChatCompletionRequest request, ChatCompletionJson json, CancellationToken ct)
+    {
+        await using var updates = engine.ChatStreamingAsync(request.Messages, request.Documents, request.Options, ct).GetAsyncEnumerator(ct);
+        bool more;
+        // The first update comes after the engine has prepared the request (documents, conversation, prompt length):
+        // its errors are still answered with a status and a body.
+        try { more = await updates.MoveNextAsync(); }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            var error = OpenAIRequestException.FromEngine(e);
+            await OpenAIErrors.WriteAsync(http, error.Status, error.Message, error.Param, error.Code);
+            return;
+        }
+
+        http.Response.ContentType = "text/event-stream";
+        http.Response.Headers.CacheControl = "no-cache";
+        await SendAsync(http, json.Chunk(new JsonObject { ["role"] = "assistant", ["content"] = "" }), ct);
+        while (more)
+        {
+            var update = updates.Current;
+            if (update.Result is { } result)
+            {
+                // Deltas follow text, not tokens, so the tokens' logprobs come with the finishing chunk.
+                await SendAsync(http, json.Chunk(new JsonObject(), ChatCompletionJson.Finish(result.FinishReason), ChatCompletionJson.Logprobs(result.Logprobs)), ct);
+                if (request.IncludeUsage) await SendAsync(http, json.UsageChunk(result), ct);
+            }
+            else if (update.Delta.Length > 0) await SendAsync(http, json.Chunk(new JsonObject { ["content"] = update.Delta }), ct);
+
+            try { more = await updates.MoveNextAsync(); }
+            catch (Exception e) when (!ct.IsCancellationRequested)
+            {
+                // Headers are gone: the error travels as an event, and the response then ends normally.
+                var error = OpenAIRequestException.FromEngine(e);
+                await SendAsync(http, OpenAIErrors.Body(error.Status, error.Message, error.Param, error.Code), ct);
+                return;
+            }
+        }
+        await http.Response.WriteAsync("data: [DONE]\n\n", ct);
+        await http.Response.Body.FlushAsync(ct);
+    }
+
+    private static async Task SendAsync(HttpContext http, JsonObject data, CancellationToken ct)
+    {
+        await http.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", ct);
+        await http.Response.Body.FlushAsync(ct);
+    }
+}

@@ -1,0 +1,25 @@
+namespace KVLink.AspNetCore;
+
+/// <summary>A request the endpoint refuses: the status, the sentence and the request field it names.</summary>
+internal sealed class OpenAIRequestException(int status, string message, string? param, string? code = null) : Exception(message)
+{
+    public int Status => status;
+    public string? Param => param;
+    public string? Code => code;
+
+    /// <summary>A 400 naming <paramref name="param"/>.</summary>
+    public static OpenAIRequestException Invalid(string? param, string message, string? code = null) => new(400, message, param, code);
+
+    /// <summary>
+    /// The error the client should see for an exception from the engine: unknown documents are a 404, a conversation or
+    /// prompt the engine refuses a 400 (naming the request field, not the engine's parameter), anything else a 500.
+    /// </summary>
+    public static OpenAIRequestException FromEngine(Exception e) => e switch
+    {
+        OpenAIRequestException r => r,
+        KeyNotFoundException => new(404, e.Message, "documents", "document_not_found"),
+        ArgumentException a => new(400, a.Message, a.ParamName is "documentIds" or "documents" ? "documents" : "messages"),
+        NotSupportedException => new(400, e.Message, "messages"),
+        _ => new(500, "The server failed while answering; the request can be retried.", null, "server_error"),
+    };
+}
