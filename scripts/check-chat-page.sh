@@ -10,7 +10,7 @@ PORT="${1:-5391}"
 command -v chromium >/dev/null || { echo "chromium is not installed: run scripts/install-chromium.sh"; exit 2; }
 
 dotnet build samples/KVLink.AspNetCore -c Release -v q -nologo >/dev/null
-APP=samples/KVLink.AspNetCore/bin/Release/net10.0/KVLink.AspNetCore.dll
+APP=samples/KVLink.AspNetCore/bin/Release/net10.0/KVLink.AspNetCore.Sample.dll
 WORK="$(mktemp -d)"
 dotnet "$APP" --Port "$PORT" --KvLink:DType Float32 --KvLink:PrecomputeSlots 2 --Logging:LogLevel:Default Warning >"$WORK/app.log" 2>&1 &
 APP_PID=$!

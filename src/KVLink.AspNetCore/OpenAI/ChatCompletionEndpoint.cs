@@ -16,7 +16,12 @@ namespace KVLink.AspNetCore;
 /// </summary>
 internal static class ChatCompletionEndpoint
 {
-    public static async Task HandleAsync(HttpContext http, KvLinkEngine engine)
+    /// <param name="http">The request.</param>
+    /// <param name="engine">The engine that answers.</param>
+    /// <param name="stream">What streams the answer; the engine's <see cref="KvLinkEngine.ChatStreamingAsync"/> unless a
+    /// test puts a failing step in its way.</param>
+    public static async Task HandleAsync(HttpContext http, KvLinkEngine engine,
+        Func<ChatCompletionRequest, CancellationToken, IAsyncEnumerable<GenerationUpdate>>? stream = null)
     {
         var ct = http.RequestAborted;
         ChatCompletionRequest request;
@@ -43,7 +48,8 @@ internal static class ChatCompletionEndpoint
             await http.Response.WriteAsync(json.Completion(result).ToJsonString(), ct);
             return;
         }
-        await StreamAsync(http, engine, request, json, ct);
+        var updates = stream?.Invoke(request, ct) ?? engine.ChatStreamingAsync(request.Messages, request.Documents, request.Options, ct);
+        await StreamAsync(http, updates.GetAsyncEnumerator(ct), request, json, ct);
     }
 
     private static async Task<JsonDocument> ReadBodyAsync(HttpContext http)
@@ -55,10 +61,11 @@ internal static class ChatCompletionEndpoint
         catch (JsonException e) { throw OpenAIRequestException.Invalid(null, $"The request body is not valid JSON: {e.Message}"); }
     }
 
-    private static async Task StreamAsync(HttpContext http, KvLinkEngine engine, ChatCompletionRequest request, ChatCompletionJson json, CancellationToken ct)
+    private static async Task StreamAsync(HttpContext http, IAsyncEnumerator<GenerationUpdate> updates, ChatCompletionRequest request, ChatCompletionJson json, CancellationToken ct)
     {
-        await using var updates = engine.ChatStreamingAsync(request.Messages, request.Documents, request.Options, ct).GetAsyncEnumerator(ct);
+        await using var _ = updates;
         bool more;
+        int logprobsSent = 0;
         // The first update comes after the engine has prepared the request (documents, conversation, prompt length):
         // its errors are still answered with a status and a body.
         try { more = await updates.MoveNextAsync(); }
@@ -77,11 +84,17 @@ internal static class ChatCompletionEndpoint
             var update = updates.Current;
             if (update.Result is { } result)
             {
-                // Deltas follow text, not tokens, so the tokens' logprobs come with the finishing chunk.
-                await SendAsync(http, json.Chunk(new JsonObject(), ChatCompletionJson.Finish(result.FinishReason), ChatCompletionJson.Logprobs(result.Logprobs)), ct);
+                // Tokens whose text never appeared (a matched stop sequence) bring their logprobs with the finishing chunk.
+                var rest = result.Logprobs?.Skip(logprobsSent).ToList();
+                await SendAsync(http, json.Chunk(new JsonObject(), ChatCompletionJson.Finish(result.FinishReason), rest is { Count: > 0 } ? ChatCompletionJson.Logprobs(rest) : null), ct);
                 if (request.IncludeUsage) await SendAsync(http, json.UsageChunk(result), ct);
             }
-            else if (update.Delta.Length > 0) await SendAsync(http, json.Chunk(new JsonObject { ["content"] = update.Delta }), ct);
+            else if (update.Delta.Length > 0)
+            {
+                // Each chunk carries the logprobs of the tokens its text came from.
+                await SendAsync(http, json.Chunk(new JsonObject { ["content"] = update.Delta }, null, ChatCompletionJson.Logprobs(update.Logprobs)), ct);
+                logprobsSent += update.Logprobs?.Count ?? 0;
+            }
 
             try { more = await updates.MoveNextAsync(); }
             catch (Exception e) when (!ct.IsCancellationRequested)

@@ -32,7 +32,7 @@ public sealed class OpenAiEndpointTests : IAsyncLifetime
         _port = LoopbackPorts.FreePair().Port;
         // The sample as built next to this test (same configuration), started as its own process on loopback.
         string configuration = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name;
-        string dll = Path.Combine(MarkdownDocs.RepoRoot, "samples", "KVLink.AspNetCore", "bin", configuration, "net10.0", "KVLink.AspNetCore.dll");
+        string dll = Path.Combine(MarkdownDocs.RepoRoot, "samples", "KVLink.AspNetCore", "bin", configuration, "net10.0", "KVLink.AspNetCore.Sample.dll");
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in new[] { dll, "--Port", _port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--KvLink:DType", "Float32",
             "--KvLink:LinkTokens", "5", "--KvLink:PrecomputeSlots", "3", "--Logging:LogLevel:Default", "Warning" })
