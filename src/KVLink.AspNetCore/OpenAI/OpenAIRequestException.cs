@@ -18,7 +18,10 @@ internal sealed class OpenAIRequestException(int status, string message, string?
     {
         OpenAIRequestException r => r,
         KeyNotFoundException => new(404, e.Message, "documents", "document_not_found"),
-        ArgumentException a => new(400, a.Message, a.ParamName is "documentIds" or "documents" ? "documents" : "messages"),
+        // The engine names its own parameters; the request's fields are messages (the conversation, and a prompt too long
+        // for the model's positions, as OpenAI reports it) and documents (their ids).
+        ArgumentException a when a.Message.Contains("positions", StringComparison.Ordinal) => new(400, a.Message, "messages", "context_length_exceeded"),
+        ArgumentException a => new(400, a.Message, a.ParamName is "documentIds" ? "documents" : "messages"),
         NotSupportedException => new(400, e.Message, "messages"),
         _ => new(500, "The server failed while answering; the request can be retried.", null, "server_error"),
     };
