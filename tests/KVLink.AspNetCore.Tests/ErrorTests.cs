@@ -85,6 +85,8 @@ public sealed class ErrorTests(KvLinkServer server)
         var error = await ErrorOf(await Post(JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = "Hi" } }, documents = new[] { "no-such-document" }, stream })), 404);
         Assert.Equal("documents", error.GetProperty("param").GetString());
         Assert.Equal("document_not_found", error.GetProperty("code").GetString());
+        Assert.Contains("'no-such-document'", error.GetProperty("message").GetString());
+        Assert.DoesNotContain("PrecomputeAsync", error.GetProperty("message").GetString()); // the engine's API means nothing to an HTTP client
     }
 
     [Theory]
@@ -98,6 +100,7 @@ public sealed class ErrorTests(KvLinkServer server)
         var tooLong = await ErrorOf(await Post(JsonSerializer.Serialize(new { messages = new[] { new { role = "user", content = longText } }, stream })), 400);
         Assert.Equal("messages", tooLong.GetProperty("param").GetString());
         Assert.Equal("context_length_exceeded", tooLong.GetProperty("code").GetString());
+        Assert.DoesNotContain("(Parameter", tooLong.GetProperty("message").GetString()); // the engine's parameter name is not the client's
     }
 
     [Fact]

@@ -64,7 +64,7 @@ internal sealed record ChatCompletionRequest(
         // max_completion_tokens is the current name, max_tokens the older one: whichever is sent names the error.
         string maxName = json.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         long? max = json.Integer(maxName);
-        if (max is <= 0 or > int.MaxValue) throw OpenAIRequestException.Invalid(maxName, $"'{maxName}' must be a positive integer.");
+        if (max is <= 0 or > int.MaxValue) throw OpenAIRequestException.Invalid(maxName, $"'{maxName}' must be a positive integer (at most {int.MaxValue}).");
         double? temperature = json.Number("temperature");
         if (temperature is < 0 or > 2) throw OpenAIRequestException.Invalid("temperature", "'temperature' must be between 0 and 2.");
         double? topP = json.Number("top_p");

@@ -23,7 +23,7 @@ internal readonly struct JsonFields(JsonElement obj)
     /// <summary>An integer in 64 bits: 1.5, 1e30 and "10" are refused (1e3 and 10.0 are integers written otherwise, and accepted).</summary>
     public long? Integer(string name) => Get(name) is not { } v ? null
         : v.ValueKind == JsonValueKind.Number && (v.TryGetInt64(out long l) || (v.TryGetDouble(out double d) && d == Math.Floor(d) && Math.Abs(d) < 9e15 && (l = (long)d) == d))
-            ? l : throw Wrong(name, "an integer");
+            ? l : throw Wrong(name, "an integer (64-bit)");
 
     public JsonElement? Object(string name) => Get(name) is not { } v ? null
         : v.ValueKind == JsonValueKind.Object ? v : throw Wrong(name, "an object");

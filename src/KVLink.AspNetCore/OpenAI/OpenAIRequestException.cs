@@ -17,12 +17,18 @@ internal sealed class OpenAIRequestException(int status, string message, string?
     public static OpenAIRequestException FromEngine(Exception e) => e switch
     {
         OpenAIRequestException r => r,
-        KeyNotFoundException => new(404, e.Message, "documents", "document_not_found"),
+        // The engine's message names its own API; a client of this endpoint posts documents over HTTP.
+        KeyNotFoundException => new(404, e.Message.Replace("precompute it with PrecomputeAsync first", "post it to the documents endpoint first", StringComparison.Ordinal),
+            "documents", "document_not_found"),
         // The engine names its own parameters; the request's fields are messages (the conversation, and a prompt too long
         // for the model's positions, as OpenAI reports it) and documents (their ids).
-        ArgumentException a when a.Message.Contains("positions", StringComparison.Ordinal) => new(400, a.Message, "messages", "context_length_exceeded"),
-        ArgumentException a => new(400, a.Message, a.ParamName is "documentIds" ? "documents" : "messages"),
+        ArgumentException a when a.Message.Contains("positions", StringComparison.Ordinal) => new(400, Sentence(a), "messages", "context_length_exceeded"),
+        ArgumentException a => new(400, Sentence(a), a.ParamName is "documentIds" ? "documents" : "messages"),
         NotSupportedException => new(400, e.Message, "messages"),
         _ => new(500, "The server failed while answering; the request can be retried.", null, "server_error"),
     };
+
+    // ArgumentException.Message ends with " (Parameter 'name')", the engine's parameter, which means nothing to a client.
+    private static string Sentence(ArgumentException e) =>
+        e.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
 }
