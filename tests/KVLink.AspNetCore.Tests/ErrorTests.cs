@@ -163,6 +163,7 @@ public sealed class ErrorTests(KvLinkServer server)
         string text = await response.Content.ReadAsStringAsync();
         Assert.True(status == (int)response.StatusCode, $"{(int)response.StatusCode}: {text}");
         Assert.Equal("application/json", response.Content.Headers.ContentType!.MediaType);
+        Assert.DoesNotContain("\\u0027", text); // messages quote fields as 'max_tokens', written as such
         var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
         Assert.Equal(JsonValueKind.String, error.GetProperty("type").ValueKind);

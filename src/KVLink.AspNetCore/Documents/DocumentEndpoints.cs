@@ -45,13 +45,13 @@ internal sealed class DocumentEndpoints(KvLinkEngine engine)
 
         _posted.TryAdd(id, (Interlocked.Increment(ref _next), title ?? text[..Math.Min(40, text.Length)]));
         http.Response.ContentType = "application/json; charset=utf-8";
-        await http.Response.WriteAsync(new JsonObject { ["id"] = id }.ToJsonString(), http.RequestAborted);
+        await http.Response.WriteAsync(JsonText.Of(new JsonObject { ["id"] = id }), http.RequestAborted);
     }
 
     public Task ListAsync(HttpContext http)
     {
         var list = new JsonArray([.. _posted.OrderBy(d => d.Value.Order).Select(d => (JsonNode)new JsonObject { ["id"] = d.Key, ["title"] = d.Value.Title })]);
         http.Response.ContentType = "application/json; charset=utf-8";
-        return http.Response.WriteAsync(list.ToJsonString(), http.RequestAborted);
+        return http.Response.WriteAsync(JsonText.Of(list), http.RequestAborted);
     }
 }

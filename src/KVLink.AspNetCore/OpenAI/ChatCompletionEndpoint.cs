@@ -45,7 +45,7 @@ internal static class ChatCompletionEndpoint
                 return;
             }
             http.Response.ContentType = "application/json; charset=utf-8";
-            await http.Response.WriteAsync(json.Completion(result).ToJsonString(), ct);
+            await http.Response.WriteAsync(JsonText.Of(json.Completion(result)), ct);
             return;
         }
         var updates = stream?.Invoke(request, ct) ?? engine.ChatStreamingAsync(request.Messages, request.Documents, request.Options, ct);
@@ -111,7 +111,7 @@ internal static class ChatCompletionEndpoint
 
     private static async Task SendAsync(HttpContext http, JsonObject data, CancellationToken ct)
     {
-        await http.Response.WriteAsync("data: " + data.ToJsonString() + "\n\n", ct);
+        await http.Response.WriteAsync("data: " + JsonText.Of(data) + "\n\n", ct);
         await http.Response.Body.FlushAsync(ct);
     }
 }

@@ -24,7 +24,7 @@ internal sealed class ModelsEndpoint(KvLinkEngine engine)
     private static Task WriteAsync(HttpContext http, JsonObject body)
     {
         http.Response.ContentType = "application/json; charset=utf-8";
-        return http.Response.WriteAsync(body.ToJsonString(), http.RequestAborted);
+        return http.Response.WriteAsync(JsonText.Of(body), http.RequestAborted);
     }
 
     private static long Created(KvLinkEngine engine)

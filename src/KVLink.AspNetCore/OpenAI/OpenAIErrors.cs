@@ -26,7 +26,7 @@ public static class OpenAIErrors
         if (context.Response.HasStarted) return Task.CompletedTask;
         context.Response.StatusCode = statusCode;
         context.Response.ContentType = "application/json; charset=utf-8";
-        return context.Response.WriteAsync(Body(statusCode, message, param, code, type).ToJsonString(), context.RequestAborted);
+        return context.Response.WriteAsync(JsonText.Of(Body(statusCode, message, param, code, type)), context.RequestAborted);
     }
 
     /// <summary>The error object (also what a stream's error event carries).</summary>
