@@ -103,6 +103,20 @@ public sealed class ErrorTests(KvLinkServer server)
         Assert.DoesNotContain("(Parameter", tooLong.GetProperty("message").GetString()); // the engine's parameter name is not the client's
     }
 
+    [Theory]
+    [InlineData("", null)]
+    [InlineData("[1]", null)]
+    [InlineData("{}", "text")]
+    [InlineData("""{"text":5}""", "text")]
+    [InlineData("""{"text":"   "}""", "text")]
+    [InlineData("""{"text":"A document.","title":["x"]}""", "title")]
+    [InlineData("""{"text":"A document.","id":""}""", "id")]
+    public async Task A_wrong_document_is_a_400_naming_the_field(string body, string? param)
+    {
+        var error = await ErrorOf(await server.Http.PostAsync("/documents", new StringContent(body, Encoding.UTF8, "application/json")), 400);
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
     [Fact]
     public async Task An_unknown_model_is_a_404_for_requests_and_retrieval()
     {

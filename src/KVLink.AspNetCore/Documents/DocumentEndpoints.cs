@@ -42,6 +42,13 @@ internal sealed class DocumentEndpoints(KvLinkEngine engine)
         catch (OpenAIRequestException e) { await OpenAIErrors.WriteAsync(http, e.Status, e.Message, e.Param, e.Code); return; }
         catch (BadHttpRequestException e) { await OpenAIErrors.WriteAsync(http, e.StatusCode, $"The request body could not be read: {e.Message}"); return; }
         catch (ArgumentException e) { await OpenAIErrors.WriteAsync(http, 400, e.Message, "text"); return; }
+        catch (Exception e) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            var error = OpenAIRequestException.FromEngine(e);
+            ServerLog.Failed(http, error, e);
+            await OpenAIErrors.WriteAsync(http, error.Status, error.Message, error.Param, error.Code);
+            return;
+        }
 
         _posted.TryAdd(id, (Interlocked.Increment(ref _next), title ?? text[..Math.Min(40, text.Length)]));
         http.Response.ContentType = "application/json; charset=utf-8";

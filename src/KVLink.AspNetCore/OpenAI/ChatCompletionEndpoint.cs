@@ -41,6 +41,7 @@ internal static class ChatCompletionEndpoint
             catch (Exception e) when (!ct.IsCancellationRequested)
             {
                 var error = OpenAIRequestException.FromEngine(e);
+                ServerLog.Failed(http, error, e);
                 await OpenAIErrors.WriteAsync(http, error.Status, error.Message, error.Param, error.Code);
                 return;
             }
@@ -72,6 +73,7 @@ internal static class ChatCompletionEndpoint
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
             var error = OpenAIRequestException.FromEngine(e);
+            ServerLog.Failed(http, error, e);
             await OpenAIErrors.WriteAsync(http, error.Status, error.Message, error.Param, error.Code);
             return;
         }
@@ -101,6 +103,7 @@ internal static class ChatCompletionEndpoint
             {
                 // Headers are gone: the error travels as an event, and the response then ends normally.
                 var error = OpenAIRequestException.FromEngine(e);
+                ServerLog.Failed(http, error, e);
                 await SendAsync(http, OpenAIErrors.Body(error.Status, error.Message, error.Param, error.Code), ct);
                 return;
             }
