@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs KVLink.Core, KVLink.Core.Redis, KVLink.Core.Cuda and KVLink.Demo with a throwaway version into a local folder
+# Packs KVLink.Core, KVLink.Core.Redis, KVLink.Core.Cuda, KVLink.Demo and KVLink.AspNetCore with a throwaway version into a local folder
 # feed (through scripts/local-feed.sh, the command getting-started gives users), checks what each package contains
 # (readme, license, project and repository URLs, symbols), then follows docs/getting-started.md's section 1 literally,
 # as a new user would: its ```bash block (dotnet new console, dotnet add package ...) runs as written, with KVLink.*
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 repo="$(pwd)"
 start=$SECONDS
 
-packages=(KVLink.Core KVLink.Core.Redis KVLink.Core.Cuda KVLink.Demo)
+packages=(KVLink.Core KVLink.Core.Redis KVLink.Core.Cuda KVLink.Demo KVLink.AspNetCore)
 work="$(mktemp -d)"
 # A unique version per run, so the global NuGet cache can never hand back a stale package; removed again at exit.
 version="0.0.0-packcheck.$(date +%s)"
@@ -33,7 +33,7 @@ import sys, zipfile, os, re
 feed, version, repo = sys.argv[1], sys.argv[2], sys.argv[3]
 ok = True
 demo_files = sorted(os.listdir(os.path.join(repo, "models", "kvlink-demo")))
-for pkg in ["KVLink.Core", "KVLink.Core.Redis", "KVLink.Core.Cuda", "KVLink.Demo"]:
+for pkg in ["KVLink.Core", "KVLink.Core.Redis", "KVLink.Core.Cuda", "KVLink.Demo", "KVLink.AspNetCore"]:
     nupkg = zipfile.ZipFile(os.path.join(feed, f"{pkg}.{version}.nupkg"))
     snupkg_path = os.path.join(feed, f"{pkg}.{version}.snupkg")
     names = nupkg.namelist()
@@ -57,6 +57,10 @@ for pkg in ["KVLink.Core", "KVLink.Core.Redis", "KVLink.Core.Cuda", "KVLink.Demo
         if '<dependency id="TorchSharp"' not in nuspec: problems.append("no TorchSharp dependency")
     if pkg == "KVLink.Core.Redis" and '<dependency id="StackExchange.Redis"' not in nuspec:
         problems.append("no StackExchange.Redis dependency")
+    if pkg == "KVLink.AspNetCore":
+        # ASP.NET Core comes from the app's shared framework, and the package builds on KVLink.Core's public API.
+        if '<frameworkReference name="Microsoft.AspNetCore.App"' not in nuspec: problems.append("no Microsoft.AspNetCore.App framework reference")
+        if '<dependency id="KVLink.Core"' not in nuspec: problems.append("no KVLink.Core dependency")
     if pkg == "KVLink.Demo":
         for f in demo_files:
             if f"contentFiles/any/any/models/kvlink-demo/{f}" not in names: problems.append(f"contentFiles missing {f}")

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Waits until a page open in a headless Chromium (started with --remote-debugging-port) sets <body data-done="true">
-(or "error"), then prints the page's DOM. A minimal Chrome DevTools Protocol client over a raw WebSocket, standard
-library only. Usage: cdp_dom.py DEBUG_PORT URL_PREFIX TIMEOUT_SECONDS"""
+"""A minimal Chrome DevTools Protocol client over a raw WebSocket, standard library only, for a page open in a headless
+Chromium started with --remote-debugging-port. As a module: Page(port, url_prefix) with evaluate(js), wait(js, timeout)
+and screenshot(path) (scripts/check-chat-page.sh drives the chat page with it). As a command: waits until the page sets
+<body data-done="true"> (or "error"), then prints the page's DOM.
+Usage: cdp_dom.py DEBUG_PORT URL_PREFIX TIMEOUT_SECONDS"""
 import base64, json, os, socket, struct, sys, time, urllib.request
 
-port, prefix, timeout = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-
-def page_ws():
+def page_ws(port, prefix):
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -66,9 +66,39 @@ class WebSocket:
             reply = json.loads(self.receive())
             if reply.get("id") == self.next_id: return reply
 
-ws = WebSocket(page_ws())
-evaluate = lambda expr: ws.call("Runtime.evaluate", expression=expr, returnByValue=True)["result"]["result"].get("value")
-deadline = time.time() + timeout
-while time.time() < deadline and evaluate("document.body && document.body.dataset.done") not in ("true", "error"):
-    time.sleep(0.5)
-print(evaluate("document.documentElement.outerHTML"))
+class Page:
+    """The first page whose URL starts with url_prefix."""
+    def __init__(self, port, url_prefix):
+        self.ws = WebSocket(page_ws(port, url_prefix))
+
+    def evaluate(self, expression):
+        """The value of a JavaScript expression (awaited when it is a promise)."""
+        reply = self.ws.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = reply["result"]
+        if "exceptionDetails" in result: raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait(self, expression, timeout, what=None):
+        """Waits until expression is truthy; fails with what (or the expression) after timeout seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.evaluate(expression): return
+            except RuntimeError:
+                pass  # not yet evaluable (the page is still loading)
+            time.sleep(0.25)
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what or expression}")
+
+    def screenshot(self, path, width=1000, height=900):
+        """Writes a PNG of the page (the viewport set to width x height) to path."""
+        self.ws.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        data = self.ws.call("Page.captureScreenshot", format="png")["result"]["data"]
+        with open(path, "wb") as f: f.write(base64.b64decode(data))
+
+if __name__ == "__main__":
+    port, prefix, timeout = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    page = Page(port, prefix)
+    deadline = time.time() + timeout
+    while time.time() < deadline and page.evaluate("document.body && document.body.dataset.done") not in ("true", "error"):
+        time.sleep(0.5)
+    print(page.evaluate("document.documentElement.outerHTML"))

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Checks the ASP.NET sample's chat page in a real headless browser: starts the sample on loopback with the demo model,
-# adds two documents, opens /chat?ask=...&then=... in headless Chromium (which selects every document and asks two
-# questions, the second a follow-up), and checks the DOM it ends with: two streamed answers, each with cached/computed
-# token counts, and the follow-up reusing the first turn (more cached tokens).
-# Needs chromium (scripts/install-chromium.sh). Usage: scripts/check-chat-page.sh [port]
+# Checks the ASP.NET sample's chat page in a real headless browser, and takes a screenshot of each step: starts the
+# sample on loopback with the demo model, posts two documents, opens /chat in headless Chromium and drives it over the
+# DevTools protocol (scripts/cdp_dom.py):
+#   1. the page starts with every document selected;
+#   2. a question asked with no document selected is not sent: the page warns, and the question stays in its box;
+#   3. adding a document keeps the selections made (an unticked document stays unticked) and selects the new one;
+#   4. a question and a follow-up stream in with their token counts, the follow-up reusing the first turn;
+#   5. an error (a document the server does not know) is shown as a sentence, not as JSON.
+# Needs chromium (scripts/install-chromium.sh). Usage: scripts/check-chat-page.sh [port] [screenshot folder]
+# Screenshots: artifacts/chat-page/01-start.png ... 05-error.png unless a folder is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${1:-5391}"
+SHOTS="${2:-artifacts/chat-page}"
 command -v chromium >/dev/null || { echo "chromium is not installed: run scripts/install-chromium.sh"; exit 2; }
+mkdir -p "$SHOTS"
 
 dotnet build samples/KVLink.AspNetCore -c Release -v q -nologo >/dev/null
-APP=samples/KVLink.AspNetCore/bin/Release/net10.0/KVLink.AspNetCore.dll
+APP=samples/KVLink.AspNetCore/bin/Release/net10.0/KVLink.AspNetCore.Sample.dll
 WORK="$(mktemp -d)"
 dotnet "$APP" --Port "$PORT" --KvLink:DType Float32 --KvLink:PrecomputeSlots 2 --Logging:LogLevel:Default Warning >"$WORK/app.log" 2>&1 &
 APP_PID=$!
@@ -22,27 +29,69 @@ post() { curl -sf -H 'Content-Type: application/json' -d "$1" "http://127.0.0.1:
 post '{"title":"Quelmar","text":"Quelmar was born in Ostrava. Quelmar works for Brindlecorp."}'
 post '{"title":"Brindlecorp","text":"Brindlecorp is based in Tarsk."}'
 
-URL="http://127.0.0.1:$PORT/chat?ask=Where%20was%20Quelmar%20born%3F&then=Where%20is%20Brindlecorp%20based%3F"
-# The answers stream in after the page's load event, so the DOM is read over the DevTools protocol once the page
-# marks itself done (scripts/cdp_dom.py), not with --dump-dom.
 DEBUG_PORT=$((PORT + 1))
 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --remote-debugging-port="$DEBUG_PORT" \
-  --user-data-dir="$WORK/profile" "$URL" >"$WORK/chromium.log" 2>&1 &
+  --user-data-dir="$WORK/profile" "http://127.0.0.1:$PORT/chat" >"$WORK/chromium.log" 2>&1 &
 CHROME_PID=$!
 trap 'kill $APP_PID $CHROME_PID 2>/dev/null || true; wait $CHROME_PID 2>/dev/null || true; rm -rf "$WORK" 2>/dev/null || true' EXIT
-python3 scripts/cdp_dom.py "$DEBUG_PORT" "http://127.0.0.1:$PORT/chat" 180 >"$WORK/dom.html"
 
-python3 - "$WORK/dom.html" <<'PY'
-import re, sys
-dom = open(sys.argv[1], encoding="utf-8").read()
+python3 - "$DEBUG_PORT" "http://127.0.0.1:$PORT/chat" "$SHOTS" <<'PY'
+import json, os, sys
+sys.path.insert(0, "scripts")
+from cdp_dom import Page
+port, url, shots = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+page = Page(port, url)
+js = page.evaluate
 def fail(msg):
-    print("FAIL:", msg); print(dom[:4000]); sys.exit(1)
-if 'data-done="true"' not in dom: fail("the page did not finish answering (body data-done is not true)")
-answers = re.findall(r'<div class="answer">(.*?)</div>', dom, re.S)
-stats = re.findall(r'<div class="stats" data-cached="(\d+)" data-computed="(\d+)">(.*?)</div>', dom, re.S)
-if len(answers) != 2 or len(stats) != 2: fail(f"expected 2 answers with stats, got {len(answers)} answers and {len(stats)} stats")
-if not all(a.strip() for a in answers): fail("an answer is empty")
-(c1, k1, s1), (c2, k2, s2) = [(int(c), int(k), s) for c, k, s in stats]
-if not c2 > c1: fail(f"the follow-up did not reuse the first turn: cached {c1} then {c2}")
-print("OK: two streamed answers;", s1.strip(), "|", s2.strip())
+    print("FAIL:", msg); print(js("document.body.innerText")); sys.exit(1)
+def checked(): return js('[...document.querySelectorAll("#docs input")].map(c => c.checked)')
+def shot(name):
+    path = os.path.join(shots, name); page.screenshot(path); print("screenshot", path)
+def ask(question):
+    js(f'$("question").value = {json.dumps(question)}; $("ask").requestSubmit(); true')
+
+page.wait('document.body.dataset.ready === "true"', 60, "the page to load")
+# 1. Every document starts selected.
+if checked() != [True, True]: fail(f"the page should start with both documents selected, not {checked()}")
+shot("01-start.png")
+
+# 2. No document selected: a warning, nothing sent, the question kept.
+js('document.querySelectorAll("#docs input").forEach(c => c.checked = false); true')
+ask("Where was Quelmar born?")
+page.wait('document.getElementById("status").dataset.kind === "warning"', 10, "the no-document warning")
+if js('document.querySelectorAll("#log .turn").length') != 0: fail("a question with no document selected was sent")
+if js('$("question").value') != "Where was Quelmar born?": fail("the question was lost")
+warning = js('$("status").textContent')
+shot("02-no-document-warning.png")
+
+# 3. Adding a document keeps the choices: Quelmar ticked, Brindlecorp unticked, the new one ticked.
+js('document.querySelectorAll("#docs input")[0].checked = true; document.querySelector("details").open = true;'
+   '$("doc-title").value = "Tarsk"; $("doc-text").value = "Tarsk is a city on the coast."; $("doc-add").click(); true')
+page.wait('document.querySelectorAll("#docs input").length === 3', 30, "the added document")
+if checked() != [True, False, True]: fail(f"adding a document changed the selections: {checked()}")
+shot("03-document-added.png")
+
+# 4. A question and a follow-up over every document.
+js('document.querySelectorAll("#docs input").forEach(c => c.checked = true); true')
+ask("Where was Quelmar born?")
+page.wait('document.querySelectorAll("#log .stats[data-cached]").length === 1', 120, "the first answer")
+ask("Where is Brindlecorp based?")
+page.wait('document.querySelectorAll("#log .stats[data-cached]").length === 2', 120, "the follow-up")
+answers = js('[...document.querySelectorAll("#log .answer")].map(a => a.textContent)')
+stats = js('[...document.querySelectorAll("#log .stats")].map(s => [+s.dataset.cached, s.textContent])')
+if len(answers) != 2 or not all(a.strip() for a in answers): fail(f"expected two answers, got {answers}")
+if not stats[1][0] > stats[0][0]: fail(f"the follow-up did not reuse the first turn: cached {stats[0][0]} then {stats[1][0]}")
+shot("04-answers.png")
+
+# 5. An error from the server, as a sentence: a selected document the server does not know.
+js('const l = document.createElement("label"); const c = document.createElement("input"); c.type = "checkbox";'
+   'c.value = "no-such-document"; c.checked = true; l.append(c, " (deleted)"); $("docs").append(l); true')
+ask("Where is Tarsk?")
+page.wait('document.getElementById("status").dataset.kind === "error"', 60, "the error")
+error = js('$("status").textContent')
+if "no-such-document" not in error or "{" in error: fail(f"the error is not a sentence naming the document: {error}")
+if js('document.querySelectorAll("#log .turn").length') != 2: fail("the failed question left a turn in the log")
+shot("05-error.png")
+print("OK: starts selected; warns with none:", warning, "| keeps selections on add | answers:", " / ".join(a.strip() for a in answers),
+      "| cached", stats[0][0], "then", stats[1][0], "| error:", error)
 PY

@@ -32,7 +32,7 @@ fi
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-packages=(KVLink.Core KVLink.Core.Redis KVLink.Core.Cuda KVLink.Demo)
+packages=(KVLink.Core KVLink.Core.Redis KVLink.Core.Cuda KVLink.Demo KVLink.AspNetCore)
 for p in "${packages[@]}"; do
   echo "== pack $p $version" >&2
   dotnet pack "$repo/src/$p" -c Release -o "$out" -p:Version="$version" --nologo -v quiet >&2

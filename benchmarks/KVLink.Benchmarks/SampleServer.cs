@@ -6,7 +6,7 @@ namespace KVLink.Benchmarks;
 
 /// <summary>
 /// The ASP.NET sample (samples/KVLink.AspNetCore, built with this program: the project references it without its
-/// assembly) started as a child process on a free loopback port, as a user starts it: <c>dotnet KVLink.AspNetCore.dll</c>
+/// assembly) started as a child process on a free loopback port, as a user starts it: <c>dotnet KVLink.AspNetCore.Sample.dll</c>
 /// from its output folder (so its appsettings.json applies), the demo model by default, options overridden through
 /// environment variables (<c>KvLink__MaxRunningSequences=1</c>), which is how the sample binds its <c>KvLink</c> section.
 /// A separate process keeps the clients' threads, allocations and GC out of the server's timings.
@@ -77,7 +77,7 @@ internal sealed class SampleServer : IAsyncDisposable
         {
             string project = Path.Combine(dir.FullName, "samples", "KVLink.AspNetCore");
             if (!Directory.Exists(project)) continue;
-            string app = Path.Combine(project, "bin", configuration, framework, "KVLink.AspNetCore.dll");
+            string app = Path.Combine(project, "bin", configuration, framework, "KVLink.AspNetCore.Sample.dll");
             return File.Exists(app) ? app : throw new FileNotFoundException($"{app} is missing: build the benchmarks (they build the sample) or `dotnet build -c {configuration} samples/KVLink.AspNetCore`.");
         }
         throw new DirectoryNotFoundException($"samples/KVLink.AspNetCore was not found above {own.FullName}.");

@@ -1,13 +1,11 @@
-using System.Collections.Concurrent;
 using System.Net;
+using KVLink.AspNetCore;
 using KVLink.Core.Engine;
 using KVLink.Core.Hosting;
-using KVLink.Core.Prompting;
-using Microsoft.Extensions.AI;
 
-namespace KVLink.AspNetCore;
+namespace KVLink.AspNetCore.Sample;
 
-/// <summary>The sample's application: built here so that tests can start the very same app on loopback.</summary>
+/// <summary>The sample's application: built here so that tests and scripts start the very same app on loopback.</summary>
 public static class SampleApp
 {
     /// <summary>Builds the app from command-line style arguments (<c>--Port 5080</c>, <c>--KvLink:ModelPath ...</c>).</summary>
@@ -15,7 +13,7 @@ public static class SampleApp
     {
         var builder = WebApplication.CreateBuilder(args);
 
-        // Loopback only: this sample has no authentication.
+        // Loopback only: this sample has no authentication (docs/server.md shows RequireAuthorization on the endpoints).
         int port = builder.Configuration.GetValue("Port", 5080);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, port));
 
@@ -29,81 +27,25 @@ public static class SampleApp
         // configuration or checkpoint stops the app at start rather than failing the first request.
         builder.Services.AddKvLink(builder.Configuration.GetSection("KvLink"));
         builder.Services.AddHealthChecks().AddKvLinkHealthCheck();
-        builder.Services.AddSingleton<DocumentList>();
 
         var app = builder.Build();
+        app.MapGet("/", (KvLinkEngine engine) => Results.Ok(new { service = "KVLink.AspNetCore.Sample", model = engine.ModelId, path = engine.Options.ModelPath, linkTokens = engine.Options.LinkTokens, queue = engine.QueueLength }));
 
-        // Caller mistakes become 4xx answers instead of 500s: unknown document ids, empty text or question, too long a prompt.
-        app.Use(async (context, next) =>
+        // Model loaded, queue length, store reachable, CPU tier and dtype (503 when unhealthy), as JSON with the check's data.
+        app.MapHealthChecks("/health", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions
         {
-            try { await next(context); }
-            catch (KeyNotFoundException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 404).ExecuteAsync(context); }
-            catch (ArgumentException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 400).ExecuteAsync(context); }
-            catch (NotSupportedException e) when (!context.Response.HasStarted) { await Results.Problem(e.Message, statusCode: 400).ExecuteAsync(context); }
-        });
-
-        app.MapGet("/", (KvLinkEngine engine) => Results.Ok(new { service = "KVLink.AspNetCore", model = engine.ModelId, path = engine.Options.ModelPath, linkTokens = engine.Options.LinkTokens, queue = engine.QueueLength }));
-
-        // Model loaded, queue length, store reachable (503 when unhealthy).
-        app.MapHealthChecks("/health");
-
-        app.MapPost("/documents", async (DocumentRequest doc, KvLinkEngine engine, DocumentList list, CancellationToken ct) =>
-        {
-            string id = await engine.PrecomputeAsync(new KvLinkDocument(doc.Text, doc.Title, doc.Id), ct);
-            list.Add(id, doc.Title ?? doc.Text[..Math.Min(40, doc.Text.Length)]);
-            return Results.Ok(new { id });
-        });
-
-        // The documents posted to this process (for the chat page's picker).
-        app.MapGet("/documents", (DocumentList list) => Results.Ok(list.All()));
-
-        app.MapPost("/chat", async (ChatRequest request, IChatClient chat, CancellationToken ct) =>
-        {
-            var response = await chat.GetResponseAsync(request.Question, Options(request), ct);
-            return Results.Ok(new
+            ResponseWriter = (context, report) =>
             {
-                text = response.Text,
-                finishReason = response.FinishReason?.Value,
-                usage = new { input = response.Usage?.InputTokenCount, cachedInput = response.Usage?.CachedInputTokenCount, output = response.Usage?.OutputTokenCount },
-            });
+                context.Response.ContentType = KvLinkHealthResponse.ContentType;
+                return KvLinkHealthResponse.WriteJsonAsync(context.Response.Body, report, context.RequestAborted);
+            },
         });
 
-        // Streams the answer as plain text, flushing every delta as soon as the model produces it.
-        app.MapPost("/chat/stream", async (ChatRequest request, IChatClient chat, HttpResponse http, CancellationToken ct) =>
-        {
-            http.ContentType = "text/plain; charset=utf-8";
-            await foreach (var update in chat.GetStreamingResponseAsync(request.Question, Options(request), ct))
-            {
-                if (update.Text.Length == 0) continue;
-                await http.WriteAsync(update.Text, ct);
-                await http.Body.FlushAsync(ct);
-            }
-        });
-
-        OpenAiEndpoints.Map(app);
+        app.MapKvLinkDocuments();   // POST /documents, GET /documents
+        app.MapKvLinkOpenAI();      // POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id}
 
         // The chat page (embedded in the assembly, so it is served whatever the content root).
-        app.MapGet("/chat", () => Results.Stream(typeof(SampleApp).Assembly.GetManifestResourceStream("KVLink.AspNetCore.chat.html")!, "text/html; charset=utf-8"));
+        app.MapGet("/chat", () => Results.Stream(typeof(SampleApp).Assembly.GetManifestResourceStream("KVLink.AspNetCore.Sample.chat.html")!, "text/html; charset=utf-8"));
         return app;
     }
-
-    private static ChatOptions Options(ChatRequest request) =>
-        new ChatOptions { MaxOutputTokens = request.MaxTokens }.WithDocuments(request.Documents ?? []);
-}
-
-/// <summary>A document to precompute.</summary>
-internal sealed record DocumentRequest(string Text, string? Title = null, string? Id = null);
-
-/// <summary>A question and the ids of the documents to answer from.</summary>
-internal sealed record ChatRequest(string Question, string[]? Documents = null, int? MaxTokens = null);
-
-/// <summary>Ids and titles of the documents posted to this process, in order.</summary>
-internal sealed class DocumentList
-{
-    private readonly ConcurrentDictionary<string, (long Order, string Title)> _docs = new();
-    private long _next;
-
-    public void Add(string id, string title) => _docs.TryAdd(id, (Interlocked.Increment(ref _next), title));
-
-    public IEnumerable<object> All() => _docs.OrderBy(d => d.Value.Order).Select(d => new { id = d.Key, title = d.Value.Title });
 }

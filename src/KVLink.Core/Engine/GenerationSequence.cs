@@ -9,14 +9,14 @@ namespace KVLink.Core.Engine;
 /// computed prompt tokens run in chunks; then each step feeds back the token chosen by its <see cref="DecodeLoop"/>.
 /// Completes with the <see cref="GenerationResult"/> when the loop finishes, and leaves at once.
 /// </summary>
-internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Prepared request, TextEmitter emitter, CancellationToken cancellation)
+internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Prepared request, TextEmitter emitter, TokenLogprobs? logprobs, CancellationToken cancellation)
     : ScheduledSequence(cancellation, background: false)
 {
     private readonly TaskCompletionSource<GenerationResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<int> _generated = [];
     private RequestRunner.Placement? _placement;
     private DecodeLoop? _loop;
-    private readonly TokenLogprobs? _logprobs = runner.NewLogprobs(request);
+    private readonly TokenLogprobs? _logprobs = logprobs;
     private TimeSpan? _firstToken;
     private long _next; // the position the next chosen token sits at
     private readonly TimeSpan _submitted = request.Clock.Elapsed;

@@ -290,9 +290,9 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
         // A consumer that stops reading early cancels the rest of the generation.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var deltas = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var deltas = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         // Deltas arrive on the model thread, one token per scheduler step, already cleaned and stop-matched (TextEmitter).
-        var run = _requests.Start(request, d => deltas.Writer.TryWrite(d), stop.Token);
+        var run = _requests.Start(request, u => deltas.Writer.TryWrite(u), stop.Token);
         // Finished, failed or cancelled (even while queued): the emitter has flushed, so close the channel.
         _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
 
@@ -301,10 +301,10 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         bool recorded = false;
         try
         {
-            await foreach (var delta in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (var update in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             {
                 cancellationToken.ThrowIfCancellationRequested(); // buffered deltas are not delivered after cancellation
-                yield return new GenerationUpdate(delta);
+                yield return update;
             }
             GenerationResult final;
             recorded = true; // from here on, the run's own outcome is recorded: its result or its exception

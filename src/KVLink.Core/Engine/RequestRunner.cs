@@ -127,11 +127,26 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// <summary>
     /// Queues a prepared request in the scheduler; it joins the running batch at the next step that has room. Cancelled
     /// while queued it never runs; cancelled later, it leaves between two steps. Each token goes through a
-    /// <see cref="TextEmitter"/> (clean text, stop sequences), whose deltas reach <paramref name="onDelta"/> on the model thread.
+    /// <see cref="TextEmitter"/> (clean text, stop sequences), whose deltas reach <paramref name="onUpdate"/> on the model thread,
+    /// each with the logprobs of the tokens decoded since the previous delta when the options ask for logprobs.
     /// </summary>
-    public Task<GenerationResult> Start(Prepared r, Action<string>? onDelta, CancellationToken ct)
+    public Task<GenerationResult> Start(Prepared r, Action<GenerationUpdate>? onUpdate, CancellationToken ct)
     {
-        var sequence = new GenerationSequence(this, r, new TextEmitter(c.Tokenizer, r.Options, onDelta), ct);
+        var logprobs = NewLogprobs(r);
+        int delivered = 0;
+        // Runs inside the emitter's Push, after the decode loop recorded the token's logprob: a copy of the entries not yet
+        // delivered travels with the delta (the list itself keeps growing on the model thread).
+        Action<string>? onDelta = onUpdate is null ? null : delta =>
+        {
+            IReadOnlyList<TokenLogprob>? since = null;
+            if (logprobs is not null)
+            {
+                since = [.. logprobs.Items.Skip(delivered)];
+                delivered = logprobs.Items.Count;
+            }
+            onUpdate(new GenerationUpdate(delta) { Logprobs = since });
+        };
+        var sequence = new GenerationSequence(this, r, new TextEmitter(c.Tokenizer, r.Options, onDelta), logprobs, ct);
         c.Worker.Scheduler.Submit(sequence);
         return sequence.Task;
     }
