@@ -137,7 +137,7 @@ public sealed class KvLinkTrainer : IDisposable
             var elapsed = clock.Elapsed;
             int done = Step - startStep;
             var remaining = TimeSpan.FromTicks(elapsed.Ticks / done * (untilStep - Step));
-            progress.Report(new TrainingProgress(Step, untilStep, loss, lr, norm, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed, remaining));
+            progress.Report(new TrainingProgress(Step, untilStep, loss, lr, norm, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed, remaining, tokens));
         }
     }
 
