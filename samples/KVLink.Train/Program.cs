@@ -42,7 +42,8 @@ root.Add(Cli.Command("train-bench", "trainer tokens/s on the demo shape and one 
     Cli.IntList("--micro-batches-1b", "micro-batch sizes of the 1B-shape step (default 1,8)"),
     Cli.Int("--batch-1b", "examples in the 1B-shape step (default 8)"),
     Cli.Int("--layers-1b", "decoder layers of the 1B shape (default 16; 0 skips it)"),
-    Cli.Text("--dtype", "auto (bfloat16 where the CPU has native bf16, else float32), float32 or bfloat16 (default auto)")));
+    Cli.Text("--dtype", "auto (bfloat16 where the CPU has native bf16, else float32), float32 or bfloat16 (default auto)"),
+    Cli.Text("--dtype-1b", "dtype of the 1B-shape step (default --dtype; float32 needs ~20 GiB, bfloat16 ~10 GiB)")));
 
 root.Add(Cli.Command("slot-free", "continue the KVLink phase of a numbered-header demo checkpoint with the slot-free header (resumable)", SlotFreeCommand.RunAsync,
     Cli.Text("--from", $"numbered-header checkpoint (default models/{SlotFreeCommand.NumberedFolderName})"),

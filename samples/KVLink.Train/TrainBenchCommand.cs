@@ -27,6 +27,7 @@ internal static class TrainBenchCommand
         int[] sizes1B = o.Ints("micro-batches-1b") ?? [1, 8];
         int examples1B = o.Int("batch-1b", 8);
         int layers1B = o.Int("layers-1b", 16);
+        var dtype1B = o.Get("dtype-1b") is { } d1 ? TrainingComputeType.Parse(d1) : dtype;
         string demoFolder = Path.Combine(Demo.RepoRoot(), "models", DemoModel.FolderName);
 
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(demoFolder);
@@ -67,7 +68,7 @@ internal static class TrainBenchCommand
         if (layers1B <= 0) return Task.CompletedTask;
         var oneB = OneBShape(layers1B);
         var examples = batches.SelectMany(b => b).Take(examples1B).ToList();
-        Console.WriteLine($"## Llama-3.2-1B shape (hidden 2048, {layers1B} layers, 32 heads, 8 kv heads, FFN 8192, vocab 128256, tied): " +
+        Console.WriteLine($"## Llama-3.2-1B shape (hidden 2048, {layers1B} layers, 32 heads, 8 kv heads, FFN 8192, vocab 128256, tied), {dtype1B}: " +
             $"one optimizer step (AdamW, first step: its moments are allocated) over {examples.Count} demo examples, {examples.Sum(e => e.Length)} tokens");
         Console.WriteLine("| micro-batch | step wall time (s) | tokens/s | peak RSS (GiB) | loss |");
         Console.WriteLine("|---|---|---|---|---|");
@@ -75,8 +76,8 @@ internal static class TrainBenchCommand
         {
             GC.Collect();
             bool reset = ResetPeakRss();
-            using var model = ModelInitializer.Create(oneB, seed: 1, dtype);
-            using var trainer = new KvLinkTrainer(model, Options(dtype, examples.Count, size));
+            using var model = ModelInitializer.Create(oneB, seed: 1, dtype1B);
+            using var trainer = new KvLinkTrainer(model, Options(dtype1B, examples.Count, size));
             var clock = Stopwatch.StartNew();
             double loss = trainer.TrainStep(examples).Loss;
             var time = clock.Elapsed;
