@@ -19,6 +19,7 @@ internal static class Demo
             LinkSteps = o.Int("link-steps", new DemoRecipe().LinkSteps),
             ExamplesPerStep = o.Int("batch", new DemoRecipe().ExamplesPerStep),
             MicroBatchSize = o.Int("micro-batch", new DemoRecipe().MicroBatchSize),
+            TrainQuestionsPerKind = o.Int("questions", new DemoRecipe().TrainQuestionsPerKind),
             CheckpointMinutes = o.Double("checkpoint-minutes", new DemoRecipe().CheckpointMinutes),
             Heads = o.Int("heads", new DemoRecipe().Heads),
             KvHeads = o.Int("kv-heads", new DemoRecipe().KvHeads),

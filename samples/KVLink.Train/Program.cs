@@ -16,6 +16,7 @@ root.Add(Cli.Command("demo", "retrain both demo models from scratch, then measur
     Cli.Int("--link-steps", $"steps of the KVLink phase (default {recipe.LinkSteps})"),
     Cli.Int("--batch", $"examples per step (default {recipe.ExamplesPerStep})"),
     Cli.Int("--micro-batch", $"examples per forward/backward, padded; gradients accumulate over a step's micro-batches (default {recipe.MicroBatchSize})"),
+    Cli.Int("--questions", $"training questions of each kind in the corpus (default {recipe.TrainQuestionsPerKind}; the held-out split does not change)"),
     Cli.Real("--checkpoint-minutes", $"minutes between checkpoints into --work; a rerun with the same --work resumes exactly (default {recipe.CheckpointMinutes})"),
     Cli.Int("--hidden", $"hidden size (default {recipe.Hidden})"),
     Cli.Int("--layers", $"decoder layers (default {recipe.Layers})"),

@@ -50,8 +50,11 @@ public sealed record KvLinkTrainingOptions
     /// </summary>
     public int MicroBatchTokens { get; init; } = 16384;
 
-    /// <summary>Compute (and parameter) dtype: Float32 or BFloat16.</summary>
-    public ScalarType ComputeType { get; init; } = ScalarType.BFloat16;
+    /// <summary>
+    /// Compute (and parameter) dtype: Float32 or BFloat16. The default, <see cref="TrainingComputeType.Auto"/>, is BFloat16
+    /// where the CPU multiplies bf16 natively and Float32 elsewhere; on a GPU set BFloat16 (the method's precision).
+    /// </summary>
+    public ScalarType ComputeType { get; init; } = TrainingComputeType.Auto;
 
     /// <summary>Seed of the data-mixture generator (and of TorchSharp's generator).</summary>
     public ulong Seed { get; init; } = 42;
