@@ -35,12 +35,12 @@ root.Add(Cli.Command("demo", "retrain both demo models from scratch, then measur
     Cli.Int("--per-kind", "questions of each kind in the accuracy measurement (default 500)"),
     Cli.Int("--max-new-tokens", "new tokens per answer in the accuracy measurement (default 24)")));
 
-root.Add(Cli.Command("train-bench", "trainer tokens/s on the demo shape and one step on the Llama-3.2-1B shape (time, peak RSS) at several micro-batch sizes, micro-batch 1 the same-run baseline",
+root.Add(Cli.Command("train-bench", "trainer tokens/s on the demo shape and one step on the Llama-3.2-1B shape (time, peak RSS) at several micro-batch sizes, against the trainer before batching in the same run",
     TrainBenchCommand.RunAsync,
-    Cli.IntList("--micro-batches", "micro-batch sizes on the demo shape, comma-separated (default 1,8,16,32)"),
+    Cli.IntList("--micro-batches", "micro-batch sizes on the demo shape, comma-separated, after the trainer before batching (default 1,8,16,32)"),
     Cli.Int("--batch", "examples per step on the demo shape (default 32)"),
     Cli.Int("--steps", "timed steps per size on the demo shape, after one warm-up step (default 4)"),
-    Cli.IntList("--micro-batches-1b", "micro-batch sizes of the 1B-shape step (default 1,8)"),
+    Cli.IntList("--micro-batches-1b", "micro-batch sizes of the 1B-shape step; 0 = the trainer before batching (default 0,8)"),
     Cli.Int("--batch-1b", "examples in the 1B-shape step (default 8)"),
     Cli.Int("--layers-1b", "decoder layers of the 1B shape (default 16; 0 skips it)"),
     Cli.Text("--dtype", "auto (bfloat16 where the CPU has native bf16, else float32), float32 or bfloat16 (default auto)"),

@@ -75,6 +75,12 @@ public sealed class KvLinkTrainer : IDisposable
     /// <summary>The generator that draws the data mixture; saved with checkpoints.</summary>
     public TrainingRandom Random { get; }
 
+    /// <summary>
+    /// The trainer before batching, kept as the benchmark's baseline: one forward/backward per example with logits for
+    /// every position (<see cref="TrainingLoss.Sum(LlamaForCausalLM, TrainingExample)"/>), micro-batch options ignored.
+    /// </summary>
+    internal bool PerExampleBaseline { get; init; }
+
     /// <summary>The trainable parameters (each once, even when tied).</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
@@ -102,10 +108,11 @@ public sealed class KvLinkTrainer : IDisposable
         _optimizer.zero_grad();
         double loss = 0;
         var withTargets = examples.Where(e => e.TargetCount > 0).ToList();
-        foreach (var micro in TrainingBatch.Plan(withTargets, Options.MicroBatchSize, Options.MicroBatchTokens))
+        var plan = PerExampleBaseline ? [.. withTargets.Select(e => new[] { e })] : TrainingBatch.Plan(withTargets, Options.MicroBatchSize, Options.MicroBatchTokens);
+        foreach (var micro in plan)
         {
             using var scope = NewDisposeScope();
-            var part = new TrainingBatch(micro).LossSum(Model) / targets;
+            var part = (PerExampleBaseline ? TrainingLoss.Sum(Model, micro[0]) : new TrainingBatch(micro).LossSum(Model)) / targets;
             part.backward();
             loss += part.item<float>();
         }
