@@ -18,19 +18,26 @@ internal static class Demo
             FullSteps = o.Int("full-steps", new DemoRecipe().FullSteps),
             LinkSteps = o.Int("link-steps", new DemoRecipe().LinkSteps),
             ExamplesPerStep = o.Int("batch", new DemoRecipe().ExamplesPerStep),
+            MicroBatchSize = o.Int("micro-batch", new DemoRecipe().MicroBatchSize),
+            TrainQuestionsPerKind = o.Int("questions", new DemoRecipe().TrainQuestionsPerKind),
+            CheckpointMinutes = o.Double("checkpoint-minutes", new DemoRecipe().CheckpointMinutes),
+            Heads = o.Int("heads", new DemoRecipe().Heads),
+            KvHeads = o.Int("kv-heads", new DemoRecipe().KvHeads),
+            Intermediate = o.Int("intermediate", new DemoRecipe().Intermediate),
+            LinkLearningRate = o.Double("link-lr", new DemoRecipe().LinkLearningRate),
             Hidden = o.Int("hidden", new DemoRecipe().Hidden),
             Layers = o.Int("layers", new DemoRecipe().Layers),
             FullLearningRate = o.Double("lr", new DemoRecipe().FullLearningRate),
             EasyFraction = o.Double("easy", new DemoRecipe().EasyFraction),
             CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
             DocumentLoss = o.Flag("doc-loss"),
-            ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TorchSharp.torch.ScalarType.Float32,
+            ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TrainingComputeType.Parse(o.Get("dtype")),
             SlotFree = !o.Flag("numbered"),
         };
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
         string work = Path.Combine(o.Get("work") ?? Path.Combine(Path.GetTempPath(), "kvlink-demo-work"));
         Directory.CreateDirectory(work);
-        DemoRecipe.Log($"recipe {recipe}");
+        DemoRecipe.Log($"recipe {recipe}; load average {DemoRecipe.LoadAverage()}; a rerun with --work {work} resumes");
 
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
         // The curriculum's short samples: 2-4 documents, so look-up is learned among few distractors first.
@@ -39,7 +46,10 @@ internal static class Demo
             Seed = recipe.Seed + 1, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind / 2, EvalQuestionsPerKind = 0, MinDocuments = 2, MaxDocuments = 4, MaxFollowUps = recipe.MaxFollowUps,
         });
         string fullWork = Path.Combine(work, "full");
-        var tokenizer = DemoRecipe.TrainTokenizer(corpus, fullWork, recipe.SlotFree);
+        // A rerun reuses the tokenizer of the work folder (training it again would give the same one, but a resumed
+        // checkpoint must keep exactly the files it was trained with).
+        var tokenizer = File.Exists(Path.Combine(fullWork, "tokenizer.json")) ? LlamaTokenizer.FromCheckpointFolder(fullWork)
+            : DemoRecipe.TrainTokenizer(corpus, fullWork, recipe.SlotFree);
         var format = DemoModel.Format(tokenizer).WithSlotFreeHeader(recipe.SlotFree);
         var builder = new TrainingExampleBuilder(tokenizer, format, linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
         var probeSet = corpus.Eval.Take(200).ToList();
@@ -48,29 +58,29 @@ internal static class Demo
             $"mean example {qa.Take(500).Average(s => builder.FromQa(s, TrainingAttention.Causal).Length):F0} tokens");
 
         var config = recipe.Config(tokenizer);
-        var model = ModelInitializer.Create(config, seed: (int)recipe.Seed, recipe.ComputeType);
         var fullOptions = recipe.FullOptions();
         TimeSpan fullTime;
-        using (var trainer = new KvLinkTrainer(model, fullOptions, fullWork))
+        using (var trainer = DemoRecipe.ResumeOrStart(fullWork, () => new KvLinkTrainer(ModelInitializer.Create(config, seed: (int)recipe.Seed, recipe.ComputeType), fullOptions, fullWork)))
         {
+            var model = trainer.Model;
             var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
             var easyMixture = new TrainingMixture(builder, [.. easy.Train.Select(q => q.Sample)], [], blockedFraction: 0);
             // Stage 0: in-context copying (repeated name sequences) forms induction heads within a few hundred steps;
             // look-up then builds on them, since an answer restates its document's sentence.
             var copyMixture = new TrainingMixture(builder, [], DemoRecipe.CopyTexts(recipe.Seed, 4000), blockedFraction: 0, textFraction: 1);
-            fullTime = DemoRecipe.TrainPhase(trainer, [(copyMixture, recipe.CopySteps), (easyMixture, recipe.CopySteps + (int)(recipe.EasyFraction * recipe.FullSteps)), (mixture, recipe.FullSteps)], fullWork,
+            fullTime = recipe.TrainPhase(trainer, [(copyMixture, recipe.CopySteps), (easyMixture, recipe.CopySteps + (int)(recipe.EasyFraction * recipe.FullSteps)), (mixture, recipe.FullSteps)], fullWork,
                 _ => Probe.Run(model, builder, probeSet, TrainingAttention.Causal, 0));
+            model.Dispose();
         }
-        model.Dispose();
         DemoRecipe.Log($"full-attention phase: {fullTime:hh\\:mm\\:ss}");
 
         string linkWork = Path.Combine(work, "kvlink");
         var linkOptions = recipe.LinkOptions();
         TimeSpan linkTime;
-        using (var trainer = KvLinkTrainer.FromPretrained(fullWork, linkOptions))
+        using (var trainer = DemoRecipe.ResumeOrStart(linkWork, () => KvLinkTrainer.FromPretrained(fullWork, linkOptions)))
         {
             var mixture = new TrainingMixture(builder, qa, [], recipe.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
-            linkTime = DemoRecipe.TrainPhase(trainer, mixture, recipe.LinkSteps, linkWork,
+            linkTime = recipe.TrainPhase(trainer, mixture, recipe.LinkSteps, linkWork,
                 _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5));
             trainer.Model.Dispose();
         }
@@ -92,9 +102,9 @@ internal static class Demo
     public static TimeSpan Control(DemoRecipe recipe, TrainingExampleBuilder builder, IReadOnlyList<QaSample> qa, IReadOnlyList<SyntheticRagQuestion> probeSet,
         string fullWork, KvLinkTrainingOptions linkOptions, string controlWork)
     {
-        using var trainer = KvLinkTrainer.FromPretrained(fullWork, linkOptions with { BlockedFraction = 0 });
+        using var trainer = DemoRecipe.ResumeOrStart(controlWork, () => KvLinkTrainer.FromPretrained(fullWork, linkOptions with { BlockedFraction = 0 }));
         var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
-        var time = DemoRecipe.TrainPhase(trainer, mixture, recipe.LinkSteps, controlWork,
+        var time = recipe.TrainPhase(trainer, mixture, recipe.LinkSteps, controlWork,
             _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Causal, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0));
         trainer.Model.Dispose();
         DemoRecipe.Log($"full-attention control phase: {time:hh\\:mm\\:ss}");

@@ -30,6 +30,10 @@ internal sealed record DemoRecipe
     public int FullSteps { get; init; } = 6000;
     public int LinkSteps { get; init; } = 1500;
     public int ExamplesPerStep { get; init; } = 8;
+    /// <summary>Examples per forward/backward (padded micro-batch); the step's gradients accumulate over its micro-batches.</summary>
+    public int MicroBatchSize { get; init; } = 16;
+    /// <summary>Minutes between checkpoints into the work folder (and at every phase's end); a rerun resumes from the last.</summary>
+    public double CheckpointMinutes { get; init; } = 5;
     public double FullLearningRate { get; init; } = 2e-3;
     public double LinkLearningRate { get; init; } = 1e-3;
     public double BlockedFraction { get; init; } = 0.8;
@@ -45,6 +49,14 @@ internal sealed record DemoRecipe
     public const string AnswerPrefix = " ";
 
     public static void Log(string message) => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
+
+    /// <summary>The 1, 5 and 15-minute load averages (/proc/loadavg), or "n/a" off Linux: throughput means little without them.</summary>
+    public static string LoadAverage()
+    {
+        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
+    }
 
     /// <summary>Writes the tokenizer (BPE learned from the training split and the lexicon) into <paramref name="folder"/>.</summary>
     public static LlamaTokenizer TrainTokenizer(SyntheticRagCorpus corpus, string folder, bool slotFree)
@@ -81,7 +93,7 @@ internal sealed record DemoRecipe
     public KvLinkTrainingOptions FullOptions() => new()
     {
         LearningRate = FullLearningRate, MinLearningRateRatio = 0.1, WarmupSteps = Math.Min(100, FullSteps / 10),
-        TotalSteps = FullSteps, ExamplesPerStep = ExamplesPerStep, ComputeType = ComputeType, Seed = Seed,
+        TotalSteps = FullSteps, ExamplesPerStep = ExamplesPerStep, MicroBatchSize = MicroBatchSize, MicroBatchTokens = 0, ComputeType = ComputeType, Seed = Seed,
         BlockedFraction = 0, LinkTokens = 0, MaxLength = 2048, WeightDecay = 0.01,
     };
 
@@ -114,27 +126,54 @@ internal sealed record DemoRecipe
     };
 
     /// <summary>Trains one phase and saves its checkpoint into <paramref name="outFolder"/>; returns the wall time.</summary>
-    public static TimeSpan TrainPhase(KvLinkTrainer trainer, TrainingMixture mixture, int steps, string outFolder, Func<int, string>? probe = null) =>
+    public TimeSpan TrainPhase(KvLinkTrainer trainer, TrainingMixture mixture, int steps, string outFolder, Func<int, string>? probe = null) =>
         TrainPhase(trainer, [(mixture, steps)], outFolder, probe);
 
-    /// <summary>Trains through <paramref name="stages"/> (each until its step), checkpointing every 500 steps and at the end.</summary>
-    public static TimeSpan TrainPhase(KvLinkTrainer trainer, IReadOnlyList<(TrainingMixture Mixture, int UntilStep)> stages, string outFolder, Func<int, string>? probe = null)
+    /// <summary>
+    /// Trains through <paramref name="stages"/> (each until its step), checkpointing into <paramref name="outFolder"/> every
+    /// <see cref="CheckpointMinutes"/> and at the end; a step is never split, so a rerun that resumes from the folder
+    /// continues exactly. Logs wall time, tokens/s (last 25 steps and the whole run) and the load average.
+    /// </summary>
+    public TimeSpan TrainPhase(KvLinkTrainer trainer, IReadOnlyList<(TrainingMixture Mixture, int UntilStep)> stages, string outFolder, Func<int, string>? probe = null)
     {
+        const int Chunk = 25;
         var clock = Stopwatch.StartNew();
+        var sinceSave = Stopwatch.StartNew();
+        int total = stages[^1].UntilStep, startStep = trainer.Step;
+        long tokensBefore = 0, tokens = 0; // before the current Train call, and in all
         var progress = new SynchronousProgress<TrainingProgress>(p =>
         {
-            if (p.Step % 25 != 0 && p.Step != p.TotalSteps) return;
-            Log($"step {p.Step}/{p.TotalSteps} loss {p.Loss:F3} lr {p.LearningRate:E1} |g| {p.GradientNorm:F2} {p.TokensPerSecond:F0} tok/s eta {p.EstimatedRemaining:hh\\:mm\\:ss}");
-            if (probe is not null && (p.Step % 250 == 0 || p.Step == p.TotalSteps)) Log(probe(p.Step));
+            tokens = tokensBefore + p.Tokens;
+            if (p.Step % Chunk != 0 && p.Step != total) return;
+            double perStep = clock.Elapsed.TotalSeconds / Math.Max(1, p.Step - startStep);
+            Log($"step {p.Step}/{total} loss {p.Loss:F3} lr {p.LearningRate:E1} |g| {p.GradientNorm:F2} {p.TokensPerSecond:F0} tok/s " +
+                $"(run {tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds):F0}) wall {clock.Elapsed:hh\\:mm\\:ss} eta {TimeSpan.FromSeconds(perStep * (total - p.Step)):hh\\:mm\\:ss} load {LoadAverage()}");
+            if (probe is not null && (p.Step % 250 == 0 || p.Step == total)) Log(probe(p.Step));
         });
-        // Checkpoint every 500 steps: an interrupted run resumes with KvLinkTrainer.Resume.
         foreach (var (mixture, steps) in stages)
-            for (int next = Math.Min(steps, (trainer.Step / 500 + 1) * 500); trainer.Step < steps; next = Math.Min(steps, (trainer.Step / 500 + 1) * 500))
+            while (trainer.Step < steps)
             {
-                trainer.Train(mixture, next, progress);
+                tokensBefore = tokens;
+                trainer.Train(mixture, Math.Min(steps, (trainer.Step / Chunk + 1) * Chunk), progress);
+                if (sinceSave.Elapsed.TotalMinutes < CheckpointMinutes && trainer.Step < total) continue;
                 trainer.SaveCheckpoint(outFolder);
+                Log($"checkpoint at step {trainer.Step} in {outFolder}");
+                sinceSave.Restart();
             }
+        if (trainer.Step >= total && !File.Exists(Path.Combine(outFolder, KvLinkTrainer.StateFileName))) trainer.SaveCheckpoint(outFolder);
         return clock.Elapsed;
+    }
+
+    /// <summary>
+    /// The trainer of a phase: resumed from <paramref name="work"/> when a checkpoint is there (its saved options, so a rerun
+    /// continues exactly), otherwise made by <paramref name="start"/>.
+    /// </summary>
+    public static KvLinkTrainer ResumeOrStart(string work, Func<KvLinkTrainer> start)
+    {
+        if (!File.Exists(Path.Combine(work, KvLinkTrainer.StateFileName))) return start();
+        var trainer = KvLinkTrainer.Resume(work);
+        Log($"resumed {work} at step {trainer.Step}");
+        return trainer;
     }
 }
 

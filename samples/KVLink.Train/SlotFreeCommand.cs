@@ -37,7 +37,7 @@ internal static class SlotFreeCommand
         DemoRecipe.Log($"slot-free fine-tuning {(resume ? "resumed from " + work : "from " + from)}: {steps} steps, lr {options.LearningRate}, {options.ExamplesPerStep} examples per step");
         using var trainer = resume ? KvLinkTrainer.Resume(work) : KvLinkTrainer.FromPretrained(from, options);
         var mixture = new TrainingMixture(builder, [.. corpus.Train.Select(q => q.Sample)], [], options.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
-        var time = DemoRecipe.TrainPhase(trainer, mixture, steps, work,
+        var time = recipe.TrainPhase(trainer, mixture, steps, work,
             _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5));
         trainer.Model.Dispose();
         DemoRecipe.Log($"slot-free phase: {time:hh\\:mm\\:ss} this run");

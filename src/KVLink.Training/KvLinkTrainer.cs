@@ -11,8 +11,9 @@ namespace KVLink.Training;
 
 /// <summary>
 /// Fine-tunes every parameter of a Llama model for KVLink: AdamW (decoupled weight decay, none by default),
-/// linear warm-up then cosine decay, gradient-norm clipping, gradient accumulation over the examples of a step
-/// (the loss is the mean cross-entropy over all their target tokens), Float32 or BFloat16 compute.
+/// linear warm-up then cosine decay, gradient-norm clipping, Float32 or BFloat16 compute. The examples of a step go
+/// through in padded micro-batches (several examples per forward/backward, each under its own mask), gradients
+/// accumulating over them; the loss is the mean cross-entropy over all the step's target tokens.
 /// Checkpoints are Hugging Face folders plus the optimizer and trainer state, so training resumes exactly.
 /// </summary>
 /// <remarks>
@@ -74,12 +75,21 @@ public sealed class KvLinkTrainer : IDisposable
     /// <summary>The generator that draws the data mixture; saved with checkpoints.</summary>
     public TrainingRandom Random { get; }
 
+    /// <summary>
+    /// The trainer before batching, kept as the benchmark's baseline: one forward/backward per example with logits for
+    /// every position (<see cref="TrainingLoss.Sum(LlamaForCausalLM, TrainingExample)"/>), micro-batch options ignored.
+    /// </summary>
+    internal bool PerExampleBaseline { get; init; }
+
     /// <summary>The trainable parameters (each once, even when tied).</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
     /// <summary>
-    /// One optimizer step over <paramref name="examples"/>: a forward/backward per example (gradients accumulate),
-    /// loss = summed cross-entropy / all target tokens, clip, AdamW update at the scheduled learning rate.
+    /// One optimizer step over <paramref name="examples"/>: a forward/backward per micro-batch
+    /// (<see cref="KvLinkTrainingOptions.MicroBatchSize"/>, <see cref="KvLinkTrainingOptions.MicroBatchTokens"/>; examples
+    /// of similar length together, gradients accumulate), loss = summed cross-entropy / all target tokens of the step,
+    /// clip, AdamW update at the scheduled learning rate. The loss does not depend on the micro-batch size: padding
+    /// changes no example's numbers, so a step equals one pass per example up to float rounding.
     /// </summary>
     /// <returns>The step's mean loss per target token, its learning rate and its gradient norm before clipping.</returns>
     public (double Loss, double LearningRate, double GradientNorm) TrainStep(IReadOnlyList<TrainingExample> examples)
@@ -97,11 +107,12 @@ public sealed class KvLinkTrainer : IDisposable
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
         _optimizer.zero_grad();
         double loss = 0;
-        foreach (var example in examples)
+        var withTargets = examples.Where(e => e.TargetCount > 0).ToList();
+        var plan = PerExampleBaseline ? [.. withTargets.Select(e => new[] { e })] : TrainingBatch.Plan(withTargets, Options.MicroBatchSize, Options.MicroBatchTokens);
+        foreach (var micro in plan)
         {
-            if (example.TargetCount == 0) continue;
             using var scope = NewDisposeScope();
-            var part = TrainingLoss.Sum(Model, example) / targets;
+            var part = (PerExampleBaseline ? TrainingLoss.Sum(Model, micro[0]) : new TrainingBatch(micro).LossSum(Model)) / targets;
             part.backward();
             loss += part.item<float>();
         }
@@ -133,7 +144,7 @@ public sealed class KvLinkTrainer : IDisposable
             var elapsed = clock.Elapsed;
             int done = Step - startStep;
             var remaining = TimeSpan.FromTicks(elapsed.Ticks / done * (untilStep - Step));
-            progress.Report(new TrainingProgress(Step, untilStep, loss, lr, norm, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed, remaining));
+            progress.Report(new TrainingProgress(Step, untilStep, loss, lr, norm, tokens / Math.Max(1e-9, elapsed.TotalSeconds), elapsed, remaining, tokens));
         }
     }
 

@@ -35,11 +35,26 @@ public sealed record KvLinkTrainingOptions
     /// <summary>Gradient-norm clip (0 or less disables clipping).</summary>
     public double MaxGradNorm { get; init; } = 1.0;
 
-    /// <summary>Examples per optimizer step; each is one forward/backward (gradient accumulation), the loss averaged over all their target tokens.</summary>
+    /// <summary>Examples per optimizer step (the global batch); the loss is averaged over all their target tokens.</summary>
     public int ExamplesPerStep { get; init; } = 64;
 
-    /// <summary>Compute (and parameter) dtype: Float32 or BFloat16.</summary>
-    public ScalarType ComputeType { get; init; } = ScalarType.BFloat16;
+    /// <summary>
+    /// Examples per forward/backward (micro-batch), padded to the longest; the step's gradients accumulate over
+    /// ceil(<see cref="ExamplesPerStep"/> / MicroBatchSize) or more micro-batches. 1 is one example per pass.
+    /// </summary>
+    public int MicroBatchSize { get; init; } = 8;
+
+    /// <summary>
+    /// Most padded tokens (examples x longest) in one micro-batch, so long examples go in smaller micro-batches and
+    /// memory stays bounded whatever the lengths; 0 = no limit. An example longer than this goes alone.
+    /// </summary>
+    public int MicroBatchTokens { get; init; } = 16384;
+
+    /// <summary>
+    /// Compute (and parameter) dtype: Float32 or BFloat16. The default, <see cref="TrainingComputeType.Auto"/>, is BFloat16
+    /// where the CPU multiplies bf16 natively and Float32 elsewhere; on a GPU set BFloat16 (the method's precision).
+    /// </summary>
+    public ScalarType ComputeType { get; init; } = TrainingComputeType.Auto;
 
     /// <summary>Seed of the data-mixture generator (and of TorchSharp's generator).</summary>
     public ulong Seed { get; init; } = 42;
@@ -66,6 +81,8 @@ public sealed record KvLinkTrainingOptions
         if (WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(WarmupSteps), WarmupSteps, "Must be >= 0.");
         if (TotalSteps < 1) throw new ArgumentOutOfRangeException(nameof(TotalSteps), TotalSteps, "Must be >= 1.");
         if (ExamplesPerStep < 1) throw new ArgumentOutOfRangeException(nameof(ExamplesPerStep), ExamplesPerStep, "Must be >= 1.");
+        if (MicroBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(MicroBatchSize), MicroBatchSize, "Must be >= 1.");
+        if (MicroBatchTokens < 0) throw new ArgumentOutOfRangeException(nameof(MicroBatchTokens), MicroBatchTokens, "Must be >= 0 (0 = no limit).");
         if (ComputeType is not (ScalarType.Float32 or ScalarType.BFloat16))
             throw new ArgumentOutOfRangeException(nameof(ComputeType), ComputeType, "Training computes in Float32 or BFloat16.");
         if (BlockedFraction is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(BlockedFraction), BlockedFraction, "Must be in [0, 1].");

@@ -9,5 +9,6 @@ namespace KVLink.Training;
 /// <param name="TokensPerSecond">Tokens (forward) per second since the run began.</param>
 /// <param name="Elapsed">Time since the run began.</param>
 /// <param name="EstimatedRemaining">Estimated time to reach <paramref name="TotalSteps"/>.</param>
+/// <param name="Tokens">Tokens (forward, padding not counted) trained since the run began.</param>
 public sealed record TrainingProgress(int Step, int TotalSteps, double Loss, double LearningRate, double GradientNorm,
-    double TokensPerSecond, TimeSpan Elapsed, TimeSpan EstimatedRemaining);
+    double TokensPerSecond, TimeSpan Elapsed, TimeSpan EstimatedRemaining, long Tokens = 0);

@@ -11,7 +11,8 @@ namespace KVLink.Core.Model;
 /// <param name="Cos">RoPE cos for the new tokens, fp32 [T, head_dim].</param>
 /// <param name="Sin">RoPE sin for the new tokens, fp32 [T, head_dim].</param>
 /// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
-/// with a cache S = the cache length after this step, indexed by slot.</param>
+/// with a cache S = the cache length after this step, indexed by slot. A cache-free step over a padded batch of
+/// sequences may give each its own mask, bool [B, T, T] (batched training).</param>
 /// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
 /// <param name="Sequences">Set for a batched step of several sequences: each attends its own rows to its own cache
 /// (<see cref="SequenceRows"/>), and <paramref name="Slots"/>, <paramref name="Mask"/> and <paramref name="Cache"/> are unused.</param>
@@ -47,7 +48,8 @@ internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tenso
         var key = (start, rows, g, dtype);
         if (!_folded.TryGetValue(key, out var folded))
         {
-            using var rowsMask = Mask.narrow(0, start, rows);
+            // The query axis is the second-to-last of both a [T, S] and a per-sequence [B, T, S] mask.
+            using var rowsMask = Mask.narrow(Mask.dim() - 2, start, rows);
             folded = GroupedAttention.Fold(rowsMask, g, dtype);
             // Into the scope the step's mask was made in: it must outlive the layer that built it.
             folded.MoveToOtherDisposeScope(Mask);

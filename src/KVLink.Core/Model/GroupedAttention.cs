@@ -10,7 +10,8 @@ internal static class GroupedAttention
 {
     /// <summary>
     /// Attends q ([B, H, T, d]) to k and v ([B, KV, S, d]) under <paramref name="foldedMask"/> (from
-    /// <see cref="ForwardStep.FoldedMask"/>: [G*T, S], shared by every layer of a step); returns [B, H, T, d].
+    /// <see cref="ForwardStep.FoldedMask"/>: [G*T, S], or [B, 1, G*T, S] when each sequence has its own mask;
+    /// shared by every layer of a step); returns [B, H, T, d].
     /// </summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor foldedMask, int g)
     {
@@ -39,10 +40,19 @@ internal static class GroupedAttention
     /// <summary>
     /// The boolean [T, S] mask of a step repeated for the G folded query heads as an additive mask in
     /// <paramref name="dtype"/> (0 where allowed, -inf elsewhere), which is what SDPA turns a boolean mask into.
+    /// A [B, T, S] mask (one per sequence of a padded batch, as in batched training) folds to [B, 1, G*T, S],
+    /// which broadcasts over the kv heads.
     /// </summary>
     public static Tensor Fold(Tensor mask, int g, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
+        if (mask.dim() == 3)
+        {
+            var (b, tb, sb) = (mask.shape[0], mask.shape[1], mask.shape[2]);
+            var perSequence = zeros([b, tb, sb], dtype, mask.device).masked_fill_(mask.logical_not(), double.NegativeInfinity);
+            var foldedBatch = g == 1 ? perSequence.unsqueeze(1) : perSequence.unsqueeze(1).expand(b, g, tb, sb).reshape(b, 1, g * tb, sb);
+            return foldedBatch.MoveToOuterDisposeScope();
+        }
         var (t, s) = (mask.shape[0], mask.shape[1]);
         var additive = zeros([t, s], dtype, mask.device).masked_fill_(mask.logical_not(), double.NegativeInfinity);
         var folded = g == 1 ? additive : additive.unsqueeze(0).expand(g, t, s).reshape(g * t, s);

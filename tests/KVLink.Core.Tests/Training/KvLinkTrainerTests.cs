@@ -119,12 +119,15 @@ public sealed class KvLinkTrainerTests(TrainingFixture fixture) : IClassFixture<
         Assert.True(a.allclose(b, rtol: 0, atol: 0), "logits differ after save/load");
     }
 
-    [Fact]
-    public void ResumeContinuesExactly()
+    [Theory]
+    [InlineData(2, 1)] // one example per forward/backward
+    [InlineData(2, 8)] // both examples in one padded micro-batch
+    [InlineData(5, 2)] // padded micro-batches of two, accumulated over three passes
+    public void ResumeContinuesExactly(int examplesPerStep, int microBatchSize)
     {
         using var dir = new TempFolder();
         var mixture = new TrainingMixture(fixture.Builder(), TrainingFixture.Qa, TrainingFixture.Text, 0.5, 0.25);
-        var options = TrainingFixture.Options with { ExamplesPerStep = 2, WarmupSteps = 1, TotalSteps = 4 };
+        var options = TrainingFixture.Options with { ExamplesPerStep = examplesPerStep, MicroBatchSize = microBatchSize, WarmupSteps = 1, TotalSteps = 4 };
 
         using var straightModel = fixture.LoadModel();
         using var straight = new KvLinkTrainer(straightModel, options, fixture.Folder);
