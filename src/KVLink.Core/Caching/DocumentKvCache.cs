@@ -9,7 +9,11 @@ namespace KVLink.Core.Caching;
 /// </summary>
 public sealed class DocumentKvCache : IDisposable
 {
-    /// <summary>Creates an entry; the tensors are owned by it from now on.</summary>
+    /// <summary>
+    /// Creates an entry; the tensors are owned by it from now on, and by nothing else: they are detached from the
+    /// creating thread's dispose scope, so only <see cref="Dispose"/> frees them. An entry crosses threads and lives in
+    /// stores; a scope that ended on the thread that made it must never free what a store or a later request still holds.
+    /// </summary>
     internal DocumentKvCache(string documentId, int slot, IReadOnlyList<int> tokenIds, Tensor keys, Tensor values, string modelFingerprint, string promptFormat, string? title, string text,
         string tenant = KvCacheKey.DefaultTenant, KvCacheRope? rope = null, double keepFraction = 1.0)
     {
@@ -23,7 +27,7 @@ public sealed class DocumentKvCache : IDisposable
         if (keys.dtype != values.dtype) throw new ArgumentException("Keys and values must have one dtype.");
         ArgumentException.ThrowIfNullOrEmpty(tenant);
         (DocumentId, Slot, TokenIds, Keys, Values, ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope) =
-            (documentId, slot, tokenIds, keys, values, modelFingerprint, promptFormat, title, text, tenant, rope);
+            (documentId, slot, tokenIds, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope(), modelFingerprint, promptFormat, title, text, tenant, rope);
     }
 
     /// <summary>The document's id.</summary>
@@ -64,7 +68,9 @@ public sealed class DocumentKvCache : IDisposable
     /// <summary>
     /// Another entry over the same tensor memory with its own tensor handles: disposing either leaves the
     /// other valid (LibTorch frees the memory when the last handle goes). This is how stores hand out entries
-    /// without copying them and without ever disposing memory a concurrent reader still uses.
+    /// without copying them and without ever disposing memory a concurrent reader still uses. The new handles belong to
+    /// no dispose scope, even when made inside one: a store that shares an entry given to it on the model thread (a kept
+    /// session written inside a step's scope) keeps its handles after that scope ends (issue 28: they were freed with it).
     /// </summary>
     public DocumentKvCache Share() =>
         new(DocumentId, Slot, TokenIds, Keys.alias(), Values.alias(), ModelFingerprint, PromptFormat, Title, Text, Tenant, Rope, KeepFraction);

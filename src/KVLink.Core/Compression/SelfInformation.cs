@@ -1,3 +1,4 @@
+using TorchSharp;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
@@ -38,7 +39,8 @@ internal sealed class SelfInformation(LlamaForCausalLM model, int window = 512, 
             var ids = tensor(tokens.Skip(from).Take(end - from).Select(t => (long)t).ToArray(), [1, end - from], device: Model.Device);
             var logProbs = nn.functional.log_softmax(Model.Forward(ids).to(ScalarType.Float32), -1)[0]; // [T, vocab]
             // Row r predicts token from + r + 1.
-            var rows = arange(start - 1 - from, end - 1 - from, dtype: ScalarType.Int64, device: Model.Device);
+            using Scalar first = (start - 1 - from).ToScalar(), last = (end - 1 - from).ToScalar(); // held past the call (see HeldScalars)
+            var rows = arange(first, last, HeldScalars.One, dtype: ScalarType.Int64, device: Model.Device);
             var targets = tensor(tokens.Skip(start).Take(end - start).Select(t => (long)t).ToArray(), device: Model.Device);
             var picked = logProbs.index_select(0, rows).gather(1, targets.unsqueeze(1)).squeeze(1).neg().to(ScalarType.Float64);
             picked.data<double>().ToArray().CopyTo(scores, start);

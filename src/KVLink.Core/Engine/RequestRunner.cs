@@ -253,6 +253,10 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// <see cref="KvLinkOptions.PersistSessions"/> also writes it to the store, off the model thread.</summary>
     private void KeepSession(AttentionCache cache, string key, PromptLayout layout, IReadOnlyList<int> generated, int filled, int documentsEnd)
     {
+        // With int8 decoding the answer's keys and values came from int8 decode rows, which a recompute computes as
+        // full-precision prompt rows: only the prompt is kept, and the next turn computes the answer's tokens again as
+        // one prompt chunk (a forward of the answer's length), so a continued turn equals recomputing the conversation.
+        if (c.Options.DecodeWithInt8Weights) filled = Math.Min(filled, layout.Length);
         if (!Sessions.Enabled || filled <= documentsEnd) return;
         int[] tokens = [.. layout.Tokens.Concat(generated).Take(filled)];
         using var scope = NewDisposeScope();

@@ -37,15 +37,22 @@ internal static class SessionPersistence
         if (entry.Key != Key(c, sessionKey)) return null;
         int colon = entry.Text.IndexOf(':');
         if (colon <= 0 || !int.TryParse(entry.Text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out int start)) return null;
+        // Bounded by the entry's real size before anything is allocated: a stored entry is untrusted, and its start is
+        // only a claim. A kept conversation fits the model's positions, and each token id before Start takes at least
+        // one character and a separator of the text that is really there.
+        var config = c.Model.Config;
+        int vocab = config.VocabSize;
+        if (start <= 0 || (long)start + entry.Length > config.MaxPositionEmbeddings || start > (entry.Text.Length - colon) / 2 + 1) return null;
         var before = new List<int>(start);
-        foreach (string t in entry.Text[(colon + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries))
+        foreach (var range in entry.Text.AsSpan(colon + 1).Split(','))
         {
-            if (!int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int id)) return null;
+            var t = entry.Text.AsSpan(colon + 1)[range];
+            if (t.IsEmpty) continue;
+            if (before.Count == start || !int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int id) || id >= vocab) return null;
             before.Add(id);
         }
-        var config = c.Model.Config;
         long[] shape = [config.NumHiddenLayers, config.NumKeyValueHeads, entry.Length, config.HeadDim];
-        if (before.Count != start || entry.Length == 0 || !entry.Keys.shape.SequenceEqual(shape) || entry.Keys.dtype != c.Model.DType
+        if (before.Count != start || entry.Length == 0 || entry.TokenIds.Any(id => id < 0 || id >= vocab) || !entry.Keys.shape.SequenceEqual(shape) || entry.Keys.dtype != c.Model.DType
             || !CacheEntryCheck.AllFinite(entry.Keys) || !CacheEntryCheck.AllFinite(entry.Values))
             return null;
         return new SessionCache.Session([.. before, .. entry.TokenIds], start,

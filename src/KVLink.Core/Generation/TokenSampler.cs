@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Generation;
@@ -29,7 +30,8 @@ internal sealed class TokenSampler
         // Shift by the maximum before dividing: logits/T overflows to infinity for tiny T and softmax then gives NaN,
         // whereas (logits - max)/T is at most 0, so the best token always keeps a finite weight.
         var f = row.to(ScalarType.Float32);
-        var scaled = (f - f.max()) / _options.Temperature;
+        using var temperature = _options.Temperature.ToScalar(); // held past the call (see HeldScalars)
+        var scaled = (f - f.max()).div(temperature);
         int k = _options.TopK > 0 ? (int)Math.Min(_options.TopK, row.shape[0]) : (int)row.shape[0];
         // Sorting all of a 128k vocabulary each step is wasteful; topk returns the candidates in order.
         var (values, indices) = scaled.topk(k);

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Model;
@@ -32,7 +33,8 @@ internal static class GroupedAttention
     {
         using var scope = NewDisposeScope();
         var scores = matmul(q, k.transpose(-2, -1));                                       // [B, KV, G*T, S]
-        scores.mul_(1.0 / Math.Sqrt(q.shape[^1])).add_(additiveMask);
+        using var scale = (1.0 / Math.Sqrt(q.shape[^1])).ToScalar(); // held past the call (see HeldScalars)
+        scores.mul_(scale).add_(additiveMask, HeldScalars.One);
         var p = nn.functional.softmax(scores, -1, ScalarType.Float32).to(q.dtype);
         return matmul(p, v).MoveToOuterDisposeScope();
     }
@@ -54,7 +56,7 @@ internal static class GroupedAttention
             return foldedBatch.MoveToOuterDisposeScope();
         }
         var (t, s) = (mask.shape[0], mask.shape[1]);
-        var additive = zeros([t, s], dtype, mask.device).masked_fill_(mask.logical_not(), double.NegativeInfinity);
+        var additive = zeros([t, s], dtype, mask.device).masked_fill_(mask.logical_not(), HeldScalars.NegativeInfinity);
         var folded = g == 1 ? additive : additive.unsqueeze(0).expand(g, t, s).reshape(g * t, s);
         return folded.MoveToOuterDisposeScope();
     }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -41,13 +42,14 @@ internal sealed class Int8Weight
         var scales = new float[rows];
         using var _ = no_grad();
         const long block = 1024;
+        using Scalar int8Max = 127.ToScalar(), tiny = 1e-12.ToScalar(), low = (-127).ToScalar(), high = 127.ToScalar(); // held past the calls (see HeldScalars)
         for (long r = 0; r < rows; r += block)
         {
             using var scope = NewDisposeScope();
             long n = Math.Min(block, rows - r);
             var w = weight.narrow(0, r, n).to(ScalarType.Float32);
-            var scale = w.abs().amax([1], keepdim: true).div_(127).clamp_min_(1e-12);
-            var qi = w.div(scale).round_().clamp_(-127, 127).to(ScalarType.Int8).contiguous();
+            var scale = w.abs().amax([1], keepdim: true).div_(int8Max).clamp_min_(tiny);
+            var qi = w.div(scale).round_().clamp_(low, high).to(ScalarType.Int8).contiguous();
             MemoryMarshal.Cast<byte, sbyte>(qi.bytes).CopyTo(q.AsSpan((int)(r * cols), (int)(n * cols)));
             MemoryMarshal.Cast<byte, float>(scale.contiguous().bytes).CopyTo(scales.AsSpan((int)r, (int)n));
         }

@@ -77,7 +77,7 @@ internal sealed class RotaryEmbedding
     {
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
-        var rotated = xf * cos + RotateHalf(xf) * sin;
+        var rotated = (xf * cos).add(RotateHalf(xf) * sin, HeldScalars.One);
         return rotated.to(x.dtype).MoveToOuterDisposeScope();
     }
 

@@ -1,3 +1,4 @@
+using TorchSharp;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
@@ -34,7 +35,8 @@ internal static class Int8Quantizer
     private static Tensor Rotate(Tensor keys, RotaryEmbedding rope, int sign)
     {
         using var scope = NewDisposeScope();
-        var positions = arange(keys.shape[2], ScalarType.Int64) * sign;
+        using Scalar length = keys.shape[2].ToScalar(), direction = sign.ToScalar(); // held past the calls (see HeldScalars)
+        var positions = arange(HeldScalars.Zero, length, HeldScalars.One, ScalarType.Int64).mul(direction);
         var (cos, sin) = rope.Angles(positions);
         return RotaryEmbedding.Apply(keys, cos, sin).MoveToOuterDisposeScope();
     }
@@ -43,8 +45,10 @@ internal static class Int8Quantizer
     {
         using var scope = NewDisposeScope();
         long dim = perChannel ? 2 : 3;
-        var scale = (x.abs().amax([dim], keepdim: true) / 127.0).clamp_min(1e-20);
-        var q = (x / scale).round().clamp(-127, 127).to(ScalarType.Int8).contiguous();
+        // Scalars held past the calls (see HeldScalars).
+        using Scalar int8Max = 127.0.ToScalar(), tiny = 1e-20.ToScalar(), low = (-127).ToScalar(), high = 127.ToScalar();
+        var scale = x.abs().amax([dim], keepdim: true).div(int8Max).clamp_min(tiny);
+        var q = (x / scale).round().clamp(low, high).to(ScalarType.Int8).contiguous();
         return (q.MoveToOuterDisposeScope(), scale.contiguous().MoveToOuterDisposeScope());
     }
 }
