@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Hashing;
 using System.Text;
 using System.Text.Json;
+using TorchSharp;
 using KVLink.Core.Native;
 using static TorchSharp.torch;
 
@@ -130,7 +131,8 @@ internal static class DTypeCalibration
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
         var gen = new TorchSharp.torch.Generator(17);
-        var w32 = randn([Outputs, Inputs], generator: gen).mul_(0.02);
+        using var scale = 0.02.ToScalar(); // held past the call (see HeldScalars)
+        var w32 = randn([Outputs, Inputs], generator: gen).mul_(scale);
         var x32 = randn([Rows, Inputs], generator: gen);
         var w16 = w32.to(ScalarType.BFloat16);
         var x16 = x32.to(ScalarType.BFloat16);

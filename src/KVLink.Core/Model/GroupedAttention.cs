@@ -51,7 +51,7 @@ internal static class GroupedAttention
         if (mask.dim() == 3)
         {
             var (b, tb, sb) = (mask.shape[0], mask.shape[1], mask.shape[2]);
-            var perSequence = zeros([b, tb, sb], dtype, mask.device).masked_fill_(mask.logical_not(), double.NegativeInfinity);
+            var perSequence = zeros([b, tb, sb], dtype, mask.device).masked_fill_(mask.logical_not(), HeldScalars.NegativeInfinity);
             var foldedBatch = g == 1 ? perSequence.unsqueeze(1) : perSequence.unsqueeze(1).expand(b, g, tb, sb).reshape(b, 1, g * tb, sb);
             return foldedBatch.MoveToOuterDisposeScope();
         }
