@@ -157,6 +157,25 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
     }
 
     [Theory]
+    [InlineData("redis", MillionChunks)]
+    [InlineData("distributed", MillionChunks)]
+    [InlineData("redis", AbsentChunksWithinBound)]
+    [InlineData("distributed", AbsentChunksWithinBound)]
+    public async Task Removing_a_planted_manifest_deletes_it_and_touches_a_bounded_number_of_its_keys(string kind, string claim)
+    {
+        var key = CacheTestData.Key("removed-" + claim.Split(' ')[0]);
+        var (store, planted) = await Plant(kind, key, claim);
+        _sent.Clear();
+        // Not an entry of this store when over the bound (so "nothing removed"); within it, the manifest and one probe of its absent chunks.
+        bool withinBound = claim == AbsentChunksWithinBound;
+        Assert.Equal(withinBound, await store.RemoveAsync(key));
+        Assert.False(await store.ContainsAsync(key));
+        var plantedKeys = _sent.Commands.SelectMany(c => c.Keys).Count(k => k.Contains(planted, StringComparison.Ordinal));
+        Assert.Equal(withinBound ? (kind == "redis" ? 1024 : 1) : 0, plantedKeys);
+        Assert.True(_sent.Commands.Count <= 16, $"{_sent.Commands.Count} commands");
+    }
+
+    [Theory]
     [InlineData("redis")]
     [InlineData("distributed")]
     public async Task A_genuine_overwrite_deletes_every_chunk_of_the_write_it_replaced(string kind)
