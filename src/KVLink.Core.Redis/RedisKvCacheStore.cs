@@ -97,7 +97,7 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         try { raw = await db.StringGetAsync(Manifest(key.Hash)).ConfigureAwait(false); }
         catch (RedisServerException e) when (IsWrongType(e)) { return ChunkRead.Rejected("the manifest key holds another Redis type"); }
         if (raw.IsNull) return ChunkRead.Miss;
-        var manifest = ChunkManifest.Parse(raw, _options.MaxEntryBytes);
+        var manifest = ParseManifest(raw);
         if (manifest is null || manifest.Tenant != key.TenantHash) return ChunkRead.Rejected("malformed manifest");
         var chunks = new byte[manifest.Chunks][];
         for (int start = 0; start < manifest.Chunks; start += Batch)
@@ -178,8 +178,14 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
             await db.KeyDeleteAsync(m).ConfigureAwait(false);
             old = await SwapManifest(db, m, manifest).ConfigureAwait(false);
         }
-        return ChunkManifest.Parse(old, _options.MaxEntryBytes);
+        var previous = ParseManifest(old);
+        if (previous is null && !old.IsNull)
+            _logger.LogWarning("KV cache store {Store}: replaced a manifest of {Key} that is not an entry of this store (malformed, or naming more chunks than MaxEntryBytes / ChunkBytes); nothing it names was read or deleted", nameof(RedisKvCacheStore), key);
+        return previous;
     }
+
+    /// <summary>A manifest from the server, bounded by this store's settings (<see cref="ChunkManifest.Parse"/>); null when it is not one of its entries.</summary>
+    private ChunkManifest? ParseManifest(RedisValue raw) => ChunkManifest.Parse(raw, _options.MaxEntryBytes, _options.ChunkBytes);
 
     /// <summary>
     /// One command sets the manifest (with its TTL: SET ... EX ... GET) and returns the one it replaced, so a write the
@@ -294,7 +300,7 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     {
         var db = Db;
         ChunkManifest? manifest;
-        try { manifest = ChunkManifest.Parse(await db.StringGetAsync(Manifest(hash)).ConfigureAwait(false), _options.MaxEntryBytes); }
+        try { manifest = ParseManifest(await db.StringGetAsync(Manifest(hash)).ConfigureAwait(false)); }
         catch (RedisServerException e) when (IsWrongType(e)) { manifest = null; }
         if (manifest is null)
         {
@@ -325,7 +331,7 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
     {
         string m = Manifest(hash);
         ChunkManifest? manifest;
-        try { manifest = ChunkManifest.Parse(await db.StringGetDeleteAsync(m).ConfigureAwait(false), _options.MaxEntryBytes); }
+        try { manifest = ParseManifest(await db.StringGetDeleteAsync(m).ConfigureAwait(false)); }
         catch (RedisServerException e) when (IsWrongType(e)) { await db.KeyDeleteAsync(m).ConfigureAwait(false); return false; }
         if (manifest is null) return false;
         await DeleteChunks(db, hash, manifest).ConfigureAwait(false);
@@ -338,13 +344,20 @@ public sealed class RedisKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidation
         return true;
     }
 
+    /// <summary>
+    /// Deletes the chunks <paramref name="manifest"/> names, a batch at a time, and stops at the first batch of which
+    /// none was there. Chunks are written before their manifest and outlive it, so a batch wholly gone means the
+    /// rest was never written (a planted manifest: one DEL, whatever it claims) or went the same way (expired, or
+    /// evicted by the server, which evicts what is left too). The work is bounded by the chunks that exist, and by
+    /// <see cref="ChunkManifest.MaxChunks"/> since the manifest parsed.
+    /// </summary>
     private async Task<bool> DeleteChunks(IDatabase db, string hash, ChunkManifest manifest)
     {
         for (int start = 0; start < manifest.Chunks; start += Batch)
         {
             var keys = new RedisKey[Math.Min(Batch, manifest.Chunks - start)];
             for (int i = 0; i < keys.Length; i++) keys[i] = Chunk(hash, manifest.Write, start + i);
-            await db.KeyDeleteAsync(keys).ConfigureAwait(false);
+            if (await db.KeyDeleteAsync(keys).ConfigureAwait(false) == 0) break;
         }
         return true;
     }

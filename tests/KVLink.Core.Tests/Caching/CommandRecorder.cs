@@ -8,7 +8,7 @@ namespace KVLink.Core.Tests.Caching;
 
 /// <summary>
 /// What a store asked of its server, recorded on the client side: every command (a method of <see cref="IDatabase"/> or a
-/// read of <see cref="IDistributedCache"/>) with the keys it named. Tests assert on this instead of on elapsed time.
+/// call of <see cref="IDistributedCache"/>) with the keys it named. Tests assert on this instead of on elapsed time.
 /// </summary>
 public sealed class CommandRecorder
 {
@@ -28,7 +28,7 @@ public sealed class CommandRecorder
         return proxy;
     }
 
-    /// <summary>The cache, recording every read (Get, GetAsync) and the key it names.</summary>
+    /// <summary>The cache, recording every call (reads, writes, removals, refreshes) and the key it names.</summary>
     public IDistributedCache Wrap(IDistributedCache cache) => new RecordingCache(cache, this);
 
     internal static object? Forward(object target, MethodInfo method, object?[]? args)
@@ -80,11 +80,11 @@ public sealed class CommandRecorder
     {
         public byte[]? Get(string key) { recorder.Add(nameof(Get), [key]); return inner.Get(key); }
         public Task<byte[]?> GetAsync(string key, CancellationToken token = default) { recorder.Add(nameof(GetAsync), [key]); return inner.GetAsync(key, token); }
-        public void Set(string key, byte[] value, DistributedCacheEntryOptions options) => inner.Set(key, value, options);
-        public Task SetAsync(string key, byte[] value, DistributedCacheEntryOptions options, CancellationToken token = default) => inner.SetAsync(key, value, options, token);
-        public void Refresh(string key) => inner.Refresh(key);
-        public Task RefreshAsync(string key, CancellationToken token = default) => inner.RefreshAsync(key, token);
-        public void Remove(string key) => inner.Remove(key);
-        public Task RemoveAsync(string key, CancellationToken token = default) => inner.RemoveAsync(key, token);
+        public void Set(string key, byte[] value, DistributedCacheEntryOptions options) { recorder.Add(nameof(Set), [key]); inner.Set(key, value, options); }
+        public Task SetAsync(string key, byte[] value, DistributedCacheEntryOptions options, CancellationToken token = default) { recorder.Add(nameof(SetAsync), [key]); return inner.SetAsync(key, value, options, token); }
+        public void Refresh(string key) { recorder.Add(nameof(Refresh), [key]); inner.Refresh(key); }
+        public Task RefreshAsync(string key, CancellationToken token = default) { recorder.Add(nameof(RefreshAsync), [key]); return inner.RefreshAsync(key, token); }
+        public void Remove(string key) { recorder.Add(nameof(Remove), [key]); inner.Remove(key); }
+        public Task RemoveAsync(string key, CancellationToken token = default) { recorder.Add(nameof(RemoveAsync), [key]); return inner.RemoveAsync(key, token); }
     }
 }

@@ -72,22 +72,49 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
         Assert.Equal(((long)reads, (long)reads, 0L), (s.Misses, s.Rejected, s.Unavailable));
     }
 
+    /// <summary>Plants a manifest of <paramref name="claim"/> ("chunks chunkBytes length") for <paramref name="key"/>; returns the store and the planted write id.</summary>
+    private async Task<(IKvCacheStore Store, string Write)> Plant(string kind, KvCacheKey key, string claim)
+    {
+        string write = Guid.NewGuid().ToString("N");
+        string text = $"v2 {write} {claim} {key.TenantHash} {key.ModelHash} {key.DocumentHash}";
+        if (kind == "redis") { var r = Redis(); await Db.StringSetAsync(r.Manifest(key.Hash), text); return (r, write); }
+        var d = Distributed();
+        await garnet.DistributedCache.SetAsync(d.ManifestKey(key), Encoding.ASCII.GetBytes(text));
+        return (d, write);
+    }
+
+    /// <summary>1,000,000 chunks of 1 KiB (1,024,000,000 bytes): under the 1 GiB maximum, but 3.8 times the 262,144 chunks of 4 KiB the store's own largest entry has.</summary>
+    private const string MillionChunks = "1000000 1024 1024000000";
+
+    /// <summary>200,000 chunks of 4 KiB: a count the store's own largest entry could have, none of them there.</summary>
+    private const string AbsentChunksWithinBound = "200000 4096 819200000";
+
     [Theory]
     [InlineData("redis")]
     [InlineData("distributed")]
-    public async Task A_consistent_manifest_of_a_million_chunks_that_are_not_there_is_a_plain_miss_after_one_batch(string kind)
+    public async Task A_manifest_naming_more_chunks_than_the_stores_largest_entry_has_is_rejected_before_any_chunk_is_named(string kind)
     {
-        // 1,000,000 chunks of 1 KiB: allowed by a 1 GiB maximum, so the chunks are asked for, in bounded batches; the first gap ends the read.
-        var key = CacheTestData.Key("absent-chunks");
-        string text = $"v2 {Guid.NewGuid():N} 1000000 1024 1024000000 {key.TenantHash} {key.ModelHash} {key.DocumentHash}";
-        IKvCacheStore store;
-        if (kind == "redis") { var r = Redis(); await Db.StringSetAsync(r.Manifest(key.Hash), text); store = r; }
-        else { var d = Distributed(); await garnet.DistributedCache.SetAsync(d.ManifestKey(key), Encoding.ASCII.GetBytes(text)); store = d; }
+        var key = CacheTestData.Key("million-chunks");
+        var (store, _) = await Plant(kind, key, MillionChunks);
+        _sent.Clear();
+        Assert.Null(await store.GetAsync(key));
+        var read = Assert.Single(_sent.Commands);
+        Assert.Equal([ManifestKey(store, key)], read.Keys);
+        Assert.Equal((1L, 1L, 0L), (store.Statistics.Misses, store.Statistics.Rejected, store.Statistics.Unavailable));
+    }
 
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("distributed")]
+    public async Task A_consistent_manifest_of_chunks_that_are_not_there_is_a_plain_miss_after_one_batch(string kind)
+    {
+        // Within the store's bound, so the chunks are asked for, in bounded batches; the first gap ends the read.
+        var key = CacheTestData.Key("absent-chunks");
+        var (store, _) = await Plant(kind, key, AbsentChunksWithinBound);
         _sent.Clear();
         Assert.Null(await store.GetAsync(key));
         // The manifest, then one batch of chunks (the Redis store's one 1,024-key MGET, the other's 16 parallel reads),
-        // whose gaps end the read: not a million keys.
+        // whose gaps end the read: not 200,000 keys.
         var commands = _sent.Commands;
         Assert.Equal([ManifestKey(store, key)], commands[0].Keys);
         var chunkKeys = commands.Skip(1).SelectMany(c => c.Keys).ToList();
@@ -96,6 +123,84 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
         Assert.Equal(chunkKeys.Count, chunkKeys.Distinct().Count());
         Assert.Equal((1L, 0L, 0L), (store.Statistics.Misses, store.Statistics.Rejected, store.Statistics.Unavailable));
     }
+
+    /// <summary>
+    /// Issue 28 item 8: writing the genuine entry over a planted manifest deleted every chunk it claimed (1,000,000
+    /// keys: 2.0 s, past the operation timeout, a failure counted towards the circuit). Now a manifest over the bound
+    /// names nothing, and one within it costs one probe of its chunks (one 1,024-key DEL on Redis, a read of the last
+    /// chunk on <c>IDistributedCache</c>), since none of them is there.
+    /// </summary>
+    [Theory]
+    [InlineData("redis", MillionChunks)]
+    [InlineData("distributed", MillionChunks)]
+    [InlineData("redis", AbsentChunksWithinBound)]
+    [InlineData("distributed", AbsentChunksWithinBound)]
+    public async Task Writing_over_a_planted_manifest_touches_a_bounded_number_of_its_keys_and_the_entry_reads_back_exact(string kind, string claim)
+    {
+        var key = CacheTestData.Key("planted-" + claim.Split(' ')[0]);
+        var (store, planted) = await Plant(kind, key, claim);
+        using var entry = CacheTestData.Entry(key, tokens: 100);
+        _sent.Clear();
+        await store.PutAsync(key, entry);
+        var put = _sent.Commands;
+        Assert.Equal((1L, 0L), (store.Statistics.Writes, store.Statistics.FailedWrites));
+        using (var back = await store.GetAsync(key)) CacheTestData.AssertSame(entry, back!);
+        Assert.Equal((1L, 0L, 0L), (store.Statistics.Hits, store.Statistics.Rejected, store.Statistics.Unavailable));
+
+        // Every command of the write: the new chunks, the index, the manifest swap, and what it asked about the planted write.
+        var written = Manifest(store, key);
+        var plantedKeys = put.SelectMany(c => c.Keys).Count(k => k.Contains(planted, StringComparison.Ordinal));
+        bool withinBound = claim == AbsentChunksWithinBound;
+        Assert.Equal(withinBound ? (kind == "redis" ? 1024 : 1) : 0, plantedKeys);
+        Assert.DoesNotContain(put, c => c.Command.StartsWith("Remove", StringComparison.Ordinal) && c.Keys.Any(k => k.Contains(planted, StringComparison.Ordinal)));
+        Assert.True(put.Count <= written.Chunks + 16, $"{put.Count} commands for an entry of {written.Chunks} chunks");
+    }
+
+    [Theory]
+    [InlineData("redis", MillionChunks)]
+    [InlineData("distributed", MillionChunks)]
+    [InlineData("redis", AbsentChunksWithinBound)]
+    [InlineData("distributed", AbsentChunksWithinBound)]
+    public async Task Removing_a_planted_manifest_deletes_it_and_touches_a_bounded_number_of_its_keys(string kind, string claim)
+    {
+        var key = CacheTestData.Key("removed-" + claim.Split(' ')[0]);
+        var (store, planted) = await Plant(kind, key, claim);
+        _sent.Clear();
+        // Not an entry of this store when over the bound (so "nothing removed"); within it, the manifest and one probe of its absent chunks.
+        bool withinBound = claim == AbsentChunksWithinBound;
+        Assert.Equal(withinBound, await store.RemoveAsync(key));
+        Assert.False(await store.ContainsAsync(key));
+        var plantedKeys = _sent.Commands.SelectMany(c => c.Keys).Count(k => k.Contains(planted, StringComparison.Ordinal));
+        Assert.Equal(withinBound ? (kind == "redis" ? 1024 : 1) : 0, plantedKeys);
+        Assert.True(_sent.Commands.Count <= 16, $"{_sent.Commands.Count} commands");
+    }
+
+    [Theory]
+    [InlineData("redis")]
+    [InlineData("distributed")]
+    public async Task A_genuine_overwrite_deletes_every_chunk_of_the_write_it_replaced(string kind)
+    {
+        var key = CacheTestData.Key("overwritten");
+        IKvCacheStore store = kind == "redis" ? Redis() : Distributed();
+        using var first = CacheTestData.Entry(key, tokens: 100, seed: 1);
+        using var second = CacheTestData.Entry(key, tokens: 100, seed: 2);
+        await store.PutAsync(key, first);
+        var old = Manifest(store, key);
+        Assert.True(old.Chunks > 1, $"{old.Chunks} chunks");
+        await store.PutAsync(key, second);
+        using (var back = await store.GetAsync(key)) CacheTestData.AssertSame(second, back!);
+        for (int i = 0; i < old.Chunks; i++) Assert.False(await ChunkExists(store, key, old.Write, i), $"chunk {i} of the replaced write is still there");
+        Assert.True(await ChunkExists(store, key, Manifest(store, key).Write, 0));
+    }
+
+    /// <summary>The manifest the store holds for <paramref name="key"/>, as written (read on the server, not through the store).</summary>
+    private ChunkManifest Manifest(IKvCacheStore store, KvCacheKey key) => store is RedisKvCacheStore r
+        ? ChunkManifest.Parse(Db.StringGet(r.Manifest(key.Hash)), long.MaxValue, ChunkManifest.MinChunkBytes)!
+        : ChunkManifest.Parse(Encoding.ASCII.GetString(garnet.DistributedCache.Get(((DistributedCacheKvCacheStore)store).ManifestKey(key))!), long.MaxValue, ChunkManifest.MinChunkBytes)!;
+
+    private async Task<bool> ChunkExists(IKvCacheStore store, KvCacheKey key, string write, int i) => store is RedisKvCacheStore r
+        ? await Db.KeyExistsAsync(r.Chunk(key.Hash, write, i))
+        : await garnet.DistributedCache.GetAsync(((DistributedCacheKvCacheStore)store).ChunkKey(key, write, i)) is not null;
 
     [Theory]
     [InlineData("redis")]
@@ -108,14 +213,14 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
         await store.PutAsync(key, entry);
         if (store is RedisKvCacheStore r)
         {
-            var m = ChunkManifest.Parse(await Db.StringGetAsync(r.Manifest(key.Hash)), long.MaxValue)!;
+            var m = ChunkManifest.Parse(await Db.StringGetAsync(r.Manifest(key.Hash)), long.MaxValue, ChunkManifest.MinChunkBytes)!;
             Assert.True(await Db.KeyExistsAsync(r.Chunk(key.Hash, m.Write, 0)));
             await Db.StringSetAsync(r.Chunk(key.Hash, m.Write, 0), new byte[10]);
         }
         else
         {
             var d = (DistributedCacheKvCacheStore)store;
-            var m = ChunkManifest.Parse(Encoding.ASCII.GetString((await garnet.DistributedCache.GetAsync(d.ManifestKey(key)))!), long.MaxValue)!;
+            var m = ChunkManifest.Parse(Encoding.ASCII.GetString((await garnet.DistributedCache.GetAsync(d.ManifestKey(key)))!), long.MaxValue, ChunkManifest.MinChunkBytes)!;
             Assert.NotNull(await garnet.DistributedCache.GetAsync(d.ChunkKey(key, m.Write, 0)));
             await garnet.DistributedCache.SetAsync(d.ChunkKey(key, m.Write, 0), new byte[10]);
         }

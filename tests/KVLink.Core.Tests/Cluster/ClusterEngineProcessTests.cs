@@ -34,7 +34,7 @@ public abstract class ClusterEngineProcessTests(ClusterFixture fixture) : IDispo
         var (id2, hash2) = Precomputed(both[0]);
         Assert.Equal(both[0], both[1]);
         var db = fixture.Connection.GetDatabase();
-        var manifest = ChunkManifest.Parse(await db.StringGetAsync($"{prefix}:v3:{{{hash2}}}:m"), long.MaxValue);
+        var manifest = ChunkManifest.Parse(await db.StringGetAsync($"{prefix}:v3:{{{hash2}}}:m"), long.MaxValue, ChunkManifest.MinChunkBytes);
         Assert.NotNull(manifest);
         int port = await fixture.Cluster.MasterPortOfSlotAsync(Redis.HashSlots.Of(hash2));
         var server = fixture.Connection.GetServer("127.0.0.1", port);

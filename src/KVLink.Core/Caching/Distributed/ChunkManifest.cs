@@ -6,8 +6,11 @@ namespace KVLink.Core.Caching;
 /// The manifest of a chunked entry (Redis and <c>IDistributedCache</c> stores), as text:
 /// "v2 write-id chunk-count chunk-bytes byte-length tenant-hash model-hash document-hash".
 /// A manifest is read from a shared server, so it is untrusted: <see cref="Parse"/> accepts it only when its
-/// length is at most the store's largest entry and its chunk count is exactly the one that length and chunk size
-/// imply. That bounds, before any chunk is read, how many keys a read asks for and how many bytes it can collect.
+/// length is at most the store's largest entry, its chunk count is exactly the one that length and chunk size
+/// imply, and that count is at most the one the store's own largest entry has (<see cref="MaxChunks"/>). That
+/// bounds, before any chunk key is named, how many keys a read asks for, how many bytes it can collect and how many
+/// keys an overwrite or removal deletes: a planted manifest cannot make the store enumerate more keys than a
+/// genuine entry of this store could have.
 /// </summary>
 internal sealed record ChunkManifest(string Write, int Chunks, int ChunkBytes, long Length, string Tenant, string Model, string Document)
 {
@@ -28,8 +31,19 @@ internal sealed record ChunkManifest(string Write, int Chunks, int ChunkBytes, l
     public override string ToString() =>
         string.Create(CultureInfo.InvariantCulture, $"v2 {Write} {Chunks} {ChunkBytes} {Length} {Tenant} {Model} {Document}");
 
-    /// <summary>The manifest <paramref name="text"/> describes, or null when it is malformed or claims more than <paramref name="maxEntryBytes"/>.</summary>
-    public static ChunkManifest? Parse(string? text, long maxEntryBytes)
+    /// <summary>
+    /// Most chunks an entry of a store with these settings has: its largest entry in its own chunk size. A manifest
+    /// written with smaller chunks (a 1 GiB length in 1 KiB chunks claims 1,048,576) names more keys than this store
+    /// would ever write for one entry, so it is not one of its entries, whatever its length.
+    /// </summary>
+    public static long MaxChunks(long maxEntryBytes, int storeChunkBytes) =>
+        maxEntryBytes / storeChunkBytes + (maxEntryBytes % storeChunkBytes == 0 ? 0 : 1);
+
+    /// <summary>
+    /// The manifest <paramref name="text"/> describes, or null when it is malformed, claims more than
+    /// <paramref name="maxEntryBytes"/> or names more chunks than <see cref="MaxChunks"/> of the store's settings.
+    /// </summary>
+    public static ChunkManifest? Parse(string? text, long maxEntryBytes, int storeChunkBytes)
     {
         if (text is null || text.Length is 0 or > 256) return null;
         var p = text.Split(' ');
@@ -38,7 +52,7 @@ internal sealed record ChunkManifest(string Write, int Chunks, int ChunkBytes, l
             || !int.TryParse(p[3], NumberStyles.None, CultureInfo.InvariantCulture, out int chunkBytes)
             || !long.TryParse(p[4], NumberStyles.None, CultureInfo.InvariantCulture, out long length)
             || chunkBytes < MinChunkBytes || length < 1 || length > Math.Min(maxEntryBytes, Array.MaxLength)
-            || chunks != (length + chunkBytes - 1) / chunkBytes) return null;
+            || chunks != (length + chunkBytes - 1) / chunkBytes || chunks > MaxChunks(maxEntryBytes, storeChunkBytes)) return null;
         return new ChunkManifest(p[1], chunks, chunkBytes, length, p[5], p[6], p[7]);
     }
 

@@ -105,8 +105,9 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         return ChunkRead.Of(chunks, manifest);
     }
 
+    /// <summary>A manifest from the cache, bounded by this store's settings (<see cref="ChunkManifest.Parse"/>); null when it is not one of its entries.</summary>
     private ChunkManifest? ParseManifest(byte[]? raw) =>
-        raw is null || raw.Length > 256 ? null : ChunkManifest.Parse(Encoding.ASCII.GetString(raw), _options.MaxEntryBytes);
+        raw is null || raw.Length > 256 ? null : ChunkManifest.Parse(Encoding.ASCII.GetString(raw), _options.MaxEntryBytes, _options.ChunkBytes);
 
     /// <inheritdoc/>
     public async ValueTask PutAsync(KvCacheKey key, DocumentKvCache entry, CancellationToken cancellationToken = default)
@@ -155,8 +156,11 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var previous = ParseManifest(await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false));
+            var old = await _cache.GetAsync(ManifestKey(key), cancellationToken).ConfigureAwait(false);
+            var previous = ParseManifest(old);
             await _cache.SetAsync(ManifestKey(key), Encoding.ASCII.GetBytes(manifest.ToString()), manifestOptions, cancellationToken).ConfigureAwait(false);
+            if (previous is null && old is not null)
+                _logger.LogWarning("KV cache store {Store}: replaced a manifest of {Key} that is not an entry of this store (malformed, or naming more chunks than MaxEntryBytes / ChunkBytes); nothing it names was read or deleted", nameof(DistributedCacheKvCacheStore), key);
             return previous;
         }
         finally { gate.Release(); }
@@ -274,8 +278,17 @@ public sealed class DistributedCacheKvCacheStore : IKvCacheStore, IKvCacheStoreI
         finally { gate.Release(); }
     }
 
+    /// <summary>
+    /// Removes the chunks <paramref name="manifest"/> names, once its last chunk shows they were written. Chunks are
+    /// written before their manifest and outlive it, so a last chunk that is not there means the entry's chunks were
+    /// never written (a planted manifest: one read, whatever it claims) or are going the same way (expired, evicted,
+    /// or removed by another process that replaced the entry). <see cref="IDistributedCache"/> cannot say whether a
+    /// key exists without reading it, so this reads the last chunk, the short remainder of most entries. The work is
+    /// bounded by <see cref="ChunkManifest.MaxChunks"/> since the manifest parsed.
+    /// </summary>
     private async Task DeleteChunks(string hash, ChunkManifest manifest, CancellationToken cancellationToken)
     {
+        if (await _cache.GetAsync(ChunkKey(manifest.Tenant, hash, manifest.Write, manifest.Chunks - 1), cancellationToken).ConfigureAwait(false) is null) return;
         for (int start = 0; start < manifest.Chunks; start += Parallel)
             await Task.WhenAll(Enumerable.Range(start, Math.Min(Parallel, manifest.Chunks - start))
                 .Select(i => _cache.RemoveAsync(ChunkKey(manifest.Tenant, hash, manifest.Write, i), cancellationToken))).ConfigureAwait(false);

@@ -16,7 +16,9 @@ public sealed class DistributedCacheKvCacheStoreOptions
     /// <summary>
     /// Largest entry (serialized bytes) this store writes or reads; a bigger entry is not written (counted in
     /// <see cref="KvCacheStoreStatistics.Evictions"/>) and a manifest claiming more is a rejected miss, before any
-    /// chunk is read. Default 1 GiB.
+    /// chunk is read. A manifest naming more chunks than this store's own largest entry has (MaxEntryBytes /
+    /// ChunkBytes, rounded up) is refused the same way, and its chunks are neither read nor deleted when the entry is
+    /// overwritten or removed: stores sharing a cache should use the same ChunkBytes and MaxEntryBytes. Default 1 GiB.
     /// </summary>
     public long MaxEntryBytes { get; set; } = 1L << 30;
     /// <summary>
