@@ -93,13 +93,4 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         Assert.Equal(CpuCapabilities.Current.Tier.Name(), data["cpu_tier"]);
         Assert.Equal(("Float32", "explicit", info.DecodeKernel), ((string)data["compute_dtype"], (string)data["compute_dtype_reason"], (string)data["decode_kernel"]));
     }
-
-    private sealed class ListLogger : ILogger
-    {
-        public ConcurrentBag<(int Id, LogLevel Level, string Message)> Entries { get; } = [];
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-        public bool IsEnabled(LogLevel logLevel) => true;
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Entries.Add((eventId.Id, logLevel, formatter(state, exception)));
-    }
 }

@@ -349,13 +349,4 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         Assert.Contains(logger.Entries, e => e.Id == 2 && e.Message.Contains(id, StringComparison.Ordinal));
         Assert.Contains(logger.Entries, e => e.Id == 3 && e.Level == LogLevel.Debug);
     }
-
-    private sealed class ListLogger : ILogger
-    {
-        public ConcurrentBag<(int Id, LogLevel Level, string Message)> Entries { get; } = [];
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-        public bool IsEnabled(LogLevel logLevel) => true;
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            Entries.Add((eventId.Id, logLevel, formatter(state, exception)));
-    }
 }
