@@ -173,6 +173,11 @@ public sealed class CacheSaltTests(CheckpointFixture fixture) : IClassFixture<Ch
         json.AdditionalProperties[KvLinkChatOptionsExtensions.CacheSaltKey] = 42;
         Assert.Throws<ArgumentException>(() => json.GetCacheSalt());
         Assert.Null(new ChatOptions().GetCacheSalt());
+        // A salt from the options' raw representation applies too; one set on ChatOptions wins over it.
+        var client = new KvLinkChatClient(engine);
+        var raw = new ChatOptions { RawRepresentationFactory = _ => Greedy with { CacheSalt = "raw-salt" } };
+        Assert.Equal("raw-salt", Assert.IsType<KvLinkGenerationOptions>(client.Translate(messages, raw).Options).CacheSalt);
+        Assert.Equal("set-salt", Assert.IsType<KvLinkGenerationOptions>(client.Translate(messages, raw.WithCacheSalt("set-salt")).Options).CacheSalt);
         await Assert.ThrowsAsync<ArgumentException>(() => engine.ChatAsync(messages, docs, Greedy with { CacheSalt = "" }));
     }
 }
