@@ -28,7 +28,7 @@ internal static class ChatCompletionEndpoint
         try
         {
             using var body = await ReadBodyAsync(http);
-            request = ChatCompletionRequest.Read(body.RootElement, engine);
+            request = ChatCompletionRequest.Read(body.RootElement, engine, http.User);
         }
         catch (OpenAIRequestException e) { await OpenAIErrors.WriteAsync(http, e.Status, e.Message, e.Param, e.Code); return; }
         catch (BadHttpRequestException e) { await OpenAIErrors.WriteAsync(http, e.StatusCode, $"The request body could not be read: {e.Message}"); return; }

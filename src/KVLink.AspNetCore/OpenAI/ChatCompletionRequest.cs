@@ -19,11 +19,12 @@ internal sealed record ChatCompletionRequest(
     {
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
         "seed", "stop", "logprobs", "top_logprobs", "n", "frequency_penalty", "presence_penalty", "response_format", "user",
-        "documents", "conversation_id",
+        "documents", "conversation_id", "cache_salt",
     };
 
-    /// <summary>Reads <paramref name="body"/> for <paramref name="engine"/>.</summary>
-    public static ChatCompletionRequest Read(JsonElement body, KvLinkEngine engine)
+    /// <summary>Reads <paramref name="body"/> for <paramref name="engine"/>; <paramref name="caller"/> (the request's
+    /// authenticated principal, if any) joins the cache salt (<see cref="CallerPartition"/>).</summary>
+    public static ChatCompletionRequest Read(JsonElement body, KvLinkEngine engine, System.Security.Claims.ClaimsPrincipal? caller = null)
     {
         if (body.ValueKind != JsonValueKind.Object) throw OpenAIRequestException.Invalid(null, "The request body must be a JSON object.");
         foreach (var field in body.EnumerateObject())
@@ -42,7 +43,10 @@ internal sealed record ChatCompletionRequest(
         foreach (string penalty in new[] { "frequency_penalty", "presence_penalty" })
             if (json.Number(penalty) is { } p && p != 0) throw OpenAIRequestException.Invalid(penalty, $"'{penalty}' is not supported; leave it out or send 0.");
         if (json.Integer("n") is { } n && n != 1) throw OpenAIRequestException.Invalid("n", "Only n = 1 is supported.");
-        json.String("user"); // accepted for compatibility (OpenAI uses it for abuse monitoring); it does not change the answer
+        // OpenAI's end-user id and vLLM's cache salt scope the reuse of kept conversations, never the answer itself.
+        string? user = json.String("user");
+        string? cacheSalt = json.String("cache_salt");
+        if (cacheSalt is { Length: 0 }) throw OpenAIRequestException.Invalid("cache_salt", "'cache_salt' must not be empty; leave it out for no salt.");
 
         var messages = ChatMessages.Read(json.Array("messages") ?? throw OpenAIRequestException.Invalid("messages", "'messages' is required: a non-empty array of messages."));
 
@@ -83,6 +87,7 @@ internal sealed record ChatCompletionRequest(
             Logprobs = logprobs,
             TopLogprobs = (int)top,
             ConversationId = json.String("conversation_id"),
+            CacheSalt = CallerPartition.Salt(caller, user, cacheSalt),
         };
 
         bool stream = json.Boolean("stream") ?? false;

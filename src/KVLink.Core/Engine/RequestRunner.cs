@@ -62,6 +62,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
 
         var gen = options ?? c.Options.Generation;
         gen.Validate();
+        if ((gen as KvLinkGenerationOptions)?.CacheSalt is { Length: 0 })
+            throw new ArgumentException("KvLinkGenerationOptions.CacheSalt is empty: leave it null for no salt, or give the caller's secret.", nameof(options));
         var mode = (gen as KvLinkGenerationOptions)?.Mode ?? c.Options.Mode;
         int k = (gen as KvLinkGenerationOptions)?.LinkTokens ?? c.Options.LinkTokens;
         c.Format.ValidateLinkTokens(k, documentIds.Count);
@@ -100,7 +102,7 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
-            var session = keepSession ? SessionKey(conversation, documentIds, (gen as KvLinkGenerationOptions)?.ConversationId, mode, k) : default;
+            var session = keepSession ? SessionKey(conversation, documentIds, gen as KvLinkGenerationOptions, mode, k) : default;
             // Another replica may have kept this conversation: read its cache only when this one holds none.
             var persisted = session.Key is { } sk && mode == ContextMode.KvLink && c.Options.PersistSessions && Sessions.Enabled && !Sessions.Holds(sk)
                 ? await c.Store.GetAsync(SessionPersistence.Key(c, sk), ct).ConfigureAwait(false) : null;
@@ -287,13 +289,21 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// <summary>
     /// The conversation's id and the key of its kept cache. The id is the caller's, or else one derived from the conversation's
     /// start (system content, documents, first question), which stays the same over its turns; the key adds tenant, model,
-    /// format, mode and link tokens, so a session is never served to another tenant or model.
+    /// format, mode, link tokens and the caller's <see cref="KvLinkGenerationOptions.CacheSalt"/>, so a session is never served
+    /// to another tenant, model or salt. A derived id is known to anyone who knows the conversation's start; the salt is what
+    /// a caller of the same tenant cannot guess, so a probe under another salt misses (and, keyed apart, never replaces the
+    /// kept session). Only the hash of the salt is kept, in the key.
     /// </summary>
-    private (string Key, string Id) SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, string? conversationId, ContextMode mode, int linkTokens)
+    private (string Key, string Id) SessionKey(ConversationPrompt conversation, IReadOnlyList<string> documentIds, KvLinkGenerationOptions? options, ContextMode mode, int linkTokens)
     {
-        string id = conversationId ?? "auto-" + Hash(["auto", conversation.SystemText ?? "", .. documentIds,
+        string id = options?.ConversationId ?? "auto-" + Hash(["auto", conversation.SystemText ?? "", .. documentIds,
             conversation.History.Count > 0 ? conversation.History[0].User : conversation.Question]);
-        return (Hash([c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture), id]), id);
+        List<string> parts = [c.Options.Tenant, c.Fingerprint, c.Format.Name, mode.ToString(), linkTokens.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        // Without a salt the parts are those of earlier versions, so their persisted sessions stay found; with one, the part
+        // list is longer, and length-prefixed parts make every different list hash different bytes.
+        if (options?.CacheSalt is { } salt) parts.AddRange(["salt", salt]);
+        parts.Add(id);
+        return (Hash(parts), id);
 
         static string Hash(IEnumerable<string> parts)
         {

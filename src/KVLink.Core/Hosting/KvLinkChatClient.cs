@@ -128,6 +128,7 @@ internal sealed class KvLinkChatClient : IChatClient
             Mode = options.GetContextMode() ?? kvlink?.Mode,
             LinkTokens = options.GetLinkTokens() ?? kvlink?.LinkTokens,
             ConversationId = options?.ConversationId ?? kvlink?.ConversationId,
+            CacheSalt = options.GetCacheSalt() ?? kvlink?.CacheSalt,
         };
         return (all, options.GetDocuments(), generation);
     }

@@ -15,6 +15,8 @@ public static class KvLinkChatOptionsExtensions
     public const string ConversationKey = "kvlink.conversation_id";
     /// <summary>Key of the <see cref="ContextMode"/> override.</summary>
     public const string ModeKey = "kvlink.mode";
+    /// <summary>Key of the caller's cache salt (a string; <see cref="KvLinkGenerationOptions.CacheSalt"/>).</summary>
+    public const string CacheSaltKey = "kvlink.cache_salt";
     /// <summary>Key of the link-tokens-per-document override (an int).</summary>
     public const string LinkTokensKey = "kvlink.link_tokens";
 
@@ -75,4 +77,30 @@ public static class KvLinkChatOptionsExtensions
         options?.AdditionalProperties?.TryGetValue(LinkTokensKey, out object? v) == true
             ? v switch { int i => i, long l => checked((int)l), JsonElement { ValueKind: JsonValueKind.Number } j => j.GetInt32(), _ => null }
             : null;
+
+    /// <summary>
+    /// Sets the caller's cache salt (<see cref="KvLinkGenerationOptions.CacheSalt"/>): kept conversations are reused only by
+    /// requests with the same salt, so users of one tenant learn nothing about each other's conversations from the cached
+    /// token counts. Give each end user a secret they cannot guess; returns <paramref name="options"/>.
+    /// </summary>
+    public static ChatOptions WithCacheSalt(this ChatOptions options, string salt)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrEmpty(salt);
+        (options.AdditionalProperties ??= [])[CacheSaltKey] = salt;
+        return options;
+    }
+
+    /// <summary>The cache salt set by <see cref="WithCacheSalt"/> (also accepted: a JSON string under <see cref="CacheSaltKey"/>), or null.</summary>
+    /// <exception cref="ArgumentException">The value under <see cref="CacheSaltKey"/> is not a non-empty string.</exception>
+    public static string? GetCacheSalt(this ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is null || !options.AdditionalProperties.TryGetValue(CacheSaltKey, out object? value) || value is null) return null;
+        return value switch
+        {
+            string { Length: > 0 } s => s,
+            JsonElement { ValueKind: JsonValueKind.String } j when j.GetString() is { Length: > 0 } s => s,
+            _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{CacheSaltKey}\"] must be a non-empty string.", nameof(options)),
+        };
+    }
 }
