@@ -4,6 +4,7 @@ using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Native;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Benchmarks;
@@ -90,10 +91,9 @@ internal static class DecodeProbe
         {
             using var step = NewDisposeScope();
             long[] pos = [prompt.Length + s];
-            var st = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1), cache);
-            Tensor next;
-            if (weights == Weights.LibTorch) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
-            else using (DecodeRows.Mark(int8: weights == Weights.Int8)) next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
+            var decode = weights == Weights.LibTorch ? default : DecodeRows.All(int8: weights == Weights.Int8);
+            var st = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1), cache, decode);
+            var next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
             token = next.argmax(-1).item<long>();
         }
         return tokens / clock.Elapsed.TotalSeconds;

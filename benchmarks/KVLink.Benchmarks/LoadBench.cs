@@ -5,6 +5,7 @@ using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Benchmarks;

@@ -115,7 +115,7 @@ public class RerotationBench
     public void PlaceDocuments()
     {
         using var scope = NewDisposeScope();
-        LinkTokenPass.PlaceDocuments(_model, _cache, _layout, _docs);
+        DocumentPlacement.Place(_model, _cache, _layout, _docs);
     }
 
     [GlobalCleanup]

@@ -5,6 +5,7 @@ using KVLink.Core.Engine;
 using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Benchmarks;
@@ -295,7 +296,7 @@ internal sealed class FloorProbe : IDisposable
             var (pk, pv) = DocumentEncoder.Encode(model, [.. layout.Tokens.Take(layout.PrefixLength)]);
             _cache.Write(0, pk, pv);
         }
-        LinkTokenPass.PlaceDocuments(model, _cache, layout, entries);
+        DocumentPlacement.Place(model, _cache, layout, entries);
     }
 
     public double Measure()

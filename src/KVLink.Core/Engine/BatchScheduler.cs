@@ -131,8 +131,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         {
             // The decoding sequences' rows (first in the step) go through the decode kernel (int8 weights with
             // DecodeWithInt8Weights), prompt rows never: a token's numbers then do not depend on whether a prompt shared its step.
-            using var rows = DecodeRows.Mark(decoding, int8: options.DecodeWithInt8Weights);
-            logits = Forward(parts);
+            logits = Forward(parts, new DecodeRows(decoding, options.DecodeWithInt8Weights));
         }
         catch (Exception e) { return e; }
         // Recorded before the sequences advance: a request completed by this step finds its steps already counted.
@@ -261,14 +260,14 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     }
 
     /// <summary>One forward over every part's rows; returns the logits [1, outputs, vocab] of the rows that asked for them, in order.</summary>
-    private Tensor? Forward(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts)
+    private Tensor? Forward(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, DecodeRows decode)
     {
         if (parts.Count == 1)
         {
             // One sequence: exactly the unbatched path (the last layer computes only the last row).
             var (s, c) = parts[0];
             var cache = s.Cache!;
-            var step = model.Step(c.Positions, AttentionMasks.CausalOverSlots(c.Positions, KeyLength(cache, c), model.Device), cache);
+            var step = model.Step(c.Positions, AttentionMasks.CausalOverSlots(c.Positions, KeyLength(cache, c), model.Device), cache, decode);
             var ids = tensor(c.Tokens, [1, c.Tokens.Length], device: model.Device);
             if (c.Output) return model.Forward(ids, step, lastOnly: true);
             model.Hidden(ids, step, lastOnly: true);
@@ -291,8 +290,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             start += n;
         }
         // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
-        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences), lastOnly: true);
-        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden) : null;
+        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences, decode), lastOnly: true);
+        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden, decode) : null;
     }
 
     /// <summary>Keys a chunk attends over: every slot written or placed so far up to its last position.</summary>

@@ -46,6 +46,12 @@ internal sealed class GenerationSequence(RequestRunner runner, RequestRunner.Pre
 
     public override bool Advance(Tensor? logits)
     {
+        // A prefix this request computed is kept for later requests once its rows are in the cache (the first rows computed).
+        if (_placement!.PrefixToKeep > 0 && RowsComputed >= _placement.PrefixToKeep)
+        {
+            runner.KeepPrefix(request.Layout, Cache!);
+            _placement = _placement with { PrefixToKeep = 0 };
+        }
         if (logits is null) return false; // a prompt chunk that is not the last
         int filled = (int)_next; // slots holding keys and values: the prompt and every token fed back so far
         if (_loop!.Next(logits, _next) is { } token)

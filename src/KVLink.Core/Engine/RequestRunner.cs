@@ -12,16 +12,13 @@ namespace KVLink.Core.Engine;
 /// Request execution: <c>PrepareAsync</c> resolves the documents and their caches off the model thread;
 /// on the model thread, a <see cref="GenerationSequence"/> in the <see cref="BatchScheduler"/> uses <see cref="Place"/>
 /// (the caches placed, or nothing for full prefill; a conversation's kept cache reused), runs its computed tokens
-/// batched with other requests, and decodes. Keeps the caches of prompt prefixes, which requests share.
+/// batched with other requests, and decodes. Prompt prefixes, which requests share, are kept in <see cref="PromptPrefixes"/>.
 /// </summary>
 internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
 {
-    // The prompt prefixes computed so far, most recent first (touched only on the model thread). The format's own prefix is
-    // the same for every one-shot request; conversations with system content each have theirs, so a few are kept.
-    private readonly LinkedList<PrefixCache> _prefixes = new();
-    private const int MaxPrefixes = 16;
-
-    private sealed record PrefixCache(int[] Tokens, Tensor Keys, Tensor Values);
+    // The prompt prefixes' caches: the format's own prefix is the same for every one-shot request; conversations with
+    // system content each have theirs.
+    private readonly PromptPrefixes _prefixes = new(c);
 
     /// <summary>Everything a request needs before it reaches the model thread.</summary>
     public sealed record Prepared(
@@ -102,6 +99,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
+            // The prompt prefix, like a document, is encoded once through the scheduler before the request is queued.
+            if (mode == ContextMode.KvLink) await _prefixes.EnsureAsync(layout.Tokens, layout.PrefixLength, ct).ConfigureAwait(false);
             var session = keepSession ? SessionKey(conversation, documentIds, gen as KvLinkGenerationOptions, mode, k) : default;
             // Another replica may have kept this conversation: read its cache only when this one holds none.
             var persisted = session.Key is { } sk && mode == ContextMode.KvLink && c.Options.PersistSessions && Sessions.Enabled && !Sessions.Holds(sk)
@@ -164,7 +163,12 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// What placing a request's caches did: the prompt positions left to compute, token accounting and times, and where
     /// the documents end (a conversation's kept cache starts there).
     /// </summary>
-    public sealed record Placement(long[] Positions, int Cached, int Computed, TimeSpan Load, TimeSpan Rerotate, TimeSpan PrefillStart, int DocumentsEnd);
+    public sealed record Placement(long[] Positions, int Cached, int Computed, TimeSpan Load, TimeSpan Rerotate, TimeSpan PrefillStart, int DocumentsEnd)
+    {
+        /// <summary>The prompt prefix's length when it was not kept yet: its rows are computed first, in the scheduler's
+        /// steps like every other row, and <see cref="KeepPrefix"/> keeps them once computed; else 0.</summary>
+        public int PrefixToKeep { get; init; }
+    }
 
     /// <summary>
     /// On the model thread: KVLink places the prefix and document caches (re-rotated) and the conversation's kept cache,
@@ -177,10 +181,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         if (r.Mode != ContextMode.KvLink)
             return new Placement([.. Enumerable.Range(0, layout.Length).Select(i => (long)i)], r.CachedTokens, layout.Length, TimeSpan.Zero, TimeSpan.Zero, r.Clock.Elapsed, 0);
         var prefixStart = r.Clock.Elapsed;
-        int prefix = PlacePrefix(cache, layout);
-        var prefixTime = r.Clock.Elapsed - prefixStart; // a copy, except on an engine's first request
+        // 0 when the prefix was evicted since the request was prepared: then its rows are computed in the request's steps.
+        int prefix = _prefixes.Place(cache, layout.Tokens, layout.PrefixLength);
+        var prefixTime = r.Clock.Elapsed - prefixStart; // a copy
         var transfer = c.Options.CacheTransfer;
-        var (load, rerotate) = LinkTokenPass.PlaceDocuments(c.Model, cache, layout,
+        var (load, rerotate) = DocumentPlacement.Place(c.Model, cache, layout,
             [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, c.Model.Device))]);
         int documentsEnd = layout.Documents.Count > 0 ? layout.Documents[^1].Start + layout.Documents[^1].Length : prefix;
         var sessionStart = r.Clock.Elapsed;
@@ -191,7 +196,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         long[] positions = [.. layout.ComputedPositions(prefix).Where(p => p < documentsEnd || p >= documentsEnd + reused)];
         if (positions.Length == 0 || positions[^1] != layout.Length - 1)
             throw new ArgumentException("The prompt must end with segment-0 tokens (the question and generation header).");
-        return new Placement(positions, r.CachedTokens + prefix + reused, positions.Length + r.OnDemandTokens, load, rerotate, r.Clock.Elapsed, documentsEnd);
+        return new Placement(positions, r.CachedTokens + prefix + reused, positions.Length + r.OnDemandTokens, load, rerotate, r.Clock.Elapsed, documentsEnd)
+            { PrefixToKeep = prefix == 0 ? layout.PrefixLength : 0 };
     }
 
     /// <summary>The request's decode loop over its cache, collecting logprobs when the options ask for them.</summary>
@@ -345,40 +351,12 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     /// </summary>
     private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.CacheSlot(slot) : slot;
 
-    /// <summary>
-    /// Writes the cache of the prompt prefix (BOS, system turn, user header, memory start) at slots 0..P-1.
-    /// The prefix attends only to itself, so its cache is the same for every request with the same system content: it is
-    /// computed once, on the model thread, and kept (the <see cref="MaxPrefixes"/> most recently used). Returns P (0 when
-    /// the layout has no prefix).
-    /// </summary>
-    private int PlacePrefix(AttentionCache cache, PromptLayout layout)
-    {
-        int length = layout.PrefixLength;
-        if (length == 0) return 0;
-        var tokens = layout.Tokens.Take(length).ToArray();
-        var node = _prefixes.First;
-        while (node is not null && !node.Value.Tokens.SequenceEqual(tokens)) node = node.Next;
-        if (node is null)
-        {
-            var (keys, values) = DocumentEncoder.Encode(c.Model, tokens);
-            node = new LinkedListNode<PrefixCache>(new PrefixCache(tokens, keys.DetachFromDisposeScope(), values.DetachFromDisposeScope()));
-            if (_prefixes.Count >= MaxPrefixes && _prefixes.Last is { } last)
-            {
-                _prefixes.RemoveLast();
-                last.Value.Keys.Dispose();
-                last.Value.Values.Dispose();
-            }
-        }
-        else _prefixes.Remove(node);
-        _prefixes.AddFirst(node);
-        cache.Write(0, node.Value.Keys, node.Value.Values);
-        return length;
-    }
+    /// <summary>Keeps the prompt prefix a request computed in its own steps (<see cref="Placement.PrefixToKeep"/>). Model thread.</summary>
+    public void KeepPrefix(PromptLayout layout, AttentionCache cache) => _prefixes.Keep(cache, layout.Tokens, layout.PrefixLength);
 
     public void Dispose()
     {
         _sessions?.Dispose();
-        foreach (var p in _prefixes) { p.Keys.Dispose(); p.Values.Dispose(); }
-        _prefixes.Clear();
+        _prefixes.Dispose();
     }
 }

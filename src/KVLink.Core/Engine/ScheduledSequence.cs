@@ -38,6 +38,9 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     /// <summary>The cancellation callback that removes it from the queue; disposed once it leaves the queue.</summary>
     internal CancellationTokenRegistration QueueRegistration { get; set; }
 
+    /// <summary>Prompt rows run so far.</summary>
+    protected int RowsComputed => _cursor;
+
     /// <summary>Prompt rows still to run.</summary>
     public int PrefillRemaining => _positions.Length - _cursor;
 

@@ -3,35 +3,20 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>
-/// Which token rows of the forward running on this thread are decoding rows: one token per decoding sequence, which a
-/// batched step puts first, before prompt chunks. Only those rows go through the bandwidth kernels of
+/// Which token rows of a forward step are decoding rows: one token per decoding sequence, which a batched step puts
+/// first, before prompt chunks. The step carries it (<see cref="ForwardStep.Decode"/>) to every projection. Only those rows go through the bandwidth kernels of
 /// <see cref="DecodeGemv"/> (bf16 weights read in place, or the int8 copies where the step allows them); prompts,
 /// documents and link passes keep LibTorch's GEMMs, even when they are one token long or share a step with decoding rows,
 /// so a token's numbers never depend on which prompts shared its step. (With bf16 weights the number of decoding rows
 /// picks the product, <see cref="Bf16KernelMaxRows"/>, so there a token's last bits may depend on how many requests
 /// decoded with it, as they could with LibTorch's GEMM alone, which picks its kernel by row count.)
 /// </summary>
-internal static class DecodeRows
+/// <param name="Count">How many leading token rows decode (0: none, the default, for prompts, documents and training).</param>
+/// <param name="Int8">Whether they use int8 weight copies where a projection has them.</param>
+internal readonly record struct DecodeRows(int Count, bool Int8)
 {
-    [ThreadStatic] private static int t_rows;
-    [ThreadStatic] private static bool t_int8;
-
-    /// <summary>
-    /// Marks the leading <paramref name="rows"/> token rows of the forwards on this thread as decoding rows until disposed;
-    /// <paramref name="int8"/> lets them use int8 weight copies where a projection has them.
-    /// </summary>
-    public static Scope Mark(int rows = int.MaxValue, bool int8 = true)
-    {
-        (t_rows, t_int8) = (rows, int8);
-        return default;
-    }
-
-    /// <summary>Ends a decode step's marking.</summary>
-    public readonly struct Scope : IDisposable
-    {
-        /// <inheritdoc/>
-        public void Dispose() => (t_rows, t_int8) = (0, false);
-    }
+    /// <summary>Every row of the step decodes (one sequence's decode step).</summary>
+    public static DecodeRows All(bool int8 = true) => new(int.MaxValue, int8);
 
     /// <summary>
     /// The most decoding rows a step multiplies with bf16 weights through <see cref="DecodeGemv"/>; more go through
@@ -45,21 +30,21 @@ internal static class DecodeRows
     /// How many leading token rows of <paramref name="x"/> ([..., <paramref name="cols"/>]) are decoding rows: on the CPU,
     /// without autograd; 0 outside a decode step.
     /// </summary>
-    public static long Served(Tensor x, long cols)
+    public long Served(Tensor x, long cols)
     {
-        if (t_rows == 0 || x.device_type != TorchSharp.DeviceType.CPU || (is_grad_enabled() && x.requires_grad)) return 0;
-        return Math.Min(t_rows, x.numel() / cols);
+        if (Count == 0 || x.device_type != TorchSharp.DeviceType.CPU || (is_grad_enabled() && x.requires_grad)) return 0;
+        return Math.Min(Count, x.numel() / cols);
     }
 
     /// <summary>
     /// y = x W[first..first+count)^T for a projection's <paramref name="weight"/> ([out, in]): the decoding rows through
-    /// the projection's int8 copy where the step allows it (<see cref="Mark"/>), else straight from a bf16 weight through
+    /// the projection's int8 copy where the step allows it (<see cref="Int8"/>), else straight from a bf16 weight through
     /// <see cref="DecodeGemv"/>; every other row, and weights of other dtypes, through <paramref name="full"/> (LibTorch).
     /// </summary>
-    public static Tensor Product(Tensor x, Tensor weight, Int8Weight? int8, long first, long count, Func<Tensor, Tensor> full)
+    public Tensor Product(Tensor x, Tensor weight, Int8Weight? int8, long first, long count, Func<Tensor, Tensor> full)
     {
-        if (t_rows == 0) return full(x);
-        if (int8 is not null && t_int8) return int8.Forward(x, first, count, full);
+        if (Count == 0) return full(x);
+        if (int8 is not null && Int8) return int8.Forward(x, this, first, count, full);
         long cols = weight.shape[1];
         if (Served(x, cols) > Bf16KernelMaxRows) return full(x);
         // The kernel reads the weight where LibTorch keeps it: one contiguous CPU block (a span, so under 2 GiB).
@@ -77,7 +62,7 @@ internal static class DecodeRows
     /// y = x W^T for <paramref name="count"/> output features: the <see cref="Served"/> leading rows through
     /// <paramref name="kernel"/>, the rest through <paramref name="full"/>; returns [..., count] in x's dtype.
     /// </summary>
-    public static Tensor Split(Tensor x, long cols, long count, Func<Tensor, Tensor> kernel, Func<Tensor, Tensor> full)
+    public Tensor Split(Tensor x, long cols, long count, Func<Tensor, Tensor> kernel, Func<Tensor, Tensor> full)
     {
         long served = Served(x, cols), rows = x.numel() / cols;
         if (served == 0) return full(x);

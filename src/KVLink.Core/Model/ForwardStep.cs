@@ -20,6 +20,9 @@ internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tenso
     IReadOnlyList<SequenceRows>? Sequences = null)
 {
     private readonly Dictionary<(int Start, int Rows, int G, ScalarType DType), Tensor> _folded = [];
+
+    /// <summary>The step's leading decoding rows, which the projections multiply through the decode kernel (none by default).</summary>
+    public DecodeRows Decode { get; init; }
     private Tensor? _outputRows;
 
     /// <summary>

@@ -60,17 +60,17 @@ internal sealed class FusedProjections : IDisposable
     /// The outputs of parts [<paramref name="first"/>, <paramref name="first"/>+<paramref name="count"/>) for input x ([..., in]);
     /// fused they are views along the last axis of one result.
     /// </summary>
-    public Tensor[] Forward(Tensor x, int first = 0, int count = -1)
+    public Tensor[] Forward(Tensor x, DecodeRows decode, int first = 0, int count = -1)
     {
         if (count < 0) count = Parts.Length - first;
-        if (!Fused) return [.. Enumerable.Range(first, count).Select(i => Parts[i].call(x))];
+        if (!Fused) return [.. Enumerable.Range(first, count).Select(i => Parts[i].Forward(x, decode))];
         long start = _offsets[first], rows = _offsets[first + count - 1] + _sizes[first + count - 1] - start;
         Tensor Full(Tensor xs)
         {
             using var w = _weight.narrow(0, start, rows);
             return nn.functional.linear(xs, w);
         }
-        var y = DecodeRows.Product(x, Bf16 ?? _weight, Int8, start, rows, Full);
+        var y = decode.Product(x, Bf16 ?? _weight, Int8, start, rows, Full);
         var parts = new Tensor[count];
         for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);
         return parts;

@@ -68,8 +68,8 @@ internal sealed class Int8Weight
     /// y = x W[first..first+count)^T with the leading decoding rows (<see cref="DecodeRows"/>) from the int8 copy and the
     /// rest from <paramref name="full"/> (the full-precision product of the same rows); returns [..., count] in x's dtype.
     /// </summary>
-    public Tensor Forward(Tensor x, long first, long count, Func<Tensor, Tensor> full) =>
-        DecodeRows.Split(x, Cols, count, rows => Multiply(rows, first, count), full);
+    public Tensor Forward(Tensor x, DecodeRows decode, long first, long count, Func<Tensor, Tensor> full) =>
+        decode.Split(x, Cols, count, rows => Multiply(rows, first, count), full);
 
     /// <summary>y = x W[first..first+count)^T for token rows x ([..., in]); returns [..., count] in x's dtype.</summary>
     public unsafe Tensor Multiply(Tensor x, long first, long count)

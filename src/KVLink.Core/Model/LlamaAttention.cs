@@ -44,23 +44,23 @@ internal sealed class LlamaAttention : nn.Module
         if (lastOnly && step.Sequences is not null)
         {
             // A batched step: every row's k and v, queries only for the rows whose output is wanted.
-            var kv = _qkv.Forward(x, first: 1, count: 2);
+            var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
             (k, v) = (kv[0], kv[1]);
             var rows = step.OutputRows();
-            q = _qkv.Forward(x.index_select(1, rows), first: 0, count: 1)[0];
+            q = _qkv.Forward(x.index_select(1, rows), step.Decode, first: 0, count: 1)[0];
             (cos, sin) = (cos.index_select(0, rows), sin.index_select(0, rows));
         }
         else if (lastOnly && t > 1)
         {
             // Every token's k and v (one GEMM), only the last token's q.
-            var kv = _qkv.Forward(x, first: 1, count: 2);
+            var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
             (k, v) = (kv[0], kv[1]);
-            q = _qkv.Forward(x.narrow(1, t - 1, 1), first: 0, count: 1)[0];
+            q = _qkv.Forward(x.narrow(1, t - 1, 1), step.Decode, first: 0, count: 1)[0];
             (cos, sin) = (cos.narrow(0, t - 1, 1), sin.narrow(0, t - 1, 1));
         }
         else
         {
-            var qkv = _qkv.Forward(x);
+            var qkv = _qkv.Forward(x, step.Decode);
             (q, k, v) = (qkv[0], qkv[1], qkv[2]);
         }
         long tq = q.shape[1];
@@ -77,7 +77,7 @@ internal sealed class LlamaAttention : nn.Module
             o = GroupedAttention.Attend(q, k, v, mask, g);                                                    // [B, H, Tq, d]
         }
         o = o.transpose(1, 2).reshape(b, tq, _heads * _headDim);
-        return o_proj.call(o).MoveToOuterDisposeScope();
+        return o_proj.Forward(o, step.Decode).MoveToOuterDisposeScope();
     }
 
     /// <summary>Adds int8 copies of the projections for single-token inputs; returns their bytes.</summary>

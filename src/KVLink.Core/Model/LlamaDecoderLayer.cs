@@ -39,6 +39,6 @@ internal sealed class LlamaDecoderLayer : nn.Module
         var residual = !lastOnly ? x : step.Sequences is null ? x.narrow(1, x.shape[1] - 1, 1) : x.index_select(1, step.OutputRows());
         // The residual adds go into the block outputs in place (no new tensor; the sum is the same).
         var h = self_attn.Forward(input_layernorm.call(x), step, lastOnly).add_(residual, HeldScalars.One);
-        return mlp.call(post_attention_layernorm.call(h)).add_(h, HeldScalars.One).MoveToOuterDisposeScope();
+        return mlp.Forward(post_attention_layernorm.call(h), step.Decode).add_(h, HeldScalars.One).MoveToOuterDisposeScope();
     }
 }

@@ -74,23 +74,26 @@ internal sealed class LlamaForCausalLM : nn.Module
         return model.KeepBf16ForDecoding() + lm_head.KeepBf16ForDecoding();
     }
 
-    /// <summary>Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>.</summary>
-    public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache)
+    /// <summary>
+    /// Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>; the leading
+    /// <paramref name="decode"/> rows are decoding rows (none by default).
+    /// </summary>
+    public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache, DecodeRows decode = default)
     {
         var slots = tensor(positions, device: Device);
         var (cos, sin) = Rope.Angles(slots);
-        return new ForwardStep(slots, positions.Max(), cos, sin, mask, cache);
+        return new ForwardStep(slots, positions.Max(), cos, sin, mask, cache) { Decode = decode };
     }
 
     /// <summary>
     /// Builds a batched step: the new tokens of several sequences, concatenated as rows, at <paramref name="positions"/>
     /// (one per row; RoPE angles follow them), each sequence attending to its own cache (<see cref="SequenceRows"/>).
     /// </summary>
-    public ForwardStep BatchStep(long[] positions, IReadOnlyList<SequenceRows> sequences)
+    public ForwardStep BatchStep(long[] positions, IReadOnlyList<SequenceRows> sequences, DecodeRows decode = default)
     {
         using var slots = tensor(positions, device: Device);
         var (cos, sin) = Rope.Angles(slots);
-        return new ForwardStep(empty([0], ScalarType.Int64, Device), positions.Max(), cos, sin, empty([0], ScalarType.Bool, Device), null, sequences);
+        return new ForwardStep(empty([0], ScalarType.Int64, Device), positions.Max(), cos, sin, empty([0], ScalarType.Bool, Device), null, sequences) { Decode = decode };
     }
 
     /// <summary>Final hidden states ([B, T, hidden]) of tokens ([B, T] int64) for one step.</summary>
@@ -110,8 +113,8 @@ internal sealed class LlamaForCausalLM : nn.Module
         return h;
     }
 
-    /// <summary>Vocabulary logits ([B, T, vocab]) of hidden states.</summary>
-    public Tensor Logits(Tensor hidden) => lm_head.call(hidden);
+    /// <summary>Vocabulary logits ([B, T, vocab]) of hidden states, the leading <paramref name="decode"/> rows through the decode kernel.</summary>
+    public Tensor Logits(Tensor hidden, DecodeRows decode = default) => lm_head.Forward(hidden, decode);
 
     /// <summary>
     /// Logits for one step; with <paramref name="lastOnly"/> only the last token's ([B, 1, vocab]),
@@ -121,7 +124,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         using var scope = NewDisposeScope();
         var h = Hidden(tokens, step, lastOnly);
-        return Logits(h).MoveToOuterDisposeScope();
+        return Logits(h, step.Decode).MoveToOuterDisposeScope();
     }
 
     /// <summary>A plain causal forward over <paramref name="tokens"/> at positions 0..T-1 without a cache (all logits).</summary>

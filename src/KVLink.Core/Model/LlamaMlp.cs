@@ -19,15 +19,18 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, default);
+
+    /// <summary>The block over a step's rows, its <paramref name="decode"/> rows through the decode kernel.</summary>
+    public Tensor Forward(Tensor x, DecodeRows decode)
     {
         using var scope = NewDisposeScope();
-        var gateUp = _gateUp.Forward(x);
+        var gateUp = _gateUp.Forward(x, decode);
         // One temporary for the activation: silu(gate) is multiplied by up in place (out of place while
         // training, where autograd needs the activation as it was).
         var act = nn.functional.silu(gateUp[0]);
         var h = is_grad_enabled() ? act * gateUp[1] : act.mul_(gateUp[1]);
-        return down_proj.call(h).MoveToOuterDisposeScope();
+        return down_proj.Forward(h, decode).MoveToOuterDisposeScope();
     }
 
     /// <summary>Adds int8 copies of the projections for single-token inputs; returns their bytes.</summary>

@@ -55,8 +55,11 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor x)
-        => DecodeRows.Product(x, Bf16 ?? weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
+    public override Tensor forward(Tensor x) => Forward(x, default);
+
+    /// <summary>y = x W^T, the step's <paramref name="decode"/> rows through the decode kernel.</summary>
+    public Tensor Forward(Tensor x, DecodeRows decode)
+        => decode.Product(x, Bf16 ?? weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)

@@ -123,7 +123,7 @@ public sealed class StoreEngineTests(GarnetFixture garnet, ITestOutputHelper out
         Tensor Logits(IReadOnlyList<DocumentKvCache> docs)
         {
             using var cache = new AttentionCache(model.Config, layout.Length, ScalarType.BFloat16);
-            LinkTokenPass.PlaceDocuments(model, cache, layout, [.. docs.Select(e => (e.Keys, e.Values))]);
+            DocumentPlacement.Place(model, cache, layout, [.. docs.Select(e => (e.Keys, e.Values))]);
             return LinkTokenPass.Forward(model, cache, layout, lastOnly: false).to(ScalarType.Float32).squeeze(0);
         }
         long bf16Bytes = entries.Sum(e => (long)KvCacheFormat.Serialize(e).Length);

@@ -44,7 +44,7 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
             entries.Add((entry.Keys, entry.Values));
         }
         using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
-        LinkTokenPass.PlaceDocuments(fx.Model, cache, layout, entries);
+        DocumentPlacement.Place(fx.Model, cache, layout, entries);
         using var linked = LinkTokenPass.Forward(fx.Model, cache, layout, lastOnly: false);
 
         double err = (linked - oracleRows).abs().max().item<float>() / oracleRows.abs().max().item<float>();
@@ -98,7 +98,7 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
             entries.Add((e.Keys, e.Values));
         }
         using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
-        LinkTokenPass.PlaceDocuments(fx.Model, cache, layout, entries);
+        DocumentPlacement.Place(fx.Model, cache, layout, entries);
         using var linked = LinkTokenPass.Forward(fx.Model, cache, layout, lastOnly: false);
         int row = Array.IndexOf(layout.ComputedPositions(), (long)link);
         using var engineRow = linked[0, row];

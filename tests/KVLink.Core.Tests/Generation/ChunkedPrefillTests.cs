@@ -1,6 +1,7 @@
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Tests.Model;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Generation;

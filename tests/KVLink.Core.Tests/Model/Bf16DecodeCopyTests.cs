@@ -1,5 +1,6 @@
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Model;
@@ -71,9 +72,8 @@ public class Bf16DecodeCopyTests
 
         long start = DecodeGemv.ProductsOnThisThread;
         var float32 = TestModels.DecodeStep(model, cacheA, prompt.Length, token: 9);
-        Assert.Equal(start, DecodeGemv.ProductsOnThisThread); // unmarked: LibTorch's GEMMs
-        Tensor decoded;
-        using (DecodeRows.Mark(int8: false)) decoded = TestModels.DecodeStep(model, cacheB, prompt.Length, token: 9);
+        Assert.Equal(start, DecodeGemv.ProductsOnThisThread); // no decoding rows: LibTorch's GEMMs
+        var decoded = TestModels.DecodeStep(model, cacheB, prompt.Length, token: 9, DecodeRows.All(int8: false));
         Assert.Equal(ScalarType.Float32, decoded.dtype);
         return (float32.MoveToOuterDisposeScope(), decoded.MoveToOuterDisposeScope(), DecodeGemv.ProductsOnThisThread - start);
     }

@@ -1,6 +1,7 @@
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Native;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Model;
@@ -101,11 +102,9 @@ public class DecodeGemvTests
         // Without a vector kernel, all 7 rows stay with LibTorch's GEMM.
         Tensor split, head;
         long products = DecodeGemv.ProductsOnThisThread;
-        using (DecodeRows.Mark(rows: 3, int8: false))
-        {
-            split = DecodeRows.Product(mixed, w, null, 0, 64, Full);
-            head = DecodeRows.Product(mixed.narrow(1, 0, 3), w, null, 0, 64, Full);
-        }
+        var three = new DecodeRows(3, Int8: false);
+        split = three.Product(mixed, w, null, 0, 64, Full);
+        head = three.Product(mixed.narrow(1, 0, 3), w, null, 0, 64, Full);
         Assert.Equal(products + (vector ? 2 : 0), DecodeGemv.ProductsOnThisThread);
         if (vector)
         {
@@ -117,21 +116,20 @@ public class DecodeGemvTests
         // More decoding rows than the kernel serves with bf16 weights: LibTorch's GEMM, whose matrix units win there.
         var five = randn([5, 1, 128], generator: new Generator(17)).to(ScalarType.BFloat16);
         products = DecodeGemv.ProductsOnThisThread;
-        using (DecodeRows.Mark(int8: false))
-            Assert.Equal(0f, (DecodeRows.Product(five, w, null, 0, 64, Full) - Full(five)).abs().max().to(ScalarType.Float32).item<float>());
+        var all = DecodeRows.All(int8: false);
+        Assert.Equal(0f, (all.Product(five, w, null, 0, 64, Full) - Full(five)).abs().max().to(ScalarType.Float32).item<float>());
         // Outside a decode step, and for a float32 weight: LibTorch alone.
-        Assert.Equal(0f, (DecodeRows.Product(mixed, w, null, 0, 64, Full) - Full(mixed)).abs().max().to(ScalarType.Float32).item<float>());
+        Assert.Equal(0f, (default(DecodeRows).Product(mixed, w, null, 0, 64, Full) - Full(mixed)).abs().max().to(ScalarType.Float32).item<float>());
         var wf = w.to(ScalarType.Float32);
         var xf = mixed.to(ScalarType.Float32);
-        using (DecodeRows.Mark(int8: false))
-            Assert.Equal(0f, (DecodeRows.Product(xf, wf, null, 0, 64, xs => nn.functional.linear(xs, wf)) - nn.functional.linear(xf, wf)).abs().max().item<float>());
+        Assert.Equal(0f, (all.Product(xf, wf, null, 0, 64, xs => nn.functional.linear(xs, wf)) - nn.functional.linear(xf, wf)).abs().max().item<float>());
         Assert.Equal(products, DecodeGemv.ProductsOnThisThread);
 
         // Rows of any width (here 20 columns, not a whole number of vectors at any width) take the kernel where it runs.
         var narrow = randn([8, 20], generator: new Generator(15)).to(ScalarType.BFloat16);
         var x20 = randn([1, 1, 20], generator: new Generator(16)).to(ScalarType.BFloat16);
         Tensor y20;
-        using (DecodeRows.Mark(int8: false)) y20 = DecodeRows.Product(x20, narrow, null, 0, 8, xs => nn.functional.linear(xs, narrow));
+        y20 = all.Product(x20, narrow, null, 0, 8, xs => nn.functional.linear(xs, narrow));
         Assert.Equal(products + (vector ? 1 : 0), DecodeGemv.ProductsOnThisThread);
         var reference = nn.functional.linear(x20.to(ScalarType.Float32), narrow.to(ScalarType.Float32));
         Assert.True(((y20.to(ScalarType.Float32) - reference).abs() <= reference.abs() / 128 + 1e-6).all().item<bool>(), "a 20-wide row is more than one bf16 step off");
@@ -155,11 +153,10 @@ public class DecodeGemvTests
 
         long products = DecodeGemv.ProductsOnThisThread;
         var libTorch = TestModels.DecodeStep(model, cacheA, prompt.Length, token: 7);
-        Assert.Equal(products, DecodeGemv.ProductsOnThisThread); // unmarked: LibTorch's GEMMs
-        Tensor kernelLogits;
-        using (DecodeRows.Mark(int8: false)) kernelLogits = TestModels.DecodeStep(model, cacheB, prompt.Length, token: 7);
+        Assert.Equal(products, DecodeGemv.ProductsOnThisThread); // no decoding rows: LibTorch's GEMMs
+        var kernelLogits = TestModels.DecodeStep(model, cacheB, prompt.Length, token: 7, DecodeRows.All(int8: false));
         // With a vector kernel, every projection of both layers (q/k/v, o, gate/up, down) and the vocabulary head took
-        // it; with none, the marked step stays with LibTorch's GEMMs.
+        // it; with none, the decode step stays with LibTorch's GEMMs.
         Assert.Equal(products + (DecodeGemv.Vectorized(c.HiddenSize) ? 2 * 4 + 1 : 0), DecodeGemv.ProductsOnThisThread);
         // Float32 sums of the same products, rounded to bf16: the bound allows another order of the sums.
         double diff = (kernelLogits - libTorch).abs().max().item<float>(), scale = libTorch.abs().max().item<float>();

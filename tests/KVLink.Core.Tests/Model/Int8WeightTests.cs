@@ -1,6 +1,7 @@
 using KVLink.Core.Native;
 using KVLink.Core.Generation;
 using KVLink.Core.Model;
+using KVLink.TestSupport;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Model;
@@ -85,7 +86,7 @@ public class Int8WeightTests
         OpenMpTeam.Enabled = openMpTeam;
         try
         {
-            using (DecodeRows.Mark()) Assert.Equal(tokens, DecodeRows.Served(x, q.Cols)); // every row of a decode step
+            Assert.Equal(tokens, DecodeRows.All().Served(x, q.Cols)); // every row of a decode step
             y = q.Multiply(x, 8, 510);
         }
         finally { OpenMpTeam.Enabled = true; }
@@ -97,16 +98,14 @@ public class Int8WeightTests
         // A step whose first 3 rows decode and whose other rows are a prompt chunk: int8 for those 3 rows only.
         var mixed = randn([1, 7, 128], generator: new Generator(8));
         Tensor split;
-        using (DecodeRows.Mark(rows: 3))
-        {
-            Assert.Equal(3, DecodeRows.Served(mixed, q.Cols)); // not the prompt rows after them
-            split = q.Forward(mixed, 8, 510, xs => nn.functional.linear(xs, w.to(ScalarType.Float32).narrow(0, 8, 510)));
-        }
+        var three = new DecodeRows(3, Int8: true);
+        Assert.Equal(3, three.Served(mixed, q.Cols)); // not the prompt rows after them
+        split = q.Forward(mixed, three, 8, 510, xs => nn.functional.linear(xs, w.to(ScalarType.Float32).narrow(0, 8, 510)));
         var head = q.Multiply(mixed.narrow(1, 0, 3), 8, 510);
         var tail = nn.functional.linear(mixed.narrow(1, 3, 4), w.to(ScalarType.Float32).narrow(0, 8, 510));
         Assert.Equal([1L, 7L, 510L], split.shape);
         Assert.Equal(0f, (split - cat([head, tail], 1)).abs().max().item<float>()); // int8 for the decoding prefix, full precision after it
-        Assert.Equal(0, DecodeRows.Served(mixed, q.Cols)); // outside a decode step nothing is served
+        Assert.Equal(0, default(DecodeRows).Served(mixed, q.Cols)); // outside a decode step nothing is served
     }
 
     [Fact]
@@ -137,12 +136,8 @@ public class Int8WeightTests
         Assert.Equal(0f, (plain.Forward(one) - quantized.Forward(one)).abs().max().to(ScalarType.Float32).item<float>());
 
         // A decode step uses the int8 copies (the plain model's the bf16 decode kernel): different bits, close values.
-        Tensor da, db;
-        using (DecodeRows.Mark())
-        {
-            da = TestModels.DecodeStep(plain, cacheA, prompt.Length, token: 7);
-            db = TestModels.DecodeStep(quantized, cacheB, prompt.Length, token: 7);
-        }
+        var da = TestModels.DecodeStep(plain, cacheA, prompt.Length, token: 7, DecodeRows.All());
+        var db = TestModels.DecodeStep(quantized, cacheB, prompt.Length, token: 7, DecodeRows.All());
         double diff = (da - db).abs().max().item<float>(), scale = da.abs().max().item<float>();
         Assert.True(diff > 0, "the decode step did not use the int8 weights");
         Assert.True(diff / scale < 0.05, $"int8 decode logits deviate by {diff / scale:P1} of the largest logit");

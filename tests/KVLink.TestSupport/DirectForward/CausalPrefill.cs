@@ -1,7 +1,7 @@
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Generation;
+namespace KVLink.TestSupport;
 
 /// <summary>
 /// The standard prefill: the whole prompt at positions 0..T-1 with full causal attention, written to the cache,

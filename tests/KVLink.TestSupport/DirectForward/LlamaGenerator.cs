@@ -1,9 +1,10 @@
 using System.Diagnostics;
+using KVLink.Core.Generation;
 using KVLink.Core.Model;
 using KVLink.Core.Tokenization;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Generation;
+namespace KVLink.TestSupport;
 
 /// <summary>
 /// Standard generation: the whole prompt prefilled with full causal attention, then token-by-token

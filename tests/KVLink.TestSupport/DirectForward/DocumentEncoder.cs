@@ -1,10 +1,11 @@
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
-namespace KVLink.Core.Linking;
+namespace KVLink.TestSupport;
 
 /// <summary>
-/// Encodes one document on its own: positions 0..L-1, plain causal attention, no BOS and no system
+/// Encodes one document on its own, outside the engine's scheduler (the reference the tests compare the scheduler's
+/// encodes with): positions 0..L-1, plain causal attention, no BOS and no system
 /// prompt (its first token is its own attention sink), and returns its keys and values of every layer.
 /// </summary>
 internal static class DocumentEncoder
@@ -20,7 +21,7 @@ internal static class DocumentEncoder
         using var scope = NewDisposeScope();
         using var cache = new AttentionCache(model.Config, length, model.DType, model.Device);
         // Only the cache is wanted: no vocabulary projection; long documents go in chunks like a full prefill.
-        Generation.CausalPrefill.Fill(model, cache, tokens);
+        CausalPrefill.Fill(model, cache, tokens);
         var (k, v) = cache.Export(0, length);
         return (k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
     }
