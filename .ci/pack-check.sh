@@ -52,6 +52,10 @@ for pkg in ["KVLink.Core", "KVLink.Core.Redis", "KVLink.Core.Cuda", "KVLink.Demo
     # Every dependency on TorchSharp is the range the packages are tested against.
     for m in re.finditer(r'<dependency id="TorchSharp" version="([^"]+)"', nuspec):
         if m.group(1) != "[0.107.0, 0.108.0)": problems.append(f"TorchSharp dependency {m.group(1)}")
+    # Every sibling depends on the exact KVLink.Core it was built with (Directory.Build.targets).
+    for m in re.finditer(r'<dependency id="KVLink\.Core" version="([^"]+)"', nuspec):
+        if m.group(1) not in (f"[{version}]", f"[{version}, {version}]"): problems.append(f"KVLink.Core dependency {m.group(1)}, not exactly [{version}]")
+    if pkg != "KVLink.Core" and '<dependency id="KVLink.Core"' not in nuspec: problems.append("no KVLink.Core dependency")
     if pkg == "KVLink.Core":
         if "StackExchange.Redis" in nuspec: problems.append("KVLink.Core depends on StackExchange.Redis")
         if '<dependency id="TorchSharp"' not in nuspec: problems.append("no TorchSharp dependency")

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using KVLink.Core.Caching;
 using KVLink.Core.Compression;
 using KVLink.Core.Prompting;
+using KVLink.Core.Collections;
 
 namespace KVLink.Core.Engine;
 
@@ -61,15 +62,15 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
     /// this very document, else encoded now (once, however many callers ask for the same content at the same time).
     /// </summary>
     public async Task<(DocumentKvCache Entry, bool Computed)> GetOrEncodeAsync(string id, KvLinkDocument document, int slot,
-        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, IReadOnlyList<int>? fullTokens = null, bool background = false)
+        IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, DocumentTokens? tokens = null, bool background = false)
     {
         var key = c.Key(id, slot);
         // The entry is the key's slot's (EngineContext.CacheSlot): the caller's slot itself, or 0 when one cache serves every slot;
-        // fullTokens, when given, are the document's tokens in the key's slot.
+        // tokens, when given (a request's, tokenized once), are the document's in the key's slot.
         var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await c.Store.GetAsync(key, ct).ConfigureAwait(false);
         if (stored is not null)
         {
-            if (Problem(stored, key, document, fullTokens) is not { } problem)
+            if (Problem(stored, key, document, tokens) is not { } problem)
             {
                 c.Telemetry.CacheHit(id, slot, countBytes ? stored.Length : 0);
                 return (stored, false);
@@ -81,7 +82,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 
         // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
         var inflight = new InflightKey(key, document.Text, document.Title, catalog.KeepFraction(document));
-        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight, background)));
+        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight, background, tokens)));
         return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
     }
 
@@ -107,25 +108,31 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         throw new KeyNotFoundException($"Unknown document id '{id}': precompute it with PrecomputeAsync first.");
     }
 
-    /// <summary>A document's tokens in a slot (compressed on the model thread when its kept fraction is below 1). KVLink mode
-    /// passes the cache's slot (<see cref="EngineContext.CacheSlot"/>), full prefill the document's own.</summary>
-    public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, int slot, CancellationToken ct) =>
-        catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
-            : await c.Worker.Run(() => Tokens(id, document, slot), ct).ConfigureAwait(false);
+    /// <summary>A request's tokens, each text tokenized once (<see cref="RequestTokens"/>).</summary>
+    public RequestTokens Tokenize(ConversationPrompt conversation, IReadOnlyList<KvLinkDocument> documents, Func<int, int> tokenSlot) =>
+        RequestTokens.Of(c, catalog, conversation, documents, tokenSlot);
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight, bool background)
+    /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed on the model thread
+    /// when its kept fraction is below 1. KVLink mode tokenizes the cache's slot (<see cref="EngineContext.CacheSlot"/>), full
+    /// prefill the document's own.</summary>
+    public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, DocumentTokens tokens, CancellationToken ct) =>
+        !tokens.Compressed ? tokens.Full
+            : await c.Worker.Run(() => Tokens(id, document, tokens.Slot, tokens.Full, tokens.HeaderLength), ct).ConfigureAwait(false);
+
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight, bool background, DocumentTokens? known)
     {
         var key = inflight.Key;
         int slot = key.Slot; // the cache's slot: its tokens are the document's there
         try
         {
-            int length = c.Format.Document(c.Tokenizer, document, slot).Count;
-            if (length > c.Model.Config.MaxPositionEmbeddings)
-                throw new ArgumentException($"Document '{id}' has {length} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
+            // The first caller's tokens when it had them (a request), else tokenized here, once (a precompute).
+            var full = known?.Full ?? c.Format.Document(c.Tokenizer, document, slot);
+            if (full.Count > c.Model.Config.MaxPositionEmbeddings)
+                throw new ArgumentException($"Document '{id}' has {full.Count} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
             // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
             // Compression scores tokens with a model: it runs on the model thread; plain tokens need no model.
-            var tokens = catalog.KeepFraction(document) >= 1 ? c.Format.Document(c.Tokenizer, document, slot)
-                : await c.Worker.Run(() => Tokens(id, document, slot), CancellationToken.None).ConfigureAwait(false);
+            var tokens = catalog.KeepFraction(document) >= 1 ? full
+                : await c.Worker.Run(() => Tokens(id, document, slot, full, known?.HeaderLength), CancellationToken.None).ConfigureAwait(false);
             // Encoded through the scheduler, in chunks and batched with whatever else runs (a precompute at low priority).
             var encode = new EncodeSequence(c.Model, tokens, background);
             c.Worker.Scheduler.Submit(encode);
@@ -148,24 +155,25 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
     }
 
     /// <summary>Why a stored entry cannot serve <paramref name="document"/> under <paramref name="key"/>; null when it can.</summary>
-    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document, IReadOnlyList<int>? fullTokens)
+    private string? Problem(DocumentKvCache entry, KvCacheKey key, KvLinkDocument document, DocumentTokens? tokens)
     {
         var doc = catalog.Resolved(document);
-        var full = fullTokens ?? c.Format.Document(c.Tokenizer, doc, key.Slot);
+        var full = tokens?.Full ?? c.Format.Document(c.Tokenizer, doc, key.Slot);
         bool compressed = doc.KeepFraction < 1;
-        int header = compressed ? c.Format.DocumentHeaderLength(c.Tokenizer, doc, key.Slot) : 0;
+        int header = !compressed ? 0 : tokens?.HeaderLength ?? c.Format.DocumentHeaderLength(c.Tokenizer, doc, key.Slot, full);
         return CacheEntryCheck.Problem(entry, key, c.Fingerprint, c.Format.Name, c.Model, doc, compressed ? null : full, full, header);
     }
 
-    /// <summary>The tokens of a document in a slot: the format's, or, when compressed, the header plus the kept body. Runs on the model thread.</summary>
-    private IReadOnlyList<int> Tokens(string id, KvLinkDocument document, int slot)
+    /// <summary>
+    /// The tokens of a compressed document in a slot: the header plus the kept body, from its <paramref name="full"/> tokens
+    /// there (and its <paramref name="headerLength"/> when known). Runs on the model thread.
+    /// </summary>
+    private IReadOnlyList<int> Tokens(string id, KvLinkDocument document, int slot, IReadOnlyList<int> full, int? headerLength)
     {
-        var full = c.Format.Document(c.Tokenizer, document, slot);
         double fraction = catalog.KeepFraction(document);
-        if (fraction >= 1) return full;
-        int header = c.Format.DocumentHeaderLength(c.Tokenizer, document, slot);
+        int header = headerLength ?? c.Format.DocumentHeaderLength(c.Tokenizer, document, slot, full);
         var tokens0 = slot == 0 ? full : c.Format.Document(c.Tokenizer, document, 0);
-        int header0 = slot == 0 ? header : c.Format.DocumentHeaderLength(c.Tokenizer, document, 0);
+        int header0 = slot == 0 ? header : c.Format.DocumentHeaderLength(c.Tokenizer, document, 0, tokens0);
         // One selection per document, made in slot 0 (the body's tokens are the same in every slot).
         var kept = _keptBodies.GetOrAdd(id, _ =>
             [.. Compressor().Select(tokens0, fraction, header0, StructuralTokens(tokens0)).Where(i => i >= header0).Select(i => tokens0[i])]);

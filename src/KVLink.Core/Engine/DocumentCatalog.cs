@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using KVLink.Core.Compression;
 using KVLink.Core.Prompting;
+using KVLink.Core.Collections;
 
 namespace KVLink.Core.Engine;
 

@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
 using KVLink.Core.Generation;
+using KVLink.Core.Hosting;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
@@ -62,7 +63,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         // A caller's format is checked here; FromTokenizer checks its own.
         PromptFormat = format ?? _options.PromptFormat ?? KvLinkLlama3Format.FromTokenizer(tokenizer);
         PromptFormat.Validate(tokenizer);
-        ModelFingerprint = Engine.ModelFingerprint.Compute(model, tokenizer);
+        ModelFingerprint = KVLink.Core.Model.ModelFingerprint.Compute(model, tokenizer);
         // After the fingerprint (which covers the full-precision weights every cache is made with). A float32 model that
         // Auto chose keeps bf16 copies for decoding rows (bandwidth-bound); an explicit Float32 stays exact reference numerics.
         bool int8 = _options.DecodeWithInt8Weights, bf16Copies = !int8 && choice is { FromAuto: true, DType: ComputeDType.Float32 }
@@ -254,15 +255,25 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// </summary>
     /// <exception cref="ArgumentException">The messages do not form a conversation ending with a user message, or as for <see cref="GenerateAsync"/>.</exception>
     /// <exception cref="NotSupportedException">A message has a role or content the prompt cannot carry (tools, images), or the prompt format has no conversation layout.</exception>
-    public async Task<GenerationResult> ChatAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
-        CancellationToken cancellationToken = default)
+    public Task<GenerationResult> ChatAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        ChatCoreAsync(() => ChatTranscript.Read(messages), documentIds, options, cancellationToken);
+
+    /// <summary>Like <see cref="ChatAsync(IEnumerable{Microsoft.Extensions.AI.ChatMessage}, IReadOnlyList{string}, GenerationOptions?, CancellationToken)"/>,
+    /// for a conversation the chat client has already read (a transcript is read once).</summary>
+    internal Task<GenerationResult> AnswerAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds, GenerationOptions? options,
+        CancellationToken cancellationToken) =>
+        ChatCoreAsync(() => conversation, documentIds, options, cancellationToken);
+
+    private async Task<GenerationResult> ChatCoreAsync(Func<ConversationPrompt> read, IReadOnlyList<string> documentIds, GenerationOptions? options,
+        CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
         try
         {
             ThrowIfDisposed();
-            var request = await _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
+            var request = await _requests.PrepareAsync(read(), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
             var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
             _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
             return result;
@@ -270,18 +281,24 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
     }
 
-    /// <summary>Like <see cref="ChatAsync"/>, streaming text deltas; the last update carries the full result.</summary>
+    /// <summary>Like <see cref="ChatAsync(IEnumerable{Microsoft.Extensions.AI.ChatMessage}, IReadOnlyList{string}, GenerationOptions?, CancellationToken)"/>, streaming text deltas; the last update carries the full result.</summary>
     public IAsyncEnumerable<GenerationUpdate> ChatStreamingAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds,
         GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
         StreamAsync(() => _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, Stopwatch.StartNew(), cancellationToken, keepSession: true),
             documentIds?.Count ?? 0, cancellationToken);
 
-    private async IAsyncEnumerable<GenerationUpdate> StreamAsync(Func<Task<RequestRunner.Prepared>> prepare, int documentCount,
+    /// <summary>Streaming <see cref="AnswerAsync"/>.</summary>
+    internal IAsyncEnumerable<GenerationUpdate> AnswerStreamingAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds,
+        GenerationOptions? options, CancellationToken cancellationToken) =>
+        StreamAsync(() => _requests.PrepareAsync(conversation, documentIds!, options, Stopwatch.StartNew(), cancellationToken, keepSession: true),
+            documentIds?.Count ?? 0, cancellationToken);
+
+    private async IAsyncEnumerable<GenerationUpdate> StreamAsync(Func<Task<PreparedRequest>> prepare, int documentCount,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         using var activity = _telemetry.StartGenerate(documentCount, streaming: true);
-        RequestRunner.Prepared request;
+        PreparedRequest request;
         try
         {
             ThrowIfDisposed();
@@ -375,10 +392,10 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 #pragma warning restore RS0026
 
     /// <summary>The kept conversation caches (tests; touched by requests only on the model thread).</summary>
-    internal SessionCache Sessions => _requests.Sessions;
+    internal SessionCache Sessions => _requests.Sessions.Cache;
 
     /// <summary>Completes when the session writes started so far (<see cref="KvLinkOptions.PersistSessions"/>) have ended.</summary>
-    internal Task SessionWrites => _requests.SessionWrites;
+    internal Task SessionWrites => _requests.Sessions.SessionWrites;
 
     /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
     internal int CatalogCount => _catalog.Count;

@@ -1,6 +1,7 @@
 using KVLink.Core.Caching;
 using KVLink.Core.Generation;
 using KVLink.Core.Prompting;
+using KVLink.Core.Model;
 
 namespace KVLink.Core.Engine;
 

@@ -1,12 +1,13 @@
 using System.Runtime.CompilerServices;
 using KVLink.Core.Engine;
 using KVLink.Core.Generation;
+using KVLink.Core.Prompting;
 using Microsoft.Extensions.AI;
 
 namespace KVLink.Core.Hosting;
 
 /// <summary>
-/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatClientExtensions.AsChatClient"/>.
+/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatClientExtensions.AsIChatClient"/>.
 /// The whole conversation reaches the model (<see cref="KvLinkEngine.ChatAsync"/>): system messages and
 /// <see cref="ChatOptions.Instructions"/> are added to the format's trained system text, earlier turns are laid out as
 /// in docs/prompt-format.md, and the last user message is the question. The documents are the precomputed ids set with
@@ -32,7 +33,7 @@ internal sealed class KvLinkChatClient : IChatClient
     public async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var (conversation, documents, generation) = Translate(messages, options);
-        var result = await _engine.ChatAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false);
+        var result = await _engine.AnswerAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false);
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, result.Text))
         {
             ResponseId = NewId(),
@@ -54,7 +55,7 @@ internal sealed class KvLinkChatClient : IChatClient
         string responseId = NewId(), messageId = NewId();
         var created = _time.GetUtcNow();
         string? conversationId = options?.ConversationId;
-        await foreach (var update in _engine.ChatStreamingAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false))
+        await foreach (var update in _engine.AnswerStreamingAsync(conversation, documents, generation, cancellationToken).ConfigureAwait(false))
         {
             if (update.Result is { } result)
             {
@@ -89,19 +90,13 @@ internal sealed class KvLinkChatClient : IChatClient
     {
     }
 
-    internal (IReadOnlyList<ChatMessage> Messages, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
+    internal (ConversationPrompt Conversation, IReadOnlyList<string> Documents, GenerationOptions Options) Translate(IEnumerable<ChatMessage> messages, ChatOptions? options)
     {
         ArgumentNullException.ThrowIfNull(messages);
         CheckSupported(options);
-        // Instructions join the system content after the system messages (ChatTranscript reads them in that order).
-        List<ChatMessage> all = [.. messages];
-        if (!string.IsNullOrWhiteSpace(options?.Instructions))
-        {
-            int at = all.FindLastIndex(m => m.Role == ChatRole.System) + 1;
-            all.Insert(at, new ChatMessage(ChatRole.System, options.Instructions));
-        }
-        // Read once here so that a malformed conversation fails before any work is queued, with the same message.
-        _ = ChatTranscript.Read(all);
+        // Read once, here: a malformed conversation fails before any work is queued, and the engine takes it as read.
+        // Instructions join the system content after the system messages.
+        var conversation = ChatTranscript.Read(messages, options?.Instructions);
 
         // ChatOptions.RawRepresentationFactory may supply this call's GenerationOptions (a KvLinkGenerationOptions to set the
         // mode and link tokens too): they replace the engine's Generation defaults; set ChatOptions properties still win.
@@ -130,7 +125,7 @@ internal sealed class KvLinkChatClient : IChatClient
             ConversationId = options?.ConversationId ?? kvlink?.ConversationId,
             CacheSalt = options.GetCacheSalt() ?? kvlink?.CacheSalt,
         };
-        return (all, options.GetDocuments(), generation);
+        return (conversation, options.GetDocuments(), generation);
     }
 
     /// <summary>Refuses the <see cref="ChatOptions"/> settings that would change the answer but that a KVLink prompt cannot honour.</summary>

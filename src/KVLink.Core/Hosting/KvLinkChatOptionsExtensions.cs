@@ -4,7 +4,7 @@ using Microsoft.Extensions.AI;
 
 namespace KVLink.Core.Hosting;
 
-/// <summary>Typed KVLink settings carried in <see cref="ChatOptions.AdditionalProperties"/> for the chat client of <see cref="KvLinkChatClientExtensions.AsChatClient"/>.</summary>
+/// <summary>Typed KVLink settings carried in <see cref="ChatOptions.AdditionalProperties"/> for the chat client of <see cref="KvLinkChatClientExtensions.AsIChatClient"/>.</summary>
 public static class KvLinkChatOptionsExtensions
 {
     /// <summary>Key of the document id list (a <c>string[]</c>) in <see cref="ChatOptions.AdditionalProperties"/>.</summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using KVLink.Core.Engine;
 using KVLink.Core.Prompting;
 using Microsoft.Extensions.Options;
+using KVLink.Core.Model;
 
 namespace KVLink.Core.Hosting;
 

@@ -16,7 +16,7 @@ namespace KVLink.Core.Hosting;
 /// <summary>
 /// Registers KVLink engines: <see cref="KvLinkEngine"/>, its <see cref="IKvCacheStore"/> (an in-memory store unless one is
 /// registered or chosen with <see cref="KvLinkBuilder.UseStore(Func{IServiceProvider, IKvCacheStore})"/>) and an
-/// <see cref="IChatClient"/> (<see cref="KvLinkChatClientExtensions.AsChatClient"/>). Options are validated, every failure
+/// <see cref="IChatClient"/> (<see cref="KvLinkChatClientExtensions.AsIChatClient"/>). Options are validated, every failure
 /// at once, when first used and at host start (<c>ValidateOnStart</c>); with <see cref="KvLinkOptions.LoadOnStart"/> (the
 /// default) a hosted service loads the model when the host starts. Metrics go to the container's <see cref="IMeterFactory"/>.
 /// </summary>

@@ -200,8 +200,13 @@ public sealed class KvLinkLlama3Format : PromptFormat
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(document);
+        return DocumentHeaderLength(tokenizer, document, slot, Document(tokenizer, document, slot));
+    }
+
+    /// <inheritdoc/>
+    internal override int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot, IReadOnlyList<int> full)
+    {
         var header = UserText(tokenizer, SlotFreeHeader ? $"Document (Title: {document.Title ?? ""})" : $"Document [{slot + 1}](Title: {document.Title ?? ""})");
-        var full = Document(tokenizer, document, slot);
         int n = 0;
         while (n < header.Count && n < full.Count && header[n] == full[n]) n++;
         return n;

@@ -27,6 +27,11 @@ public abstract class PromptFormat
     /// </summary>
     public virtual int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot) => 0;
 
+    /// <summary>Like <see cref="DocumentHeaderLength(LlamaTokenizer, KvLinkDocument, int)"/>, given the document's tokens in
+    /// that slot, so that a format need not tokenize the document again.</summary>
+    internal virtual int DocumentHeaderLength(LlamaTokenizer tokenizer, KvLinkDocument document, int slot, IReadOnlyList<int> documentTokens) =>
+        DocumentHeaderLength(tokenizer, document, slot);
+
     /// <summary>The id of link token <paramref name="index"/> of the document in <paramref name="slot"/>, with <paramref name="linkTokens"/> per document.</summary>
     public abstract int LinkTokenId(int linkTokens, int slot, int index);
 
@@ -82,10 +87,23 @@ public abstract class PromptFormat
 
     /// <summary>Lays out a conversation: prefix (with the caller's system content), each document followed by its link
     /// tokens, then the turns and the generation header (<see cref="ConversationSuffix"/>).</summary>
-    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, ConversationPrompt conversation, int linkTokens)
+    internal PromptLayout Build(LlamaTokenizer tokenizer, IReadOnlyList<IReadOnlyList<int>> documentTokens, ConversationPrompt conversation, int linkTokens) =>
+        Build(PrefixOf(tokenizer, conversation), documentTokens, SuffixOf(tokenizer, conversation), linkTokens);
+
+    /// <summary>The prompt's tokens before the documents: <see cref="Prefix"/>, or <see cref="ConversationPrefix"/> with system content.</summary>
+    internal IReadOnlyList<int> PrefixOf(LlamaTokenizer tokenizer, ConversationPrompt conversation) =>
+        conversation.SystemText is null ? Prefix(tokenizer) : ConversationPrefix(tokenizer, conversation.SystemText);
+
+    /// <summary>The prompt's tokens after the documents: <see cref="Suffix"/>, or <see cref="ConversationSuffix"/> with earlier turns.</summary>
+    internal IReadOnlyList<int> SuffixOf(LlamaTokenizer tokenizer, ConversationPrompt conversation) =>
+        conversation.History.Count == 0 ? Suffix(tokenizer, conversation.Question) : ConversationSuffix(tokenizer, conversation.History, conversation.Question);
+
+    /// <summary>Lays out a prompt from its parts' tokens: <paramref name="prefix"/>, each document followed by its link
+    /// tokens, then <paramref name="suffix"/> (what <see cref="ConversationPrefix"/> and <see cref="ConversationSuffix"/> give).</summary>
+    internal PromptLayout Build(IReadOnlyList<int> prefix, IReadOnlyList<IReadOnlyList<int>> documentTokens, IReadOnlyList<int> suffix, int linkTokens)
     {
         ValidateLinkTokens(linkTokens, documentTokens.Count);
-        var tokens = new List<int>(conversation.SystemText is null ? Prefix(tokenizer) : ConversationPrefix(tokenizer, conversation.SystemText));
+        var tokens = new List<int>(prefix);
         int prefixLength = tokens.Count;
         var segments = new List<int>(Enumerable.Repeat(0, tokens.Count));
         var spans = new List<DocumentSpan>();
@@ -100,7 +118,6 @@ public abstract class PromptFormat
                 segments.Add(0);
             }
         }
-        var suffix = conversation.History.Count == 0 ? Suffix(tokenizer, conversation.Question) : ConversationSuffix(tokenizer, conversation.History, conversation.Question);
         tokens.AddRange(suffix);
         segments.AddRange(Enumerable.Repeat(0, suffix.Count));
         return new PromptLayout(tokens, segments, spans, prefixLength);

@@ -43,10 +43,17 @@ public sealed class LlamaTokenizer
     /// <summary>Largest token id + 1 (ids below it may be unused when the vocabulary has gaps).</summary>
     public int VocabSize => _bytes.Count;
 
+    private long _textsEncoded;
+
+    /// <summary>Texts encoded so far by <see cref="Encode"/> and <see cref="EncodeText"/> (how the engine is checked to
+    /// tokenize each text of a request once).</summary>
+    internal long TextsEncoded => Interlocked.Read(ref _textsEncoded);
+
     /// <summary>Token ids of <paramref name="text"/>, without a beginning-of-text token.</summary>
     public IReadOnlyList<int> Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        Interlocked.Increment(ref _textsEncoded);
         return InnerTokenizer.EncodeToIds(text);
     }
 
@@ -58,6 +65,7 @@ public sealed class LlamaTokenizer
     public IReadOnlyList<int> EncodeText(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        Interlocked.Increment(ref _textsEncoded);
         return _plainText.Value.EncodeToIds(text);
     }
 

@@ -156,7 +156,7 @@ public sealed class CacheSaltTests(CheckpointFixture fixture) : IClassFixture<Ch
     public async Task The_chat_client_passes_the_salt_and_an_empty_salt_is_refused()
     {
         using var engine = Engine(64L << 20);
-        using var chat = engine.AsChatClient();
+        using var chat = engine.AsIChatClient();
         string[] docs = await Precompute(engine, 2);
         List<ChatMessage> messages = [new(ChatRole.User, "Which document mentions w5?")];
         var first = await chat.GetResponseAsync(messages, new ChatOptions { MaxOutputTokens = 6 }.WithDocuments(docs).WithCacheSalt("alice-7f3a9c"));

@@ -1,6 +1,7 @@
 using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Prompting;
+using KVLink.Core.Collections;
 
 namespace KVLink.Core.Tests.Engine;
 

@@ -110,7 +110,7 @@ public class SlotPolicyTests(CheckpointFixture fx) : IClassFixture<CheckpointFix
             entries.Add((entry.Keys, entry.Values));
         }
         using var cache = new AttentionCache(fx.Model.Config, layout.Length, ScalarType.Float32);
-        LinkTokenPass.PlaceDocuments(fx.Model, cache, layout, entries);
+        DocumentPlacement.Place(fx.Model, cache, layout, entries);
         var linked = LinkTokenPass.Forward(fx.Model, cache, layout, lastOnly: false);
         double err = (linked - oracleRows).abs().max().item<float>() / oracleRows.abs().max().item<float>();
         Assert.True(err < 1e-4, $"relative error {err:E2}");

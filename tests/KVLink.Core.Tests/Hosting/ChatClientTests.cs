@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using KVLink.Core.Engine;
 using KVLink.Core.Generation;
+using KVLink.Core.Prompting;
 using KVLink.Core.Hosting;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
@@ -49,7 +50,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
     public async Task Streaming_concatenation_equals_the_non_streaming_text_and_reports_usage()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        using var chat = engine.AsChatClient();
+        using var chat = engine.AsIChatClient();
         string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(7, words: 30));
         // Each call its own conversation id, so that no call continues another's kept cache and usage compares like for like.
         ChatOptions Options() => new ChatOptions { MaxOutputTokens = 20, ConversationId = Guid.NewGuid().ToString() }.WithDocuments(id);
@@ -85,7 +86,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
     public async Task Options_map_to_generation_settings()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        var chat = engine.AsChatClient();
+        var chat = engine.AsIChatClient();
         string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(3));
 
         var shortAnswer = await chat.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 2 }.WithDocuments(id).WithContextMode(ContextMode.FullPrefill));
@@ -112,8 +113,10 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
 
         var request = new ChatOptions { MaxOutputTokens = 5, Temperature = 0.5f, TopP = 0.9f, TopK = 40, Seed = 123_456_789_012L }
             .WithDocuments("doc-a", "doc-b").WithContextMode(ContextMode.FullPrefill).WithLinkTokens(2);
-        var (messages, documents, mapped) = chat.Translate(Conversation, request);
-        Assert.Equal(Conversation, messages);
+        var (conversation, documents, mapped) = chat.Translate(Conversation, request);
+        Assert.Equal("Answer in one word.", conversation.SystemText);
+        Assert.Equal([new ChatTurn("an earlier question", "an earlier answer")], conversation.History);
+        Assert.Equal("Which document mentions v3?", conversation.Question);
         Assert.Equal(["doc-a", "doc-b"], documents);
         var g = Assert.IsType<KvLinkGenerationOptions>(mapped);
         Assert.Equal(5, g.MaxNewTokens);
@@ -136,16 +139,16 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
         var (withInstructions, _, mappedMore) = chat.Translate(Conversation, more);
         Assert.Equal(["\n\n"], mappedMore.StopSequences!);
         Assert.Equal("c-1", Assert.IsType<KvLinkGenerationOptions>(mappedMore).ConversationId);
-        // Instructions follow the system messages, before the turns.
-        Assert.Equal([ChatRole.System, ChatRole.System, ChatRole.User], withInstructions.Take(3).Select(m => m.Role));
-        Assert.Equal("Be brief.", withInstructions[1].Text);
+        // Instructions follow the system messages in the system content, before the turns.
+        Assert.Equal("Answer in one word.\n\nBe brief.", withInstructions.SystemText);
+        Assert.Single(withInstructions.History);
     }
 
     [Fact]
     public async Task Bad_requests_fail_clearly()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        var chat = engine.AsChatClient();
+        var chat = engine.AsIChatClient();
         await Assert.ThrowsAsync<ArgumentException>(() => chat.GetResponseAsync([new ChatMessage(ChatRole.System, "no question")]));
         await Assert.ThrowsAsync<KeyNotFoundException>(() => chat.GetResponseAsync("q", new ChatOptions().WithDocuments("doc-unknown")));
         await Assert.ThrowsAsync<ArgumentException>(() => chat.GetResponseAsync([new ChatMessage(ChatRole.Assistant, "hi"), new ChatMessage(ChatRole.User, "q")]));
@@ -187,7 +190,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
     public async Task The_whole_history_and_the_system_messages_reach_the_model()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        using var chat = engine.AsChatClient();
+        using var chat = engine.AsIChatClient();
         var response = await chat.GetResponseAsync(Conversation, new ChatOptions { Instructions = "Cite the document." });
         var raw = Assert.IsType<GenerationResult>(response.RawRepresentation);
         string prompt = engine.Tokenizer.Decode(raw.PromptTokenIds);
@@ -204,7 +207,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
     public async Task Stop_sequences_end_the_answer_with_finish_reason_stop_streamed_or_not()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        using var chat = engine.AsChatClient();
+        using var chat = engine.AsIChatClient();
         var free = await chat.GetResponseAsync(Conversation, new ChatOptions { MaxOutputTokens = 12, StopSequences = ["\u0000never"] });
         string text = free.Text;
         Assert.True(text.Length >= 4, $"the random model's answer '{text}' is too short to cut");
@@ -222,7 +225,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
     public async Task Logprobs_come_through_the_raw_representation()
     {
         await using var engine = await fixture.LoadEngineAsync();
-        using var chat = engine.AsChatClient();
+        using var chat = engine.AsIChatClient();
         var options = new ChatOptions { RawRepresentationFactory = _ => new KvLinkGenerationOptions { MaxNewTokens = 5, Logprobs = true, TopLogprobs = 3 } };
         var raw = Assert.IsType<GenerationResult>((await chat.GetResponseAsync(Conversation, options)).RawRepresentation);
         Assert.Equal(raw.TokenIds, raw.Logprobs!.Select(l => l.TokenId));

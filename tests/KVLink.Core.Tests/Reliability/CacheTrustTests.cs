@@ -4,6 +4,7 @@ using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tests.Engine;
+using KVLink.Core.Model;
 using static TorchSharp.torch;
 
 namespace KVLink.Core.Tests.Reliability;

@@ -2,6 +2,7 @@ using System.Text.RegularExpressions;
 using KVLink.Core.Model.SafeTensors;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using KVLink.Core.IO;
 
 namespace KVLink.Core.Caching;
 

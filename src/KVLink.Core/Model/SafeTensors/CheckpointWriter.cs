@@ -1,5 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
+using KVLink.Core.IO;
 
 namespace KVLink.Core.Model.SafeTensors;
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Text.Json;
 using TorchSharp;
+using KVLink.Core.IO;
 
 namespace KVLink.Core.Model.SafeTensors;
 

@@ -1,7 +1,7 @@
 using KVLink.Core.Prompting;
 using Microsoft.Extensions.AI;
 
-namespace KVLink.Core.Engine;
+namespace KVLink.Core.Hosting;
 
 /// <summary>
 /// Reads a Microsoft.Extensions.AI message list as a KVLink conversation: system messages (and the caller's instructions)

@@ -1,8 +1,8 @@
 using System.Globalization;
 
-namespace KVLink.Core.Engine;
+namespace KVLink.Core.Model;
 
-/// <summary>Parses <see cref="KvLinkOptions.Device"/> and checks a CUDA runtime is present before loading on it.</summary>
+/// <summary>Parses <see cref="Engine.KvLinkOptions.Device"/> and checks a CUDA runtime is present before loading on it.</summary>
 internal static class KvLinkDevices
 {
     /// <summary>The message shown when CUDA is requested but TorchSharp has no CUDA runtime.</summary>

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Model.SafeTensors;
+namespace KVLink.Core.IO;
 
 /// <summary>
 /// Writes a file so that readers see either the old content or the complete new content: the data goes

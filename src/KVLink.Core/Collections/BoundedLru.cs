@@ -1,4 +1,4 @@
-namespace KVLink.Core.Engine;
+namespace KVLink.Core.Collections;
 
 /// <summary>
 /// A thread-safe map that keeps at most <c>capacity</c> entries, dropping the least recently used. Small and

@@ -5,7 +5,7 @@ using KVLink.Core.Model.SafeTensors;
 using KVLink.Core.Tokenization;
 using TorchSharp;
 
-namespace KVLink.Core.Engine;
+namespace KVLink.Core.Model;
 
 /// <summary>
 /// A stable identity of a loaded model: its config, compute dtype, the names and shapes of its parameters,

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
-namespace KVLink.Core.Caching;
+namespace KVLink.Core.IO;
 
 /// <summary>
 /// Opens a file for reading only if it is a regular file, without ever blocking. A plain open of a FIFO placed
