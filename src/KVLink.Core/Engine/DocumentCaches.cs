@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using KVLink.Core.Caching;
 using KVLink.Core.Compression;
@@ -14,7 +13,8 @@ namespace KVLink.Core.Engine;
 /// </summary>
 internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 {
-    private readonly ConcurrentDictionary<InflightKey, Lazy<Task<DocumentKvCache>>> _inflight = new();
+    // Encodes in flight, shared by the callers that ask for the same content at once, cancelled when all of them gave up.
+    private readonly SharedWork<InflightKey, DocumentKvCache> _inflight = new();
     // Kept body tokens per compressed document id, so the slots of one document share one selection; bounded like the catalog.
     private readonly BoundedLru<string, int[]> _keptBodies = new(c.Options.DocumentCatalogCapacity);
     private DocumentCompressor? _compressor; // created on the model thread on first use
@@ -82,8 +82,8 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 
         // Keyed by content too: a caller re-precomputing an id with new text never waits for (and gets) the old text's encoding.
         var inflight = new InflightKey(key, document.Text, document.Title, catalog.KeepFraction(document));
-        var lazy = _inflight.GetOrAdd(inflight, _ => new Lazy<Task<DocumentKvCache>>(() => EncodeAndStoreAsync(id, document, inflight, background, tokens)));
-        return (await lazy.Value.WaitAsync(ct).ConfigureAwait(false), true);
+        var entry = await _inflight.RunAsync(inflight, token => EncodeAndStoreAsync(id, document, inflight, background, tokens, token), ct).ConfigureAwait(false);
+        return (entry, true);
     }
 
     /// <summary>
@@ -119,39 +119,37 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         !tokens.Compressed ? tokens.Full
             : await c.Worker.Run(() => Tokens(id, document, tokens.Slot, tokens.Full, tokens.HeaderLength), ct).ConfigureAwait(false);
 
-    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight, bool background, DocumentTokens? known)
+    /// <summary>
+    /// Encodes a document through the scheduler and stores it. <paramref name="cancel"/> fires when every caller waiting for
+    /// this encode gave up: a queued encode then never runs and a running one leaves between steps, storing nothing; an
+    /// encode that finished is stored whatever happens to its callers, so the work is not lost.
+    /// </summary>
+    private async Task<DocumentKvCache> EncodeAndStoreAsync(string id, KvLinkDocument document, InflightKey inflight, bool background, DocumentTokens? known,
+        CancellationToken cancel)
     {
         var key = inflight.Key;
         int slot = key.Slot; // the cache's slot: its tokens are the document's there
-        try
+        // The first caller's tokens when it had them (a request), else tokenized here, once (a precompute).
+        var full = known?.Full ?? c.Format.Document(c.Tokenizer, document, slot);
+        if (full.Count > c.Model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"Document '{id}' has {full.Count} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
+        // Compression scores tokens with a model: it runs on the model thread; plain tokens need no model.
+        var tokens = catalog.KeepFraction(document) >= 1 ? full
+            : await c.Worker.Run(() => Tokens(id, document, slot, full, known?.HeaderLength), cancel).ConfigureAwait(false);
+        // Encoded through the scheduler, in chunks and batched with whatever else runs (a precompute at low priority).
+        var encode = new EncodeSequence(c.Model, tokens, background, cancel);
+        c.Worker.Scheduler.Submit(encode);
+        var (keys, values) = await encode.Task.ConfigureAwait(false);
+        var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, c.Fingerprint, c.Format.Name, document.Title, document.Text, key.Tenant,
+            KvCacheRope.FromConfig(c.Model.Config), catalog.KeepFraction(document));
+        // A model that produces NaN or infinity for a document must not leave a poisoned entry for every later request.
+        if (!CacheEntryCheck.AllFinite(keys) || !CacheEntryCheck.AllFinite(values))
         {
-            // The first caller's tokens when it had them (a request), else tokenized here, once (a precompute).
-            var full = known?.Full ?? c.Format.Document(c.Tokenizer, document, slot);
-            if (full.Count > c.Model.Config.MaxPositionEmbeddings)
-                throw new ArgumentException($"Document '{id}' has {full.Count} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
-            // Shared by every caller waiting for this key, so it is not bound to any one caller's cancellation.
-            // Compression scores tokens with a model: it runs on the model thread; plain tokens need no model.
-            var tokens = catalog.KeepFraction(document) >= 1 ? full
-                : await c.Worker.Run(() => Tokens(id, document, slot, full, known?.HeaderLength), CancellationToken.None).ConfigureAwait(false);
-            // Encoded through the scheduler, in chunks and batched with whatever else runs (a precompute at low priority).
-            var encode = new EncodeSequence(c.Model, tokens, background);
-            c.Worker.Scheduler.Submit(encode);
-            var (keys, values) = await encode.Task.ConfigureAwait(false);
-            var entry = new DocumentKvCache(id, key.Slot, tokens, keys, values, c.Fingerprint, c.Format.Name, document.Title, document.Text, key.Tenant,
-                KvCacheRope.FromConfig(c.Model.Config), catalog.KeepFraction(document));
-            // A model that produces NaN or infinity for a document must not leave a poisoned entry for every later request.
-            if (!CacheEntryCheck.AllFinite(keys) || !CacheEntryCheck.AllFinite(values))
-            {
-                entry.Dispose();
-                throw new InvalidOperationException($"Encoding document '{id}' gave non-finite keys or values; nothing was stored. The model's weights or dtype cannot represent this document.");
-            }
-            await c.Store.PutAsync(key, entry).ConfigureAwait(false);
-            return entry;
+            entry.Dispose();
+            throw new InvalidOperationException($"Encoding document '{id}' gave non-finite keys or values; nothing was stored. The model's weights or dtype cannot represent this document.");
         }
-        finally
-        {
-            _inflight.TryRemove(inflight, out _);
-        }
+        await c.Store.PutAsync(key, entry).ConfigureAwait(false);
+        return entry;
     }
 
     /// <summary>Why a stored entry cannot serve <paramref name="document"/> under <paramref name="key"/>; null when it can.</summary>

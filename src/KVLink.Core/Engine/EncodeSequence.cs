@@ -6,10 +6,11 @@ namespace KVLink.Core.Engine;
 /// <summary>
 /// A document encoded through the scheduler: its tokens at positions 0..L-1 under a causal mask over its own cache,
 /// in chunks, possibly in the same forward as other documents and requests (each attends only to its own cache, so the
-/// result is the document encoded alone). Completes with its keys and values, [layers, kv_heads, L, d] each.
+/// result is the document encoded alone). Completes with its keys and values, [layers, kv_heads, L, d] each. Cancelled
+/// (every caller waiting for it gave up: <see cref="SharedWork{TKey, T}"/>), it never starts, or leaves between two steps.
 /// </summary>
-internal sealed class EncodeSequence(LlamaForCausalLM model, IReadOnlyList<int> tokens, bool background)
-    : ScheduledSequence(CancellationToken.None, background)
+internal sealed class EncodeSequence(LlamaForCausalLM model, IReadOnlyList<int> tokens, bool background, CancellationToken cancellation = default)
+    : ScheduledSequence(cancellation, background)
 {
     private readonly TaskCompletionSource<(Tensor Keys, Tensor Values)> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
 

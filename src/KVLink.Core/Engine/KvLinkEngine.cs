@@ -79,6 +79,17 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         _documents = new DocumentCaches(_context, _catalog);
         _requests = new RequestRunner(_context, _documents);
         _indexer = new CorpusIndexer(_context, _documents);
+        try
+        {
+            _requests.KeepDefaultPrefix(); // the shared prompt prefix, encoded through the scheduler before any request
+        }
+        catch
+        {
+            _context.Worker.Dispose();
+            _requests.Dispose();
+            _telemetry.Dispose();
+            throw;
+        }
     }
 
     private readonly KvLinkOptions _options;
@@ -152,20 +163,14 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <summary>Requests waiting for or using the model.</summary>
     public int QueueLength => _context.Worker.Pending;
 
-    /// <summary>Runs <paramref name="work"/> on the model thread between two scheduler steps (tests: hold the thread while requests queue).</summary>
-    internal Task<T> OnModelThread<T>(Func<T> work) => _context.Worker.Run(work, CancellationToken.None);
-
-    /// <summary>Sequences (generation requests and document encodes) in the scheduler's running batch.</summary>
+    /// <summary>Sequences (generation requests and document encodes) in the scheduler's running batch (the kvlink.scheduler gauges).</summary>
     internal int RunningSequences => _context?.Worker.Scheduler.Running ?? 0;
 
-    /// <summary>Sequences waiting for admission to the running batch.</summary>
+    /// <summary>Sequences waiting for admission to the running batch (the kvlink.scheduler gauges).</summary>
     internal int QueuedSequences => _context?.Worker.Scheduler.Queued ?? 0;
 
-    /// <summary>The continuous-batching scheduler of the model thread (tests submit their own sequences to it).</summary>
-    internal BatchScheduler Scheduler => _context.Worker.Scheduler;
-
-    /// <summary>Work items the model worker has started (tests: proof that a request cancelled while queued never ran).</summary>
-    internal long WorkStarted => _context.Worker.Started;
+    /// <summary>The engine's parts: the one seam through which the test support looks inside (KVLink.TestSupport's EngineProbes).</summary>
+    internal EngineParts Parts => new(_context, _catalog, _requests);
 
     /// <summary>
     /// The id of a document. Without a caller-supplied <see cref="KvLinkDocument.Id"/> it is content-addressed: the same
@@ -337,14 +342,6 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>The prompt a request in <paramref name="mode"/> (default: the engine's) would use (documents resolved, caches not loaded); for inspection and tests.</summary>
-    /// <exception cref="ObjectDisposedException">The engine has been disposed.</exception>
-    internal async Task<PromptLayout> BuildLayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, ContextMode? mode = null, CancellationToken cancellationToken = default)
-    {
-        ThrowIfDisposed();
-        return await _requests.LayoutAsync(query, documentIds, linkTokens, mode ?? _options.Mode, cancellationToken).ConfigureAwait(false);
-    }
-
     /// <inheritdoc/>
     public ValueTask DisposeAsync()
     {
@@ -390,15 +387,6 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         return _indexer.PrecomputeAllAsync(documents, options, progress, cancellationToken);
     }
 #pragma warning restore RS0026
-
-    /// <summary>The kept conversation caches (tests; touched by requests only on the model thread).</summary>
-    internal SessionCache Sessions => _requests.Sessions.Cache;
-
-    /// <summary>Completes when the session writes started so far (<see cref="KvLinkOptions.PersistSessions"/>) have ended.</summary>
-    internal Task SessionWrites => _requests.Sessions.SessionWrites;
-
-    /// <summary>Documents in this engine's catalog now (bounded by <see cref="KvLinkOptions.DocumentCatalogCapacity"/>).</summary>
-    internal int CatalogCount => _catalog.Count;
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 }

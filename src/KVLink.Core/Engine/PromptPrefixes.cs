@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
 
@@ -21,12 +20,12 @@ internal sealed class PromptPrefixes(EngineContext c) : IDisposable
     // Guarded by _gate: placement (model thread) copies an entry while a finished encode (any thread) may evict another.
     private readonly LinkedList<Entry> _kept = new();
     private readonly Lock _gate = new();
-    private readonly ConcurrentDictionary<string, Lazy<Task>> _inflight = new();
+    private readonly SharedWork<string, bool> _inflight = new();
 
     /// <summary>
     /// Makes sure the first <paramref name="length"/> tokens of <paramref name="tokens"/> are kept, encoding them through
-    /// the scheduler when they are not; callers asking for the same prefix at once share one encode, which no caller's
-    /// cancellation stops (the others still wait for it).
+    /// the scheduler when they are not; callers asking for the same prefix at once share one encode, which stops only when
+    /// all of them have given up.
     /// </summary>
     public async Task EnsureAsync(IReadOnlyList<int> tokens, int length, CancellationToken ct)
     {
@@ -34,8 +33,7 @@ internal sealed class PromptPrefixes(EngineContext c) : IDisposable
         int[] prefix = [.. tokens.Take(length)];
         lock (_gate)
             if (Find(prefix) is not null) return;
-        var encode = _inflight.GetOrAdd(string.Join(',', prefix), key => new Lazy<Task>(() => EncodeAsync(key, prefix)));
-        await encode.Value.WaitAsync(ct).ConfigureAwait(false);
+        await _inflight.RunAsync(string.Join(',', prefix), cancel => EncodeAsync(prefix, cancel), ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -64,19 +62,13 @@ internal sealed class PromptPrefixes(EngineContext c) : IDisposable
         Add([.. tokens.Take(length)], keys.DetachFromDisposeScope(), values.DetachFromDisposeScope());
     }
 
-    private async Task EncodeAsync(string key, int[] prefix)
+    private async Task<bool> EncodeAsync(int[] prefix, CancellationToken cancel)
     {
-        try
-        {
-            var encode = new EncodeSequence(c.Model, prefix, background: false);
-            c.Worker.Scheduler.Submit(encode);
-            var (keys, values) = await encode.Task.ConfigureAwait(false);
-            Add(prefix, keys, values);
-        }
-        finally
-        {
-            _inflight.TryRemove(key, out _);
-        }
+        var encode = new EncodeSequence(c.Model, prefix, background: false, cancel);
+        c.Worker.Scheduler.Submit(encode);
+        var (keys, values) = await encode.Task.ConfigureAwait(false);
+        Add(prefix, keys, values);
+        return true;
     }
 
     private void Add(int[] prefix, Tensor keys, Tensor values)

@@ -139,6 +139,17 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         return sequence.Task;
     }
 
+    /// <summary>
+    /// Encodes the format's own prompt prefix (the one every question without system content shares) through the
+    /// scheduler and keeps it, so that the engine is ready when it is created: no request waits for it, and every one
+    /// places it. Blocks the caller until it is kept (one forward of a few dozen tokens).
+    /// </summary>
+    public void KeepDefaultPrefix()
+    {
+        var prefix = c.Format.Prefix(c.Tokenizer);
+        _prefixes.EnsureAsync(prefix, prefix.Count, CancellationToken.None).GetAwaiter().GetResult();
+    }
+
     /// <summary>The logprob collector of a request, or null when it asks for none.</summary>
     public TokenLogprobs? NewLogprobs(PreparedRequest r) => r.Options.Logprobs ? new TokenLogprobs(c.Tokenizer, r.Options.TopLogprobs) : null;
 
