@@ -109,7 +109,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         if (parts.Count == 1) { Leave(parts[0].Sequence, failure); return; }
         telemetry?.SchedulerStepFailed();
         // The batched forward failed, perhaps for one sequence's sake (its input, its cache): run each sequence's rows
-        // again alone, exactly the unbatched path, so only a sequence whose own forward fails gets the exception. The
+        // again alone (a step of one sequence), so only a sequence whose own forward fails gets the exception. The
         // failed attempt may have written some layers' keys and values for some sequences, but only at the slots of
         // their chunks, and a cache's length moves only once every layer has run, to what the rerun sets anyway; the
         // rerun writes those same slots in every layer before attending to them, so nothing of the failed attempt is read.
@@ -259,21 +259,12 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         return (parts, decoding);
     }
 
-    /// <summary>One forward over every part's rows; returns the logits [1, outputs, vocab] of the rows that asked for them, in order.</summary>
+    /// <summary>
+    /// One forward over every part's rows, one sequence or many alike (each attends to its own cache); returns the logits
+    /// [1, outputs, vocab] of the rows that asked for them, in order.
+    /// </summary>
     private Tensor? Forward(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, DecodeRows decode)
     {
-        if (parts.Count == 1)
-        {
-            // One sequence: exactly the unbatched path (the last layer computes only the last row).
-            var (s, c) = parts[0];
-            var cache = s.Cache!;
-            var step = model.Step(c.Positions, AttentionMasks.CausalOverSlots(c.Positions, KeyLength(cache, c), model.Device), cache, decode);
-            var ids = tensor(c.Tokens, [1, c.Tokens.Length], device: model.Device);
-            if (c.Output) return model.Forward(ids, step, lastOnly: true);
-            model.Hidden(ids, step, lastOnly: true);
-            return null;
-        }
-
         int rows = parts.Sum(p => p.Chunk.Positions.Length);
         var positions = new long[rows];
         var tokens = new long[rows];

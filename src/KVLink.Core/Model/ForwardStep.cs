@@ -3,21 +3,17 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>
-/// What every layer of one forward step shares: the new tokens' positions (which are also their
-/// cache slots), their RoPE angles, the attention mask and the cache to read and write.
+/// What every layer of one forward step shares: the new tokens' RoPE angles and how they attend. Either the rows of one
+/// or more sequences, each attending to its own cache (<paramref name="Sequences"/>: every cached forward, batched by the
+/// engine's scheduler or run alone), or a cache-free forward over the new tokens alone under <paramref name="Mask"/>
+/// (training and scoring).
 /// </summary>
-/// <param name="Slots">Positions of the new tokens, int64 [T].</param>
-/// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
 /// <param name="Cos">RoPE cos for the new tokens, fp32 [T, head_dim].</param>
 /// <param name="Sin">RoPE sin for the new tokens, fp32 [T, head_dim].</param>
-/// <param name="Mask">Bool [T, S]: true where query t may attend key s. Without a cache S = T (the new tokens);
-/// with a cache S = the cache length after this step, indexed by slot. A cache-free step over a padded batch of
-/// sequences may give each its own mask, bool [B, T, T] (batched training).</param>
-/// <param name="Cache">The KV cache, or null for a cache-free forward.</param>
-/// <param name="Sequences">Set for a batched step of several sequences: each attends its own rows to its own cache
-/// (<see cref="SequenceRows"/>), and <paramref name="Slots"/>, <paramref name="Mask"/> and <paramref name="Cache"/> are unused.</param>
-internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tensor Sin, Tensor Mask, AttentionCache? Cache,
-    IReadOnlyList<SequenceRows>? Sequences = null)
+/// <param name="Mask">A cache-free step's mask: bool [T, T], true where query t may attend key s, or one per sequence of
+/// a padded batch, bool [B, T, T] (batched training). Empty for a step of sequences.</param>
+/// <param name="Sequences">The sequences of a cached step (<see cref="SequenceRows"/>); null for a cache-free step.</param>
+internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnlyList<SequenceRows>? Sequences = null)
 {
     private readonly Dictionary<(int Start, int Rows, int G, ScalarType DType), Tensor> _folded = [];
 
@@ -33,7 +29,7 @@ internal sealed record ForwardStep(Tensor Slots, long MaxSlot, Tensor Cos, Tenso
     {
         if (_outputRows is null)
         {
-            var rows = (Sequences ?? throw new InvalidOperationException("Only a batched step has output rows."))
+            var rows = (Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows."))
                 .Where(r => r.Output).Select(r => (long)(r.Start + r.Count - 1)).ToArray();
             _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
             _outputRows.MoveToOtherDisposeScope(Cos);

@@ -41,22 +41,15 @@ internal sealed class LlamaAttention : nn.Module
 
         Tensor q, k, v;
         Tensor cos = step.Cos, sin = step.Sin;
-        if (lastOnly && step.Sequences is not null)
+        if (lastOnly && step.Sequences is null) throw new ArgumentException("Only a cached step (of sequences) can compute its last rows alone.", nameof(lastOnly));
+        if (lastOnly)
         {
-            // A batched step: every row's k and v, queries only for the rows whose output is wanted.
+            // Every row's k and v, queries only for the rows whose output is wanted (each sequence's last).
             var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
             (k, v) = (kv[0], kv[1]);
             var rows = step.OutputRows();
             q = _qkv.Forward(x.index_select(1, rows), step.Decode, first: 0, count: 1)[0];
             (cos, sin) = (cos.index_select(0, rows), sin.index_select(0, rows));
-        }
-        else if (lastOnly && t > 1)
-        {
-            // Every token's k and v (one GEMM), only the last token's q.
-            var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
-            (k, v) = (kv[0], kv[1]);
-            q = _qkv.Forward(x.narrow(1, t - 1, 1), step.Decode, first: 0, count: 1)[0];
-            (cos, sin) = (cos.narrow(0, t - 1, 1), sin.narrow(0, t - 1, 1));
         }
         else
         {
@@ -70,12 +63,7 @@ internal sealed class LlamaAttention : nn.Module
 
         Tensor o;
         if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, sequences, g, lastOnly);
-        else
-        {
-            if (step.Cache is not null) (k, v) = step.Cache.Update(_layer, step.Slots, step.MaxSlot, k, v);
-            var mask = step.FoldedMask((int)(t - tq), (int)tq, g, q.dtype);
-            o = GroupedAttention.Attend(q, k, v, mask, g);                                                    // [B, H, Tq, d]
-        }
+        else o = GroupedAttention.Attend(q, k, v, step.FoldedMask(0, (int)tq, g, q.dtype), g);           // cache-free: [B, H, T, d]
         o = o.transpose(1, 2).reshape(b, tq, _heads * _headDim);
         return o_proj.Forward(o, step.Decode).MoveToOuterDisposeScope();
     }

@@ -36,7 +36,7 @@ internal sealed class LlamaDecoderLayer : nn.Module
     public Tensor Forward(Tensor x, ForwardStep step, bool lastOnly)
     {
         using var scope = NewDisposeScope();
-        var residual = !lastOnly ? x : step.Sequences is null ? x.narrow(1, x.shape[1] - 1, 1) : x.index_select(1, step.OutputRows());
+        var residual = lastOnly ? x.index_select(1, step.OutputRows()) : x;
         // The residual adds go into the block outputs in place (no new tensor; the sum is the same).
         var h = self_attn.Forward(input_layernorm.call(x), step, lastOnly).add_(residual, HeldScalars.One);
         return mlp.Forward(post_attention_layernorm.call(h), step.Decode).add_(h, HeldScalars.One).MoveToOuterDisposeScope();

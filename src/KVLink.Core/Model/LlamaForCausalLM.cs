@@ -75,14 +75,18 @@ internal sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>
-    /// Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>; the leading
-    /// <paramref name="decode"/> rows are decoding rows (none by default).
+    /// Builds the per-step inputs for new tokens at <paramref name="positions"/> with <paramref name="mask"/>. With a
+    /// <paramref name="cache"/> it is a batched step of one sequence (<see cref="BatchStep"/>): every cached forward, the
+    /// scheduler's and a direct caller's alike, takes that one path. Without, it is a cache-free forward over the new
+    /// tokens alone (training, scoring), mask [T, T] or [B, T, T]. The leading <paramref name="decode"/> rows are decoding rows.
     /// </summary>
     public ForwardStep Step(long[] positions, Tensor mask, AttentionCache? cache, DecodeRows decode = default)
     {
-        var slots = tensor(positions, device: Device);
+        if (cache is not null)
+            return BatchStep(positions, [new SequenceRows(0, positions.Length, tensor(positions, device: Device), positions.Max(), mask, cache)], decode);
+        using var slots = tensor(positions, device: Device);
         var (cos, sin) = Rope.Angles(slots);
-        return new ForwardStep(slots, positions.Max(), cos, sin, mask, cache) { Decode = decode };
+        return new ForwardStep(cos, sin, mask) { Decode = decode };
     }
 
     /// <summary>
@@ -93,7 +97,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         using var slots = tensor(positions, device: Device);
         var (cos, sin) = Rope.Angles(slots);
-        return new ForwardStep(empty([0], ScalarType.Int64, Device), positions.Max(), cos, sin, empty([0], ScalarType.Bool, Device), null, sequences) { Decode = decode };
+        return new ForwardStep(cos, sin, empty([0], ScalarType.Bool, Device), sequences) { Decode = decode };
     }
 
     /// <summary>Final hidden states ([B, T, hidden]) of tokens ([B, T] int64) for one step.</summary>
@@ -107,7 +111,6 @@ internal sealed class LlamaForCausalLM : nn.Module
     public Tensor Hidden(Tensor tokens, ForwardStep step, bool lastOnly)
     {
         var h = model.Forward(tokens, step, lastOnly);
-        step.Cache?.Advance((int)step.MaxSlot + 1);
         if (step.Sequences is { } sequences)
             foreach (var s in sequences) s.Cache.Advance((int)s.MaxSlot + 1);
         return h;
