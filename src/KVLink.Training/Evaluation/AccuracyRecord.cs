@@ -99,5 +99,6 @@ public sealed record AccuracyRecord
     public AccuracyRecordRow? KvLink(int linkTokens) => Rows.FirstOrDefault(r => !r.FullPrefill && r.LinkTokens == linkTokens);
 
     /// <summary>The full-prefill row (the upper bound), or null.</summary>
+    [JsonIgnore]
     public AccuracyRecordRow? FullPrefill => Rows.FirstOrDefault(r => r.FullPrefill);
 }

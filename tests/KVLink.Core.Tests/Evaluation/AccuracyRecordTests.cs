@@ -60,6 +60,9 @@ public sealed class AccuracyRecordTests
             Rows = [new("KVLink5", false, 5, 91.2, 76.4), new("Full prefill", true, 0, 92.0, 77.0)],
         };
         record.Write(dir.Path);
+        // The file holds the record's fields and nothing derived from them.
+        using (var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(AccuracyRecord.PathIn(dir.Path))))
+            Assert.Equal(["checkpoint", "measured", "source", "command", "corpus_seed", "questions_per_kind", "rows"], json.RootElement.EnumerateObject().Select(p => p.Name));
         var read = AccuracyRecord.Read(dir.Path)!;
         Assert.Equal(record with { Rows = [] }, read with { Rows = [] });
         Assert.Equal(record.Rows, read.Rows);
