@@ -5,13 +5,22 @@
 // By default it runs the embedded demo model (models/kvlink-demo): a 1M-parameter Llama trained in this
 // repository, from scratch and on CPU, to answer questions about the fictional people, cities and companies of
 // the synthetic RAG corpus. Pass --model <folder> to run any Hugging Face Llama checkpoint instead.
+using System.Globalization;
 using KVLink.Demo;
 using KVLink.Core.Engine;
+using KVLink.Quickstart;
 using KVLink.Training.Evaluation;
 using KVLink.Core.Prompting;
 using KVLink.Training;
 
 string? modelPath = args.SkipWhile(a => a != "--model").Skip(1).FirstOrDefault();
+string? seedArg = args.SkipWhile(a => a != "--seed").Skip(1).FirstOrDefault();
+ulong drawSeed = HeldOutQuestions.DefaultDrawSeed;
+if (seedArg is not null && !ulong.TryParse(seedArg, NumberStyles.None, CultureInfo.InvariantCulture, out drawSeed))
+{
+    Console.Error.WriteLine($"--seed must be a non-negative integer (was '{seedArg}').");
+    return 1;
+}
 modelPath ??= DemoModel.FindFolder()
     ?? throw new DirectoryNotFoundException("models/kvlink-demo was not found: run from the repository, or pass --model <checkpoint folder>.");
 
@@ -23,9 +32,16 @@ await using var engine = await DemoModel.LoadEngineAsync(modelPath, options);
 Console.WriteLine($"Model: {modelPath}");
 Console.WriteLine($"       {engine.ModelId}, {engine.Options.DType}; prompt format {engine.PromptFormat.Name}");
 
-// Six held-out questions of the synthetic corpus (never seen in training), each with its own 5-10 documents:
-// the facts are invented per question, so the answer can only come from the documents.
-var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 2026, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = 3 }).Eval;
+// The model's measured accuracy, recorded next to its weights by the measurement that wrote docs/accuracy.md (the
+// KVLink.Demo package ships it with the model). It also names the held-out split it was measured on.
+var record = AccuracyRecord.Read(modelPath);
+// Six questions drawn at random (fixed seed) from that held-out split (never seen in training), each with its own 5-10
+// documents: the facts are invented per question, so the answer can only come from the documents. Without a record
+// (another checkpoint), the demo recipe's split: corpus seed 1234, 500 questions of each kind.
+ulong corpusSeed = record?.CorpusSeed ?? 1234;
+int splitPerKind = record?.QuestionsPerKind ?? 500;
+var questions = HeldOutQuestions.Draw(corpusSeed, splitPerKind, drawSeed);
+Console.WriteLine($"Questions: {questions.Count} drawn at random (seed {drawSeed}) from the held-out split ({splitPerKind} single-hop + {splitPerKind} two-hop questions of the synthetic corpus, seed {corpusSeed})");
 var kvlink = new KvLinkGenerationOptions { Mode = ContextMode.KvLink, MaxNewTokens = 24 };
 var full = kvlink with { Mode = ContextMode.FullPrefill };
 int correct = 0;
@@ -60,9 +76,24 @@ for (int i = 0; i < questions.Count; i++)
 }
 Console.WriteLine();
 Console.WriteLine($"KVLink5 answered {correct}/{questions.Count} correctly. Mean TTFT: KVLink {kvlinkTotal / questions.Count:F2} ms vs full prefill {fullTotal / questions.Count:F2} ms ({fullTotal / kvlinkTotal:F1}x), same prompts, same run.");
-if (modelPath == DemoModel.FindFolder())
-    Console.WriteLine("docs/accuracy.md measures the demo models on held-out questions (KVLink and full prefill, and each slot policy).");
+Console.WriteLine(RecordedAccuracy(record, options.LinkTokens));
 Console.WriteLine("The demo model is tiny and its prompts short; docs/benchmarks.md measures TTFT on a Llama-3.2-1B-shaped model at 1k-10k tokens.");
+
+return 0;
+
+// Six questions are too few to judge a model by: the measured accuracy on the whole split, beside the count above.
+static string RecordedAccuracy(AccuracyRecord? record, int linkTokens)
+{
+    var kvlink = record?.KvLink(linkTokens);
+    if (record is null || kvlink is null)
+        return "This model has no accuracy record (accuracy.json); docs/accuracy.md measures the demo models on the held-out split.";
+    var full = record.FullPrefill;
+    string upper = full is null ? "" : $"; full prefill {Pct(full.SingleHopPercent)} / {Pct(full.TwoHopPercent)}";
+    return $"Measured on the whole split ({record.QuestionsPerKind} + {record.QuestionsPerKind} questions, {record.Measured:yyyy-MM-dd}; {record.Source}): " +
+        $"KVLink{linkTokens} {Pct(kvlink.SingleHopPercent)} single-hop, {Pct(kvlink.TwoHopPercent)} two-hop{upper}.";
+}
+
+static string Pct(double percent) => percent.ToString("F1", CultureInfo.InvariantCulture) + " %";
 
 static string Clean(string s)
 {

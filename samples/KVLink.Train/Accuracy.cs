@@ -28,8 +28,9 @@ internal static class Accuracy
         [.. SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = seed, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = perKind })
             .Eval.Select(q => new EvalQuestion(q.Sample.Documents, q.Sample.Question, [q.Gold], q.Kind == SyntheticQuestionKind.SingleHop ? "single-hop" : "two-hop"))];
 
-    /// <summary>Evaluates every row; returns the markdown table and logs progress.</summary>
-    public static async Task<string> RunAsync(IReadOnlyList<Row> rows, IReadOnlyList<EvalQuestion> questions, int maxNewTokens, Action<string> log)
+    /// <summary>Evaluates every row; returns the markdown table, logs progress and hands each row's accuracy to <paramref name="onRow"/>.</summary>
+    public static async Task<string> RunAsync(IReadOnlyList<Row> rows, IReadOnlyList<EvalQuestion> questions, int maxNewTokens, Action<string> log,
+        Action<Row, RagAccuracy>? onRow = null)
     {
         var kinds = questions.Select(q => q.Kind ?? RagEvaluator.AllKind).Distinct().Order(StringComparer.Ordinal).ToList();
         var sb = new StringBuilder();
@@ -48,6 +49,7 @@ internal static class Accuracy
             string line = $"| {row.Method} | {RelativeName(row.Checkpoint)} | {(row.Mode == ContextMode.FullPrefill ? "full prefill" : "KVLink caches")} | {row.LinkTokens} | {cells} | {acc.Overall.ToString("F1", CultureInfo.InvariantCulture)} |";
             log(line);
             sb.AppendLine(line);
+            onRow?.Invoke(row, acc);
         }
         return sb.ToString();
     }

@@ -20,13 +20,20 @@ internal static class AccuracyCommand
         int maxNew = o.Int("max-new-tokens", 24);
         var questions = Accuracy.SyntheticEval(new DemoRecipe().Seed, perKind);
         var clock = Stopwatch.StartNew();
-        string table = await Accuracy.RunAsync(Accuracy.DemoRows(models), questions, maxNew, DemoRecipe.Log);
+        string shipped = Path.GetFullPath(Path.Combine(models, KVLink.Demo.DemoModel.FolderName));
+        var shippedRows = new List<AccuracyRecordRow>();
+        string table = await Accuracy.RunAsync(Accuracy.DemoRows(models), questions, maxNew, DemoRecipe.Log, (row, acc) =>
+        {
+            if (Path.GetFullPath(row.Checkpoint) == shipped)
+                shippedRows.Add(ShippedAccuracy.Row(row.Method, row.Mode == ContextMode.FullPrefill, row.LinkTokens, acc));
+        });
         string report = $"""
             {table}
             Measured {DateTime.UtcNow:yyyy-MM-dd} in one run of {clock.Elapsed:m\:ss} min on {Environment.ProcessorCount} CPU cores ({RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.ProcessArchitecture}), greedy decoding through `KvLinkEngine`, at most {maxNew} new tokens, Float32, {perKind} questions of each kind.
             {(trainingNote is null ? "" : "\n" + trainingNote + "\n")}
             """;
         string path = DemoRecipe.WriteMarkedSection("accuracy.md", "Accuracy", Begin, End, report);
+        ShippedAccuracy.Write(models, "accuracy table", perKind, shippedRows);
         Console.WriteLine(report);
         DemoRecipe.Log($"table written to {path}");
     }

@@ -41,6 +41,7 @@ internal static class SlotPolicyCommand
         var sb = new StringBuilder();
         sb.AppendLine($"| method | checkpoint | header | mode | caches per document | {string.Join(" | ", kinds.Select(kind => $"{kind} (n={questions.Count(q => (q.Kind ?? RagEvaluator.AllKind) == kind)})"))} | overall | verdicts unlike Exact's | computed / prompt tokens per query |");
         sb.AppendLine($"|---|---|---|---|---|{string.Concat(kinds.Select(_ => "---|"))}---|---|---|");
+        var shippedRows = new List<AccuracyRecordRow>();
         bool[]? exact = null; // each question's verdict under Exact: a paired comparison, finer than the two percentages
         var clock = Stopwatch.StartNew();
         foreach (var row in rows)
@@ -57,6 +58,7 @@ internal static class SlotPolicyCommand
             string line = $"| {row.Method} | models/{Path.GetFileName(row.Folder)} | {row.Header} | {mode} | {row.CachesPerDocument} | {cells} | " +
                 $"{acc.Overall.ToString("F1", CultureInfo.InvariantCulture)} | {unlike} | {(double)acc.ComputedTokens / n:F1} / {(double)acc.PromptTokens / n:F1} |";
             DemoRecipe.Log(line + $" ({acc.Elapsed:mm\\:ss})");
+            if (row.Folder == free) shippedRows.Add(ShippedAccuracy.Row(row.Method, row.Mode == ContextMode.FullPrefill, row.Mode == ContextMode.KvLink ? k : 0, acc));
             sb.AppendLine(line);
         }
         string report = $"""
@@ -64,6 +66,7 @@ internal static class SlotPolicyCommand
             Measured {DateTime.UtcNow:yyyy-MM-dd} in one run of {clock.Elapsed:m\:ss} min on {Environment.ProcessorCount} CPU cores ({RuntimeInformation.OSDescription.Trim()}, {RuntimeInformation.ProcessArchitecture}; load average at start {LoadAverage()}), greedy decoding through `KvLinkEngine`, at most {maxNew} new tokens, Float32, {perKind} questions of each kind, K = {k}.
             """;
         string path = DemoRecipe.WriteMarkedSection("accuracy.md", "Accuracy", Begin, End, report);
+        ShippedAccuracy.Write(models, "slot-policy table", perKind, shippedRows);
         Console.WriteLine(report);
         DemoRecipe.Log($"table written to {path}");
     }
