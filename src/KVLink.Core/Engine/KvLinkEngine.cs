@@ -1,7 +1,6 @@
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
 using KVLink.Core.Generation;
-using KVLink.Core.Hosting;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;

@@ -16,7 +16,7 @@ internal sealed record LoadedCheckpoint(LlamaForCausalLM Model, LlamaTokenizer T
     {
         // Before the tokenizer and the weights: a wrong path or a missing runtime package is named as such, not as a
         // missing tokenizer or a native loader error.
-        CheckpointFolder.ThrowIfMissing(folder);
+        IO.CheckpointFolder.ThrowIfMissing(folder);
         Native.TorchSharpLoader.EnsureRuntime();
         var device = KvLinkDevices.Resolve(options.Device);
         var tokenizer = LlamaTokenizer.FromCheckpointFolder(folder);
