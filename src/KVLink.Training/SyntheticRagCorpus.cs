@@ -4,47 +4,6 @@ using KVLink.Core.Prompting;
 
 namespace KVLink.Training;
 
-/// <summary>The kind of a synthetic question.</summary>
-public enum SyntheticQuestionKind
-{
-    /// <summary>Answered by one document (a person's birthplace or employer).</summary>
-    SingleHop,
-
-    /// <summary>Needs two documents (a person's document names a city or company whose own document holds the answer).</summary>
-    TwoHop,
-}
-
-/// <summary>A generated question: the QA sample, its kind, the prompt slots of the supporting documents and the gold answer.</summary>
-/// <param name="Sample">The documents (gold and distractors, shuffled), the question and the trained response: the supporting
-/// facts restated as sentences ("Zorvan was born in Quelmar. Quelmar is a city in Vostria."), so a two-hop answer names its
-/// bridge entity first (a one-step chain of thought).</param>
-/// <param name="Kind">Single- or two-hop.</param>
-/// <param name="SupportingSlots">Slots (0-based) of the documents needed to answer, in reasoning order.</param>
-/// <param name="Gold">The gold answer the metric looks for (for single-hop questions, the response itself).</param>
-public sealed record SyntheticRagQuestion(QaSample Sample, SyntheticQuestionKind Kind, IReadOnlyList<int> SupportingSlots, string Gold);
-
-/// <summary>Sizes and seed of a synthetic corpus.</summary>
-public sealed record SyntheticRagCorpusOptions
-{
-    /// <summary>Seed; the same options always give the same corpus.</summary>
-    public ulong Seed { get; init; } = 1234;
-
-    /// <summary>Training questions of each kind.</summary>
-    public int TrainQuestionsPerKind { get; init; } = 2000;
-
-    /// <summary>Evaluation questions of each kind.</summary>
-    public int EvalQuestionsPerKind { get; init; } = 500;
-
-    /// <summary>Fewest documents per question.</summary>
-    public int MinDocuments { get; init; } = 5;
-
-    /// <summary>Most documents per question.</summary>
-    public int MaxDocuments { get; init; } = 10;
-
-    /// <summary>Most follow-up questions (other facts of the same documents) attached to a training question.</summary>
-    public int MaxFollowUps { get; init; } = 8;
-}
-
 /// <summary>
 /// A deterministic, seeded synthetic RAG corpus about fictional people, cities, countries and companies. Names come from a
 /// fixed lexicon (<see cref="Lexicon"/>), but every question draws its own facts — who was born where, who works for whom,
@@ -278,42 +237,5 @@ public sealed class SyntheticRagCorpus
                 if (used.Add(name)) return name;
             }
         }
-    }
-}
-
-/// <summary>The fixed names of the synthetic corpus: fictional, pronounceable, unique across all four lists.</summary>
-/// <param name="People">Person names.</param>
-/// <param name="Cities">City names.</param>
-/// <param name="Companies">Company names.</param>
-/// <param name="Countries">Country names.</param>
-public sealed record SyntheticLexicon(string[] People, string[] Cities, string[] Companies, string[] Countries)
-{
-    private static readonly string[] Onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kl", "tr", "sh", "th"];
-    private static readonly string[] Vowels = ["a", "e", "i", "o", "u", "ae", "ou"];
-    private static readonly string[] Codas = ["n", "r", "l", "s", "x", "m"];
-
-    /// <summary>Every name, in list order.</summary>
-    public IEnumerable<string> All => People.Concat(Cities).Concat(Companies).Concat(Countries);
-
-    internal static SyntheticLexicon Create()
-    {
-        // A fixed seed, independent of the corpus seed: every corpus shares one lexicon, so one tokenizer fits them all.
-        var r = new TrainingRandom(0x1E_C0DE);
-        var names = new HashSet<string>(StringComparer.Ordinal);
-        string[] Make(int count, Func<string> make) => [.. Enumerable.Range(0, count).Select(_ =>
-        {
-            while (true)
-            {
-                string n = make();
-                if (names.Add(n)) return n;
-            }
-        })];
-        string Syllable() => Onsets[r.Next(Onsets.Length)] + Vowels[r.Next(Vowels.Length)];
-        string Cap(string s) => char.ToUpperInvariant(s[0]) + s[1..];
-        var people = Make(300, () => Cap(Syllable() + Syllable() + Codas[r.Next(Codas.Length)]));
-        var cities = Make(100, () => Cap(Syllable() + Syllable()) + new[] { "port", "vale", "holm", "burg", "mere", "ford" }[r.Next(6)]);
-        var companies = Make(60, () => Cap(Syllable() + Codas[r.Next(Codas.Length)]) + new[] { "corp", "tek", "works", "labs" }[r.Next(4)]);
-        var countries = Make(24, () => Cap(Syllable() + Syllable()) + new[] { "ia", "land", "stan" }[r.Next(3)]);
-        return new SyntheticLexicon(people, cities, companies, countries);
     }
 }

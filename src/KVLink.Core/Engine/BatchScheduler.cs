@@ -131,7 +131,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         {
             // The decoding sequences' rows (first in the step) go through the decode kernel (int8 weights with
             // DecodeWithInt8Weights), prompt rows never: a token's numbers then do not depend on whether a prompt shared its step.
-            logits = Forward(parts, new DecodeRows(decoding, options.DecodeWithInt8Weights));
+            logits = StepForward.Run(model, parts, new DecodeRows(decoding, options.DecodeWithInt8Weights));
         }
         catch (Exception e) { return e; }
         // Recorded before the sequences advance: a request completed by this step finds its steps already counted.
@@ -258,35 +258,6 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             }
         return (parts, decoding);
     }
-
-    /// <summary>
-    /// One forward over every part's rows, one sequence or many alike (each attends to its own cache); returns the logits
-    /// [1, outputs, vocab] of the rows that asked for them, in order.
-    /// </summary>
-    private Tensor? Forward(List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, DecodeRows decode)
-    {
-        int rows = parts.Sum(p => p.Chunk.Positions.Length);
-        var positions = new long[rows];
-        var tokens = new long[rows];
-        var sequences = new SequenceRows[parts.Count];
-        int start = 0;
-        for (int i = 0; i < parts.Count; i++)
-        {
-            var (s, c) = parts[i];
-            int n = c.Positions.Length;
-            c.Positions.CopyTo(positions, start);
-            c.Tokens.CopyTo(tokens, start);
-            sequences[i] = new SequenceRows(start, n, tensor(c.Positions, device: model.Device), c.Positions.Max(),
-                AttentionMasks.CausalOverSlots(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
-            start += n;
-        }
-        // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
-        var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences, decode), lastOnly: true);
-        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden, decode) : null;
-    }
-
-    /// <summary>Keys a chunk attends over: every slot written or placed so far up to its last position.</summary>
-    private static int KeyLength(AttentionCache cache, ScheduledSequence.Chunk c) => (int)Math.Max(cache.Length, c.Positions.Max() + 1);
 
     private void Leave(ScheduledSequence s, Exception? error)
     {

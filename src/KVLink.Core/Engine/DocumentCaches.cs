@@ -8,8 +8,8 @@ namespace KVLink.Core.Engine;
 
 /// <summary>
 /// Document caches: precompute, find a stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>),
-/// or encode it on the model thread once however many callers ask at the same time, and store it. Also the document
-/// tokens a slot uses, compressed when the document's kept fraction is below 1.
+/// or encode it through the scheduler (<see cref="EncodeSequence"/>) once however many callers ask at the same time, and
+/// store it. Also the document tokens a slot uses, compressed when the document's kept fraction is below 1.
 /// </summary>
 internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
 {
@@ -113,8 +113,8 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         RequestTokens.Of(c, catalog, conversation, documents, tokenSlot);
 
     /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed on the model thread
-    /// when its kept fraction is below 1. KVLink mode tokenizes the cache's slot (<see cref="EngineContext.CacheSlot"/>), full
-    /// prefill the document's own.</summary>
+    /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the cache's slot
+    /// (<see cref="EngineContext.CacheSlot"/>) in KVLink mode, the document's own in full prefill.</summary>
     public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, DocumentTokens tokens, CancellationToken ct) =>
         !tokens.Compressed ? tokens.Full
             : await c.Worker.Run(() => Tokens(id, document, tokens.Slot, tokens.Full, tokens.HeaderLength), ct).ConfigureAwait(false);

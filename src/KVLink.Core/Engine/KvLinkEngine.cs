@@ -1,14 +1,9 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
-using System.Threading.Channels;
 using KVLink.Core.Caching;
 using KVLink.Core.Diagnostics;
 using KVLink.Core.Generation;
-using KVLink.Core.Hosting;
 using KVLink.Core.Model;
 using KVLink.Core.Prompting;
 using KVLink.Core.Tokenization;
-using static TorchSharp.torch;
 
 namespace KVLink.Core.Engine;
 
@@ -21,7 +16,7 @@ namespace KVLink.Core.Engine;
 /// </summary>
 /// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), document
 /// caches and in-flight encodes (<see cref="DocumentCaches"/>), request execution and the prefix cache
-/// (<see cref="RequestRunner"/>) and corpus indexing (<see cref="CorpusIndexer"/>) each live in their own type.</remarks>
+/// (<see cref="RequestRunner"/>), each call's telemetry and streaming (<see cref="GenerationCalls"/>) and corpus indexing (<see cref="CorpusIndexer"/>) each live in their own type.</remarks>
 public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 {
     private readonly EngineContext _context;
@@ -29,22 +24,17 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     private readonly DocumentCaches _documents;
     private readonly RequestRunner _requests;
     private readonly CorpusIndexer _indexer;
+    private readonly GenerationCalls _calls;
     private readonly EngineTelemetry _telemetry;
+    private readonly KvLinkOptions _options;
     private readonly bool _ownsModel;
     private volatile bool _disposed;
-
-    /// <summary>Creates an engine over a loaded model and tokenizer.</summary>
-    /// <exception cref="ArgumentException">Invalid options (the message names the setting).</exception>
-    internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options = null, IKvCacheStore? store = null)
-        : this(model, tokenizer, options, store, null)
-    {
-    }
 
     /// <summary>Creates an engine over a loaded model and tokenizer that logs and records metrics through <paramref name="diagnostics"/>.</summary>
     /// <exception cref="ArgumentException">Invalid options (the message names the setting), or a prompt format whose
     /// link-token or marker ids do not fit the tokenizer (see <see cref="PromptFormat.Validate"/>).</exception>
     /// <exception cref="InvalidDataException">The tokenizer has token ids at or above the model's vocab_size.</exception>
-    internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options, IKvCacheStore? store, KvLinkDiagnostics? diagnostics)
+    internal KvLinkEngine(LlamaForCausalLM model, LlamaTokenizer tokenizer, KvLinkOptions? options = null, IKvCacheStore? store = null, KvLinkDiagnostics? diagnostics = null)
         : this(model, tokenizer, options, store, diagnostics, format: null, ownsModel: false, choice: null)
     {
     }
@@ -79,20 +69,17 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         _documents = new DocumentCaches(_context, _catalog);
         _requests = new RequestRunner(_context, _documents);
         _indexer = new CorpusIndexer(_context, _documents);
+        _calls = new GenerationCalls(_requests, _telemetry, ThrowIfDisposed);
         try
         {
             _requests.KeepDefaultPrefix(); // the shared prompt prefix, encoded through the scheduler before any request
         }
         catch
         {
-            _context.Worker.Dispose();
-            _requests.Dispose();
-            _telemetry.Dispose();
+            DisposeParts();
             throw;
         }
     }
-
-    private readonly KvLinkOptions _options;
 
     /// <summary>
     /// Loads a Hugging Face checkpoint folder (config.json, safetensors, tokenizer.json or original/tokenizer.model)
@@ -113,24 +100,14 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         options.Validate();
         return Task.Run(() =>
         {
-            // Before the tokenizer and the weights: a wrong path or a missing runtime package is named as such, not as a
-            // missing tokenizer or a native loader error.
-            CheckpointFolder.ThrowIfMissing(checkpointFolder);
-            Native.TorchSharpLoader.EnsureRuntime();
-            var device = KvLinkDevices.Resolve(options.Device);
-            var tokenizer = LlamaTokenizer.FromCheckpointFolder(checkpointFolder);
-            // Auto: bf16 where the hardware computes it natively, else float32 (a calibration GEMM decides where the tier cannot).
-            var choice = ComputeDTypeChoice.Resolve(options, device);
-            var model = LlamaCheckpoint.Load(checkpointFolder, choice.ScalarType, device);
+            var loaded = LoadedCheckpoint.Load(checkpointFolder, options);
             try
             {
-                // A folder may carry the prompt settings it was trained with (kvlink_prompt.json, as the demo model does).
-                var format = options.PromptFormat ?? PromptSettingsFile.StoredFormat(checkpointFolder, tokenizer);
-                return new KvLinkEngine(model, tokenizer, options, store, diagnostics, format, ownsModel: true, choice) { ModelId = CheckpointName.Of(checkpointFolder) };
+                return new KvLinkEngine(loaded.Model, loaded.Tokenizer, options, store, diagnostics, loaded.Format, ownsModel: true, loaded.Choice) { ModelId = loaded.ModelId };
             }
             catch
             {
-                model.Dispose();
+                loaded.Model.Dispose();
                 throw;
             }
         }, cancellationToken);
@@ -165,10 +142,8 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 
     /// <summary>Sequences (generation requests and document encodes) in the scheduler's running batch (the kvlink.scheduler gauges).</summary>
     internal int RunningSequences => _context?.Worker.Scheduler.Running ?? 0;
-
     /// <summary>Sequences waiting for admission to the running batch (the kvlink.scheduler gauges).</summary>
     internal int QueuedSequences => _context?.Worker.Scheduler.Queued ?? 0;
-
     /// <summary>The engine's parts: the one seam through which the test support looks inside (KVLink.TestSupport's EngineProbes).</summary>
     internal EngineParts Parts => new(_context, _catalog, _requests);
 
@@ -230,25 +205,13 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// </summary>
     /// <exception cref="KeyNotFoundException">A document id is unknown (never precomputed in this store).</exception>
     /// <exception cref="ArgumentException">Empty query, too many documents for the link-token ids, or a context longer than the model's positions.</exception>
-    public async Task<GenerationResult> GenerateAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null, CancellationToken cancellationToken = default)
-    {
-        var clock = Stopwatch.StartNew();
-        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
-        try
-        {
-            ThrowIfDisposed();
-            var request = await _requests.PrepareAsync(query, documentIds!, options, clock, cancellationToken).ConfigureAwait(false);
-            var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
-            return result;
-        }
-        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-    }
+    public Task<GenerationResult> GenerateAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+        _calls.RunAsync(query, documentIds, options, cancellationToken);
 
     /// <summary>Like <see cref="GenerateAsync"/>, streaming text deltas; the last update carries the full result.</summary>
     public IAsyncEnumerable<GenerationUpdate> GenerateStreamingAsync(string query, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
         CancellationToken cancellationToken = default) =>
-        StreamAsync(() => _requests.PrepareAsync(query, documentIds!, options, Stopwatch.StartNew(), cancellationToken), documentIds?.Count ?? 0, cancellationToken);
+        _calls.StreamAsync(query, documentIds, options, cancellationToken);
 
     /// <summary>
     /// Answers the last user message of a conversation from the documents <paramref name="documentIds"/>, with the whole
@@ -262,96 +225,40 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
     /// <exception cref="NotSupportedException">A message has a role or content the prompt cannot carry (tools, images), or the prompt format has no conversation layout.</exception>
     public Task<GenerationResult> ChatAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds, GenerationOptions? options = null,
         CancellationToken cancellationToken = default) =>
-        ChatCoreAsync(() => ChatTranscript.Read(messages), documentIds, options, cancellationToken);
+        _calls.RunAsync(() => ChatTranscript.Read(messages), documentIds, options, cancellationToken);
 
     /// <summary>Like <see cref="ChatAsync(IEnumerable{Microsoft.Extensions.AI.ChatMessage}, IReadOnlyList{string}, GenerationOptions?, CancellationToken)"/>,
     /// for a conversation the chat client has already read (a transcript is read once).</summary>
     internal Task<GenerationResult> AnswerAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds, GenerationOptions? options,
         CancellationToken cancellationToken) =>
-        ChatCoreAsync(() => conversation, documentIds, options, cancellationToken);
-
-    private async Task<GenerationResult> ChatCoreAsync(Func<ConversationPrompt> read, IReadOnlyList<string> documentIds, GenerationOptions? options,
-        CancellationToken cancellationToken)
-    {
-        var clock = Stopwatch.StartNew();
-        using var activity = _telemetry.StartGenerate(documentIds?.Count ?? 0, streaming: false);
-        try
-        {
-            ThrowIfDisposed();
-            var request = await _requests.PrepareAsync(read(), documentIds!, options, clock, cancellationToken, keepSession: true).ConfigureAwait(false);
-            var result = await _requests.Start(request, null, cancellationToken).ConfigureAwait(false);
-            _telemetry.Generated(activity, request.Mode, request.Options, documentIds!.Count, result);
-            return result;
-        }
-        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-    }
+        _calls.RunAsync(() => conversation, documentIds, options, cancellationToken);
 
     /// <summary>Like <see cref="ChatAsync(IEnumerable{Microsoft.Extensions.AI.ChatMessage}, IReadOnlyList{string}, GenerationOptions?, CancellationToken)"/>, streaming text deltas; the last update carries the full result.</summary>
     public IAsyncEnumerable<GenerationUpdate> ChatStreamingAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, IReadOnlyList<string> documentIds,
         GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
-        StreamAsync(() => _requests.PrepareAsync(ChatTranscript.Read(messages), documentIds!, options, Stopwatch.StartNew(), cancellationToken, keepSession: true),
-            documentIds?.Count ?? 0, cancellationToken);
+        _calls.StreamAsync(() => ChatTranscript.Read(messages), documentIds, options, cancellationToken);
 
     /// <summary>Streaming <see cref="AnswerAsync"/>.</summary>
     internal IAsyncEnumerable<GenerationUpdate> AnswerStreamingAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds,
         GenerationOptions? options, CancellationToken cancellationToken) =>
-        StreamAsync(() => _requests.PrepareAsync(conversation, documentIds!, options, Stopwatch.StartNew(), cancellationToken, keepSession: true),
-            documentIds?.Count ?? 0, cancellationToken);
-
-    private async IAsyncEnumerable<GenerationUpdate> StreamAsync(Func<Task<PreparedRequest>> prepare, int documentCount,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var clock = Stopwatch.StartNew();
-        using var activity = _telemetry.StartGenerate(documentCount, streaming: true);
-        PreparedRequest request;
-        try
-        {
-            ThrowIfDisposed();
-            request = await prepare().ConfigureAwait(false);
-        }
-        catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-        // A consumer that stops reading early cancels the rest of the generation.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var deltas = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        // Deltas arrive on the model thread, one token per scheduler step, already cleaned and stop-matched (TextEmitter).
-        var run = _requests.Start(request, u => deltas.Writer.TryWrite(u), stop.Token);
-        // Finished, failed or cancelled (even while queued): the emitter has flushed, so close the channel.
-        _ = run.ContinueWith(_ => deltas.Writer.TryComplete(), TaskScheduler.Default);
-
-        // No catch can sit around a yield return: a stream cancelled or abandoned (the consumer stopped reading) leaves
-        // the loop without reaching the outcome below, and the finally records it as cancelled.
-        bool recorded = false;
-        try
-        {
-            await foreach (var update in deltas.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                cancellationToken.ThrowIfCancellationRequested(); // buffered deltas are not delivered after cancellation
-                yield return update;
-            }
-            GenerationResult final;
-            recorded = true; // from here on, the run's own outcome is recorded: its result or its exception
-            try { final = await run.ConfigureAwait(false); }
-            catch (Exception e) when (_telemetry.GenerateFailed(activity, e, clock.Elapsed)) { throw; }
-            _telemetry.Generated(activity, request.Mode, request.Options, documentCount, final);
-            yield return new GenerationUpdate("", final);
-        }
-        finally
-        {
-            if (!run.IsCompleted) stop.Cancel();
-            if (!recorded) _telemetry.GenerateFailed(activity, new OperationCanceledException(cancellationToken), clock.Elapsed);
-        }
-    }
+        _calls.StreamAsync(() => conversation, documentIds, options, cancellationToken);
 
     /// <inheritdoc/>
     public ValueTask DisposeAsync()
     {
         if (_disposed) return ValueTask.CompletedTask;
         _disposed = true;
+        DisposeParts();
+        if (_ownsModel) Model.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    // Queued work finishes, then the model thread stops; the engine's own parts go after it.
+    private void DisposeParts()
+    {
         _context.Worker.Dispose();
         _requests.Dispose();
         _telemetry.Dispose();
-        if (_ownsModel) Model.Dispose();
-        return ValueTask.CompletedTask;
     }
 
     /// <summary>Same as <see cref="DisposeAsync"/> (which completes synchronously): lets queued work finish, then stops the model thread.</summary>

@@ -4,11 +4,11 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Generation;
 
 /// <summary>
-/// The decode phase shared by every prefill strategy: sample from the last logits, feed the token back
-/// one position further, repeat until a stop token, the token budget or the cache's end.
-/// <see cref="Next"/> is the one place where a token is chosen and the end decided; the engine's scheduler runs the
-/// forward steps, batched with other sequences (the test support's <c>DirectDecode</c> runs one sequence alone).
-/// Synchronous by design: TorchSharp dispose scopes are thread-local, so a step never awaits.
+/// The choices of the decode phase, shared by every prefill strategy: sample each token from the last logits and end at
+/// a stop token, the token budget or the cache's end. <see cref="Next"/> is the one place where a token is chosen and the
+/// end decided; it runs no forward itself: the engine's scheduler feeds each token back in its next step, batched with
+/// other sequences (the test support's <c>DirectDecode</c> feeds one sequence alone). Called where the logits live, inside
+/// their dispose scope, on the model thread.
 /// </summary>
 internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, GenerationOptions options, IReadOnlySet<int> stopTokens,
     TokenLogprobs? logprobs = null)

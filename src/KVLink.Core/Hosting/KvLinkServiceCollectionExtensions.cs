@@ -108,8 +108,7 @@ public static class KvLinkServiceCollectionExtensions
 
         services.AddOptions<KvLinkOptions>(builder.OptionsName).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KvLinkOptions>, KvLinkOptionsValidator>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KvLinkOptions>, KvLinkContentRoot>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KvLinkOptions>, KvLinkHostClock>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<KvLinkOptions>, KvLinkHostDefaults>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, KvLinkEngineLoader>());
 
         if (name is null)

@@ -19,7 +19,7 @@ internal static class LlamaCheckpoint
     public static LlamaForCausalLM Load(string folder, ScalarType dtype = ScalarType.BFloat16, Device? device = null)
     {
         Native.TorchSharpLoader.EnsureRuntime();
-        CheckpointFolder.ThrowIfMissing(folder);
+        IO.CheckpointFolder.ThrowIfMissing(folder);
         string configPath = Path.Combine(folder, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"Checkpoint folder '{folder}' has no config.json.", configPath);
         var config = LlamaConfig.Load(configPath);

@@ -51,16 +51,8 @@ internal sealed record LlamaConfig
     /// kind or outside <see cref="LlamaConfigLimits"/>; the message names the file and the field.</exception>
     public static LlamaConfig Load(string path)
     {
-        byte[] bytes = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes);
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes);
-            return FromJson(doc.RootElement, path);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON: {e.Message}", e);
-        }
+        using var doc = IO.UntrustedJson.ParseObject(IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes), path);
+        return FromJson(doc.RootElement, path);
     }
 
     /// <summary>Builds a config from an already-parsed <c>config.json</c> element.</summary>

@@ -34,25 +34,16 @@ internal static class PromptSettingsFile
     {
         string path = Path.Combine(folder, FileName);
         if (!File.Exists(path)) return null;
-        byte[] bytes = IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes);
-        try
-        {
-            using var doc = JsonDocument.Parse(bytes);
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: the root is not a JSON object.");
-            // A present but unusable value is an error: silently using the published prompt would change the answers.
-            string? system = !root.TryGetProperty("system_text", out var s) || s.ValueKind == JsonValueKind.Null ? null
-                : s.ValueKind == JsonValueKind.String ? s.GetString() : throw new InvalidDataException($"{path}: 'system_text' must be a string.");
-            bool slotFree = !root.TryGetProperty("document_header", out var h) || h.ValueKind == JsonValueKind.Null ? false
-                : h.ValueKind == JsonValueKind.String && h.GetString() == SlotFreeHeader ? true
-                : h.ValueKind == JsonValueKind.String && h.GetString() == NumberedHeader ? false
-                : throw new InvalidDataException($"{path}: 'document_header' must be \"{NumberedHeader}\" or \"{SlotFreeHeader}\" (is {h.GetRawText()}).");
-            return new Settings(system, slotFree);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: invalid JSON: {e.Message}", e);
-        }
+        using var doc = IO.UntrustedJson.ParseObject(IO.UntrustedFile.ReadAllBytes(path, IO.UntrustedFile.SmallJsonMaxBytes), path);
+        var root = doc.RootElement;
+        // A present but unusable value is an error: silently using the published prompt would change the answers.
+        string? system = !root.TryGetProperty("system_text", out var s) || s.ValueKind == JsonValueKind.Null ? null
+            : s.ValueKind == JsonValueKind.String ? s.GetString() : throw new InvalidDataException($"{path}: 'system_text' must be a string.");
+        bool slotFree = !root.TryGetProperty("document_header", out var h) || h.ValueKind == JsonValueKind.Null ? false
+            : h.ValueKind == JsonValueKind.String && h.GetString() == SlotFreeHeader ? true
+            : h.ValueKind == JsonValueKind.String && h.GetString() == NumberedHeader ? false
+            : throw new InvalidDataException($"{path}: 'document_header' must be \"{NumberedHeader}\" or \"{SlotFreeHeader}\" (is {h.GetRawText()}).");
+        return new Settings(system, slotFree);
     }
 
     /// <summary>Writes the settings file (the document header always, so the file says how the model was trained).</summary>

@@ -133,7 +133,7 @@ public sealed class LlamaTokenizer
     public static LlamaTokenizer FromCheckpointFolder(string dir)
     {
         ArgumentNullException.ThrowIfNull(dir);
-        Model.CheckpointFolder.ThrowIfMissing(dir);
+        IO.CheckpointFolder.ThrowIfMissing(dir);
         var config = TokenizerConfigFile.TryRead(dir);
         string json = Path.Combine(dir, "tokenizer.json");
         string tiktoken = Path.Combine(dir, "original", "tokenizer.model");

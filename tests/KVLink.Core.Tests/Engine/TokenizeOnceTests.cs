@@ -3,7 +3,6 @@ using KVLink.Core.Engine;
 using KVLink.Core.Generation;
 using KVLink.Core.Prompting;
 using Microsoft.Extensions.AI;
-using KVLink.Core.Hosting;
 
 namespace KVLink.Core.Tests.Engine;
 

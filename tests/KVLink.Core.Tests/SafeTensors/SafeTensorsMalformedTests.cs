@@ -51,8 +51,8 @@ public sealed class SafeTensorsMalformedTests : IDisposable
     /// <summary>Case id, header JSON (or null for a raw-bytes case), expected message fragment, tensor named in the message.</summary>
     public static TheoryData<string, string, string, string?> BadHeaders => new()
     {
-        { "bad-json", "{\"a\":", "not valid JSON", null },
-        { "trailing-garbage", "{} x", "not valid JSON", null },
+        { "bad-json", "{\"a\":", "header: invalid JSON", null },
+        { "trailing-garbage", "{} x", "header: invalid JSON", null },
         { "root-array", "[]", "root is not a JSON object", null },
         { "root-string", "\"x\"", "root is not a JSON object", null },
         { "entry-number", "{\"w.entry\":5}", "entry is not a JSON object", "w.entry" },

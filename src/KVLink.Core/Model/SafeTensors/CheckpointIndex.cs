@@ -17,19 +17,8 @@ internal static class CheckpointIndex
     {
         // Same cap as a safetensors header: an index is a small map of names.
         byte[] bytes = IO.UntrustedFile.ReadAllBytes(indexPath, SafeTensorsFile.MaxHeaderBytes);
-        JsonDocument doc;
-        try
+        using (var doc = IO.UntrustedJson.ParseObject(bytes, indexPath))
         {
-            doc = JsonDocument.Parse(bytes);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{indexPath}: invalid JSON: {e.Message}", e);
-        }
-
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw SafeTensorsHeader.Bad(indexPath, "root is not a JSON object");
             if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw SafeTensorsHeader.Bad(indexPath, "weight_map is missing or not a JSON object");
 

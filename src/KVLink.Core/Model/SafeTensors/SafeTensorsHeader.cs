@@ -40,21 +40,9 @@ internal sealed class SafeTensorsHeader
         // Checked explicitly so that the message says "UTF-8" rather than a parser position.
         if (!Utf8.IsValid(json.Span)) throw Bad(path, "header is not valid UTF-8");
 
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path}: header is not valid JSON: {e.Message}", e);
-        }
-
-        using (doc)
+        using (var doc = IO.UntrustedJson.ParseObject(json, path, "header"))
         {
             var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw Bad(path, "header root is not a JSON object");
-
             var tensors = new Dictionary<string, SafeTensorInfo>(StringComparer.Ordinal);
             Dictionary<string, string>? metadata = null;
             foreach (var property in root.EnumerateObject())

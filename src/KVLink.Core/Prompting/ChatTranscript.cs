@@ -1,7 +1,6 @@
-using KVLink.Core.Prompting;
 using Microsoft.Extensions.AI;
 
-namespace KVLink.Core.Hosting;
+namespace KVLink.Core.Prompting;
 
 /// <summary>
 /// Reads a Microsoft.Extensions.AI message list as a KVLink conversation: system messages (and the caller's instructions)

@@ -1,6 +1,6 @@
-using KVLink.Core.Model;
+using KVLink.Core.Tokenization;
 
-namespace KVLink.Core.Tokenization;
+namespace KVLink.Core.Model;
 
 /// <summary>
 /// Where a tokenizer and a model meet: every id the tokenizer can produce must be a row of the model's embedding,

@@ -1,4 +1,4 @@
-namespace KVLink.Core.Model;
+namespace KVLink.Core.IO;
 
 /// <summary>The first check on a checkpoint folder, shared by every loader so a wrong path reads the same everywhere.</summary>
 internal static class CheckpointFolder
