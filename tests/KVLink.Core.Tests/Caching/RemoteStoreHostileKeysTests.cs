@@ -24,7 +24,7 @@ public sealed class RemoteStoreHostileKeysTests(GarnetFixture garnet)
         new(_sent.Wrap(garnet.Connection), new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, MaxEntryBytes = maxEntryBytes });
 
     private DistributedCacheKvCacheStore Distributed(long maxEntryBytes = 1L << 30) =>
-        new(_sent.Wrap(garnet.DistributedCache), new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, MaxEntryBytes = maxEntryBytes });
+        new(_sent.Wrap(garnet.DistributedCache), new ChunkedKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, MaxEntryBytes = maxEntryBytes });
 
     /// <summary>The store's manifest key for <paramref name="key"/>.</summary>
     private static string ManifestKey(IKvCacheStore store, KvCacheKey key) =>
