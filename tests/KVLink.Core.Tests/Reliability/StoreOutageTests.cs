@@ -147,7 +147,7 @@ public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper out
             Assert.Contains(option, e.Message, StringComparison.Ordinal);
         }
         Check(() => new MemoryKvCacheStore(new() { ByteBudget = -1 }), "MemoryKvCacheStoreOptions.ByteBudget");
-        Check(() => new MemoryKvCacheStore(new() { Policy = (KvCacheEvictionPolicy)42 }), "MemoryKvCacheStoreOptions.Policy");
+        Check(() => new MemoryKvCacheStore(new() { Policy = (MemoryKvCacheStoreOptions.EvictionPolicy)42 }), "MemoryKvCacheStoreOptions.Policy");
         string dir = _dir.File("opts");
         Check(() => new FileKvCacheStore(dir, new() { ByteBudget = -5 }), "FileKvCacheStoreOptions.ByteBudget");
         Check(() => new FileKvCacheStore(dir, new() { StaleTempFileAge = TimeSpan.FromSeconds(-1) }), "FileKvCacheStoreOptions.StaleTempFileAge");
