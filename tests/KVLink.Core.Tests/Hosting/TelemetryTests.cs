@@ -32,7 +32,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         public Exported(string engine)
         {
             _engine = engine;
-            _provider = Sdk.CreateMeterProviderBuilder().AddMeter(KvLinkDiagnostics.MeterName).AddInMemoryExporter(_snapshots).Build();
+            _provider = Sdk.CreateMeterProviderBuilder().AddMeter(KvLinkTelemetry.MeterName).AddInMemoryExporter(_snapshots).Build();
         }
 
         /// <summary>Collects now (cumulative values) and keeps only this test's engine's points.</summary>
@@ -204,7 +204,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         services.AddKvLink(fixture.Configure);
         await using var sp = services.BuildServiceProvider();
         var engine = sp.GetRequiredService<KvLinkEngine>();
-        Assert.Contains(factory.Meters, meter => meter.Name == KvLinkDiagnostics.MeterName);
+        Assert.Contains(factory.Meters, meter => meter.Name == KvLinkTelemetry.MeterName);
         // One set of instruments per factory, however many engines use it.
         Assert.Same(KvLinkInstruments.For(factory), KvLinkInstruments.For(factory));
         Assert.Same(factory.Meters.Single(), KvLinkInstruments.For(factory).Meter);
@@ -252,7 +252,7 @@ public sealed class TelemetryTests(CheckpointFixture fixture) : IClassFixture<Ch
         var stopped = new ConcurrentQueue<Activity>();
         using var listener = new ActivityListener
         {
-            ShouldListenTo = s => s.Name == KvLinkDiagnostics.ActivitySourceName,
+            ShouldListenTo = s => s.Name == KvLinkTelemetry.ActivitySourceName,
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
             ActivityStopped = a => { if (Equals(a.GetTagItem(KvLinkTelemetry.EngineTag), name)) stopped.Enqueue(a); },
         };
