@@ -34,6 +34,18 @@ public class PackageBoundaryTests
     }
 
     [Fact]
+    public void The_shipped_packages_see_only_the_public_API_of_KVLink_Core()
+    {
+        // A consumer may update one package and not another: a package built on Core's internals could then break at run
+        // time. So the shipped siblings (Redis, Cuda, AspNetCore) build on the public API, with no InternalsVisibleTo (#26).
+        var friends = Core.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>().Select(a => a.AssemblyName).ToList();
+        Assert.Contains("KVLink.Core.Tests", friends); // the check sees the attributes
+        Assert.DoesNotContain("KVLink.Core.Redis", friends);
+        Assert.DoesNotContain("KVLink.Core.Cuda", friends);
+        Assert.DoesNotContain("KVLink.AspNetCore", friends);
+    }
+
+    [Fact]
     public void KVLink_Core_does_not_reference_StackExchange_Redis()
     {
         Assert.DoesNotContain(Core.GetReferencedAssemblies(), a => a.Name!.StartsWith("StackExchange.Redis", StringComparison.Ordinal));
