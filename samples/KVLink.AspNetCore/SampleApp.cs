@@ -36,8 +36,8 @@ public static class SampleApp
         {
             ResponseWriter = (context, report) =>
             {
-                context.Response.ContentType = KvLinkHealthResponse.ContentType;
-                return KvLinkHealthResponse.WriteJsonAsync(context.Response.Body, report, context.RequestAborted);
+                context.Response.ContentType = KvLinkServiceCollectionExtensions.HealthContentType;
+                return report.WriteKvLinkJsonAsync(context.Response.Body, context.RequestAborted);
             },
         });
 

@@ -27,7 +27,7 @@ public static class KvLinkCudaExtensions
         }
         options.Device = $"cuda:{cuda.DeviceIndex}";
         if (cuda.BFloat16) options.DType = ComputeDType.BFloat16;
-        options.CacheTransfer = cuda.PinnedHostStaging ? new PinnedHostStagingTransfer() : null;
+        options.CacheTransfer = cuda.PinnedHostStaging ? new PinnedHostStagingTransfer().ToDevice : null;
         return options;
     }
 

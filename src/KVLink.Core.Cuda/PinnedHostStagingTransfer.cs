@@ -8,15 +8,16 @@ namespace KVLink.Core.Cuda;
 /// Moves caches held in CPU memory to a CUDA device through page-locked (pinned) host memory with an
 /// asynchronous copy, so the transfer runs at full PCIe bandwidth and overlaps with queuing the next copy.
 /// Entries already on the device, and any target that is not CUDA, are passed through untouched.
-/// Runs on the engine's model thread inside the request's dispose scope (see <see cref="IKvCacheTransfer"/>).
+/// <c>UseCuda()</c> sets its <see cref="ToDevice"/> as <see cref="Engine.KvLinkOptions.CacheTransfer"/>, which runs on the
+/// engine's model thread inside the request's dispose scope.
 /// </summary>
 /// <remarks>
 /// Each request pins a fresh copy; stores that keep entries pinned (or on the device) avoid that copy. A pooled
 /// pinned buffer is the next step. This path can only be exercised on a CUDA machine.
 /// </remarks>
-public sealed class PinnedHostStagingTransfer : IKvCacheTransfer
+public sealed class PinnedHostStagingTransfer
 {
-    /// <inheritdoc/>
+    /// <summary>Keys and values of <paramref name="entry"/> ready to copy into a cache on <paramref name="device"/>: staged copies for a CPU entry and a CUDA device, else the entry's own tensors.</summary>
     public (Tensor Keys, Tensor Values) ToDevice(DocumentKvCache entry, Device device)
     {
         ArgumentNullException.ThrowIfNull(entry);

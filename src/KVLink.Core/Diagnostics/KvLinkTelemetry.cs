@@ -3,18 +3,16 @@ using System.Diagnostics;
 namespace KVLink.Core.Diagnostics;
 
 /// <summary>
-/// The names to subscribe to: every instrument of the library is on the meter <see cref="MeterName"/> and every span
-/// on the activity source <see cref="ActivitySourceName"/> (instruments, tags and spans are listed in docs/observability.md).
-/// With OpenTelemetry: <c>.WithMetrics(m =&gt; m.AddMeter(KvLinkTelemetry.MeterName))</c> and
-/// <c>.WithTracing(t =&gt; t.AddSource(KvLinkTelemetry.ActivitySourceName))</c>.
+/// The library's activity source and the tags of its instruments and spans; the names to subscribe to are public on
+/// <see cref="KvLinkDiagnostics"/> (instruments, tags and spans are listed in docs/observability.md).
 /// </summary>
-public static class KvLinkTelemetry
+internal static class KvLinkTelemetry
 {
-    /// <summary>Name of the <see cref="System.Diagnostics.Metrics.Meter"/> every instrument belongs to.</summary>
-    public const string MeterName = "KVLink.Core";
+    /// <summary>Name of the meter every instrument belongs to (<see cref="KvLinkDiagnostics.MeterName"/>).</summary>
+    internal const string MeterName = KvLinkDiagnostics.MeterName;
 
-    /// <summary>Name of the <see cref="System.Diagnostics.ActivitySource"/> of precompute, generate and index spans.</summary>
-    public const string ActivitySourceName = "KVLink.Core";
+    /// <summary>Name of the activity source of precompute, generate and index spans (<see cref="KvLinkDiagnostics.ActivitySourceName"/>).</summary>
+    internal const string ActivitySourceName = KvLinkDiagnostics.ActivitySourceName;
 
     /// <summary>The activity source (spans <c>kvlink.precompute</c>, <c>kvlink.generate</c>, <c>kvlink.index</c>).</summary>
     internal static ActivitySource ActivitySource { get; } = new(ActivitySourceName, typeof(KvLinkTelemetry).Assembly.GetName().Version?.ToString());

@@ -100,7 +100,7 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
         var prefixTime = r.Clock.Elapsed - prefixStart; // a copy
         var transfer = c.Options.CacheTransfer;
         var (load, rerotate) = DocumentPlacement.Place(c.Model, cache, layout,
-            [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer.ToDevice(e, c.Model.Device))]);
+            [.. r.Entries.Select(e => transfer is null ? (e.Keys, e.Values) : transfer(e, c.Model.Device))]);
         int documentsEnd = layout.Documents.Count > 0 ? layout.Documents[^1].Start + layout.Documents[^1].Length : layout.PrefixLength;
         var sessionStart = r.Clock.Elapsed;
         sessions.Adopt(r.SessionKey, r.PersistedSession);

@@ -85,10 +85,13 @@ public sealed class KvLinkOptions
     public string? Device { get; set; }
 
     /// <summary>
-    /// How stored caches reach the model's device on each request; null copies them directly (right for CPU).
-    /// KVLink.Core.Cuda supplies pinned host staging for caches held in CPU stores. Not bindable from configuration.
+    /// How stored caches reach the model's device on each request: given a stored entry and the model's device, the keys
+    /// and values to copy into the request's cache; null copies them straight from the entry (right for CPU).
+    /// KVLink.Core.Cuda's <c>UseCuda()</c> sets pinned host staging for caches held in CPU stores. It is called on the
+    /// engine's model thread inside the request's dispose scope: tensors it creates are freed when the request ends, and
+    /// it must not dispose or change the entry's own tensors. Not bindable from configuration.
     /// </summary>
-    internal IKvCacheTransfer? CacheTransfer { get; set; }
+    public Func<DocumentKvCache, TorchSharp.torch.Device, (TorchSharp.torch.Tensor Keys, TorchSharp.torch.Tensor Values)>? CacheTransfer { get; set; }
 
     /// <summary>
     /// Most documents the engine remembers in memory (text and title, least recently used first out); default 10,000.

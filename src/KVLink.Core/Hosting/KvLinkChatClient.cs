@@ -7,11 +7,11 @@ using Microsoft.Extensions.AI;
 namespace KVLink.Core.Hosting;
 
 /// <summary>
-/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatClientExtensions.AsIChatClient"/>.
+/// <see cref="IChatClient"/> over a <see cref="KvLinkEngine"/>, created by <see cref="KvLinkChatExtensions.AsIChatClient"/>.
 /// The whole conversation reaches the model (<see cref="KvLinkEngine.ChatAsync"/>): system messages and
 /// <see cref="ChatOptions.Instructions"/> are added to the format's trained system text, earlier turns are laid out as
 /// in docs/prompt-format.md, and the last user message is the question. The documents are the precomputed ids set with
-/// <see cref="KvLinkChatOptionsExtensions.WithDocuments"/>. How every <see cref="ChatOptions"/> property is treated is
+/// <see cref="KvLinkChatExtensions.WithDocuments"/>. How every <see cref="ChatOptions"/> property is treated is
 /// listed in docs/conversations.md; a property that would change the answer and cannot be honoured is refused, not dropped.
 /// </summary>
 internal sealed class KvLinkChatClient : IChatClient
@@ -143,7 +143,7 @@ internal sealed class KvLinkChatClient : IChatClient
     }
 
     private static AdditionalPropertiesDictionary? Extra(GenerationResult result) =>
-        result.ConversationId is { } id ? new() { [KvLinkChatOptionsExtensions.ConversationKey] = id } : null;
+        result.ConversationId is { } id ? new() { [KvLinkChatExtensions.ConversationKey] = id } : null;
 
     private static ChatFinishReason Finish(FinishReason reason) => reason switch
     {

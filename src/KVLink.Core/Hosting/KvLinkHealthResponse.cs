@@ -4,17 +4,8 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KVLink.Core.Hosting;
 
-/// <summary>
-/// Writes a <see cref="HealthReport"/> as JSON with every check's data (for KVLink's check: engine, model, loaded,
-/// queue length, store, reachability, entries), where ASP.NET Core's default writer prints only "Healthy". Wire it as
-/// the health endpoint's response writer:
-/// <c>app.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = (c, r) =&gt; { c.Response.ContentType = KvLinkHealthResponse.ContentType; return KvLinkHealthResponse.WriteJsonAsync(c.Response.Body, r, c.RequestAborted); } })</c>.
-/// </summary>
-/// <remarks>
-/// Shape: <c>{"status":"Healthy","duration_ms":1.2,"checks":{"kvlink":{"status":"Healthy","description":"...","duration_ms":1.1,"data":{...}}}}</c>.
-/// Exceptions are not written (their messages may hold paths); a check's description says what failed.
-/// </remarks>
-public static class KvLinkHealthResponse
+/// <summary>The JSON writer of <see cref="KvLinkServiceCollectionExtensions.WriteKvLinkJsonAsync"/>.</summary>
+internal static class KvLinkHealthResponse
 {
     /// <summary>The content type of what <see cref="WriteJsonAsync"/> writes.</summary>
     public const string ContentType = "application/json; charset=utf-8";

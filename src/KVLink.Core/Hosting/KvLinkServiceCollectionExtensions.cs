@@ -16,7 +16,7 @@ namespace KVLink.Core.Hosting;
 /// <summary>
 /// Registers KVLink engines: <see cref="KvLinkEngine"/>, its <see cref="IKvCacheStore"/> (an in-memory store unless one is
 /// registered or chosen with <see cref="KvLinkBuilder.UseStore(Func{IServiceProvider, IKvCacheStore})"/>) and an
-/// <see cref="IChatClient"/> (<see cref="KvLinkChatClientExtensions.AsIChatClient"/>). Options are validated, every failure
+/// <see cref="IChatClient"/> (<see cref="KvLinkChatExtensions.AsIChatClient"/>). Options are validated, every failure
 /// at once, when first used and at host start (<c>ValidateOnStart</c>); with <see cref="KvLinkOptions.LoadOnStart"/> (the
 /// default) a hosted service loads the model when the host starts. Metrics go to the container's <see cref="IMeterFactory"/>.
 /// </summary>
@@ -27,6 +27,9 @@ public static class KvLinkServiceCollectionExtensions
 {
     /// <summary>The logger category of engines created by the container.</summary>
     public const string LoggerCategory = "KVLink.Core.Engine";
+
+    /// <summary>The content type of what <see cref="WriteKvLinkJsonAsync"/> writes.</summary>
+    public const string HealthContentType = KvLinkHealthResponse.ContentType;
 
     /// <summary>Registers the default KVLink engine configured by <paramref name="configure"/> (which must set <see cref="KvLinkOptions.ModelPath"/>).</summary>
     public static KvLinkBuilder AddKvLink(this IServiceCollection services, Action<KvLinkOptions>? configure = null)
@@ -90,6 +93,17 @@ public static class KvLinkServiceCollectionExtensions
                     : $"AddKvLinkHealthCheck(\"{engineName}\"): no KVLink engine is registered under that key; call services.AddKeyedKvLink(\"{engineName}\", ...).")),
             failureStatus, tags));
     }
+
+    /// <summary>
+    /// Writes <paramref name="report"/> to <paramref name="stream"/> as one JSON object (UTF-8, <see cref="HealthContentType"/>)
+    /// with every check's data (for KVLink's check: engine, model, loaded, queue length, store, reachability, entries), where
+    /// ASP.NET Core's default writer prints only "Healthy". Wire it as the health endpoint's response writer (docs/observability.md):
+    /// <c>ResponseWriter = (c, r) =&gt; { c.Response.ContentType = KvLinkServiceCollectionExtensions.HealthContentType; return r.WriteKvLinkJsonAsync(c.Response.Body, c.RequestAborted); }</c>.
+    /// Shape: <c>{"status":"Healthy","duration_ms":1.2,"checks":{"kvlink":{"status":"Healthy","description":"...","duration_ms":1.1,"data":{...}}}}</c>.
+    /// Exceptions are not written (their messages may hold paths); a check's description says what failed.
+    /// </summary>
+    public static Task WriteKvLinkJsonAsync(this HealthReport report, Stream stream, CancellationToken cancellationToken = default) =>
+        KvLinkHealthResponse.WriteJsonAsync(stream, report, cancellationToken);
 
     private static void Bind(IConfiguration configuration, KvLinkOptions options) =>
         configuration.Bind(options, b => b.ErrorOnUnknownConfiguration = true);

@@ -17,7 +17,7 @@ public class PackageBoundaryTests
     private static readonly Assembly Core = typeof(KvLinkEngine).Assembly;
 
     [Fact]
-    public void KVLink_Core_exports_at_most_about_40_types()
+    public void KVLink_Core_exports_at_most_44_types()
     {
         var exported = Core.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName).Order(StringComparer.Ordinal).ToList();
         // 44: SlotPolicy (#15), the one setting a caller of a numbered-header checkpoint must be able to choose;
@@ -25,7 +25,24 @@ public class PackageBoundaryTests
         // 45: KvLinkRuntimeInfo (#24), what the engine computes with (CPU tier, dtype and why, decode kernel) for hosts' diagnostics.
         // 47: KvLinkCheckpointReport (#27: checking a folder before loading it, with its Inspect) and KvLinkHealthResponse
         // (#27: /health with the check's data, which Core cannot write through ASP.NET Core's types).
-        Assert.True(exported.Count <= 47, $"{exported.Count} public types: {string.Join(", ", exported)}");
+        // 44 (#26): ChunkedKvCacheStore and ChunkedKvCacheStoreOptions, the public base the Redis and IDistributedCache stores
+        // share (the Redis package builds on Core's public API), in; out: DistributedCacheKvCacheStoreOptions (the shared
+        // options are its settings), KvLinkTelemetry (its names are KvLinkDiagnostics constants), KvLinkChatClientExtensions and
+        // KvLinkChatOptionsExtensions (one KvLinkChatExtensions), KvLinkHealthResponse (an extension beside AddKvLinkHealthCheck),
+        // KvCacheEvictionPolicy (nested: MemoryKvCacheStoreOptions.EvictionPolicy).
+        Assert.True(exported.Count <= 44, $"{exported.Count} public types: {string.Join(", ", exported)}");
+    }
+
+    [Fact]
+    public void The_shipped_packages_see_only_the_public_API_of_KVLink_Core()
+    {
+        // A consumer may update one package and not another: a package built on Core's internals could then break at run
+        // time. So the shipped siblings (Redis, Cuda, AspNetCore) build on the public API, with no InternalsVisibleTo (#26).
+        var friends = Core.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>().Select(a => a.AssemblyName).ToList();
+        Assert.Contains("KVLink.Core.Tests", friends); // the check sees the attributes
+        Assert.DoesNotContain("KVLink.Core.Redis", friends);
+        Assert.DoesNotContain("KVLink.Core.Cuda", friends);
+        Assert.DoesNotContain("KVLink.AspNetCore", friends);
     }
 
     [Fact]

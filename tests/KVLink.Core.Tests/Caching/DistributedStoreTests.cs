@@ -13,7 +13,7 @@ public sealed class DistributedStoreTests(GarnetFixture garnet)
     private IKvCacheStore Create(string kind, TimeSpan? ttl = null, int chunkBytes = 4096) => kind switch
     {
         "redis" => new RedisKvCacheStore(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl }),
-        "distributed" => new DistributedCacheKvCacheStore(garnet.DistributedCache, new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl }),
+        "distributed" => new DistributedCacheKvCacheStore(garnet.DistributedCache, new ChunkedKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl }),
         _ => throw new ArgumentException(kind),
     };
 

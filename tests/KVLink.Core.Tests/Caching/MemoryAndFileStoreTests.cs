@@ -20,7 +20,7 @@ public sealed class MemoryAndFileStoreTests : IDisposable
     [Fact]
     public async Task Lru_evicts_the_least_recently_used_and_respects_the_budget()
     {
-        using var store = new MemoryKvCacheStore(new() { ByteBudget = 3 * EntryBytes, Policy = KvCacheEvictionPolicy.Lru });
+        using var store = new MemoryKvCacheStore(new() { ByteBudget = 3 * EntryBytes, Policy = MemoryKvCacheStoreOptions.EvictionPolicy.Lru });
         var keys = await Fill(store, 3);
         (await store.GetAsync(keys[0]))!.Dispose();          // e0 now more recent than e1
         using (var e = CacheTestData.Entry(CacheTestData.Key("new"))) await store.PutAsync(e.Key, e);
@@ -33,7 +33,7 @@ public sealed class MemoryAndFileStoreTests : IDisposable
     [Fact]
     public async Task Lfu_evicts_the_least_frequently_used()
     {
-        using var store = new MemoryKvCacheStore(new() { ByteBudget = 3 * EntryBytes, Policy = KvCacheEvictionPolicy.Lfu });
+        using var store = new MemoryKvCacheStore(new() { ByteBudget = 3 * EntryBytes, Policy = MemoryKvCacheStoreOptions.EvictionPolicy.Lfu });
         var keys = await Fill(store, 3);
         for (int i = 0; i < 3; i++) (await store.GetAsync(keys[0]))!.Dispose();
         (await store.GetAsync(keys[2]))!.Dispose();
@@ -49,7 +49,7 @@ public sealed class MemoryAndFileStoreTests : IDisposable
     public async Task Cost_aware_keeps_entries_that_save_more_recompute_per_byte()
     {
         // Same bytes per token, but bf16 entries cost half the bytes for the same tokens: they are worth more per byte.
-        using var store = new MemoryKvCacheStore(new() { ByteBudget = 4 * EntryBytes, Policy = KvCacheEvictionPolicy.CostAware });
+        using var store = new MemoryKvCacheStore(new() { ByteBudget = 4 * EntryBytes, Policy = MemoryKvCacheStoreOptions.EvictionPolicy.CostAware });
         var cheap = CacheTestData.Key("bf16");
         using (var e = CacheTestData.Entry(cheap, tokens: 14, dtype: ScalarType.BFloat16)) await store.PutAsync(cheap, e);  // 3,584 bytes for 14 tokens
         var dear = CacheTestData.Key("fp32");

@@ -23,7 +23,7 @@ public sealed class StoreContractTests(GarnetFixture garnet) : IDisposable
         "memory" => new MemoryKvCacheStore(),
         "file" => new FileKvCacheStore(Path.Combine(_folder, "file")),
         "redis" => new RedisKvCacheStore(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, OperationTimeout = Patient }),
-        "distributed" => new DistributedCacheKvCacheStore(garnet.DistributedCache, new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, OperationTimeout = Patient }),
+        "distributed" => new DistributedCacheKvCacheStore(garnet.DistributedCache, new ChunkedKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = 4096, OperationTimeout = Patient }),
         "tiered" => new TieredKvCacheStore(new MemoryKvCacheStore(), new FileKvCacheStore(Path.Combine(_folder, "tier-file")),
             new RedisKvCacheStore(garnet.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix + "x", OperationTimeout = Patient })),
         _ => throw new ArgumentException(kind),

@@ -21,7 +21,7 @@ public abstract class ClusterStoreTests(ClusterFixture fixture)
     protected IKvCacheStore Create(string kind, int chunkBytes = 4096, TimeSpan? ttl = null) => kind switch
     {
         "redis" => new RedisKvCacheStore(fixture.Connection, new RedisKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl, OperationTimeout = Bound }),
-        "distributed" => new DistributedCacheKvCacheStore(fixture.DistributedCache, new DistributedCacheKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl, OperationTimeout = Bound }),
+        "distributed" => new DistributedCacheKvCacheStore(fixture.DistributedCache, new ChunkedKvCacheStoreOptions { KeyPrefix = _prefix, ChunkBytes = chunkBytes, TimeToLive = ttl, OperationTimeout = Bound }),
         _ => throw new ArgumentException(kind),
     };
 

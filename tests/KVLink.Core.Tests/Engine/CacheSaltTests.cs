@@ -168,9 +168,9 @@ public sealed class CacheSaltTests(CheckpointFixture fixture) : IClassFixture<Ch
         Assert.True(other.Usage!.CachedInputTokenCount < first.Usage.InputTokenCount, $"cached {other.Usage.CachedInputTokenCount}, first prompt {first.Usage.InputTokenCount}");
 
         Assert.Throws<ArgumentException>(() => new ChatOptions().WithCacheSalt(""));
-        var json = new ChatOptions { AdditionalProperties = new() { [KvLinkChatOptionsExtensions.CacheSaltKey] = System.Text.Json.JsonDocument.Parse("\"s1\"").RootElement } };
+        var json = new ChatOptions { AdditionalProperties = new() { [KvLinkChatExtensions.CacheSaltKey] = System.Text.Json.JsonDocument.Parse("\"s1\"").RootElement } };
         Assert.Equal("s1", json.GetCacheSalt());
-        json.AdditionalProperties[KvLinkChatOptionsExtensions.CacheSaltKey] = 42;
+        json.AdditionalProperties[KvLinkChatExtensions.CacheSaltKey] = 42;
         Assert.Throws<ArgumentException>(() => json.GetCacheSalt());
         Assert.Null(new ChatOptions().GetCacheSalt());
         // A salt from the options' raw representation applies too; one set on ChatOptions wins over it.

@@ -176,9 +176,9 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
         Assert.Equal(["a", "b"], new ChatOptions().WithDocuments(new List<string> { "a", "b" }).GetDocuments());
 
         // As it arrives after JSON (de)serialisation, e.g. from a web request.
-        var json = new ChatOptions { AdditionalProperties = new() { [KvLinkChatOptionsExtensions.DocumentsKey] = JsonDocument.Parse("[\"x\",\"y\"]").RootElement } };
+        var json = new ChatOptions { AdditionalProperties = new() { [KvLinkChatExtensions.DocumentsKey] = JsonDocument.Parse("[\"x\",\"y\"]").RootElement } };
         Assert.Equal(["x", "y"], json.GetDocuments());
-        json.AdditionalProperties[KvLinkChatOptionsExtensions.DocumentsKey] = 42;
+        json.AdditionalProperties[KvLinkChatExtensions.DocumentsKey] = 42;
         Assert.Throws<ArgumentException>(() => json.GetDocuments());
         Assert.Throws<ArgumentException>(() => new ChatOptions().WithDocuments("a", " "));
 
@@ -200,7 +200,7 @@ public sealed class ChatClientTests(CheckpointFixture fixture) : IClassFixture<C
         Assert.Equal(raw.Usage.PromptTokens, raw.PromptTokenIds.Count);
         // The model's name, not the DI key: the checkpoint folder's name (the synthetic checkpoint has no _name_or_path).
         Assert.Equal(Path.GetFileName(fixture.Folder), response.ModelId);
-        Assert.Equal(raw.ConversationId, response.AdditionalProperties![KvLinkChatOptionsExtensions.ConversationKey]);
+        Assert.Equal(raw.ConversationId, response.AdditionalProperties![KvLinkChatExtensions.ConversationKey]);
     }
 
     [Fact]

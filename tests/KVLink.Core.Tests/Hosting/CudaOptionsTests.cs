@@ -15,7 +15,7 @@ public sealed class CudaOptionsTests(CheckpointFixture fixture) : IClassFixture<
         var o = new KvLinkOptions { DType = ComputeDType.Float32 }.UseCuda(c => c.DeviceIndex = 1);
         Assert.Equal("cuda:1", o.Device);
         Assert.Equal(ComputeDType.BFloat16, o.DType);
-        Assert.IsType<PinnedHostStagingTransfer>(o.CacheTransfer);
+        Assert.IsType<PinnedHostStagingTransfer>(o.CacheTransfer?.Target);
         o.Validate();
 
         var keep = new KvLinkOptions { DType = ComputeDType.Float16 }.UseCuda(c => { c.BFloat16 = false; c.PinnedHostStaging = false; });

@@ -48,7 +48,7 @@ public sealed class HealthResponseTests(CheckpointFixture fixture) : IClassFixtu
     private static async Task<JsonDocument> WriteAsync(HealthReport report)
     {
         using var stream = new MemoryStream();
-        await KvLinkHealthResponse.WriteJsonAsync(stream, report);
+        await report.WriteKvLinkJsonAsync(stream);
         return JsonDocument.Parse(stream.ToArray());
     }
 }

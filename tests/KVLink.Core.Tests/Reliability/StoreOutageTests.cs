@@ -147,7 +147,7 @@ public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper out
             Assert.Contains(option, e.Message, StringComparison.Ordinal);
         }
         Check(() => new MemoryKvCacheStore(new() { ByteBudget = -1 }), "MemoryKvCacheStoreOptions.ByteBudget");
-        Check(() => new MemoryKvCacheStore(new() { Policy = (KvCacheEvictionPolicy)42 }), "MemoryKvCacheStoreOptions.Policy");
+        Check(() => new MemoryKvCacheStore(new() { Policy = (MemoryKvCacheStoreOptions.EvictionPolicy)42 }), "MemoryKvCacheStoreOptions.Policy");
         string dir = _dir.File("opts");
         Check(() => new FileKvCacheStore(dir, new() { ByteBudget = -5 }), "FileKvCacheStoreOptions.ByteBudget");
         Check(() => new FileKvCacheStore(dir, new() { StaleTempFileAge = TimeSpan.FromSeconds(-1) }), "FileKvCacheStoreOptions.StaleTempFileAge");
@@ -166,8 +166,8 @@ public sealed class StoreOutageTests(CheckpointFixture fx, ITestOutputHelper out
         Check(() => new RedisKvCacheStore(connection, new() { FailuresBeforeBreak = -1 }), "RedisKvCacheStoreOptions.FailuresBeforeBreak");
         Check(() => new RedisKvCacheStore(connection, new() { BreakDuration = TimeSpan.FromSeconds(-1) }), "RedisKvCacheStoreOptions.BreakDuration");
         using var cache = new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCache(Microsoft.Extensions.Options.Options.Create(new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCacheOptions { Configuration = offline.ToString() }));
-        Check(() => new DistributedCacheKvCacheStore(cache, new() { MaxEntryBytes = long.MaxValue }), "DistributedCacheKvCacheStoreOptions.MaxEntryBytes");
-        Check(() => new DistributedCacheKvCacheStore(cache, new() { OperationTimeout = TimeSpan.FromSeconds(-3) }), "DistributedCacheKvCacheStoreOptions.OperationTimeout");
+        Check(() => new DistributedCacheKvCacheStore(cache, new() { MaxEntryBytes = long.MaxValue }), "ChunkedKvCacheStoreOptions.MaxEntryBytes");
+        Check(() => new DistributedCacheKvCacheStore(cache, new() { OperationTimeout = TimeSpan.FromSeconds(-3) }), "ChunkedKvCacheStoreOptions.OperationTimeout");
         Check(() => _ = new TieredKvCacheStore(), "tiers");
         Check(() => new KvLinkOptions { Tenant = " " }.Validate(), "Tenant");
         Check(() => new KvLinkOptions { PrecomputeSlots = 0 }.Validate(), "PrecomputeSlots");

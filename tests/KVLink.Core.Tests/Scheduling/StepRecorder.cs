@@ -16,7 +16,7 @@ internal sealed class StepRecorder : IDisposable
         Engine = engine;
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == KvLinkTelemetry.MeterName && instrument.Name.StartsWith("kvlink.scheduler.", StringComparison.Ordinal))
+            if (instrument.Meter.Name == KvLinkDiagnostics.MeterName && instrument.Name.StartsWith("kvlink.scheduler.", StringComparison.Ordinal))
                 listener.EnableMeasurementEvents(instrument);
         };
         _listener.SetMeasurementEventCallback<int>((instrument, value, tags, _) =>

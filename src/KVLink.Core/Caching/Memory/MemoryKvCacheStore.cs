@@ -184,10 +184,10 @@ public sealed class MemoryKvCacheStore : IKvCacheStore, IKvCacheStoreInvalidatio
     {
         switch (_options.Policy)
         {
-            case KvCacheEvictionPolicy.Lfu:
+            case MemoryKvCacheStoreOptions.EvictionPolicy.Lfu:
                 if (a.Hits != b.Hits) return a.Hits < b.Hits;
                 break;
-            case KvCacheEvictionPolicy.CostAware:
+            case MemoryKvCacheStoreOptions.EvictionPolicy.CostAware:
                 double va = Value(a), vb = Value(b);
                 if (va != vb) return va < vb;
                 break;

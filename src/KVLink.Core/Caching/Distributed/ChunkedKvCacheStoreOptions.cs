@@ -2,14 +2,17 @@ using Microsoft.Extensions.Logging;
 
 namespace KVLink.Core.Caching;
 
-/// <summary>Settings of a <see cref="DistributedCacheKvCacheStore"/>.</summary>
-public sealed class DistributedCacheKvCacheStoreOptions
+/// <summary>
+/// Settings of a <see cref="ChunkedKvCacheStore"/>: of <see cref="DistributedCacheKvCacheStore"/> as they are, and the
+/// base of a derived store's own settings (the Redis store adds its database number).
+/// </summary>
+public class ChunkedKvCacheStoreOptions
 {
-    /// <summary>Prefix of every cache key this store uses, so one cache can hold other data too. Default "kvlink".</summary>
+    /// <summary>Prefix of every server key this store uses, so one server can hold other data too. Default "kvlink".</summary>
     public string KeyPrefix { get; set; } = "kvlink";
     /// <summary>Entries are split into values of at most this many bytes (at least 1,024). Default 1 MiB.</summary>
     public int ChunkBytes { get; set; } = 1 << 20;
-    /// <summary>Entries expire this long after they are written (absolute expiration); null keeps them until removed or evicted by the cache.</summary>
+    /// <summary>Entries expire this long after they are written (absolute expiration); null keeps them until removed or evicted by the server.</summary>
     public TimeSpan? TimeToLive { get; set; }
     /// <summary>How entries are written. Default <see cref="KvCacheQuantization.None"/>.</summary>
     public KvCacheQuantization Quantization { get; set; } = KvCacheQuantization.None;
@@ -18,7 +21,7 @@ public sealed class DistributedCacheKvCacheStoreOptions
     /// <see cref="KvCacheStoreStatistics.Evictions"/>) and a manifest claiming more is a rejected miss, before any
     /// chunk is read. A manifest naming more chunks than this store's own largest entry has (MaxEntryBytes /
     /// ChunkBytes, rounded up) is refused the same way, and its chunks are neither read nor deleted when the entry is
-    /// overwritten or removed: stores sharing a cache should use the same ChunkBytes and MaxEntryBytes. Default 1 GiB.
+    /// overwritten or removed: stores sharing a server should use the same ChunkBytes and MaxEntryBytes. Default 1 GiB.
     /// </summary>
     public long MaxEntryBytes { get; set; } = 1L << 30;
     /// <summary>
@@ -37,6 +40,6 @@ public sealed class DistributedCacheKvCacheStoreOptions
     public TimeSpan BreakDuration { get; set; } = TimeSpan.FromSeconds(10);
     /// <summary>The clock for <see cref="OperationTimeout"/> and <see cref="BreakDuration"/>; null is the system clock.</summary>
     public TimeProvider? TimeProvider { get; set; }
-    /// <summary>Where refusals and cache errors are logged; null logs nothing.</summary>
+    /// <summary>Where refusals and server errors are logged; null logs nothing.</summary>
     public ILogger? Logger { get; set; }
 }

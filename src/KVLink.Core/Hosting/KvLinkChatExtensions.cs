@@ -4,8 +4,11 @@ using Microsoft.Extensions.AI;
 
 namespace KVLink.Core.Hosting;
 
-/// <summary>Typed KVLink settings carried in <see cref="ChatOptions.AdditionalProperties"/> for the chat client of <see cref="KvLinkChatClientExtensions.AsIChatClient"/>.</summary>
-public static class KvLinkChatOptionsExtensions
+/// <summary>
+/// The <see cref="IChatClient"/> entry point over a <see cref="KvLinkEngine"/> (<see cref="AsIChatClient"/>), and the typed
+/// KVLink settings its calls carry in <see cref="ChatOptions.AdditionalProperties"/>.
+/// </summary>
+public static class KvLinkChatExtensions
 {
     /// <summary>Key of the document id list (a <c>string[]</c>) in <see cref="ChatOptions.AdditionalProperties"/>.</summary>
     public const string DocumentsKey = "kvlink.documents";
@@ -19,6 +22,34 @@ public static class KvLinkChatOptionsExtensions
     public const string CacheSaltKey = "kvlink.cache_salt";
     /// <summary>Key of the link-tokens-per-document override (an int).</summary>
     public const string LinkTokensKey = "kvlink.link_tokens";
+
+    /// <summary>
+    /// An <see cref="IChatClient"/> over <paramref name="engine"/> (not owned: disposing the client leaves the engine running).
+    /// The whole conversation reaches the model (<see cref="KvLinkEngine.ChatAsync"/>): system messages and
+    /// <see cref="ChatOptions.Instructions"/> are added to the format's trained system text, earlier turns are laid out after the documents, and the last user message is the
+    /// question. The documents are the precomputed ids set with <see cref="WithDocuments"/>.
+    /// </summary>
+    /// <remarks>
+    /// Per call: <see cref="ChatOptions.MaxOutputTokens"/>, <see cref="ChatOptions.Temperature"/>, <see cref="ChatOptions.TopP"/>,
+    /// <see cref="ChatOptions.TopK"/>, <see cref="ChatOptions.Seed"/>, <see cref="ChatOptions.StopSequences"/> and
+    /// <see cref="ChatOptions.ConversationId"/> map to <see cref="KvLinkGenerationOptions"/>; a
+    /// <see cref="ChatOptions.RawRepresentationFactory"/> returning a <see cref="KvLinkGenerationOptions"/> replaces the engine's
+    /// <see cref="KvLinkOptions.Generation"/> defaults for the call (its mode and link tokens included), the set
+    /// <see cref="ChatOptions"/> properties still applying on top. Tools and non-text response formats are refused with
+    /// <see cref="NotSupportedException"/> (docs/conversations.md lists every property). Usage: InputTokenCount = prompt tokens, CachedInputTokenCount = prompt tokens
+    /// reused from stored caches, OutputTokenCount = generated tokens. <see cref="ChatClientMetadata.DefaultModelId"/> is
+    /// <see cref="KvLinkEngine.ModelId"/>; <c>GetService&lt;KvLinkEngine&gt;()</c> returns the engine. The name follows
+    /// Microsoft.Extensions.AI's convention (<c>AsIChatClient</c>).
+    /// </remarks>
+    public static IChatClient AsIChatClient(this KvLinkEngine engine)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        return new KvLinkChatClient(engine);
+    }
+
+    /// <summary>The former name of <see cref="AsIChatClient"/>, kept for one release.</summary>
+    [Obsolete("Use AsIChatClient, the name Microsoft.Extensions.AI's convention gives this entry point. AsChatClient is removed in the next release.")]
+    public static IChatClient AsChatClient(this KvLinkEngine engine) => AsIChatClient(engine);
 
     /// <summary>Sets the ids of the precomputed documents to answer from, in prompt order; returns <paramref name="options"/>.</summary>
     public static ChatOptions WithDocuments(this ChatOptions options, params IEnumerable<string> documentIds)
