@@ -74,8 +74,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
                     node.List!.Remove(node);
                     sequence.QueueNode = null;
                 }
+                Interlocked.Decrement(ref _outstanding); // first: a caller who resumes finds the queue without it
                 sequence.Fail(new OperationCanceledException(sequence.Cancellation));
-                Interlocked.Decrement(ref _outstanding);
             });
             // A long-lived token must not keep a callback per request: the registration goes when the request leaves the queue.
             bool queued;
@@ -160,8 +160,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         }
         foreach (var s in queued)
         {
-            s.Fail(error);
             Interlocked.Decrement(ref _outstanding);
+            s.Fail(error);
         }
         foreach (var s in _running.ToArray()) Leave(s, error);
     }
@@ -182,8 +182,8 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             catch (Exception e)
             {
                 next.Release();
-                next.Fail(e);
                 Interlocked.Decrement(ref _outstanding);
+                next.Fail(e);
                 continue;
             }
             if (next is GenerationSequence g) telemetry?.Admitted(g.QueueWait);
@@ -265,8 +265,10 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         Interlocked.Add(ref _liveBytes, -Bytes(s));
         Interlocked.Decrement(ref _runningCount);
         s.Release();
-        if (error is not null) s.Fail(error);
         Interlocked.Decrement(ref _outstanding);
+        // The outcome is published last, once the counts are down: a caller who resumes on it finds the queue without it.
+        if (error is not null) s.Fail(error);
+        else s.Complete();
     }
 
     private long Bytes(ScheduledSequence s) => s.CacheTokens * _bytesPerToken;

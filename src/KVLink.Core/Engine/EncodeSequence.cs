@@ -13,6 +13,7 @@ internal sealed class EncodeSequence(LlamaForCausalLM model, IReadOnlyList<int> 
     : ScheduledSequence(cancellation, background)
 {
     private readonly TaskCompletionSource<(Tensor Keys, Tensor Values)> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private (Tensor Keys, Tensor Values) _result; // exported by the last Advance (before the cache is released), published by Complete
 
     /// <summary>The keys and values, detached from every dispose scope: the awaiting caller owns them.</summary>
     public Task<(Tensor Keys, Tensor Values)> Task => _done.Task;
@@ -34,9 +35,11 @@ internal sealed class EncodeSequence(LlamaForCausalLM model, IReadOnlyList<int> 
     {
         if (PrefillRemaining > 0) return false;
         var (k, v) = Cache!.Export(0, tokens.Count);
-        _done.TrySetResult((k.DetachFromDisposeScope(), v.DetachFromDisposeScope()));
+        _result = (k.DetachFromDisposeScope(), v.DetachFromDisposeScope());
         return true;
     }
+
+    public override void Complete() => _done.TrySetResult(_result);
 
     public override void Fail(Exception error)
     {

@@ -21,6 +21,7 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
     private Placement? _placement;
     private DecodeLoop? _loop;
     private TimeSpan? _firstToken;
+    private GenerationResult? _result; // prepared by the last Advance, published by Complete
     private long _next; // the position the next chosen token sits at
     private readonly TimeSpan _submitted = request.Clock.Elapsed;
 
@@ -74,9 +75,11 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
             if (_loop.Finish is null) SetPending(token, _next++);
         }
         if (_loop.Finish is not { } finish) return false;
-        _done.TrySetResult(Result(filled, finish, _firstToken ?? request.Clock.Elapsed));
+        _result = Result(filled, finish, _firstToken ?? request.Clock.Elapsed);
         return true;
     }
+
+    public override void Complete() => _done.TrySetResult(_result!);
 
     public override void Fail(Exception error)
     {

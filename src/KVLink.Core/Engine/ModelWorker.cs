@@ -49,18 +49,28 @@ internal sealed class ModelWorker : IDisposable
         });
         void Item()
         {
+            bool ran = false;
+            T result = default!;
+            Exception? error = null;
             try
             {
                 if (Interlocked.CompareExchange(ref state, Running, Queued) != Queued) return; // cancelled while queued
                 Interlocked.Increment(ref _started);
-                tcs.TrySetResult(work());
+                ran = true;
+                result = work();
             }
-            catch (OperationCanceledException e) { tcs.TrySetCanceled(e.CancellationToken); }
-            catch (Exception e) { tcs.TrySetException(e); }
+            catch (Exception e) { error = e; }
             finally
             {
                 registration.Dispose();
                 Interlocked.Decrement(ref _pending);
+                // Published once the count is down: a caller who resumes on it finds the worker without it.
+                if (ran)
+                {
+                    if (error is OperationCanceledException oce) tcs.TrySetCanceled(oce.CancellationToken);
+                    else if (error is not null) tcs.TrySetException(error);
+                    else tcs.TrySetResult(result);
+                }
             }
         }
         lock (_gate)

@@ -82,12 +82,18 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
 
     /// <summary>
     /// Called after every step that ran rows of this sequence, with the logits ([vocab]) of its last row when the chunk
-    /// asked for them. Returns true when the sequence is done (its task completed).
+    /// asked for them. Returns true when the sequence is done (its result prepared, published by <see cref="Complete"/>).
     /// </summary>
     public abstract bool Advance(Tensor? logits);
 
     /// <summary>Completes the task with <paramref name="error"/> (cancellation when it is one).</summary>
     public abstract void Fail(Exception error);
+
+    /// <summary>
+    /// Completes the task with the result <see cref="Advance"/> prepared when it returned true. The scheduler calls it
+    /// after it has let the sequence go, so that a caller who resumes on the result finds it neither running nor queued.
+    /// </summary>
+    public abstract void Complete();
 
     /// <summary>Frees the cache.</summary>
     public void Release()

@@ -34,10 +34,10 @@ internal sealed class BrokenSequence(LlamaForCausalLM model, int tokens, int cap
     public override bool Advance(Tensor? logits)
     {
         StepsRun++;
-        if (PrefillRemaining > 0) return false;
-        _done.TrySetResult();
-        return true;
+        return PrefillRemaining == 0;
     }
+
+    public override void Complete() => _done.TrySetResult();
 
     public override void Fail(Exception error) => _done.TrySetException(error);
 }
