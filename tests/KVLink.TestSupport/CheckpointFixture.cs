@@ -60,6 +60,23 @@ public class CheckpointFixture : IDisposable
         return new(Model, Tokenizer, options, store);
     }
 
+    /// <summary>
+    /// An engine that keeps conversations, as the session tests use it: on <paramref name="model"/> (default: the shared
+    /// <see cref="Model"/>), exact (float32), one link token, the short format, <paramref name="sessionBytes"/> of kept
+    /// sessions (0: none), persisted to <paramref name="store"/> when <paramref name="persist"/>.
+    /// </summary>
+    internal KvLinkEngine SessionEngine(long sessionBytes, IKvCacheStore? store = null, bool persist = false, int precomputeSlots = 1,
+        bool int8 = false, LlamaForCausalLM? model = null) =>
+        new(model ?? Model, Tokenizer, new KvLinkOptions
+        {
+            LinkTokens = 1, PromptFormat = Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PersistSessions = persist,
+            PrecomputeSlots = precomputeSlots, DecodeWithInt8Weights = int8,
+        }, store);
+
+    /// <summary>Documents 1..<paramref name="count"/> (<see cref="Doc"/>, 20 words each), precomputed at once; their ids in order.</summary>
+    public static async Task<string[]> PrecomputeDocs(KvLinkEngine engine, int count) =>
+        [.. await Task.WhenAll(Enumerable.Range(1, count).Select(i => engine.PrecomputeAsync(Doc(i, words: 20))))];
+
     /// <summary>Small, exact and fast settings for engines a container loads from <see cref="Folder"/>.</summary>
     public void Configure(KvLinkOptions o)
     {

@@ -21,14 +21,9 @@ public sealed class CacheSaltTests(CheckpointFixture fixture) : IClassFixture<Ch
     private const string Secret = "My account number is w12.";
 
     private KvLinkEngine Engine(long sessionBytes, IKvCacheStore? store = null, bool persist = false) =>
-        new(fixture.Model, fixture.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PrecomputeSlots = 4,
-            PersistSessions = persist,
-        }, store);
+        fixture.SessionEngine(sessionBytes, store, persist, precomputeSlots: 4);
 
-    private static async Task<string[]> Precompute(KvLinkEngine engine, int count) =>
-        [.. await Task.WhenAll(Enumerable.Range(1, count).Select(i => engine.PrecomputeAsync(CheckpointFixture.Doc(i, words: 20))))];
+    private static Task<string[]> Precompute(KvLinkEngine engine, int count) => CheckpointFixture.PrecomputeDocs(engine, count);
 
     /// <summary>The victim's conversation: a public first turn, then a private message the engine keeps; and the prompt
     /// tokens of its last turn.</summary>

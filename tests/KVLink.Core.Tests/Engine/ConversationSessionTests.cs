@@ -14,14 +14,9 @@ public sealed class ConversationSessionTests(CheckpointFixture fixture) : IClass
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 8, Logprobs = true, TopLogprobs = 4 };
 
     private KvLinkEngine Engine(long sessionBytes, KVLink.Core.Caching.IKvCacheStore? store = null, bool persist = false) =>
-        new(fixture.Model, fixture.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PrecomputeSlots = 4,
-            PersistSessions = persist,
-        }, store);
+        fixture.SessionEngine(sessionBytes, store, persist, precomputeSlots: 4);
 
-    private static async Task<string[]> Precompute(KvLinkEngine engine, int count) =>
-        [.. await Task.WhenAll(Enumerable.Range(1, count).Select(i => engine.PrecomputeAsync(CheckpointFixture.Doc(i, words: 20))))];
+    private static Task<string[]> Precompute(KvLinkEngine engine, int count) => CheckpointFixture.PrecomputeDocs(engine, count);
 
     private static void AssertSame(GenerationResult expected, GenerationResult actual)
     {

@@ -36,10 +36,7 @@ public sealed class HostileSessionEntryTests(CheckpointFixture fixture) : IClass
     }
 
     private KvLinkEngine Engine(IKvCacheStore store, long sessionBytes = 64L << 20) =>
-        new(fixture.Model, fixture.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PersistSessions = sessionBytes > 0,
-        }, store);
+        fixture.SessionEngine(sessionBytes, store, persist: sessionBytes > 0);
 
     public static TheoryData<string, string> HostileTexts() => new()
     {
@@ -64,7 +61,7 @@ public sealed class HostileSessionEntryTests(CheckpointFixture fixture) : IClass
         GenerationResult first;
         using (var writer = Engine(store))
         {
-            docs = [.. await Task.WhenAll(Enumerable.Range(1, 2).Select(i => writer.PrecomputeAsync(CheckpointFixture.Doc(i, words: 20))))];
+            docs = await CheckpointFixture.PrecomputeDocs(writer, 2);
             first = await writer.ChatAsync([new ChatMessage(ChatRole.User, "Which document mentions w5?")], docs, Greedy);
             await writer.SessionWrites;
         }

@@ -20,14 +20,11 @@ public sealed class Int8SessionTests(CheckpointFixture fixture) : IClassFixture<
     {
         using var model = fixture.LoadModel(); // int8 copies are added to the model: not the class's shared one
         var store = new MemoryKvCacheStore();
-        KvLinkEngine Engine(long sessionBytes, bool int8 = true) => new(model, fixture.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, DecodeWithInt8Weights = int8,
-        }, store);
+        KvLinkEngine Engine(long sessionBytes, bool int8 = true) => fixture.SessionEngine(sessionBytes, store, int8: int8, model: model);
         using var reuse = Engine(64L << 20);
         using var full = Engine(64L << 20, int8: false);
         using var recompute = Engine(0);
-        string[] docs = [.. await Task.WhenAll(Enumerable.Range(1, 2).Select(i => reuse.PrecomputeAsync(CheckpointFixture.Doc(i, words: 20))))];
+        string[] docs = await CheckpointFixture.PrecomputeDocs(reuse, 2);
         var messages = new List<ChatMessage>();
         int previousPrompt = 0;
         foreach (string question in new[] { "Which document mentions w5?", "And w12?", "Say it again." })

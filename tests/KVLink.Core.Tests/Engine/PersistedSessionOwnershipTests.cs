@@ -18,13 +18,9 @@ public sealed class PersistedSessionOwnershipTests(CheckpointFixture fixture) : 
     private static readonly KvLinkGenerationOptions Greedy = new() { MaxNewTokens = 6, Logprobs = true };
 
     private KvLinkEngine Engine(long sessionBytes, IKvCacheStore? store = null, bool persist = false) =>
-        new(fixture.Model, fixture.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PersistSessions = persist,
-        }, store);
+        fixture.SessionEngine(sessionBytes, store, persist);
 
-    private static async Task<string[]> Precompute(KvLinkEngine engine) =>
-        [.. await Task.WhenAll(Enumerable.Range(1, 2).Select(i => engine.PrecomputeAsync(CheckpointFixture.Doc(i, words: 20))))];
+    private static Task<string[]> Precompute(KvLinkEngine engine) => CheckpointFixture.PrecomputeDocs(engine, 2);
 
     private static void AssertSame(GenerationResult expected, GenerationResult actual)
     {

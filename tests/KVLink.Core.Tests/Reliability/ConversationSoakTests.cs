@@ -24,11 +24,7 @@ public sealed class ConversationSoakTests(CheckpointFixture fx, ITestOutputHelpe
     private static int Conversations =>
         int.TryParse(Environment.GetEnvironmentVariable("KVLINK_SOAK_CONVERSATIONS"), out int n) && n > 0 ? n : 300;
 
-    private KvLinkEngine Engine(IKvCacheStore store, long sessionBytes) =>
-        new(fx.Model, fx.Tokenizer, new KvLinkOptions
-        {
-            LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32, SessionCacheBytes = sessionBytes, PersistSessions = sessionBytes > 0,
-        }, store);
+    private KvLinkEngine Engine(IKvCacheStore store, long sessionBytes) => fx.SessionEngine(sessionBytes, store, persist: sessionBytes > 0);
 
     private static List<ChatMessage> Turn1(int c) => [new(ChatRole.User, $"Conversation {c}: which documents mention w{c % 97}?")];
 
