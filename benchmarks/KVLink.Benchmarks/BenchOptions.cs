@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, ChatTurns, Soak }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, Burst, ChatTurns, Soak }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -74,6 +74,7 @@ internal sealed class BenchOptions
             (Flag("--load", "only: the serving benchmark (continuous batching): closed-loop users (--users), an open-loop Poisson arrival, the serial baseline, corpus indexing and the ragged/padded attention kernel; writes --out"), BenchMode.Load),
             (Flag("--indexing", "only: the indexing comparison of --load, PrecomputeAllAsync of --index-docs documents of --index-doc-tokens (batched, and one document per forward) beside full prefill at 1k timed before and after; honours --models; writes --out"), BenchMode.Indexing),
             (Flag("--http-load", "only: the ASP.NET sample under load: the real app (demo model) as a child process, closed-loop parallel streaming HTTP clients (--users, --load-rounds, --load-tokens) and its serial baseline (MaxRunningSequences 1); writes --out"), BenchMode.HttpLoad),
+            (Flag("--burst", "only: issue 26's burst: --users (one value, default 8) requests arriving together on the demo model, the slowest TTFT against one request's alone, in process and over HTTP (--load-rounds rounds, at least 8; --load-tokens); writes --out"), BenchMode.Burst),
             (Flag("--chat-turns", "only: a 5-turn conversation over 10 documents on the 1B shape (float32), session reuse vs recompute (--runs conversations)"), BenchMode.ChatTurns),
             (Flag("--soak", "only: issue 28's soak: --conversations distinct ~940-token conversations, two turns each, 8 at a time, under session eviction (--session-mb) persisted to a memory store; reports exceptions, requests and wall time"), BenchMode.Soak),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
@@ -187,6 +188,7 @@ internal sealed class BenchOptions
             if (Has(indexDocTokens)) o.IndexDocumentTokens = r.GetValue(indexDocTokens);
             if (o.Mode == BenchMode.Indexing && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-indexing.md");
             if (o.Mode == BenchMode.Load && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-load.md");
+            if (o.Mode == BenchMode.Burst && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-burst.md");
             if (o.Mode == BenchMode.HttpLoad && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-http-load.md");
             await run(o);
             return 0;

@@ -132,7 +132,7 @@ internal static class HttpLoadBench
         return answers;
     }
 
-    private static async Task<string> PostDocument(HttpClient http, string text, string? title, SampleServer server)
+    internal static async Task<string> PostDocument(HttpClient http, string text, string? title, SampleServer server)
     {
         using var response = await http.PostAsJsonAsync("documents", new JsonObject { ["text"] = text, ["title"] = title });
         if (!response.IsSuccessStatusCode)

@@ -14,6 +14,7 @@ internal sealed class StepLog : IDisposable
     private readonly MeterListener _listener = new();
     private readonly ConcurrentQueue<int> _rows = new();
     private readonly ConcurrentQueue<double> _seconds = new();
+    private readonly ConcurrentQueue<long> _ends = new();
 
     public StepLog()
     {
@@ -23,12 +24,15 @@ internal sealed class StepLog : IDisposable
                 listener.EnableMeasurementEvents(instrument);
         };
         _listener.SetMeasurementEventCallback<int>((_, value, _, _) => _rows.Enqueue(value));
-        _listener.SetMeasurementEventCallback<double>((_, value, _, _) => _seconds.Enqueue(value));
+        _listener.SetMeasurementEventCallback<double>((_, value, _, _) => { _ends.Enqueue(System.Diagnostics.Stopwatch.GetTimestamp()); _seconds.Enqueue(value); });
         _listener.Start();
     }
 
     /// <summary>Each step so far: its rows and its milliseconds.</summary>
     public (int Rows, double Ms)[] Steps => [.. _rows.Zip(_seconds, (r, s) => (r, s * 1000))];
+
+    /// <summary>When each step ended (<see cref="System.Diagnostics.Stopwatch.GetTimestamp"/>).</summary>
+    public long[] Ends => [.. _ends];
 
     public void Dispose() => _listener.Dispose();
 }
