@@ -154,11 +154,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     public TokenLogprobs? NewLogprobs(PreparedRequest r) => r.Options.Logprobs ? new TokenLogprobs(c.Tokenizer, r.Options.TopLogprobs) : null;
 
     /// <summary>
-    /// The slot whose document tokens a document in <paramref name="slot"/> has: in KVLink mode its cache's slot
-    /// (<see cref="EngineContext.CacheSlot"/>; under <see cref="SlotPolicy.Shared"/> the header numbers it 1), in full
+    /// The slot whose document tokens a document in <paramref name="slot"/> has: in KVLink mode its stored entry's slot
+    /// (<see cref="EngineContext.StoredSlot"/>; under <see cref="SlotPolicy.Shared"/> the header numbers it 1), in full
     /// prefill its own, since nothing is reused there.
     /// </summary>
-    private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.CacheSlot(slot) : slot;
+    private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.StoredSlot(slot) : slot;
 
     public void Dispose()
     {

@@ -9,7 +9,7 @@ namespace KVLink.Core.Engine;
 /// (<see cref="KvLinkOptions.PersistSessions"/>), so that another replica sharing the store continues the conversation
 /// computing only its new tokens. The entry rides in the store's ordinary entry type: its id is <c>~session~</c> plus the
 /// session key (a single <c>~</c> never starts a caller's escaped id, so it cannot collide with a document), its token ids
-/// and tensors are the kept slots [Start, End), and its text holds Start and the token ids before Start, which the next
+/// and tensors are the kept cache positions [Start, End), and its text holds Start and the token ids before Start, which the next
 /// turn must match exactly before anything is reused. Keys are rotated at their absolute positions, so no RoPE metadata
 /// is recorded (a store that quantises keys refuses such an entry; the conversation is then recomputed elsewhere).
 /// </summary>

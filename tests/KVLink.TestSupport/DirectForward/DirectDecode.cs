@@ -50,7 +50,7 @@ internal static class DirectDecode
                 {
                     // A decode step: the bandwidth kernel, int8 weights where the model has them.
                     long[] pos = [nextPosition];
-                    var step = loop.Model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)nextPosition + 1, loop.Model.Device), loop.Cache, DecodeRows.All());
+                    var step = loop.Model.Step(pos, AttentionMasks.CausalOverCache(pos, (int)nextPosition + 1, loop.Model.Device), loop.Cache, DecodeRows.All());
                     var next = loop.Model.Forward(tensor(new long[] { token }, [1, 1], device: loop.Model.Device), step).MoveToOuterDisposeScope();
                     logits.Dispose();
                     logits = next;
