@@ -16,7 +16,7 @@ namespace KVLink.Core.Engine;
 /// completes it. Prompt prefixes and conversations' kept caches, which requests share, live in <see cref="PromptPrefixes"/>
 /// and <see cref="ConversationSessions"/>.
 /// </summary>
-internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
+internal sealed class RequestRunner(EngineContext c, DocumentKvSource documents) : IDisposable
 {
     // The prompt prefixes' caches: the format's own prefix is the same for every one-shot request; conversations with
     // system content each have theirs.

@@ -7,11 +7,12 @@ using KVLink.Core.Collections;
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// Document caches: precompute, find a stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>),
-/// or encode it through the scheduler (<see cref="EncodeSequence"/>) once however many callers ask at the same time, and
-/// store it. Also the document tokens a slot uses, compressed when the document's kept fraction is below 1.
+/// Where a document's stored keys and values (its <see cref="DocumentKvCache"/> entry) come from: precompute, find a
+/// stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>), or encode it through the scheduler
+/// (<see cref="EncodeSequence"/>) once however many callers ask at the same time, and store it. Also the document tokens
+/// a slot uses, compressed when the document's kept fraction is below 1.
 /// </summary>
-internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
+internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
 {
     // Encodes in flight, shared by the callers that ask for the same content at once, cancelled when all of them gave up.
     private readonly SharedWork<InflightKey, DocumentKvCache> _inflight = new();
