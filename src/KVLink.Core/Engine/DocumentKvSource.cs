@@ -114,7 +114,7 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
         RequestTokens.Of(c, catalog, conversation, documents, tokenSlot);
 
     /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed on the model thread
-    /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the cache's slot
+    /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the stored entry's slot
     /// (<see cref="EngineContext.StoredSlot"/>) in KVLink mode, the document's own in full prefill.</summary>
     public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, DocumentTokens tokens, CancellationToken ct) =>
         !tokens.Compressed ? tokens.Full
