@@ -92,7 +92,7 @@ internal static class DecodeProbe
             using var step = NewDisposeScope();
             long[] pos = [prompt.Length + s];
             var decode = weights == Weights.LibTorch ? default : DecodeRows.All(int8: weights == Weights.Int8);
-            var st = model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1), cache, decode);
+            var st = model.Step(pos, AttentionMasks.CausalOverCache(pos, (int)pos[0] + 1), cache, decode);
             var next = model.Forward(tensor(new long[] { token }, [1, 1]), st);
             token = next.argmax(-1).item<long>();
         }

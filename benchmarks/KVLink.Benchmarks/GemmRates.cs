@@ -49,7 +49,7 @@ internal static class GemmRates
     }
 
     /// <summary>
-    /// Attention kernels on the 1B shape (8 kv heads x 4 folded query heads, head_dim 64, bf16), causal over S slots:
+    /// Attention kernels on the 1B shape (8 kv heads x 4 folded query heads, head_dim 64, bf16), causal over S cached positions:
     /// SDPA with the per-layer expanded boolean mask (before), SDPA with the step's additive mask (after), and two
     /// batched GEMMs around a float32 softmax (<c>KVLINK_ATTENTION=matmul</c>). Rates count the FLOPs of QK^T and PV.
     /// </summary>
@@ -66,7 +66,7 @@ internal static class GemmRates
                 var k = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
                 var v = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
                 long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];
-                var mask = KVLink.Core.Model.AttentionMasks.CausalOverSlots(pos, s);
+                var mask = KVLink.Core.Model.AttentionMasks.CausalOverCache(pos, s);
                 var additive = KVLink.Core.Model.GroupedAttention.Fold(mask, 4, ScalarType.BFloat16);
                 double before = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).expand(4, t, s).reshape(4 * t, s)));
                 double sdpa = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, additive));

@@ -29,7 +29,7 @@ internal static class Int8Check
             var ids = tensor(new long[] { token }, [1, 1]);
             // bf16 first without writing the cache (a cache-free copy of this step would change the attention), then
             // int8 with the cache write; both read the same cache: bf16 with a copy of it.
-            var mask = AttentionMasks.CausalOverSlots(pos, (int)pos[0] + 1);
+            var mask = AttentionMasks.CausalOverCache(pos, (int)pos[0] + 1);
             Tensor bf, i8;
             using (var copy = new AttentionCache(m.Config, cache.Capacity, m.Model.DType))
             {

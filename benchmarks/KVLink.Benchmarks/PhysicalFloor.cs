@@ -25,7 +25,7 @@ internal sealed record PhysicalFloor(LlamaConfig Config, double GemmRate, double
     public long KvBytesPerToken => 2L * 2 * Config.NumHiddenLayers * KvOut;
 
     /// <summary>
-    /// FLOPs of a forward over new tokens at <paramref name="positions"/>, each attending to every slot up to its own
+    /// FLOPs of a forward over new tokens at <paramref name="positions"/>, each attending to every cached position up to its own
     /// position (the whole cache before it), computing the final layer and the vocabulary head for the last position only.
     /// </summary>
     public double Flops(IReadOnlyList<long> positions)

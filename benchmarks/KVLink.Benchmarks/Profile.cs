@@ -80,7 +80,7 @@ internal static class LlamaProbe
     }
 }
 
-/// <summary>--profile-link: the 1B link pass alone (T new tokens against S cached slots), wall and CPU time.</summary>
+/// <summary>--profile-link: the 1B link pass alone (T new tokens against S cached positions), wall and CPU time.</summary>
 internal static class LinkProfile
 {
     public static void Run(int threads)
@@ -105,7 +105,7 @@ internal static class LinkProfile
                     using var inner = NewDisposeScope();
                     proc.Refresh();
                     var c0 = proc.TotalProcessorTime; var w = Stopwatch.StartNew();
-                    var step = m.Model.Step(pos, KVLink.Core.Model.AttentionMasks.CausalOverSlots(pos, s), cache);
+                    var step = m.Model.Step(pos, KVLink.Core.Model.AttentionMasks.CausalOverCache(pos, s), cache);
                     m.Model.Forward(ids, step, lastOnly: true).argmax(-1).item<long>();
                     proc.Refresh();
                     if (r > 0) { wall.Add(w.Elapsed.TotalMilliseconds); cpu.Add((proc.TotalProcessorTime - c0).TotalMilliseconds); }

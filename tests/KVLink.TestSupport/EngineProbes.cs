@@ -25,7 +25,7 @@ internal static class EngineProbes
         public long WorkStarted => engine.Parts.Context.Worker.Started;
 
         /// <summary>The kept conversation caches (touched by requests only on the model thread).</summary>
-        public SessionCache Sessions => engine.Parts.Requests.Sessions.Cache;
+        public SessionLru Sessions => engine.Parts.Requests.Sessions.InMemory;
 
         /// <summary>Completes when the session writes started so far (PersistSessions) have ended.</summary>
         public Task SessionWrites => engine.Parts.Requests.Sessions.SessionWrites;

@@ -110,9 +110,9 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         telemetry?.SchedulerStepFailed();
         // The batched forward failed, perhaps for one sequence's sake (its input, its cache): run each sequence's rows
         // again alone (a step of one sequence), so only a sequence whose own forward fails gets the exception. The
-        // failed attempt may have written some layers' keys and values for some sequences, but only at the slots of
+        // failed attempt may have written some layers' keys and values for some sequences, but only at the positions of
         // their chunks, and a cache's length moves only once every layer has run, to what the rerun sets anyway; the
-        // rerun writes those same slots in every layer before attending to them, so nothing of the failed attempt is read.
+        // rerun writes those same positions in every layer before attending to them, so nothing of the failed attempt is read.
         for (int i = 0; i < parts.Count; i++)
             if (Run([parts[i]], i < decoding ? 1 : 0) is { } own) Leave(parts[i].Sequence, own);
     }

@@ -7,16 +7,16 @@ namespace KVLink.Core.Engine;
 
 /// <summary>
 /// The conversations' kept caches: what a conversation computed after its documents (its turns and answers), kept in
-/// memory (<see cref="SessionCache"/>, LRU under <see cref="KvLinkOptions.SessionCacheBytes"/>) and, with
+/// memory (<see cref="SessionLru"/>, LRU under <see cref="KvLinkOptions.SessionCacheBytes"/>) and, with
 /// <see cref="KvLinkOptions.PersistSessions"/>, in the store for other replicas, so that the next turn computes only its
 /// new tokens. Touched on the model thread, except <see cref="Key"/> and <see cref="ReadPersistedAsync"/>.
 /// </summary>
 internal sealed class ConversationSessions(EngineContext c) : IDisposable
 {
-    private readonly SessionCache _cache = new(c.Options.SessionCacheBytes);
+    private readonly SessionLru _inMemory = new(c.Options.SessionCacheBytes);
 
     /// <summary>Sessions kept in memory now.</summary>
-    public SessionCache Cache => _cache;
+    public SessionLru InMemory => _inMemory;
 
     /// <summary>
     /// Writes the conversation's kept keys and values after the documents, for as many tokens as the kept conversation and
@@ -25,7 +25,7 @@ internal sealed class ConversationSessions(EngineContext c) : IDisposable
     /// </summary>
     public int Place(AttentionCache cache, string? key, PromptLayout layout, int documentsEnd)
     {
-        if (key is null || !_cache.Enabled || _cache.Get(key) is not { } s || s.Start != documentsEnd) return 0;
+        if (key is null || !_inMemory.Enabled || _inMemory.Get(key) is not { } s || s.Start != documentsEnd) return 0;
         int limit = Math.Min(s.End, layout.Length - 1), common = 0;
         while (common < limit && s.Tokens[common] == layout.Tokens[common]) common++;
         int reused = common - documentsEnd;
@@ -46,8 +46,8 @@ internal sealed class ConversationSessions(EngineContext c) : IDisposable
     {
         if (entry is null) return;
         using (entry)
-            if (key is not null && _cache.Get(key) is null && SessionPersistence.FromEntry(c, key, entry) is { } session)
-                _cache.Set(key, session);
+            if (key is not null && _inMemory.Get(key) is null && SessionPersistence.FromEntry(c, key, entry) is { } session)
+                _inMemory.Set(key, session);
     }
 
     /// <summary>
@@ -55,7 +55,7 @@ internal sealed class ConversationSessions(EngineContext c) : IDisposable
     /// <paramref name="key"/> (another replica may have kept it); else null. The caller owns the entry.
     /// </summary>
     public async Task<DocumentKvCache?> ReadPersistedAsync(string key, CancellationToken ct) =>
-        c.Options.PersistSessions && _cache.Enabled && !_cache.Holds(key)
+        c.Options.PersistSessions && _inMemory.Enabled && !_inMemory.Holds(key)
             ? await c.Store.GetAsync(SessionPersistence.Key(c, key), ct).ConfigureAwait(false) : null;
 
     /// <summary>Keeps the conversation's cache after its documents: the prompt and the fed answer tokens; with
@@ -66,13 +66,13 @@ internal sealed class ConversationSessions(EngineContext c) : IDisposable
         // full-precision prompt rows: only the prompt is kept, and the next turn computes the answer's tokens again as
         // one prompt chunk (a forward of the answer's length), so a continued turn equals recomputing the conversation.
         if (c.Options.DecodeWithInt8Weights) filled = Math.Min(filled, layout.Length);
-        if (!_cache.Enabled || filled <= documentsEnd) return;
+        if (!_inMemory.Enabled || filled <= documentsEnd) return;
         int[] tokens = [.. layout.Tokens.Concat(generated).Take(filled)];
         using var scope = NewDisposeScope();
         var (k, v) = cache.Export(documentsEnd, filled - documentsEnd);
-        var session = new SessionCache.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope());
+        var session = new SessionLru.Session(tokens, documentsEnd, k.DetachFromDisposeScope(), v.DetachFromDisposeScope());
         var entry = c.Options.PersistSessions ? SessionPersistence.ToEntry(c, key, session) : null; // before Set: it may evict
-        _cache.Set(key, session);
+        _inMemory.Set(key, session);
         if (entry is not null)
         {
             var write = PersistAsync(key, entry);
@@ -121,5 +121,5 @@ internal sealed class ConversationSessions(EngineContext c) : IDisposable
         }
     }
 
-    public void Dispose() => _cache.Dispose();
+    public void Dispose() => _inMemory.Dispose();
 }

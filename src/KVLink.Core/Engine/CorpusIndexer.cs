@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 namespace KVLink.Core.Engine;
 
 /// <summary>Precomputes a corpus with bounded parallelism; <see cref="KvLinkEngine.PrecomputeAllAsync(IEnumerable{KvLinkDocument}, KvLinkIndexingOptions?, IProgress{KvLinkIndexingProgress}?, CancellationToken)"/>.</summary>
-internal sealed class CorpusIndexer(EngineContext c, DocumentCaches documents)
+internal sealed class CorpusIndexer(EngineContext c, DocumentKvSource documents)
 {
     /// <summary>
     /// Precomputes a whole corpus with bounded parallelism, reporting progress after every document.

@@ -10,7 +10,7 @@ namespace KVLink.Core.Engine;
 /// <summary>
 /// Document ids, and the documents this engine has seen lately: a bounded, least-recently-used catalog
 /// (<see cref="KvLinkOptions.DocumentCatalogCapacity"/>). A document that falls out of it is not lost: its text is in
-/// every stored entry, and <see cref="DocumentCaches"/> resolves it from the store.
+/// every stored entry, and <see cref="DocumentKvSource"/> resolves it from the store.
 /// </summary>
 internal sealed class DocumentCatalog(KvLinkOptions options, string fingerprint, string formatName)
 {

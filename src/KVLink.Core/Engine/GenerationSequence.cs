@@ -66,7 +66,7 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
             _placement = _placement with { PrefixToKeep = 0 };
         }
         if (logits is null) return false; // a prompt chunk that is not the last
-        int filled = (int)_next; // slots holding keys and values: the prompt and every token fed back so far
+        int filled = (int)_next; // cache positions holding keys and values: the prompt and every token fed back so far
         if (_loop!.Next(logits, _next) is { } token)
         {
             _firstToken ??= request.Clock.Elapsed;
@@ -119,7 +119,7 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
 
     /// <summary>
     /// The result of the finished request. A conversation keeps its cache after the documents: the first
-    /// <paramref name="filled"/> slots hold the prompt and the answer tokens fed back.
+    /// <paramref name="filled"/> cache positions hold the prompt and the answer tokens fed back.
     /// </summary>
     private GenerationResult Result(int filled, FinishReason finish, TimeSpan ttft)
     {

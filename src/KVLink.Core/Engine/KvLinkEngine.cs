@@ -14,14 +14,14 @@ namespace KVLink.Core.Engine;
 /// one pass, and generates. Thread safe: model work runs on one dedicated thread, where a continuous-batching scheduler
 /// shares every forward pass among the running requests (docs/serving.md); requests beyond its limits queue in order.
 /// </summary>
-/// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), document
-/// caches and in-flight encodes (<see cref="DocumentCaches"/>), request execution and the prefix cache
-/// (<see cref="RequestRunner"/>), each call's telemetry and streaming (<see cref="GenerationCalls"/>) and corpus indexing (<see cref="CorpusIndexer"/>) each live in their own type.</remarks>
+/// <remarks>The engine is a facade: ids and the bounded document catalog (<see cref="DocumentCatalog"/>), stored document
+/// entries and in-flight encodes (<see cref="DocumentKvSource"/>), request execution with the kept prompt prefixes and
+/// conversations (<see cref="RequestRunner"/>), each call's telemetry and streaming (<see cref="GenerationCalls"/>) and corpus indexing (<see cref="CorpusIndexer"/>) each live in their own type.</remarks>
 public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
 {
     private readonly EngineContext _context;
     private readonly DocumentCatalog _catalog;
-    private readonly DocumentCaches _documents;
+    private readonly DocumentKvSource _documents;
     private readonly RequestRunner _requests;
     private readonly CorpusIndexer _indexer;
     private readonly GenerationCalls _calls;
@@ -66,7 +66,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         _telemetry = new EngineTelemetry(this, diagnostics);
         _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker", wake => new BatchScheduler(model, _options, _telemetry, wake)), _telemetry);
         _catalog = new DocumentCatalog(_options, ModelFingerprint, PromptFormat.Name);
-        _documents = new DocumentCaches(_context, _catalog);
+        _documents = new DocumentKvSource(_context, _catalog);
         _requests = new RequestRunner(_context, _documents);
         _indexer = new CorpusIndexer(_context, _documents);
         _calls = new GenerationCalls(_requests, _telemetry, ThrowIfDisposed);

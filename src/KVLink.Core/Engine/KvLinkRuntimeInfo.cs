@@ -13,15 +13,8 @@ public sealed class KvLinkRuntimeInfo
 {
     internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device)
     {
-        CpuModel = cpu.Model;
-        CpuTier = cpu.Tier.Name();
-        LibTorchCpuCapability = libTorch.Aten;
-        OneDnnIsa = libTorch.OneDnn;
-        ComputeDType = dtype;
-        ComputeDTypeReason = dtypeReason;
-        DecodeKernel = decodeKernel;
-        Threads = threads;
-        Device = device;
+        (CpuModel, CpuTier, LibTorchCpuCapability, OneDnnIsa) = (cpu.Model, cpu.Tier.Name(), libTorch.Aten, libTorch.OneDnn);
+        (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device) = (dtype, dtypeReason, decodeKernel, threads, device);
     }
 
     /// <summary>The CPU's model name, e.g. "AMD EPYC 9R14" (/proc/cpuinfo on Linux).</summary>

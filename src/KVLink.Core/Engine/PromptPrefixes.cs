@@ -37,7 +37,7 @@ internal sealed class PromptPrefixes(EngineContext c) : IDisposable
     }
 
     /// <summary>
-    /// Writes the kept prefix of <paramref name="tokens"/> at slots 0..length-1 and returns its length; 0 when it is not
+    /// Writes the kept prefix of <paramref name="tokens"/> at cache positions 0..length-1 and returns its length; 0 when it is not
     /// kept (evicted since <see cref="EnsureAsync"/>): the request then computes the prefix's rows in its own steps and
     /// <see cref="Keep"/>s them. Model thread.
     /// </summary>
@@ -54,7 +54,7 @@ internal sealed class PromptPrefixes(EngineContext c) : IDisposable
         }
     }
 
-    /// <summary>Keeps a prefix a request computed itself (its rows are in <paramref name="cache"/>'s first slots). Model thread.</summary>
+    /// <summary>Keeps a prefix a request computed itself (its rows are in <paramref name="cache"/>'s first positions). Model thread.</summary>
     public void Keep(AttentionCache cache, IReadOnlyList<int> tokens, int length)
     {
         using var scope = NewDisposeScope();

@@ -16,7 +16,7 @@ namespace KVLink.Core.Engine;
 /// completes it. Prompt prefixes and conversations' kept caches, which requests share, live in <see cref="PromptPrefixes"/>
 /// and <see cref="ConversationSessions"/>.
 /// </summary>
-internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) : IDisposable
+internal sealed class RequestRunner(EngineContext c, DocumentKvSource documents) : IDisposable
 {
     // The prompt prefixes' caches: the format's own prefix is the same for every one-shot request; conversations with
     // system content each have theirs.
@@ -54,11 +54,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
         var fetched = new Dictionary<KvCacheKey, DocumentKvCache>();
         try
         {
-            var docs = new KvLinkDocument[documentIds.Count];
-            for (int slot = 0; slot < docs.Length; slot++)
-                docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
             // Every text of the request tokenized once, here; the length check, cache lookups, encodes and layout reuse them.
-            var tokens = documents.Tokenize(conversation, docs, slot => TokenSlot(slot, mode));
+            var (docs, tokens) = await TokenizeAsync(conversation, documentIds, mode, fetched, ct).ConfigureAwait(false);
             // The whole prompt's length is known from the tokens: refuse a prompt that cannot fit before encoding anything.
             int max = c.Model.Config.MaxPositionEmbeddings;
             if (tokens.MinimumLength(k) is var least && least + 1 > max)
@@ -68,9 +65,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
             var entries = new List<DocumentKvCache>();
             int cached = 0, onDemand = 0;
             var onDemandTime = TimeSpan.Zero; // encoding slots that were not cached yet is prefill work, not cache loading
-            for (int slot = 0; slot < docs.Length; slot++)
-            {
-                if (mode == ContextMode.KvLink)
+            if (mode == ContextMode.KvLink)
+                for (int slot = 0; slot < docs.Length; slot++)
                 {
                     var started = clock.Elapsed;
                     var (entry, computed) = await documents.GetOrEncodeAsync(documentIds[slot], docs[slot], slot, fetched, ct, countBytes: true, tokens.Documents[slot]).ConfigureAwait(false);
@@ -79,9 +75,8 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
                     if (computed) { onDemand += entry.Length; onDemandTime += clock.Elapsed - started; }
                     else cached += entry.Length;
                 }
-                else documentTokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], tokens.Documents[slot], ct).ConfigureAwait(false));
-            }
-            var layout = c.Format.Build(tokens.Prefix, documentTokens, tokens.Suffix, k);
+            else documentTokens = await DocumentTokensAsync(documentIds, docs, tokens, ct).ConfigureAwait(false);
+            var layout = tokens.Layout(c.Format, documentTokens, k);
             if (layout.Length + 1 > max)
                 throw new ArgumentException($"The prompt has {layout.Length} tokens; the model allows {max} positions, so at most {max - 1} prompt tokens leave room to answer.", nameof(documentIds));
             // The prompt prefix, like a document, is encoded once through the scheduler before the request is queued.
@@ -102,14 +97,32 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     public async Task<PromptLayout> LayoutAsync(string query, IReadOnlyList<string> documentIds, int linkTokens, ContextMode mode, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(documentIds);
+        var (docs, tokens) = await TokenizeAsync(ConversationPrompt.Single(query), documentIds, mode, null, ct).ConfigureAwait(false);
+        return tokens.Layout(c.Format, await DocumentTokensAsync(documentIds, docs, tokens, ct).ConfigureAwait(false), linkTokens);
+    }
+
+    /// <summary>
+    /// Resolves the request's documents and tokenizes each text of it once (<see cref="RequestTokens"/>), each document in
+    /// its <see cref="TokenSlot"/>. Entries read while resolving another process's documents are kept in
+    /// <paramref name="fetched"/> when it is given, so that the cache lookup does not read them again.
+    /// </summary>
+    private async Task<(KvLinkDocument[] Documents, RequestTokens Tokens)> TokenizeAsync(ConversationPrompt conversation, IReadOnlyList<string> documentIds,
+        ContextMode mode, Dictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct)
+    {
         var docs = new KvLinkDocument[documentIds.Count];
-        for (int slot = 0; slot < docs.Length; slot++) docs[slot] = await documents.ResolveAsync(documentIds[slot], null, ct).ConfigureAwait(false);
-        var conversation = ConversationPrompt.Single(query);
-        var tokens = documents.Tokenize(conversation, docs, slot => TokenSlot(slot, mode));
-        var documentTokens = new List<IReadOnlyList<int>>();
+        for (int slot = 0; slot < docs.Length; slot++)
+            docs[slot] = await documents.ResolveAsync(documentIds[slot], fetched, ct).ConfigureAwait(false);
+        return (docs, documents.Tokenize(conversation, docs, slot => TokenSlot(slot, mode)));
+    }
+
+    /// <summary>Every document's tokens in the prompt, from the request's <paramref name="tokens"/> (compressed where the
+    /// document is), without reading or encoding any cache: full prefill, and a layout alone.</summary>
+    private async Task<List<IReadOnlyList<int>>> DocumentTokensAsync(IReadOnlyList<string> documentIds, KvLinkDocument[] docs, RequestTokens tokens, CancellationToken ct)
+    {
+        var documentTokens = new List<IReadOnlyList<int>>(docs.Length);
         for (int slot = 0; slot < docs.Length; slot++)
             documentTokens.Add(await documents.TokensAsync(documentIds[slot], docs[slot], tokens.Documents[slot], ct).ConfigureAwait(false));
-        return c.Format.Build(tokens.Prefix, documentTokens, tokens.Suffix, linkTokens);
+        return documentTokens;
     }
 
     /// <summary>
@@ -154,11 +167,11 @@ internal sealed class RequestRunner(EngineContext c, DocumentCaches documents) :
     public TokenLogprobs? NewLogprobs(PreparedRequest r) => r.Options.Logprobs ? new TokenLogprobs(c.Tokenizer, r.Options.TopLogprobs) : null;
 
     /// <summary>
-    /// The slot whose document tokens a document in <paramref name="slot"/> has: in KVLink mode its cache's slot
-    /// (<see cref="EngineContext.CacheSlot"/>; under <see cref="SlotPolicy.Shared"/> the header numbers it 1), in full
+    /// The slot whose document tokens a document in <paramref name="slot"/> has: in KVLink mode its stored entry's slot
+    /// (<see cref="EngineContext.StoredSlot"/>; under <see cref="SlotPolicy.Shared"/> the header numbers it 1), in full
     /// prefill its own, since nothing is reused there.
     /// </summary>
-    private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.CacheSlot(slot) : slot;
+    private int TokenSlot(int slot, ContextMode mode) => mode == ContextMode.KvLink ? c.StoredSlot(slot) : slot;
 
     public void Dispose()
     {

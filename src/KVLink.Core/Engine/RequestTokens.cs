@@ -11,7 +11,7 @@ internal sealed record RequestTokens(IReadOnlyList<int> Prefix, IReadOnlyList<Do
 {
     /// <summary>
     /// Tokenizes <paramref name="conversation"/> and <paramref name="documents"/>; document j uses the tokens of slot
-    /// <paramref name="tokenSlot"/>(j) (its cache's slot in KVLink mode, its own in full prefill).
+    /// <paramref name="tokenSlot"/>(j) (its stored entry's slot in KVLink mode, its own in full prefill).
     /// </summary>
     public static RequestTokens Of(EngineContext c, DocumentCatalog catalog, ConversationPrompt conversation, IReadOnlyList<KvLinkDocument> documents, Func<int, int> tokenSlot)
     {
@@ -26,6 +26,11 @@ internal sealed record RequestTokens(IReadOnlyList<int> Prefix, IReadOnlyList<Do
         }
         return new RequestTokens(prefix, docs, c.Format.SuffixOf(c.Tokenizer, conversation));
     }
+
+    /// <summary>The prompt: these tokens around <paramref name="documents"/>' tokens (as placed: from their entries, or
+    /// compressed), with <paramref name="linkTokens"/> link tokens after each document.</summary>
+    public PromptLayout Layout(PromptFormat format, IReadOnlyList<IReadOnlyList<int>> documents, int linkTokens) =>
+        format.Build(Prefix, documents, Suffix, linkTokens);
 
     /// <summary>The fewest tokens the prompt can have: every compressed document at its smallest.</summary>
     public long MinimumLength(int linkTokens) =>

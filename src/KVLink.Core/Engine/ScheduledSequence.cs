@@ -51,7 +51,7 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     public abstract void Start();
 
     /// <summary>
-    /// Sets the rows to compute: the tokens at <paramref name="positions"/> (global positions, which are also cache slots),
+    /// Sets the rows to compute: the tokens at <paramref name="positions"/> (global positions, which are also their places in the cache),
     /// in order; <paramref name="tokens"/> is indexed by position.
     /// </summary>
     protected void SetPrompt(long[] positions, IReadOnlyList<int> tokens) => (_positions, _tokens, _cursor) = (positions, tokens, 0);

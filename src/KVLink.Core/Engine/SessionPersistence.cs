@@ -9,7 +9,7 @@ namespace KVLink.Core.Engine;
 /// (<see cref="KvLinkOptions.PersistSessions"/>), so that another replica sharing the store continues the conversation
 /// computing only its new tokens. The entry rides in the store's ordinary entry type: its id is <c>~session~</c> plus the
 /// session key (a single <c>~</c> never starts a caller's escaped id, so it cannot collide with a document), its token ids
-/// and tensors are the kept slots [Start, End), and its text holds Start and the token ids before Start, which the next
+/// and tensors are the kept cache positions [Start, End), and its text holds Start and the token ids before Start, which the next
 /// turn must match exactly before anything is reused. Keys are rotated at their absolute positions, so no RoPE metadata
 /// is recorded (a store that quantises keys refuses such an entry; the conversation is then recomputed elsewhere).
 /// </summary>
@@ -21,7 +21,7 @@ internal static class SessionPersistence
         new(c.Options.Tenant, c.Fingerprint, c.Format.Name, IdPrefix + sessionKey, 0);
 
     /// <summary>The store entry of a kept session (its own tensor handles; the caller disposes it).</summary>
-    public static DocumentKvCache ToEntry(EngineContext c, string sessionKey, SessionCache.Session s)
+    public static DocumentKvCache ToEntry(EngineContext c, string sessionKey, SessionLru.Session s)
     {
         string text = s.Start.ToString(CultureInfo.InvariantCulture) + ":" + string.Join(',', s.Tokens.Take(s.Start));
         return new DocumentKvCache(IdPrefix + sessionKey, 0, s.Tokens[s.Start..], s.Keys.alias().DetachFromDisposeScope(), s.Values.alias().DetachFromDisposeScope(),
@@ -32,7 +32,7 @@ internal static class SessionPersistence
     /// The session a stored entry holds, or null when it is not one this engine can use (another key, model, format or
     /// shape, or unparsable): a bad entry is a miss, and the conversation is recomputed exactly. Takes its own tensor handles.
     /// </summary>
-    public static SessionCache.Session? FromEntry(EngineContext c, string sessionKey, DocumentKvCache entry)
+    public static SessionLru.Session? FromEntry(EngineContext c, string sessionKey, DocumentKvCache entry)
     {
         if (entry.Key != Key(c, sessionKey)) return null;
         int colon = entry.Text.IndexOf(':');
@@ -55,7 +55,7 @@ internal static class SessionPersistence
         if (before.Count != start || entry.Length == 0 || entry.TokenIds.Any(id => id < 0 || id >= vocab) || !entry.Keys.shape.SequenceEqual(shape) || entry.Keys.dtype != c.Model.DType
             || !CacheEntryCheck.AllFinite(entry.Keys) || !CacheEntryCheck.AllFinite(entry.Values))
             return null;
-        return new SessionCache.Session([.. before, .. entry.TokenIds], start,
+        return new SessionLru.Session([.. before, .. entry.TokenIds], start,
             entry.Keys.alias().DetachFromDisposeScope(), entry.Values.alias().DetachFromDisposeScope()); // outlive the caller's dispose scope
     }
 }

@@ -25,7 +25,7 @@ internal static class StepForward
             c.Positions.CopyTo(positions, start);
             c.Tokens.CopyTo(tokens, start);
             sequences[i] = new SequenceRows(start, n, tensor(c.Positions, device: model.Device), c.Positions.Max(),
-                AttentionMasks.CausalOverSlots(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
+                AttentionMasks.CausalOverCache(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
             start += n;
         }
         // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
@@ -33,6 +33,6 @@ internal static class StepForward
         return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden, decode) : null;
     }
 
-    /// <summary>Keys a chunk attends over: every slot written or placed so far up to its last position.</summary>
+    /// <summary>Keys a chunk attends over: every cache position written or placed so far up to its last position.</summary>
     private static int KeyLength(AttentionCache cache, ScheduledSequence.Chunk c) => (int)Math.Max(cache.Length, c.Positions.Max() + 1);
 }

@@ -14,18 +14,9 @@ internal sealed class DecodeLoop(LlamaForCausalLM model, AttentionCache cache, G
     TokenLogprobs? logprobs = null)
 {
     private readonly TokenSampler _sampler = new(options);
+    // The model and the cache only bound the answer (the context, the cache's end); whoever feeds tokens back holds them.
     private readonly long _limit = Math.Min(cache.Capacity, model.Config.MaxPositionEmbeddings);
     private int _generated;
-
-    /// <summary>The model and the cache the loop decodes over (a direct run feeds tokens back through them).</summary>
-    internal LlamaForCausalLM Model => model;
-
-    /// <inheritdoc cref="Model"/>
-    internal AttentionCache Cache => cache;
-
-    /// <summary>Slots of the cache holding keys and values when a direct run drives it: the prompt and every generated
-    /// token that was fed back (the last one chosen is not, when the loop ends on the token budget or a stop sequence).</summary>
-    public long Filled { get; internal set; }
 
     /// <summary>Why the loop ended; null while it runs.</summary>
     public FinishReason? Finish { get; private set; }

@@ -3,10 +3,10 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Model;
 
 /// <summary>
-/// A preallocated key/value cache written in place at slot indices (no per-token concatenation).
+/// A preallocated key/value cache written in place at position indices (no per-token concatenation).
 /// Keys and values of all layers live in one [layers, batch, kv_heads, capacity, head_dim] tensor each,
 /// so stored document caches are copied in with one copy per document and re-rotated in one pass.
-/// A slot is a global position: the key at slot p is rotated for position p.
+/// Its index is the global position: the key at index p is rotated for position p.
 /// </summary>
 internal sealed class AttentionCache : IDisposable
 {
@@ -23,38 +23,38 @@ internal sealed class AttentionCache : IDisposable
         _values = zeros(shape, dtype, device);
     }
 
-    /// <summary>Number of slots.</summary>
+    /// <summary>Number of positions.</summary>
     public int Capacity { get; }
 
-    /// <summary>One past the highest slot filled so far; attention reads slots [0, Length).</summary>
+    /// <summary>One past the highest position filled so far; attention reads positions [0, Length).</summary>
     public int Length { get; private set; }
 
     /// <summary>Number of layers.</summary>
     public int Layers { get; }
 
-    /// <summary>Writes new keys/values ([B, kv_heads, T, d]) of one layer at <paramref name="slots"/> and returns views over slots [0, max(Length, maxSlot+1)).</summary>
-    public (Tensor Keys, Tensor Values) Update(int layer, Tensor slots, long maxSlot, Tensor k, Tensor v)
+    /// <summary>Writes new keys/values ([B, kv_heads, T, d]) of one layer at <paramref name="positions"/> and returns views over positions [0, max(Length, maxPosition+1)).</summary>
+    public (Tensor Keys, Tensor Values) Update(int layer, Tensor positions, long maxPosition, Tensor k, Tensor v)
     {
-        if (maxSlot >= Capacity) throw new InvalidOperationException($"KV cache slot {maxSlot} is beyond its capacity {Capacity}.");
-        using (var kl = _keys[layer]) kl.index_copy_(2, slots, k);
-        using (var vl = _values[layer]) vl.index_copy_(2, slots, v);
-        return View(layer, (int)Math.Max(Length, maxSlot + 1));
+        if (maxPosition >= Capacity) throw new InvalidOperationException($"KV cache position {maxPosition} is beyond its capacity {Capacity}.");
+        using (var kl = _keys[layer]) kl.index_copy_(2, positions, k);
+        using (var vl = _values[layer]) vl.index_copy_(2, positions, v);
+        return View(layer, (int)Math.Max(Length, maxPosition + 1));
     }
 
     /// <summary>
-    /// Copies a run of keys/values for every layer ([layers, kv_heads, L, d]) into slots [start, start+L)
+    /// Copies a run of keys/values for every layer ([layers, kv_heads, L, d]) into positions [start, start+L)
     /// of batch row 0, as stored (no rotation).
     /// </summary>
     public void Write(int start, Tensor keys, Tensor values)
     {
         long len = keys.shape[2];
-        if (start < 0 || start + len > Capacity) throw new InvalidOperationException($"Slots [{start}, {start + len}) do not fit a KV cache of capacity {Capacity}.");
+        if (start < 0 || start + len > Capacity) throw new InvalidOperationException($"Positions [{start}, {start + len}) do not fit a KV cache of capacity {Capacity}.");
         using var scope = NewDisposeScope();
         _keys.select(1, 0).narrow(2, start, len).copy_(keys);
         _values.select(1, 0).narrow(2, start, len).copy_(values);
     }
 
-    /// <summary>Applies <paramref name="transform"/> to the keys of slots [start, start+length) of all layers, in place.</summary>
+    /// <summary>Applies <paramref name="transform"/> to the keys of positions [start, start+length) of all layers, in place.</summary>
     public void TransformKeys(int start, int length, Func<Tensor, Tensor> transform)
     {
         using var scope = NewDisposeScope();
@@ -63,20 +63,20 @@ internal sealed class AttentionCache : IDisposable
     }
 
     /// <summary>
-    /// Re-rotates, in place, the keys of slots [start, start+offsets.Length) of all layers by one offset per slot
+    /// Re-rotates, in place, the keys of positions [start, start+offsets.Length) of all layers by one offset per position
     /// (see <see cref="RopeRerotation.ShiftInPlace"/>).
     /// </summary>
     public void RotateKeys(int start, IReadOnlyList<long> offsets, RotaryEmbedding rope)
     {
-        if (start < 0 || start + offsets.Count > Capacity) throw new InvalidOperationException($"Slots [{start}, {start + offsets.Count}) do not fit a KV cache of capacity {Capacity}.");
+        if (start < 0 || start + offsets.Count > Capacity) throw new InvalidOperationException($"Positions [{start}, {start + offsets.Count}) do not fit a KV cache of capacity {Capacity}.");
         using var scope = NewDisposeScope();
         RopeRerotation.ShiftInPlace(_keys.narrow(3, start, offsets.Count), offsets, rope);
     }
 
-    /// <summary>Marks slots [0, length) as filled.</summary>
+    /// <summary>Marks positions [0, length) as filled.</summary>
     public void Advance(int length) => Length = Math.Max(Length, Math.Min(length, Capacity));
 
-    /// <summary>Views over slots [0, length) of one layer, [B, kv_heads, length, d].</summary>
+    /// <summary>Views over positions [0, length) of one layer, [B, kv_heads, length, d].</summary>
     public (Tensor Keys, Tensor Values) View(int layer, int length)
     {
         using var kl = _keys[layer];
@@ -84,7 +84,7 @@ internal sealed class AttentionCache : IDisposable
         return (kl.narrow(2, 0, length), vl.narrow(2, 0, length));
     }
 
-    /// <summary>Copies of slots [start, start+length) of batch row 0 for all layers, each [layers, kv_heads, length, d].</summary>
+    /// <summary>Copies of positions [start, start+length) of batch row 0 for all layers, each [layers, kv_heads, length, d].</summary>
     public (Tensor Keys, Tensor Values) Export(int start, int length)
     {
         using var scope = NewDisposeScope();

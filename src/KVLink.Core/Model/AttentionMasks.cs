@@ -6,10 +6,10 @@ namespace KVLink.Core.Model;
 internal static class AttentionMasks
 {
     /// <summary>
-    /// Queries at <paramref name="queryPositions"/> against cache slots [0, <paramref name="keyLength"/>):
-    /// slot s is visible to query t when s &lt;= position(t). Bottom-right aligned, unlike SDPA's is_causal.
+    /// Queries at <paramref name="queryPositions"/> against cache positions [0, <paramref name="keyLength"/>):
+    /// position s is visible to query t when s &lt;= position(t). Bottom-right aligned, unlike SDPA's is_causal.
     /// </summary>
-    public static Tensor CausalOverSlots(ReadOnlySpan<long> queryPositions, int keyLength, Device? device = null)
+    public static Tensor CausalOverCache(ReadOnlySpan<long> queryPositions, int keyLength, Device? device = null)
     {
         int t = queryPositions.Length;
         var m = new bool[t * keyLength];

@@ -91,7 +91,7 @@ internal sealed class LlamaAttention : nn.Module
         int qRow = 0;
         foreach (var r in sequences)
         {
-            var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
+            var (ks, vs) = r.Cache.Update(_layer, r.Positions, r.MaxPosition, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
             if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
             else if (r.Output) outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow++, 1), ks, vs, r.FoldedLastMask(g, q.dtype), g));
         }

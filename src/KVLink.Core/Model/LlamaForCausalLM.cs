@@ -9,7 +9,7 @@ namespace KVLink.Core.Model;
 /// </summary>
 /// <remarks>
 /// Parameters are allocated uninitialised; load them with <c>LlamaCheckpoint.Load</c>. A forward step
-/// takes explicit positions (which are also the KV-cache slots) and an explicit boolean mask, so the
+/// takes explicit positions (which are also the tokens' places in the KV cache) and an explicit boolean mask, so the
 /// same code serves plain causal prefill, decode, and KVLink's segment-masked passes.
 /// </remarks>
 internal sealed class LlamaForCausalLM : nn.Module
@@ -84,8 +84,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         if (cache is not null)
             return BatchStep(positions, [new SequenceRows(0, positions.Length, tensor(positions, device: Device), positions.Max(), mask, cache)], decode);
-        using var slots = tensor(positions, device: Device);
-        var (cos, sin) = Rope.Angles(slots);
+        using var at = tensor(positions, device: Device);
+        var (cos, sin) = Rope.Angles(at);
         return new ForwardStep(cos, sin, mask) { Decode = decode };
     }
 
@@ -95,8 +95,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// </summary>
     public ForwardStep BatchStep(long[] positions, IReadOnlyList<SequenceRows> sequences, DecodeRows decode = default)
     {
-        using var slots = tensor(positions, device: Device);
-        var (cos, sin) = Rope.Angles(slots);
+        using var at = tensor(positions, device: Device);
+        var (cos, sin) = Rope.Angles(at);
         return new ForwardStep(cos, sin, empty([0], ScalarType.Bool, Device), sequences) { Decode = decode };
     }
 
@@ -112,7 +112,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         var h = model.Forward(tokens, step, lastOnly);
         if (step.Sequences is { } sequences)
-            foreach (var s in sequences) s.Cache.Advance((int)s.MaxSlot + 1);
+            foreach (var s in sequences) s.Cache.Advance((int)s.MaxPosition + 1);
         return h;
     }
 

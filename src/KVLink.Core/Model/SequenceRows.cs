@@ -9,13 +9,13 @@ namespace KVLink.Core.Model;
 /// </summary>
 /// <param name="Start">First row of the sequence in the step.</param>
 /// <param name="Count">Rows (new tokens) of the sequence.</param>
-/// <param name="Slots">Cache slots of the new tokens (their positions), int64 [Count].</param>
-/// <param name="MaxSlot">The largest value in <paramref name="Slots"/>, known on the host.</param>
-/// <param name="Mask">Bool [Count, S]: query t may attend the key at slot s of the sequence's own cache.</param>
+/// <param name="Positions">Positions of the new tokens, which are also their places in the cache, int64 [Count].</param>
+/// <param name="MaxPosition">The largest value in <paramref name="Positions"/>, known on the host.</param>
+/// <param name="Mask">Bool [Count, S]: query t may attend the key at position s of the sequence's own cache.</param>
 /// <param name="Cache">The sequence's cache.</param>
 /// <param name="Output">Whether the final hidden state of its last row is wanted (a forward with <c>lastOnly</c> computes
 /// the last layer's queries and MLP only for those rows; the others just write their keys and values).</param>
-internal sealed record SequenceRows(int Start, int Count, Tensor Slots, long MaxSlot, Tensor Mask, AttentionCache Cache, bool Output = true)
+internal sealed record SequenceRows(int Start, int Count, Tensor Positions, long MaxPosition, Tensor Mask, AttentionCache Cache, bool Output = true)
 {
     private Tensor? _folded, _foldedLast;
 

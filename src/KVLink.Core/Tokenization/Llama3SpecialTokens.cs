@@ -11,8 +11,8 @@ internal static class Llama3SpecialTokens
     /// <summary>Id of the first special token in a real Llama 3 vocabulary.</summary>
     public const int DefaultFirstId = 128000;
 
-    // The named slots of each release, in order; the remaining slots are reserved_special_token_N with N counting on
-    // from the last reserved name here (the numbering is not the slot index).
+    // The named tokens of each release, in order; the remaining ids are reserved_special_token_N with N counting on
+    // from the last reserved name here (the numbering is not the offset from the first id).
     private static readonly string[] Leading31 =
     [
         "<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
@@ -50,8 +50,8 @@ internal static class Llama3SpecialTokens
         var map = new Dictionary<string, int>(Count, StringComparer.Ordinal);
         for (int i = 0; i < leading.Length; i++)
             map.Add(leading[i], firstId + i);
-        for (int slot = leading.Length; slot < Count; slot++)
-            map.Add($"<|reserved_special_token_{slot - leading.Length + nextReserved}|>", firstId + slot);
+        for (int i = leading.Length; i < Count; i++)
+            map.Add($"<|reserved_special_token_{i - leading.Length + nextReserved}|>", firstId + i);
         return map;
     }
 }

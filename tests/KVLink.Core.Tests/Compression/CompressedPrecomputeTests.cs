@@ -76,7 +76,7 @@ public sealed class CompressedPrecomputeTests(CheckpointFixture fx) : IClassFixt
         }
         using var oracleCache = new AttentionCache(fx.Model.Config, layout.Length + 6, ScalarType.Float32);
         var last = SinglePassForward.Forward(fx.Model, layout, oracleCache, lastOnly: true);
-        var (expected, _) = new DecodeLoop(fx.Model, oracleCache, greedy, new HashSet<int>()).Collect(last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
+        var (expected, _) = new DecodeLoop(fx.Model, oracleCache, greedy, new HashSet<int>()).Collect(fx.Model, oracleCache, last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
         Assert.Equal(expected, result.TokenIds);
 
         // Full prefill of the same ids reads the same compressed tokens.

@@ -89,8 +89,8 @@ public sealed class ConversationSessionTests(CheckpointFixture fixture) : IClass
         Assert.True(one > 0);
         Assert.Equal("c0", result.ConversationId);
         // A budget for about two such sessions keeps the two most recently used.
-        var lru = new SessionCache(one * 2 + one / 2);
-        static SessionCache.Session Fake(long elements) => new([1, 2], 1, TorchSharp.torch.zeros(elements), TorchSharp.torch.zeros(elements));
+        var lru = new SessionLru(one * 2 + one / 2);
+        static SessionLru.Session Fake(long elements) => new([1, 2], 1, TorchSharp.torch.zeros(elements), TorchSharp.torch.zeros(elements));
         long n = one / 8; // two float32 tensors of n elements = one session's bytes
         lru.Set("a", Fake(n)); lru.Set("b", Fake(n));
         Assert.NotNull(lru.Get("a")); // a is now the most recent

@@ -54,7 +54,7 @@ public class KvLinkEquivalenceTests(CheckpointFixture fx) : IClassFixture<Checkp
         using var oracleCache = new AttentionCache(fx.Model.Config, layout.Length + 10, ScalarType.Float32);
         var last = SinglePassForward.Forward(fx.Model, layout, oracleCache, lastOnly: true);
         var loop = new DecodeLoop(fx.Model, oracleCache, greedy, new HashSet<int>());
-        var (expected, _) = loop.Collect(last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
+        var (expected, _) = loop.Collect(fx.Model, oracleCache, last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
         Assert.Equal(expected, result.TokenIds);
         Assert.Equal(layout.DocumentTokenCount, result.Usage.CachedTokens + (result.Usage.ComputedTokens - computed.Length));
     }

@@ -117,7 +117,7 @@ public class SlotPolicyTests(CheckpointFixture fx) : IClassFixture<CheckpointFix
 
         using var oracleCache = new AttentionCache(fx.Model.Config, layout.Length + Greedy.MaxNewTokens, ScalarType.Float32);
         var last = SinglePassForward.Forward(fx.Model, layout, oracleCache, lastOnly: true);
-        var (expected, _) = new DecodeLoop(fx.Model, oracleCache, Greedy, new HashSet<int>()).Collect(last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
+        var (expected, _) = new DecodeLoop(fx.Model, oracleCache, Greedy, new HashSet<int>()).Collect(fx.Model, oracleCache, last, layout.Length, System.Diagnostics.Stopwatch.StartNew(), null, default);
         Assert.Equal(expected, result.TokenIds);
     }
 }

@@ -17,7 +17,7 @@ public class RopeRerotationInPlaceTests
     {
         using var scope = NewDisposeScope();
         using var g = new TorchSharp.torch.Generator(3);
-        // [layers, batch, kv_heads, capacity, d]; rotate slots 5..44 (a narrow view, not contiguous).
+        // [layers, batch, kv_heads, capacity, d]; rotate positions 5..44 (a narrow view, not contiguous).
         var cache = (randn([3, 1, 2, 50, 64], generator: g) * 4).to(dtype);
         long[] offsets = [.. Enumerable.Range(0, 40).Select(i => i < 17 ? 7L : i < 30 ? 1234L : 100_000L)];
         var view = cache.narrow(3, 5, 40);
@@ -26,9 +26,9 @@ public class RopeRerotationInPlaceTests
 
         RopeRerotation.ShiftInPlace(view, offsets, Rope);
 
-        Assert.True((view.to(ScalarType.Float32) == expected.to(ScalarType.Float32)).all().item<bool>(), "rotated slots differ from the tensor path");
-        Assert.True((cache.narrow(3, 0, 5) == before.narrow(3, 0, 5)).all().item<bool>(), "slots before the view changed");
-        Assert.True((cache.narrow(3, 45, 5) == before.narrow(3, 45, 5)).all().item<bool>(), "slots after the view changed");
+        Assert.True((view.to(ScalarType.Float32) == expected.to(ScalarType.Float32)).all().item<bool>(), "rotated positions differ from the tensor path");
+        Assert.True((cache.narrow(3, 0, 5) == before.narrow(3, 0, 5)).all().item<bool>(), "positions before the view changed");
+        Assert.True((cache.narrow(3, 45, 5) == before.narrow(3, 45, 5)).all().item<bool>(), "positions after the view changed");
     }
 
     [Fact]

@@ -15,7 +15,7 @@ public class GroupedAttentionTests
         var k = randn([1, 2, s, d], generator: new Generator(2));
         var v = randn([1, 2, s, d], generator: new Generator(3));
         long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];
-        var mask = AttentionMasks.CausalOverSlots(pos, s);
+        var mask = AttentionMasks.CausalOverCache(pos, s);
         var folded = GroupedAttention.Fold(mask, g, ScalarType.Float32);
 
         var sdpa = GroupedAttention.Attend(q, k, v, folded, g);

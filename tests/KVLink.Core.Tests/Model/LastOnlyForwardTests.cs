@@ -18,8 +18,8 @@ public class LastOnlyForwardTests
         long[] pos = [.. Enumerable.Range(0, tokens.Length).Select(i => (long)i)];
         using var cacheAll = new AttentionCache(c, capacity: 16, ScalarType.Float32);
         using var cacheLast = new AttentionCache(c, capacity: 16, ScalarType.Float32);
-        var all = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverSlots(pos, tokens.Length), cacheAll));
-        var last = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverSlots(pos, tokens.Length), cacheLast), lastOnly: true);
+        var all = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverCache(pos, tokens.Length), cacheAll));
+        var last = model.Forward(ids, model.Step(pos, AttentionMasks.CausalOverCache(pos, tokens.Length), cacheLast), lastOnly: true);
 
         Assert.Equal([1L, 1L, c.VocabSize], last.shape);
         double diff = (last[0, 0] - all[0, tokens.Length - 1]).abs().max().item<float>();

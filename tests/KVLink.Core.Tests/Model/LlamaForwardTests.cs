@@ -44,14 +44,14 @@ public class LlamaForwardTests
         {
             using var scope = NewDisposeScope();
             long[] pos = [.. Enumerable.Range(0, prefill).Select(i => (long)i)];
-            var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, prefill), cache);
+            var step = model.Step(pos, AttentionMasks.CausalOverCache(pos, prefill), cache);
             pieces.Add(model.Forward(all.narrow(1, 0, prefill), step).MoveToOuterDisposeScope());
         }
         for (int i = prefill; i < tokens.Length; i++)
         {
             using var scope = NewDisposeScope();
             long[] pos = [i];
-            var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, i + 1), cache);
+            var step = model.Step(pos, AttentionMasks.CausalOverCache(pos, i + 1), cache);
             pieces.Add(model.Forward(all.narrow(1, i, 1), step).MoveToOuterDisposeScope());
         }
         Assert.Equal(tokens.Length, cache.Length);

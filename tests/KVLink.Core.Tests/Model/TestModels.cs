@@ -61,11 +61,11 @@ internal static class TestModels
     public static Dictionary<string, double[]> AsDoubles(Dictionary<string, (long[] Shape, float[] Data)> weights) =>
         weights.ToDictionary(kv => kv.Key, kv => kv.Value.Data.Select(f => (double)f).ToArray());
 
-    /// <summary>Float32 logits of one decode step: <paramref name="token"/> at the position after the <paramref name="filled"/> slots of <paramref name="cache"/>.</summary>
+    /// <summary>Float32 logits of one decode step: <paramref name="token"/> at the position after the <paramref name="filled"/> positions of <paramref name="cache"/>.</summary>
     public static Tensor DecodeStep(LlamaForCausalLM model, AttentionCache cache, int filled, long token, DecodeRows decode = default)
     {
         long[] pos = [filled];
-        var step = model.Step(pos, AttentionMasks.CausalOverSlots(pos, filled + 1), cache, decode);
+        var step = model.Step(pos, AttentionMasks.CausalOverCache(pos, filled + 1), cache, decode);
         return model.Forward(tensor(new long[] { token }, [1, 1]), step).to(ScalarType.Float32);
     }
 

@@ -7,7 +7,7 @@ namespace KVLink.Core.Tests.Native;
 /// The CPU capability LibTorch's own kernels dispatch to (ATen's DEFAULT, AVX2, AVX512, ...), which
 /// <c>ATEN_CPU_CAPABILITY</c> lowers: <c>at::get_cpu_capability()</c>, as <c>torch.backends.cpu.get_cpu_capability()</c>
 /// reads it in Python. TorchSharp does not bind it, so it is called by its exported (Itanium-mangled) name; it returns
-/// a libstdc++ <c>std::string</c> through a caller-provided slot.
+/// a libstdc++ <c>std::string</c> through a caller-provided buffer.
 /// </summary>
 internal static unsafe class LibTorchCapability
 {
@@ -20,11 +20,11 @@ internal static unsafe class LibTorchCapability
             || !NativeLibrary.TryGetExport(lib, "_ZN2at18get_cpu_capabilityB5cxx11Ev", out var get)
             || !NativeLibrary.TryGetExport(lib, "_ZdlPv", out var delete)) return null; // operator delete, from its libstdc++
         // std::string (C++11 ABI): { char* data; size_t length; char local[16] }, data pointing at local when short.
-        byte* slot = stackalloc byte[32];
-        ((delegate* unmanaged<byte*, byte*>)get)(slot);
-        byte* data = *(byte**)slot;
-        string text = Encoding.ASCII.GetString(data, checked((int)*(ulong*)(slot + 8)));
-        if (data != slot + 16) ((delegate* unmanaged<byte*, void>)delete)(data);
+        byte* result = stackalloc byte[32];
+        ((delegate* unmanaged<byte*, byte*>)get)(result);
+        byte* data = *(byte**)result;
+        string text = Encoding.ASCII.GetString(data, checked((int)*(ulong*)(result + 8)));
+        if (data != result + 16) ((delegate* unmanaged<byte*, void>)delete)(data);
         return text;
     }
 }

@@ -33,7 +33,7 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
             {
                 var pos = Range(0, history[s]);
                 model.Hidden(tensor(Tokens(s, history[s]).Select(t => (long)t).ToArray(), [1, history[s]]),
-                    model.Step(pos, AttentionMasks.CausalOverSlots(pos, history[s]), cache));
+                    model.Step(pos, AttentionMasks.CausalOverCache(pos, history[s]), cache));
             }
 
         // This step: sequence 0 decodes one token, sequence 1 prefills a chunk of 6, sequence 2 a chunk of 3.
@@ -43,7 +43,7 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
         {
             var pos = Range(history[s], rows[s]);
             expected.Add(model.Forward(tensor(Tokens(10 + s, rows[s]).Select(t => (long)t).ToArray(), [1, rows[s]]),
-                model.Step(pos, AttentionMasks.CausalOverSlots(pos, history[s] + rows[s]), alone[s]))[0]);
+                model.Step(pos, AttentionMasks.CausalOverCache(pos, history[s] + rows[s]), alone[s]))[0]);
         }
 
         var positions = new List<long>();
@@ -52,7 +52,7 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
         for (int s = 0; s < rows.Length; s++)
         {
             var pos = Range(history[s], rows[s]);
-            parts.Add(new SequenceRows(positions.Count, rows[s], tensor(pos), pos[^1], AttentionMasks.CausalOverSlots(pos, history[s] + rows[s]), batched[s], Output: s != 1));
+            parts.Add(new SequenceRows(positions.Count, rows[s], tensor(pos), pos[^1], AttentionMasks.CausalOverCache(pos, history[s] + rows[s]), batched[s], Output: s != 1));
             positions.AddRange(pos);
             ids.AddRange(Tokens(10 + s, rows[s]).Select(t => (long)t));
         }
@@ -90,7 +90,7 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
         for (int d = 0; d < docs.Length; d++)
         {
             var pos = Range(0, lengths[d]);
-            parts.Add(new SequenceRows(positions.Count, lengths[d], tensor(pos), pos[^1], AttentionMasks.CausalOverSlots(pos, lengths[d]), caches[d], Output: false));
+            parts.Add(new SequenceRows(positions.Count, lengths[d], tensor(pos), pos[^1], AttentionMasks.CausalOverCache(pos, lengths[d]), caches[d], Output: false));
             positions.AddRange(pos);
             ids.AddRange(docs[d].Select(t => (long)t));
         }

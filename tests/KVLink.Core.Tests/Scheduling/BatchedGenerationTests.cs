@@ -213,7 +213,7 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
         await using var engine = Engine(name, stepTokens: stepTokens);
         var ids = await Precompute(engine);
         // Queued after every request, so admitted last: its 2 rows come once every earlier prompt is in, and its second
-        // slot is beyond its cache. The batched forward of that step throws at layer 0, after the sequences before it
+        // position is beyond its cache. The batched forward of that step throws at layer 0, after the sequences before it
         // wrote their keys and values there.
         var broken = new BrokenSequence(fx.Model, tokens: 2, capacity: 1);
         var results = await Together(engine, requests.Count,

@@ -5,8 +5,8 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Tests.Scheduling;
 
 /// <summary>
-/// A document encode whose own forward genuinely fails inside the real (batched) forward: its cache has fewer slots than
-/// its prompt (the chunk that reaches slot <c>capacity</c> throws at layer 0, after the sequences before it in the step
+/// A document encode whose own forward genuinely fails inside the real (batched) forward: its cache has fewer positions than
+/// its prompt (the chunk that reaches position <c>capacity</c> throws at layer 0, after the sequences before it in the step
 /// wrote that layer), or fewer layers than the model (it throws at layer <c>layers</c>, after every sequence of the step
 /// wrote the layers before). Nothing in the engine is stubbed: the exception comes from <see cref="AttentionCache"/>.
 /// </summary>

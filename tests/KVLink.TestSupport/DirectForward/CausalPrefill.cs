@@ -37,7 +37,7 @@ internal static class CausalPrefill
             int length = Math.Min(chunkTokens, tokens.Count - start);
             long[] positions = [.. Enumerable.Range(start, length).Select(i => (long)i)];
             var ids = tensor(tokens.Skip(start).Take(length).Select(t => (long)t).ToArray(), [1, length], device: model.Device);
-            var step = model.Step(positions, AttentionMasks.CausalOverSlots(positions, start + length, model.Device), cache);
+            var step = model.Step(positions, AttentionMasks.CausalOverCache(positions, start + length, model.Device), cache);
             // Only the final chunk's last row is wanted; earlier chunks only fill the cache.
             var h = model.Hidden(ids, step, lastOnly: true);
             last?.Dispose();

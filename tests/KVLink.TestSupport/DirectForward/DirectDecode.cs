@@ -6,7 +6,8 @@ namespace KVLink.TestSupport;
 
 /// <summary>
 /// A <see cref="DecodeLoop"/> run alone, outside the engine's scheduler: each chosen token fed back through its own
-/// forward step. The reference the tests compare the scheduler's batched decoding with.
+/// forward step of the caller's <c>model</c> over the caller's <c>cache</c> (the ones the loop was made for, which the
+/// caller created and still holds). The reference the tests compare the scheduler's batched decoding with.
 /// </summary>
 internal static class DirectDecode
 {
@@ -15,11 +16,11 @@ internal static class DirectDecode
     /// sequence matched: <see cref="DecodeLoop.Finish"/> is then <see cref="FinishReason.Stop"/>); returns the tokens and the
     /// elapsed time of <paramref name="clock"/> when the first token was chosen.
     /// </summary>
-    public static (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(this DecodeLoop loop, Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Func<int, bool>? onToken, CancellationToken cancellationToken)
+    public static (List<int> Tokens, TimeSpan TimeToFirstToken) Collect(this DecodeLoop loop, LlamaForCausalLM model, AttentionCache cache, Tensor lastLogits, long nextPosition, System.Diagnostics.Stopwatch clock, Func<int, bool>? onToken, CancellationToken cancellationToken)
     {
         var tokens = new List<int>();
         TimeSpan? first = null;
-        foreach (int token in loop.Run(lastLogits, nextPosition, cancellationToken))
+        foreach (int token in loop.Run(model, cache, lastLogits, nextPosition, cancellationToken))
         {
             first ??= clock.Elapsed;
             tokens.Add(token);
@@ -32,10 +33,9 @@ internal static class DirectDecode
     /// Yields generated tokens, starting from the logits of the last prompt token (which the loop disposes).
     /// Cancellation is checked before every model step.
     /// </summary>
-    public static IEnumerable<int> Run(this DecodeLoop loop, Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
+    public static IEnumerable<int> Run(this DecodeLoop loop, LlamaForCausalLM model, AttentionCache cache, Tensor lastLogits, long nextPosition, CancellationToken cancellationToken)
     {
         var logits = lastLogits;
-        loop.Filled = nextPosition;
         try
         {
             while (true)
@@ -50,12 +50,11 @@ internal static class DirectDecode
                 {
                     // A decode step: the bandwidth kernel, int8 weights where the model has them.
                     long[] pos = [nextPosition];
-                    var step = loop.Model.Step(pos, AttentionMasks.CausalOverSlots(pos, (int)nextPosition + 1, loop.Model.Device), loop.Cache, DecodeRows.All());
-                    var next = loop.Model.Forward(tensor(new long[] { token }, [1, 1], device: loop.Model.Device), step).MoveToOuterDisposeScope();
+                    var step = model.Step(pos, AttentionMasks.CausalOverCache(pos, (int)nextPosition + 1, model.Device), cache, DecodeRows.All());
+                    var next = model.Forward(tensor(new long[] { token }, [1, 1], device: model.Device), step).MoveToOuterDisposeScope();
                     logits.Dispose();
                     logits = next;
                 }
-                loop.Filled = nextPosition + 1;
                 nextPosition++;
             }
         }

@@ -30,7 +30,7 @@ internal sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer toke
     public GenerationResult Generate(IReadOnlyList<int> prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         using var run = Start(prompt, options);
-        var (tokens, ttft) = run.Loop.Collect(run.Logits, prompt.Count, run.Clock, null, cancellationToken);
+        var (tokens, ttft) = run.Loop.Collect(Model, run.Cache, run.Logits, prompt.Count, run.Clock, null, cancellationToken);
         return run.Result(tokens, ttft);
     }
 
@@ -41,7 +41,7 @@ internal sealed class LlamaGenerator(LlamaForCausalLM model, LlamaTokenizer toke
         var decoder = new Utf8StreamDecoder(Tokenizer);
         var tokens = new List<int>();
         TimeSpan? ttft = null;
-        foreach (int token in run.Loop.Run(run.Logits, prompt.Count, cancellationToken))
+        foreach (int token in run.Loop.Run(Model, run.Cache, run.Logits, prompt.Count, cancellationToken))
         {
             ttft ??= run.Clock.Elapsed;
             tokens.Add(token);

@@ -7,11 +7,12 @@ using KVLink.Core.Collections;
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// Document caches: precompute, find a stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>),
-/// or encode it through the scheduler (<see cref="EncodeSequence"/>) once however many callers ask at the same time, and
-/// store it. Also the document tokens a slot uses, compressed when the document's kept fraction is below 1.
+/// Where a document's stored keys and values (its <see cref="DocumentKvCache"/> entry) come from: precompute, find a
+/// stored entry that really belongs to a document (<see cref="CacheEntryCheck"/>), or encode it through the scheduler
+/// (<see cref="EncodeSequence"/>) once however many callers ask at the same time, and store it. Also the document tokens
+/// a slot uses, compressed when the document's kept fraction is below 1.
 /// </summary>
-internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
+internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
 {
     // Encodes in flight, shared by the callers that ask for the same content at once, cancelled when all of them gave up.
     private readonly SharedWork<InflightKey, DocumentKvCache> _inflight = new();
@@ -37,7 +38,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         try
         {
             // One cache per document unless the policy is Exact with a numbered header: then slots 0..PrecomputeSlots-1.
-            foreach (int slot in Enumerable.Range(0, c.Options.PrecomputeSlots).Select(c.CacheSlot).Distinct())
+            foreach (int slot in Enumerable.Range(0, c.Options.PrecomputeSlots).Select(c.StoredSlot).Distinct())
             {
                 var (entry, wasComputed) = await GetOrEncodeAsync(id, known, slot, null, ct, countBytes: false, background: true).ConfigureAwait(false);
                 if (slot == 0) tokens = entry.Length;
@@ -65,7 +66,7 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         IReadOnlyDictionary<KvCacheKey, DocumentKvCache>? fetched, CancellationToken ct, bool countBytes, DocumentTokens? tokens = null, bool background = false)
     {
         var key = c.Key(id, slot);
-        // The entry is the key's slot's (EngineContext.CacheSlot): the caller's slot itself, or 0 when one cache serves every slot;
+        // The entry is the key's slot's (EngineContext.StoredSlot): the caller's slot itself, or 0 when one cache serves every slot;
         // tokens, when given (a request's, tokenized once), are the document's in the key's slot.
         var stored = fetched is not null && fetched.TryGetValue(key, out var known) ? known.Share() : await c.Store.GetAsync(key, ct).ConfigureAwait(false);
         if (stored is not null)
@@ -113,8 +114,8 @@ internal sealed class DocumentCaches(EngineContext c, DocumentCatalog catalog)
         RequestTokens.Of(c, catalog, conversation, documents, tokenSlot);
 
     /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed on the model thread
-    /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the cache's slot
-    /// (<see cref="EngineContext.CacheSlot"/>) in KVLink mode, the document's own in full prefill.</summary>
+    /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the stored entry's slot
+    /// (<see cref="EngineContext.StoredSlot"/>) in KVLink mode, the document's own in full prefill.</summary>
     public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, DocumentTokens tokens, CancellationToken ct) =>
         !tokens.Compressed ? tokens.Full
             : await c.Worker.Run(() => Tokens(id, document, tokens.Slot, tokens.Full, tokens.HeaderLength), ct).ConfigureAwait(false);

@@ -3,14 +3,15 @@ using static TorchSharp.torch;
 namespace KVLink.Core.Engine;
 
 /// <summary>
-/// The kept attention caches of conversations, in memory under a byte budget, least recently used dropped first.
-/// An entry holds the token ids of everything its last turn put in the cache and the keys and values of the slots
-/// from <see cref="Session.Start"/> (the end of the last document) on; the prompt prefix and the documents come from
+/// The in-memory part of <see cref="ConversationSessions"/>: each conversation's kept keys and values, under a byte
+/// budget, least recently used dropped first.
+/// An entry holds the token ids of everything its last turn put in the cache and the keys and values of the cache
+/// positions from <see cref="Session.Start"/> (the end of the last document) on; the prompt prefix and the documents come from
 /// their own caches. Touched only on the model thread, so it needs no lock; the tensors live outside any dispose scope.
 /// </summary>
-internal sealed class SessionCache(long budgetBytes) : IDisposable
+internal sealed class SessionLru(long budgetBytes) : IDisposable
 {
-    /// <summary>A conversation's kept cache: <paramref name="Tokens"/>[0..End) in the cache, K/V of slots [Start, End).</summary>
+    /// <summary>A conversation's kept cache: <paramref name="Tokens"/>[0..End) in the cache, K/V of positions [Start, End).</summary>
     public sealed record Session(int[] Tokens, int Start, Tensor Keys, Tensor Values) : IDisposable
     {
         public int End => Tokens.Length;
