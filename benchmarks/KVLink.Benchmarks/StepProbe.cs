@@ -37,7 +37,7 @@ internal static class StepProbe
                         own.CopyTo(positions, s * rows);
                         for (int i = 0; i < rows; i++) tokens[s * rows + i] = random.Next(model.Config.VocabSize);
                         parts[s] = new SequenceRows(s * rows, rows, tensor(own, device: model.Device), own[^1],
-                            AttentionMasks.CausalOverSlots(own, context + rows, model.Device), caches[s]);
+                            AttentionMasks.CausalOverCache(own, context + rows, model.Device), caches[s]);
                     }
                     var hidden = model.Hidden(tensor(tokens, [1, positions.Length], device: model.Device), model.BatchStep(positions, parts), lastOnly: true);
                     _ = model.Logits(hidden)[0, 0, 0].to(ScalarType.Float32).item<float>(); // waits for the result
