@@ -22,15 +22,15 @@ internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnl
     private Tensor? _outputRows;
 
     /// <summary>
-    /// For a batched step: the rows whose final hidden states are wanted (the last row of each sequence with
-    /// <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
+    /// For a batched step: the rows whose final hidden states are wanted (the last <see cref="SequenceRows.Outputs"/> rows
+    /// of each sequence with <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
     /// </summary>
     public Tensor OutputRows()
     {
         if (_outputRows is null)
         {
             var rows = (Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows."))
-                .Where(r => r.Output).Select(r => (long)(r.Start + r.Count - 1)).ToArray();
+                .Where(r => r.Output).SelectMany(r => Enumerable.Range(r.Start + r.Count - r.Outputs, r.Outputs)).Select(i => (long)i).ToArray();
             _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
             _outputRows.MoveToOtherDisposeScope(Cos);
         }

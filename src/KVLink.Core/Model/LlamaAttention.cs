@@ -44,7 +44,7 @@ internal sealed class LlamaAttention : nn.Module
         if (lastOnly && step.Sequences is null) throw new ArgumentException("Only a cached step (of sequences) can compute its last rows alone.", nameof(lastOnly));
         if (lastOnly)
         {
-            // Every row's k and v, queries only for the rows whose output is wanted (each sequence's last).
+            // Every row's k and v, queries only for the rows whose output is wanted (each sequence's last, or its last few).
             var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
             (k, v) = (kv[0], kv[1]);
             var rows = step.OutputRows();
@@ -83,7 +83,8 @@ internal sealed class LlamaAttention : nn.Module
     /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
     /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the
     /// [rows, rows] scores such a mask would cost. With <paramref name="lastOnly"/>, q holds only the output rows
-    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last row. Returns [B, H, Tq, d].
+    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last <see cref="SequenceRows.Outputs"/>
+    /// rows. Returns [B, H, Tq, d].
     /// </summary>
     private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
     {
@@ -93,7 +94,11 @@ internal sealed class LlamaAttention : nn.Module
         {
             var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
             if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
-            else if (r.Output) outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow++, 1), ks, vs, r.FoldedLastMask(g, q.dtype), g));
+            else if (r.Output)
+            {
+                outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g));
+                qRow += r.Outputs;
+            }
         }
         return outputs.Count switch
         {
