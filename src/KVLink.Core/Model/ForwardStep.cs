@@ -29,9 +29,12 @@ internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnl
     {
         if (_outputRows is null)
         {
-            var rows = (Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows."))
-                .Where(r => r.Output).SelectMany(r => Enumerable.Range(r.Start + r.Count - r.Outputs, r.Outputs)).Select(i => (long)i).ToArray();
-            _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
+            var sequences = Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows.");
+            var rows = new List<long>(sequences.Count);
+            foreach (var r in sequences)
+                if (r.Output)
+                    for (int i = r.Start + r.Count - r.Outputs; i < r.Start + r.Count; i++) rows.Add(i);
+            _outputRows = tensor(rows.ToArray(), ScalarType.Int64, Cos.device);
             _outputRows.MoveToOtherDisposeScope(Cos);
         }
         return _outputRows;
