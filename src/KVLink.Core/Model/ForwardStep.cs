@@ -22,6 +22,21 @@ internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnl
     private Tensor? _outputRows;
 
     /// <summary>
+    /// True for a step of sequences whose every row's output is wanted (a step of decoding rows alone, a scoring chunk of
+    /// output rows only): the output rows are then all rows, in order, and a forward for them alone is the full forward.
+    /// </summary>
+    public bool EveryRowOutputs
+    {
+        get
+        {
+            if (Sequences is not { } sequences) return false;
+            for (int i = 0; i < sequences.Count; i++)
+                if (!sequences[i].Output || sequences[i].Outputs != sequences[i].Count) return false;
+            return true;
+        }
+    }
+
+    /// <summary>
     /// For a batched step: the rows whose final hidden states are wanted (the last <see cref="SequenceRows.Outputs"/> rows
     /// of each sequence with <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
     /// </summary>

@@ -92,8 +92,8 @@ internal sealed class LlamaAttention : nn.Module
         int qRow = 0;
         foreach (var r in sequences)
         {
-            var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
-            if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
+            var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, Rows(k, r), Rows(v, r));
+            if (!lastOnly) outputs.Add(GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g));
             else if (r.Output)
             {
                 outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g));
@@ -107,6 +107,9 @@ internal sealed class LlamaAttention : nn.Module
             _ => cat(outputs, 2),
         };
     }
+
+    /// <summary>The rows of <paramref name="r"/> in <paramref name="x"/> ([B, heads, rows, d]): x itself when they are all of its rows (a step of one sequence), which spares a view per layer.</summary>
+    private static Tensor Rows(Tensor x, SequenceRows r) => r.Start == 0 && r.Count == x.shape[2] ? x : x.narrow(2, r.Start, r.Count);
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
