@@ -88,28 +88,31 @@ internal sealed class LlamaAttention : nn.Module
     /// </summary>
     private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
     {
-        var outputs = new List<Tensor>(sequences.Count);
+        // Indexed, and a list only from a second output on: a step runs this once per layer, and a one-sequence step
+        // (every decoding request alone) should allocate nothing here beyond its tensors.
+        Tensor? first = null;
+        List<Tensor>? outputs = null;
         int qRow = 0;
-        foreach (var r in sequences)
+        for (int i = 0; i < sequences.Count; i++)
         {
+            var r = sequences[i];
             var (ks, vs) = r.Cache.Update(_layer, r.Slots, r.MaxSlot, Rows(k, r), Rows(v, r));
-            if (!lastOnly) outputs.Add(GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g));
+            Tensor o;
+            if (!lastOnly) o = GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g);
             else if (r.Output)
             {
-                outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g));
+                o = GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g);
                 qRow += r.Outputs;
             }
+            else continue;
+            if (first is null) first = o;
+            else (outputs ??= [first]).Add(o);
         }
-        return outputs.Count switch
-        {
-            0 => q, // no output rows: q is [B, H, 0, d]
-            1 => outputs[0],
-            _ => cat(outputs, 2),
-        };
+        return outputs is not null ? cat(outputs, 2) : first ?? q; // no output rows: q is [B, H, 0, d]
     }
 
     /// <summary>The rows of <paramref name="r"/> in <paramref name="x"/> ([B, heads, rows, d]): x itself when they are all of its rows (a step of one sequence), which spares a view per layer.</summary>
-    private static Tensor Rows(Tensor x, SequenceRows r) => r.Start == 0 && r.Count == x.shape[2] ? x : x.narrow(2, r.Start, r.Count);
+    private static Tensor Rows(Tensor x, SequenceRows r) => r.Start == 0 && r.Count == x.size(2) ? x : x.narrow(2, r.Start, r.Count);
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
