@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, Burst, ChatTurns, Soak }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, Burst, ChatTurns, Soak, Allocations }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -54,6 +54,8 @@ internal sealed class BenchOptions
     public int Conversations { get; set; } = 2000;
     /// <summary>--soak: the session budget in MiB.</summary>
     public int SessionMiB { get; set; } = 16;
+    /// <summary>--allocations: requests measured per call.</summary>
+    public int Requests { get; set; } = 32;
     public int IndexDocumentTokens { get; set; } = 500;
     /// <summary>Stores to measure (name prefixes: memory, file, distributed, redis-server); null = all.</summary>
     public string[]? Stores { get; set; }
@@ -77,6 +79,7 @@ internal sealed class BenchOptions
             (Flag("--burst", "only: issue 26's burst: --users (one value, default 8) requests arriving together on the demo model, the slowest TTFT against one request's alone, in process and over HTTP (--load-rounds rounds, at least 8; --load-tokens); writes --out"), BenchMode.Burst),
             (Flag("--chat-turns", "only: a 5-turn conversation over 10 documents on the 1B shape (float32), session reuse vs recompute (--runs conversations)"), BenchMode.ChatTurns),
             (Flag("--soak", "only: issue 28's soak: --conversations distinct ~940-token conversations, two turns each, 8 at a time, under session eviction (--session-mb) persisted to a memory store; reports exceptions, requests and wall time"), BenchMode.Soak),
+            (Flag("--allocations", "only: managed bytes allocated per request (GenerateAsync and streaming), demo model, K = 5, --requests questions one at a time after a warm-up; --load-tokens new tokens at most; writes --out"), BenchMode.Allocations),
             (Flag("--tokenizer-throughput", "only: encode throughput of the Llama-3-sized tokenizer, and the pre-tokenizer scanner against Regex"), BenchMode.TokenizerThroughput),
         };
         var quick = Flag("--quick", "1k and 5k contexts, 5 KVLink runs, 1 full-prefill run, llama.cpp at 1k only (options given with it still win)");
@@ -123,6 +126,7 @@ internal sealed class BenchOptions
         var indexDocs = Int("--index-docs", "--load: documents of the indexing comparison, 0 skips it (default 12)", minimum: 0);
         var conversations = Int("--conversations", "--soak: distinct conversations, two turns each (default 2000)");
         var sessionMiB = Int("--session-mb", "--soak: SessionCacheBytes in MiB (default 16)", minimum: 0);
+        var requests = Int("--requests", "--allocations: requests measured per call (default 32)");
         var indexDocTokens = Int("--index-doc-tokens", "--load: tokens per indexed document (default 500)");
         var dtype = new Option<string>("--dtype")
         {
@@ -137,7 +141,7 @@ internal sealed class BenchOptions
 
         var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
         foreach (var (option, _) in modes) root.Add(option);
-        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, dtype, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens, conversations, sessionMiB];
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, dtype, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens, conversations, sessionMiB, requests];
         foreach (var option in all) root.Add(option);
         root.Validators.Add(r =>
         {
@@ -169,6 +173,7 @@ internal sealed class BenchOptions
             if (Has(runs)) o.Runs = r.GetValue(runs);
             if (Has(conversations)) o.Conversations = r.GetValue(conversations);
             if (Has(sessionMiB)) o.SessionMiB = r.GetValue(sessionMiB);
+            if (Has(requests)) o.Requests = r.GetValue(requests);
             if (Has(fullRuns)) o.FullRuns = r.GetValue(fullRuns);
             if (Has(warmup)) o.Warmup = r.GetValue(warmup);
             if (Has(threads)) o.Threads = r.GetValue(threads);
@@ -189,6 +194,7 @@ internal sealed class BenchOptions
             if (o.Mode == BenchMode.Indexing && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-indexing.md");
             if (o.Mode == BenchMode.Load && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-load.md");
             if (o.Mode == BenchMode.Burst && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-burst.md");
+            if (o.Mode == BenchMode.Allocations && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-allocations.md");
             if (o.Mode == BenchMode.HttpLoad && !Has(output)) o.Output = Path.Combine(Path.GetTempPath(), "kvlink-http-load.md");
             await run(o);
             return 0;

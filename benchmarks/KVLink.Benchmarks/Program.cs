@@ -32,6 +32,7 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.Indexing: await LoadBench.IndexingOnlyAsync(options); return;
         case BenchMode.HttpLoad: await HttpLoadBench.RunAsync(options); return;
         case BenchMode.Burst: await BurstBench.RunAsync(options); return;
+        case BenchMode.Allocations: await Allocations.RunAsync(options); return;
         case BenchMode.Soak: await Soak.RunAsync(options, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
         case BenchMode.ChatTurns: await ChatTurns.RunAsync(options.Threads, options.Runs, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
     }

@@ -14,7 +14,8 @@ public sealed class DocumentCompressionOptions
 
     /// <summary>
     /// The model that scores tokens by self-information; null (default) uses the engine's own model. A smaller model
-    /// with the same tokenizer makes compression cheaper. Runs on the engine's model thread. Not bindable from configuration.
+    /// with the same tokenizer makes compression cheaper. The engine's own model scores through the scheduler, batched with
+    /// other work; another model runs its own forward on the engine's model thread. Not bindable from configuration.
     /// </summary>
     internal LlamaForCausalLM? ScorerModel { get; set; }
 

@@ -23,8 +23,16 @@ internal sealed class DocumentCompressor(ITokenScorer scorer)
     /// every index in <paramref name="alwaysKeep"/>, and the highest-scoring others until
     /// ceil(<paramref name="keepFraction"/> x body length) body tokens are kept.
     /// </summary>
-    public int[] Select(IReadOnlyList<int> tokens, double keepFraction, int protectedPrefix, IEnumerable<int>? alwaysKeep = null)
+    public int[] Select(IReadOnlyList<int> tokens, double keepFraction, int protectedPrefix, IEnumerable<int>? alwaysKeep = null) =>
+        Select(tokens, keepFraction, protectedPrefix, alwaysKeep, () => Scorer.Score(tokens));
+
+    /// <summary>
+    /// Like <see cref="Select(IReadOnlyList{int}, double, int, IEnumerable{int}?)"/>, with the tokens' scores from
+    /// <paramref name="scores"/>, called only when some token can be dropped (the engine scores through its scheduler first).
+    /// </summary>
+    public static int[] Select(IReadOnlyList<int> tokens, double keepFraction, int protectedPrefix, IEnumerable<int>? alwaysKeep, Func<double[]> scores)
     {
+        ArgumentNullException.ThrowIfNull(scores);
         Validate(keepFraction);
         ArgumentOutOfRangeException.ThrowIfNegative(protectedPrefix);
         protectedPrefix = Math.Min(protectedPrefix, tokens.Count);
@@ -34,10 +42,11 @@ internal sealed class DocumentCompressor(ITokenScorer scorer)
         int target = protectedPrefix + (int)Math.Ceiling(keepFraction * body);
         if (keepFraction >= 1 || keep.Count >= tokens.Count) return [.. Enumerable.Range(0, tokens.Count)];
 
-        double[] scores = Scorer.Score(tokens);
+        double[] scored = scores();
+        if (scored.Length != tokens.Count) throw new InvalidOperationException($"The scorer gave {scored.Length} scores for {tokens.Count} tokens.");
         var ranked = Enumerable.Range(protectedPrefix, body)
             .Where(i => !keep.Contains(i))
-            .OrderByDescending(i => scores[i]).ThenBy(i => i);
+            .OrderByDescending(i => scored[i]).ThenBy(i => i);
         foreach (int i in ranked)
         {
             if (keep.Count >= target) break;

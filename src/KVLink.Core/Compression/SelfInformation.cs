@@ -31,20 +31,38 @@ internal sealed class SelfInformation(LlamaForCausalLM model, int window = 512, 
         if (tokens.Count == 0) return scores;
         scores[0] = double.PositiveInfinity;
         using var _ = no_grad();
-        for (int start = 1; start < tokens.Count; start += Window)
+        foreach (var w in Windows(tokens.Count, Window, Context))
         {
-            int end = Math.Min(tokens.Count, start + Window);
-            int from = Math.Max(0, start - 1 - Context); // the window's own context, then its tokens
             using var scope = NewDisposeScope();
-            var ids = tensor(tokens.Skip(from).Take(end - from).Select(t => (long)t).ToArray(), [1, end - from], device: Model.Device);
-            var logProbs = nn.functional.log_softmax(Model.Forward(ids).to(ScalarType.Float32), -1)[0]; // [T, vocab]
-            // Row r predicts token from + r + 1.
-            using Scalar first = (start - 1 - from).ToScalar(), last = (end - 1 - from).ToScalar(); // held past the call (see HeldScalars)
-            var rows = arange(first, last, HeldScalars.One, dtype: ScalarType.Int64, device: Model.Device);
-            var targets = tensor(tokens.Skip(start).Take(end - start).Select(t => (long)t).ToArray(), device: Model.Device);
-            var picked = logProbs.index_select(0, rows).gather(1, targets.unsqueeze(1)).squeeze(1).neg().to(ScalarType.Float64);
-            picked.data<double>().ToArray().CopyTo(scores, start);
+            var ids = tensor(tokens.Skip(w.From).Take(w.End - w.From).Select(t => (long)t).ToArray(), [1, w.End - w.From], device: Model.Device);
+            var logits = Model.Forward(ids)[0]; // [T, vocab]
+            // Row r predicts token From + r + 1.
+            Of(logits.narrow(0, w.Start - 1 - w.From, w.End - w.Start), tokens, w.Start).CopyTo(scores, w.Start);
         }
         return scores;
+    }
+
+    /// <summary>
+    /// The scoring windows of a document of <paramref name="count"/> tokens: each scores tokens [Start, End) (from 1 on,
+    /// <paramref name="window"/> at a time) from a causal forward over tokens [From, End), From being up to
+    /// <paramref name="context"/> tokens before the token that predicts Start.
+    /// </summary>
+    public static IEnumerable<(int From, int Start, int End)> Windows(int count, int window, int context)
+    {
+        for (int start = 1; start < count; start += window)
+            yield return (Math.Max(0, start - 1 - context), start, Math.Min(count, start + window));
+    }
+
+    /// <summary>
+    /// Self-information of tokens [<paramref name="first"/>, first + rows) of <paramref name="tokens"/> from the
+    /// <paramref name="logits"/> ([rows, vocab]) of the rows that predict them, in float64.
+    /// </summary>
+    public static double[] Of(Tensor logits, IReadOnlyList<int> tokens, int first)
+    {
+        using var scope = NewDisposeScope();
+        int rows = (int)logits.shape[0];
+        var targets = tensor(tokens.Skip(first).Take(rows).Select(t => (long)t).ToArray(), device: logits.device);
+        var logProbs = nn.functional.log_softmax(logits.to(ScalarType.Float32), -1);
+        return logProbs.gather(1, targets.unsqueeze(1)).squeeze(1).neg().to(ScalarType.Float64).data<double>().ToArray();
     }
 }

@@ -140,7 +140,10 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         foreach (var (sequence, chunk) in parts)
         {
             bool done;
-            try { done = sequence.Advance(chunk.Output ? logits![0, row++] : null); }
+            // One output row's logits as [vocab] (a generation's next token), several as [rows, vocab] (a scoring chunk).
+            var own = chunk.Outputs switch { 0 => null, 1 => logits![0, row], _ => logits![0].narrow(0, row, chunk.Outputs) };
+            row += chunk.Outputs;
+            try { done = sequence.Advance(own); }
             catch (Exception e) { Leave(sequence, e); continue; }
             if (done) Leave(sequence, null);
         }

@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using KVLink.Core.Caching;
-using KVLink.Core.Compression;
 using KVLink.Core.Prompting;
-using KVLink.Core.Collections;
 
 namespace KVLink.Core.Engine;
 
@@ -16,9 +14,7 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
 {
     // Encodes in flight, shared by the callers that ask for the same content at once, cancelled when all of them gave up.
     private readonly SharedWork<InflightKey, DocumentKvCache> _inflight = new();
-    // Kept body tokens per compressed document id, so the slots of one document share one selection; bounded like the catalog.
-    private readonly BoundedLru<string, int[]> _keptBodies = new(c.Options.DocumentCatalogCapacity);
-    private DocumentCompressor? _compressor; // created on the model thread on first use
+    private readonly DocumentCompression _compression = new(c);
 
     /// <summary>Precompute with accounting: the id, tokens of slot 0, and tokens encoded now (0 when everything was stored).</summary>
     public async Task<(string Id, int Tokens, int Computed)> PrecomputeAsync(KvLinkDocument document, CancellationToken ct)
@@ -29,7 +25,7 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
         // first. Entries are also checked against the content on every read, so a copy that survives elsewhere is a miss.
         if (catalog.Remember(id, known) is not null)
         {
-            _keptBodies.Remove(id);
+            _compression.Forget(id);
             await c.Store.InvalidateAsync(new KvCacheScope(c.Options.Tenant, null, id), ct).ConfigureAwait(false);
         }
         using var activity = c.Telemetry.StartPrecompute(id);
@@ -54,7 +50,7 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
     public async Task<long> RemoveAsync(string id, CancellationToken ct)
     {
         catalog.Forget(id);
-        _keptBodies.Remove(id);
+        _compression.Forget(id);
         return await c.Store.InvalidateAsync(new KvCacheScope(c.Options.Tenant, null, id), ct).ConfigureAwait(false);
     }
 
@@ -113,12 +109,12 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
     public RequestTokens Tokenize(ConversationPrompt conversation, IReadOnlyList<KvLinkDocument> documents, Func<int, int> tokenSlot) =>
         RequestTokens.Of(c, catalog, conversation, documents, tokenSlot);
 
-    /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed on the model thread
+    /// <summary>A document's tokens in the prompt, from its request's <paramref name="tokens"/>: compressed (<see cref="DocumentCompression"/>)
     /// when its kept fraction is below 1. They are the tokens of the slot <see cref="RequestTokens"/> chose: the stored entry's slot
     /// (<see cref="EngineContext.StoredSlot"/>) in KVLink mode, the document's own in full prefill.</summary>
     public async Task<IReadOnlyList<int>> TokensAsync(string id, KvLinkDocument document, DocumentTokens tokens, CancellationToken ct) =>
         !tokens.Compressed ? tokens.Full
-            : await c.Worker.Run(() => Tokens(id, document, tokens.Slot, tokens.Full, tokens.HeaderLength), ct).ConfigureAwait(false);
+            : await _compression.TokensAsync(id, document, catalog.KeepFraction(document), tokens.Slot, tokens.Full, tokens.HeaderLength, background: false, ct).ConfigureAwait(false);
 
     /// <summary>
     /// Encodes a document through the scheduler and stores it. <paramref name="cancel"/> fires when every caller waiting for
@@ -134,9 +130,9 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
         var full = known?.Full ?? c.Format.Document(c.Tokenizer, document, slot);
         if (full.Count > c.Model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"Document '{id}' has {full.Count} tokens; the model supports at most {c.Model.Config.MaxPositionEmbeddings} positions.");
-        // Compression scores tokens with a model: it runs on the model thread; plain tokens need no model.
+        // Compression scores tokens with a model, through the scheduler at this encode's priority; plain tokens need no model.
         var tokens = catalog.KeepFraction(document) >= 1 ? full
-            : await c.Worker.Run(() => Tokens(id, document, slot, full, known?.HeaderLength), cancel).ConfigureAwait(false);
+            : await _compression.TokensAsync(id, document, catalog.KeepFraction(document), slot, full, known?.HeaderLength, background, cancel).ConfigureAwait(false);
         // Encoded through the scheduler, in chunks and batched with whatever else runs (a precompute at low priority).
         var encode = new EncodeSequence(c.Model, tokens, background, cancel);
         c.Worker.Scheduler.Submit(encode);
@@ -161,43 +157,6 @@ internal sealed class DocumentKvSource(EngineContext c, DocumentCatalog catalog)
         bool compressed = doc.KeepFraction < 1;
         int header = !compressed ? 0 : tokens?.HeaderLength ?? c.Format.DocumentHeaderLength(c.Tokenizer, doc, key.Slot, full);
         return CacheEntryCheck.Problem(entry, key, c.Fingerprint, c.Format.Name, c.Model, doc, compressed ? null : full, full, header);
-    }
-
-    /// <summary>
-    /// The tokens of a compressed document in a slot: the header plus the kept body, from its <paramref name="full"/> tokens
-    /// there (and its <paramref name="headerLength"/> when known). Runs on the model thread.
-    /// </summary>
-    private IReadOnlyList<int> Tokens(string id, KvLinkDocument document, int slot, IReadOnlyList<int> full, int? headerLength)
-    {
-        double fraction = catalog.KeepFraction(document);
-        int header = headerLength ?? c.Format.DocumentHeaderLength(c.Tokenizer, document, slot, full);
-        var tokens0 = slot == 0 ? full : c.Format.Document(c.Tokenizer, document, 0);
-        int header0 = slot == 0 ? header : c.Format.DocumentHeaderLength(c.Tokenizer, document, 0, tokens0);
-        // One selection per document, made in slot 0 (the body's tokens are the same in every slot).
-        var kept = _keptBodies.GetOrAdd(id, _ =>
-            [.. Compressor().Select(tokens0, fraction, header0, StructuralTokens(tokens0)).Where(i => i >= header0).Select(i => tokens0[i])]);
-        if (!full.Skip(header).SequenceEqual(tokens0.Skip(header0)))
-        {
-            // A format whose body tokens depend on the slot: select in this slot directly.
-            return [.. Compressor().Compress(full, fraction, header, StructuralTokens(full))];
-        }
-        return [.. full.Take(header), .. kept];
-    }
-
-    /// <summary>Tokens kept whatever their score: the last (the document's terminator) and any that contains a line break.</summary>
-    private IEnumerable<int> StructuralTokens(IReadOnlyList<int> tokens)
-    {
-        for (int i = 0; i < tokens.Count; i++)
-            if (i == tokens.Count - 1 || c.Tokenizer.Decode([tokens[i]]).Contains('\n', StringComparison.Ordinal)) yield return i;
-    }
-
-    private DocumentCompressor Compressor()
-    {
-        if (_compressor is not null) return _compressor;
-        var o = c.Options.Compression;
-        if (o.ScorerModel is { } m && m.Config.VocabSize != c.Model.Config.VocabSize)
-            throw new InvalidOperationException($"The compression scorer model has a vocabulary of {m.Config.VocabSize} tokens, the engine's model {c.Model.Config.VocabSize}: they must share the tokenizer.");
-        return _compressor = new DocumentCompressor(o.Scorer ?? new SelfInformation(o.ScorerModel ?? c.Model, o.Window, o.Context));
     }
 
     private static KvLinkDocument DocumentOf(DocumentKvCache entry) => new(entry.Text, entry.Title, entry.DocumentId, entry.KeepFraction);

@@ -5,7 +5,8 @@ namespace KVLink.Core.Engine;
 
 /// <summary>
 /// A unit of model work the <see cref="BatchScheduler"/> runs step by step, batched with others: a generation request
-/// (<see cref="GenerationSequence"/>) or a document encode (<see cref="EncodeSequence"/>). It owns an attention cache
+/// (<see cref="GenerationSequence"/>), a document encode (<see cref="EncodeSequence"/>) or a compression scoring window
+/// (<see cref="ScoreSequence"/>). It owns an attention cache
 /// while it runs; its prompt rows are fed in chunks (<see cref="Take"/>), then, if it decodes, one token per step.
 /// Everything but the constructor, <see cref="Fail"/> (also called when cancelled while queued) and the task runs on the model thread.
 /// </summary>
@@ -68,11 +69,13 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
             var positions = _positions.AsSpan(_cursor, n).ToArray();
             var ids = new long[n];
             for (int i = 0; i < n; i++) ids[i] = _tokens[(int)positions[i]];
+            int first = _cursor;
             _cursor += n;
-            return new Chunk(positions, ids, Output: _cursor == _positions.Length && WantsLogits);
+            // The wanted rows are the prompt's last ones, so a chunk's are its last ones too.
+            return new Chunk(positions, ids, Outputs: Math.Max(0, _cursor - Math.Max(first, OutputsFrom)));
         }
         if (_pendingToken < 0) throw new InvalidOperationException("The sequence has nothing to run.");
-        var chunk = new Chunk([_pendingPosition], [_pendingToken], Output: true);
+        var chunk = new Chunk([_pendingPosition], [_pendingToken], Outputs: 1);
         _pendingToken = -1;
         return chunk;
     }
@@ -81,8 +84,15 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     protected abstract bool WantsLogits { get; }
 
     /// <summary>
-    /// Called after every step that ran rows of this sequence, with the logits ([vocab]) of its last row when the chunk
-    /// asked for them. Returns true when the sequence is done (its result prepared, published by <see cref="Complete"/>).
+    /// The first prompt row whose logits are wanted; every row from it to the prompt's end is. By default the last row
+    /// when <see cref="WantsLogits"/>, else none (the prompt's length); a scoring sequence wants many (<see cref="ScoreSequence"/>).
+    /// </summary>
+    protected virtual int OutputsFrom => WantsLogits ? _positions.Length - 1 : _positions.Length;
+
+    /// <summary>
+    /// Called after every step that ran rows of this sequence, with the logits of the chunk's output rows when it asked
+    /// for them: [vocab] for one row (a generation's last), [rows, vocab] for more (a scoring chunk). Returns true when
+    /// the sequence is done (its result prepared, published by <see cref="Complete"/>).
     /// </summary>
     public abstract bool Advance(Tensor? logits);
 
@@ -102,6 +112,10 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
         Cache = null;
     }
 
-    /// <summary>Rows of one sequence in one step.</summary>
-    public readonly record struct Chunk(long[] Positions, long[] Tokens, bool Output);
+    /// <summary>Rows of one sequence in one step; the logits of its last <paramref name="Outputs"/> rows are wanted (0: none, only the cache).</summary>
+    public readonly record struct Chunk(long[] Positions, long[] Tokens, int Outputs)
+    {
+        /// <summary>Whether any row's logits are wanted.</summary>
+        public bool Output => Outputs > 0;
+    }
 }

@@ -25,10 +25,11 @@ internal static class StepForward
             c.Positions.CopyTo(positions, start);
             c.Tokens.CopyTo(tokens, start);
             sequences[i] = new SequenceRows(start, n, tensor(c.Positions, device: model.Device), c.Positions.Max(),
-                AttentionMasks.CausalOverCache(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output);
+                AttentionMasks.CausalOverCache(c.Positions, KeyLength(s.Cache!, c), model.Device), s.Cache!, c.Output) { Outputs = Math.Max(c.Outputs, 1) };
             start += n;
         }
-        // The last layer computes queries and MLP only for the rows whose logits are wanted, in sequence order.
+        // The last layer computes queries and MLP only for the rows whose logits are wanted (a sequence's last, or a scoring
+        // chunk's every row), in sequence order.
         var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences, decode), lastOnly: true);
         return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden, decode) : null;
     }

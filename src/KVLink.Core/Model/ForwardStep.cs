@@ -22,16 +22,34 @@ internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnl
     private Tensor? _outputRows;
 
     /// <summary>
-    /// For a batched step: the rows whose final hidden states are wanted (the last row of each sequence with
-    /// <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
+    /// True for a step of sequences whose every row's output is wanted (a step of decoding rows alone, a scoring chunk of
+    /// output rows only): the output rows are then all rows, in order, and a forward for them alone is the full forward.
+    /// </summary>
+    public bool EveryRowOutputs
+    {
+        get
+        {
+            if (Sequences is not { } sequences) return false;
+            for (int i = 0; i < sequences.Count; i++)
+                if (!sequences[i].Output || sequences[i].Outputs != sequences[i].Count) return false;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// For a batched step: the rows whose final hidden states are wanted (the last <see cref="SequenceRows.Outputs"/> rows
+    /// of each sequence with <see cref="SequenceRows.Output"/>), int64 [outputs], in sequence order; built once per step.
     /// </summary>
     public Tensor OutputRows()
     {
         if (_outputRows is null)
         {
-            var rows = (Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows."))
-                .Where(r => r.Output).Select(r => (long)(r.Start + r.Count - 1)).ToArray();
-            _outputRows = tensor(rows, ScalarType.Int64, Cos.device);
+            var sequences = Sequences ?? throw new InvalidOperationException("Only a step of sequences has output rows.");
+            var rows = new List<long>(sequences.Count);
+            foreach (var r in sequences)
+                if (r.Output)
+                    for (int i = r.Start + r.Count - r.Outputs; i < r.Start + r.Count; i++) rows.Add(i);
+            _outputRows = tensor(rows.ToArray(), ScalarType.Int64, Cos.device);
             _outputRows.MoveToOtherDisposeScope(Cos);
         }
         return _outputRows;

@@ -44,7 +44,7 @@ internal sealed class LlamaAttention : nn.Module
         if (lastOnly && step.Sequences is null) throw new ArgumentException("Only a cached step (of sequences) can compute its last rows alone.", nameof(lastOnly));
         if (lastOnly)
         {
-            // Every row's k and v, queries only for the rows whose output is wanted (each sequence's last).
+            // Every row's k and v, queries only for the rows whose output is wanted (each sequence's last, or its last few).
             var kv = _qkv.Forward(x, step.Decode, first: 1, count: 2);
             (k, v) = (kv[0], kv[1]);
             var rows = step.OutputRows();
@@ -83,25 +83,36 @@ internal sealed class LlamaAttention : nn.Module
     /// Ragged attention of a batched step: each sequence's rows write their keys and values to its own cache and attend
     /// to that cache only. Rows of one sequence never see another's, as with a block-diagonal mask, but without the
     /// [rows, rows] scores such a mask would cost. With <paramref name="lastOnly"/>, q holds only the output rows
-    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last row. Returns [B, H, Tq, d].
+    /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last <see cref="SequenceRows.Outputs"/>
+    /// rows. Returns [B, H, Tq, d].
     /// </summary>
     private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
     {
-        var outputs = new List<Tensor>(sequences.Count);
+        // Indexed, and a list only from a second output on: a step runs this once per layer, and a one-sequence step
+        // (every decoding request alone) should allocate nothing here beyond its tensors.
+        Tensor? first = null;
+        List<Tensor>? outputs = null;
         int qRow = 0;
-        foreach (var r in sequences)
+        for (int i = 0; i < sequences.Count; i++)
         {
-            var (ks, vs) = r.Cache.Update(_layer, r.Positions, r.MaxPosition, k.narrow(2, r.Start, r.Count), v.narrow(2, r.Start, r.Count));
-            if (!lastOnly) outputs.Add(GroupedAttention.Attend(q.narrow(2, r.Start, r.Count), ks, vs, r.FoldedMask(g, q.dtype), g));
-            else if (r.Output) outputs.Add(GroupedAttention.Attend(q.narrow(2, qRow++, 1), ks, vs, r.FoldedLastMask(g, q.dtype), g));
+            var r = sequences[i];
+            var (ks, vs) = r.Cache.Update(_layer, r.Positions, r.MaxPosition, Rows(k, r), Rows(v, r));
+            Tensor o;
+            if (!lastOnly) o = GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g);
+            else if (r.Output)
+            {
+                o = GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g);
+                qRow += r.Outputs;
+            }
+            else continue;
+            if (first is null) first = o;
+            else (outputs ??= [first]).Add(o);
         }
-        return outputs.Count switch
-        {
-            0 => q, // no output rows: q is [B, H, 0, d]
-            1 => outputs[0],
-            _ => cat(outputs, 2),
-        };
+        return outputs is not null ? cat(outputs, 2) : first ?? q; // no output rows: q is [B, H, 0, d]
     }
+
+    /// <summary>The rows of <paramref name="r"/> in <paramref name="x"/> ([B, heads, rows, d]): x itself when they are all of its rows (a step of one sequence), which spares a view per layer.</summary>
+    private static Tensor Rows(Tensor x, SequenceRows r) => r.Start == 0 && r.Count == x.size(2) ? x : x.narrow(2, r.Start, r.Count);
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)

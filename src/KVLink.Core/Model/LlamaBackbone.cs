@@ -41,6 +41,8 @@ internal sealed class LlamaBackbone : nn.Module
     {
         using var scope = NewDisposeScope();
         var h = embed_tokens.call(tokens);
+        // A step whose every row is wanted (only decoding rows, say) is the full forward: no rows to pick out.
+        lastOnly &= !step.EveryRowOutputs;
         for (int i = 0; i < _layers.Length; i++) h = _layers[i].Forward(h, step, lastOnly && i == _layers.Length - 1);
         return norm.call(h).MoveToOuterDisposeScope();
     }
