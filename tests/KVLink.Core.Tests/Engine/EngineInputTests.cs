@@ -99,10 +99,21 @@ public class EngineInputTests(CheckpointFixture fx) : IClassFixture<CheckpointFi
     [Fact]
     public async Task A_request_cancelled_while_queued_never_runs_and_the_one_ahead_completes()
     {
-        await using var engine = fx.Engine();
+        // One running request at a time, so the second one really waits in the queue behind the first, whatever the
+        // timing: with the default batch it would be admitted at the next step, and a test thread descheduled between its
+        // submission and the cancel (a loaded CI machine) would see it start.
+        await using var engine = new KvLinkEngine(fx.Model, fx.Tokenizer,
+            new KvLinkOptions { LinkTokens = 1, PromptFormat = fx.Format, DType = ComputeDType.Float32, MaxRunningSequences = 1 });
         string id = await engine.PrecomputeAsync(CheckpointFixture.Doc(5, 6));
         long before = engine.WorkStarted;
         var longRun = engine.GenerateAsync("long?", [id], new KvLinkGenerationOptions { MaxNewTokens = 300, StopTokenIds = [] });
+        // Preparation is asynchronous: wait until the long run holds the one place before the second request arrives.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (engine.WorkStarted < before + 1)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromMinutes(1), "the long run never started");
+            await Task.Delay(1);
+        }
         using var cts = new CancellationTokenSource();
         var queued = engine.GenerateAsync("queued?", [id], new KvLinkGenerationOptions { MaxNewTokens = 5 }, cts.Token);
         cts.Cancel();

@@ -9,22 +9,27 @@ public class RopeRerotationInPlaceTests
 {
     private static readonly RotaryEmbedding Rope = new(64, 500000, new Llama3RopeScaling(32, 1, 4, 8192));
 
+    // Head dim 64 fills whole vectors at every width; 40 (half 20) also runs the scalar tail after the vector lanes.
+    // CI runs these again with AVX-512 and then AVX2 switched off, so each vector width is checked on any machine.
     [Theory]
-    [InlineData(ScalarType.BFloat16)]
-    [InlineData(ScalarType.Float32)]
-    [InlineData(ScalarType.Float16)]
-    public void In_place_equals_the_tensor_path_on_a_strided_cache_view(ScalarType dtype)
+    [InlineData(ScalarType.BFloat16, 64)]
+    [InlineData(ScalarType.Float32, 64)]
+    [InlineData(ScalarType.Float16, 64)]
+    [InlineData(ScalarType.BFloat16, 40)]
+    [InlineData(ScalarType.Float32, 40)]
+    public void In_place_equals_the_tensor_path_on_a_strided_cache_view(ScalarType dtype, int headDim)
     {
         using var scope = NewDisposeScope();
         using var g = new TorchSharp.torch.Generator(3);
+        var rope = headDim == 64 ? Rope : new RotaryEmbedding(headDim, 10000, null);
         // [layers, batch, kv_heads, capacity, d]; rotate positions 5..44 (a narrow view, not contiguous).
-        var cache = (randn([3, 1, 2, 50, 64], generator: g) * 4).to(dtype);
+        var cache = (randn([3, 1, 2, 50, headDim], generator: g) * 4).to(dtype);
         long[] offsets = [.. Enumerable.Range(0, 40).Select(i => i < 17 ? 7L : i < 30 ? 1234L : 100_000L)];
         var view = cache.narrow(3, 5, 40);
-        var expected = RopeRerotation.Shift(view, tensor(offsets), Rope);
+        var expected = RopeRerotation.Shift(view, tensor(offsets), rope);
         var before = cache.clone();
 
-        RopeRerotation.ShiftInPlace(view, offsets, Rope);
+        RopeRerotation.ShiftInPlace(view, offsets, rope);
 
         Assert.True((view.to(ScalarType.Float32) == expected.to(ScalarType.Float32)).all().item<bool>(), "rotated positions differ from the tensor path");
         Assert.True((cache.narrow(3, 0, 5) == before.narrow(3, 0, 5)).all().item<bool>(), "positions before the view changed");
