@@ -27,7 +27,7 @@ internal sealed class EncodeSequence(LlamaForCausalLM model, IReadOnlyList<int> 
         if (tokens.Count == 0) throw new ArgumentException("A document must have at least one token.", nameof(tokens));
         if (tokens.Count > model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"The document has {tokens.Count} tokens; the model supports at most {model.Config.MaxPositionEmbeddings} positions.", nameof(tokens));
-        Cache = new AttentionCache(model.Config, tokens.Count, model.DType, model.Device);
+        Cache = AttentionCache.Rent(model, tokens.Count);
         SetPrompt([.. Enumerable.Range(0, tokens.Count).Select(i => (long)i)], tokens);
     }
 

@@ -50,7 +50,7 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
     public override void Start()
     {
         QueueWait = request.Clock.Elapsed - _submitted;
-        Cache = new AttentionCache(c.Model.Config, CacheTokens, c.Model.DType, c.Model.Device);
+        Cache = AttentionCache.Rent(c.Model, CacheTokens);
         _placement = Place(Cache);
         SetPrompt(_placement.Positions, request.Layout.Tokens);
         _loop = new DecodeLoop(c.Model, Cache, request.Options, new HashSet<int>(request.Options.StopTokenIds ?? c.Format.StopTokenIds), logprobs);

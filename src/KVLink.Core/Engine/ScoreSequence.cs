@@ -45,7 +45,7 @@ internal sealed class ScoreSequence : ScheduledSequence
     {
         if (CacheTokens > _model.Config.MaxPositionEmbeddings)
             throw new ArgumentException($"A scoring window of {CacheTokens} tokens exceeds the model's {_model.Config.MaxPositionEmbeddings} positions: lower Compression.Window or Compression.Context.");
-        Cache = new AttentionCache(_model.Config, CacheTokens, _model.DType, _model.Device);
+        Cache = AttentionCache.Rent(_model, CacheTokens);
         // Positions from 0, as the direct scorer's forward over the window alone.
         SetPrompt([.. Enumerable.Range(0, CacheTokens).Select(i => (long)i)], [.. _tokens.Skip(_from).Take(CacheTokens)]);
     }

@@ -11,16 +11,39 @@ namespace KVLink.Core.Model;
 internal sealed class AttentionCache : IDisposable
 {
     private readonly Tensor _keys, _values;
+    // With a pool: the whole buffers (perhaps longer than Capacity; _keys/_values are their first Capacity positions),
+    // handed back on Dispose.
+    private readonly Tensor? _bufferKeys, _bufferValues;
+    private readonly AttentionCachePool? _pool;
 
-    /// <summary>Allocates a cache for <paramref name="capacity"/> positions.</summary>
+    /// <summary>Allocates a cache for <paramref name="capacity"/> positions, all zero.</summary>
     public AttentionCache(LlamaConfig config, int capacity, ScalarType dtype, Device? device = null, int batch = 1)
+        : this(config, capacity, dtype, device, batch, pool: null) { }
+
+    /// <summary>
+    /// A cache for <paramref name="capacity"/> positions of <paramref name="model"/>, all zero, on a buffer from the
+    /// model's <see cref="LlamaForCausalLM.CachePool"/> when one fits (given back there on <see cref="Dispose"/>).
+    /// </summary>
+    public static AttentionCache Rent(LlamaForCausalLM model, int capacity) =>
+        new(model.Config, capacity, model.DType, model.Device, batch: 1, model.CachePool);
+
+    private AttentionCache(LlamaConfig config, int capacity, ScalarType dtype, Device? device, int batch, AttentionCachePool? pool)
     {
         if (capacity <= 0) throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "Capacity must be positive.");
         Capacity = capacity;
         Layers = config.NumHiddenLayers;
         long[] shape = [config.NumHiddenLayers, batch, config.NumKeyValueHeads, capacity, config.HeadDim];
+        if (pool?.Take(shape, dtype, device ?? CPU) is { } reused)
+        {
+            (_bufferKeys, _bufferValues, _pool) = (reused.Keys, reused.Values, pool);
+            // A view of the first Capacity positions, cleared: a cache reads as zeros where nothing was written yet.
+            _keys = reused.Keys.narrow(3, 0, capacity).zero_();
+            _values = reused.Values.narrow(3, 0, capacity).zero_();
+            return;
+        }
         _keys = zeros(shape, dtype, device);
         _values = zeros(shape, dtype, device);
+        if (pool is not null) (_bufferKeys, _bufferValues, _pool) = (_keys.alias(), _values.alias(), pool);
     }
 
     /// <summary>Number of positions.</summary>
@@ -96,7 +119,12 @@ internal sealed class AttentionCache : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
+        if (_disposed) return; // a buffer goes back to the pool once
+        _disposed = true;
         _keys.Dispose();
         _values.Dispose();
+        if (_pool is not null) _pool.Return(_bufferKeys!, _bufferValues!);
     }
+
+    private bool _disposed;
 }

@@ -45,6 +45,9 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The model's rotary embedding (also used to re-rotate cached keys).</summary>
     public RotaryEmbedding Rope { get; }
 
+    /// <summary>Buffers of finished sequences' caches, reused by <see cref="AttentionCache.Rent"/>; freed with the model.</summary>
+    public AttentionCachePool CachePool { get; } = new();
+
     /// <summary>
     /// Weight-only int8 for decoding: adds an int8 copy (one scale per output channel) of every projection and of the
     /// vocabulary head, which single-token steps then multiply with, reading half the bytes of bf16; prompts (many
@@ -137,5 +140,12 @@ internal sealed class LlamaForCausalLM : nn.Module
         long[] positions = [.. Enumerable.Range(0, (int)tokens.shape[1]).Select(i => (long)i)];
         var step = Step(positions, AttentionMasks.CausalSelf(positions, Device), null);
         return Forward(tokens, step).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) CachePool.Dispose();
+        base.Dispose(disposing);
     }
 }
