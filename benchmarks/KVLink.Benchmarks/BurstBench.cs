@@ -65,13 +65,7 @@ internal static class BurstBench
     private static async Task<(Rounds, string Bound, List<string> Steps, int Warmed)> InProcess(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)
     {
         await using var engine = await KVLink.Demo.DemoModel.LoadEngineAsync(options: new KvLinkOptions { LinkTokens = 5, DType = o.DType });
-        var ids = new List<string[]>();
-        foreach (var q in questions)
-        {
-            var docIds = new List<string>();
-            foreach (var d in q.Sample.Documents) docIds.Add(await engine.PrecomputeAsync(new KvLinkDocument(d.Text, d.Title)));
-            ids.Add([.. docIds]);
-        }
+        var ids = await DocumentIds(questions, d => engine.PrecomputeAsync(new KvLinkDocument(d.Text, d.Title)));
         var options = new KvLinkGenerationOptions { MaxNewTokens = o.LoadTokens };
         var usage = new List<(int Prompt, int Computed)>();
         var gate = new Lock();
@@ -130,13 +124,7 @@ internal static class BurstBench
     {
         await using var server = await SampleServer.StartAsync(new Dictionary<string, string>(), TimeSpan.FromMinutes(3));
         using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(10) };
-        var ids = new List<string[]>();
-        foreach (var q in questions)
-        {
-            var docIds = new List<string>();
-            foreach (var d in q.Sample.Documents) docIds.Add(await HttpLoadBench.PostDocument(http, d.Text, d.Title, server));
-            ids.Add([.. docIds]);
-        }
+        var ids = await DocumentIds(questions, d => HttpLoadBench.PostDocument(http, d.Text, d.Title, server));
         var measured = new Rounds([], []);
         int next = 0;
         for (int r = 0; r < HttpWarmRounds + rounds; r++)
@@ -153,5 +141,18 @@ internal static class BurstBench
         }
         Console.WriteLine("over HTTP: " + Row("http", measured));
         return measured;
+    }
+
+    /// <summary>Each question's documents stored once per occurrence, in order, through <paramref name="store"/>; their ids per question.</summary>
+    private static async Task<List<string[]>> DocumentIds(IReadOnlyList<SyntheticRagQuestion> questions, Func<KvLinkDocument, Task<string>> store)
+    {
+        var ids = new List<string[]>();
+        foreach (var q in questions)
+        {
+            var docIds = new List<string>();
+            foreach (var d in q.Sample.Documents) docIds.Add(await store(d));
+            ids.Add([.. docIds]);
+        }
+        return ids;
     }
 }
