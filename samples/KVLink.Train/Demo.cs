@@ -23,6 +23,7 @@ internal static class Demo
             CheckpointMinutes = o.Double("checkpoint-minutes", new DemoRecipe().CheckpointMinutes),
             Heads = o.Int("heads", new DemoRecipe().Heads),
             KvHeads = o.Int("kv-heads", new DemoRecipe().KvHeads),
+            HeadDim = o.Int("head-dim", new DemoRecipe().HeadDim),
             Intermediate = o.Int("intermediate", new DemoRecipe().Intermediate),
             LinkLearningRate = o.Double("link-lr", new DemoRecipe().LinkLearningRate),
             Hidden = o.Int("hidden", new DemoRecipe().Hidden),
@@ -69,7 +70,7 @@ internal static class Demo
             // look-up then builds on them, since an answer restates its document's sentence.
             var copyMixture = new TrainingMixture(builder, [], DemoRecipe.CopyTexts(recipe.Seed, 4000), blockedFraction: 0, textFraction: 1);
             fullTime = recipe.TrainPhase(trainer, [(copyMixture, recipe.CopySteps), (easyMixture, recipe.CopySteps + (int)(recipe.EasyFraction * recipe.FullSteps)), (mixture, recipe.FullSteps)], fullWork,
-                _ => Probe.Run(model, builder, probeSet, TrainingAttention.Causal, 0));
+                _ => Probe.Run(model, builder, probeSet, TrainingAttention.Causal, 0), o.Cancellation);
             model.Dispose();
         }
         DemoRecipe.Log($"full-attention phase: {fullTime:hh\\:mm\\:ss}");
@@ -81,11 +82,11 @@ internal static class Demo
         {
             var mixture = new TrainingMixture(builder, qa, [], recipe.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
             linkTime = recipe.TrainPhase(trainer, mixture, recipe.LinkSteps, linkWork,
-                _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5));
+                _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5), o.Cancellation);
             trainer.Model.Dispose();
         }
         DemoRecipe.Log($"KVLink phase: {linkTime:hh\\:mm\\:ss}");
-        var controlTime = Control(recipe, builder, qa, probeSet, fullWork, linkOptions, Path.Combine(work, "control"));
+        var controlTime = Control(recipe, builder, qa, probeSet, fullWork, linkOptions, Path.Combine(work, "control"), o.Cancellation);
         Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName), recipe.SlotFree);
         Export(linkWork, fullWork, Path.Combine(models, DemoModel.FolderName), recipe.SlotFree);
         var trainTime = total.Elapsed;
@@ -100,12 +101,12 @@ internal static class Demo
     /// full attention only, so the upper bound and naive-reuse rows come from a model with the same training budget.
     /// </summary>
     public static TimeSpan Control(DemoRecipe recipe, TrainingExampleBuilder builder, IReadOnlyList<QaSample> qa, IReadOnlyList<SyntheticRagQuestion> probeSet,
-        string fullWork, KvLinkTrainingOptions linkOptions, string controlWork)
+        string fullWork, KvLinkTrainingOptions linkOptions, string controlWork, CancellationToken cancellationToken = default)
     {
         using var trainer = DemoRecipe.ResumeOrStart(controlWork, () => KvLinkTrainer.FromPretrained(fullWork, linkOptions with { BlockedFraction = 0 }));
         var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
         var time = recipe.TrainPhase(trainer, mixture, recipe.LinkSteps, controlWork,
-            _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Causal, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0));
+            _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Causal, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0), cancellationToken);
         trainer.Model.Dispose();
         DemoRecipe.Log($"full-attention control phase: {time:hh\\:mm\\:ss}");
         return time;
@@ -121,7 +122,7 @@ internal static class Demo
         var builder = new TrainingExampleBuilder(tokenizer, PromptSettingsFile.FormatFor(fullWork, tokenizer), linkTokens: 0, maxLength: 2048, DemoRecipe.AnswerPrefix, documentLoss: recipe.DocumentLoss);
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = recipe.Seed, TrainQuestionsPerKind = recipe.TrainQuestionsPerKind, MaxFollowUps = recipe.MaxFollowUps });
         var options = recipe.LinkOptions();
-        Control(recipe, builder, [.. corpus.Train.Select(q => q.Sample)], [.. corpus.Eval.Take(200)], fullWork, options, Path.Combine(work, "control"));
+        Control(recipe, builder, [.. corpus.Train.Select(q => q.Sample)], [.. corpus.Eval.Take(200)], fullWork, options, Path.Combine(work, "control"), o.Cancellation);
         string models = o.Get("out") ?? Path.Combine(RepoRoot(), "models");
         Export(Path.Combine(work, "control"), fullWork, Path.Combine(models, DemoModel.FullAttentionFolderName), recipe.SlotFree);
     }

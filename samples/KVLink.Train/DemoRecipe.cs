@@ -26,6 +26,8 @@ internal sealed record DemoRecipe
     public int Layers { get; init; } = 4;
     public int Heads { get; init; } = 4;
     public int KvHeads { get; init; } = 2;
+    /// <summary>Width of each attention head; 0 means <see cref="Hidden"/> / <see cref="Heads"/>.</summary>
+    public int HeadDim { get; init; }
     public int Intermediate { get; init; } = 384;
     public int FullSteps { get; init; } = 6000;
     public int LinkSteps { get; init; } = 1500;
@@ -119,22 +121,26 @@ internal sealed record DemoRecipe
     public LlamaConfig Config(LlamaTokenizer tokenizer) => new()
     {
         HiddenSize = Hidden, IntermediateSize = Intermediate, NumHiddenLayers = Layers, NumAttentionHeads = Heads,
-        NumKeyValueHeads = KvHeads, HeadDim = Hidden / Heads, VocabSize = tokenizer.VocabSize, RmsNormEps = 1e-5, RopeTheta = 10000,
+        NumKeyValueHeads = KvHeads, HeadDim = HeadDim > 0 ? HeadDim : Hidden / Heads, VocabSize = tokenizer.VocabSize, RmsNormEps = 1e-5, RopeTheta = 10000,
         MaxPositionEmbeddings = 2048, TieWordEmbeddings = true,
         BosTokenId = tokenizer.TokenToId(Llama3ChatFormat.BeginOfTextToken)!.Value,
         EosTokenIds = [tokenizer.TokenToId(Llama3ChatFormat.EndOfTextToken)!.Value, tokenizer.TokenToId(Llama3ChatFormat.EotToken)!.Value],
     };
 
     /// <summary>Trains one phase and saves its checkpoint into <paramref name="outFolder"/>; returns the wall time.</summary>
-    public TimeSpan TrainPhase(KvLinkTrainer trainer, TrainingMixture mixture, int steps, string outFolder, Func<int, string>? probe = null) =>
-        TrainPhase(trainer, [(mixture, steps)], outFolder, probe);
+    public TimeSpan TrainPhase(KvLinkTrainer trainer, TrainingMixture mixture, int steps, string outFolder, Func<int, string>? probe = null,
+        CancellationToken cancellationToken = default) =>
+        TrainPhase(trainer, [(mixture, steps)], outFolder, probe, cancellationToken);
 
     /// <summary>
     /// Trains through <paramref name="stages"/> (each until its step), checkpointing into <paramref name="outFolder"/> every
     /// <see cref="CheckpointMinutes"/> and at the end; a step is never split, so a rerun that resumes from the folder
-    /// continues exactly. Logs wall time, tokens/s (last 25 steps and the whole run) and the load average.
+    /// continues exactly. Logs wall time, tokens/s (last 25 steps and the whole run) and the load average. When
+    /// <paramref name="cancellationToken"/> is signalled (Ctrl+C, SIGTERM), the phase checkpoints at the next step boundary and
+    /// throws <see cref="OperationCanceledException"/>, so stopping a run never loses more than the step in flight.
     /// </summary>
-    public TimeSpan TrainPhase(KvLinkTrainer trainer, IReadOnlyList<(TrainingMixture Mixture, int UntilStep)> stages, string outFolder, Func<int, string>? probe = null)
+    public TimeSpan TrainPhase(KvLinkTrainer trainer, IReadOnlyList<(TrainingMixture Mixture, int UntilStep)> stages, string outFolder, Func<int, string>? probe = null,
+        CancellationToken cancellationToken = default)
     {
         const int Chunk = 25;
         var clock = Stopwatch.StartNew();
@@ -154,11 +160,14 @@ internal sealed record DemoRecipe
             while (trainer.Step < steps)
             {
                 tokensBefore = tokens;
-                trainer.Train(mixture, Math.Min(steps, (trainer.Step / Chunk + 1) * Chunk), progress);
-                if (sinceSave.Elapsed.TotalMinutes < CheckpointMinutes && trainer.Step < total) continue;
+                try { trainer.Train(mixture, Math.Min(steps, (trainer.Step / Chunk + 1) * Chunk), progress, cancellationToken); }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+                bool stop = cancellationToken.IsCancellationRequested;
+                if (!stop && sinceSave.Elapsed.TotalMinutes < CheckpointMinutes && trainer.Step < total) continue;
                 trainer.SaveCheckpoint(outFolder);
-                Log($"checkpoint at step {trainer.Step} in {outFolder}");
+                Log($"checkpoint at step {trainer.Step} in {outFolder}{(stop ? "; stopped, the same command resumes from here" : "")}");
                 sinceSave.Restart();
+                cancellationToken.ThrowIfCancellationRequested();
             }
         if (trainer.Step >= total && !File.Exists(Path.Combine(outFolder, KvLinkTrainer.StateFileName))) trainer.SaveCheckpoint(outFolder);
         return clock.Elapsed;

@@ -17,6 +17,7 @@ internal static class Diag
         var builder = new TrainingExampleBuilder(tokenizer, KVLink.Core.Prompting.PromptSettingsFile.FormatFor(folder, tokenizer), 0, 2048, DemoRecipe.AnswerPrefix);
         var corpus = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { Seed = 1234, TrainQuestionsPerKind = 0, EvalQuestionsPerKind = o.Int("n", 3) });
         using var _ = no_grad();
+        if (o.Flag("by-template")) { ByTemplate(model, tokenizer, builder, corpus); return; }
         foreach (var q in corpus.Eval)
         {
             var ex = builder.FromQa(q.Sample, TrainingAttention.Causal);
@@ -33,5 +34,29 @@ internal static class Diag
                 Console.WriteLine($"  {tokenizer.Decode([ex.Tokens[i]]).Replace("\n", "\\n"),-14} <- {top}");
             }
         }
+    }
+
+    /// <summary>Teacher-forced top-1 accuracy of each answer entity, grouped by the two words before it ("born in", "city in", ...).</summary>
+    private static void ByTemplate(LlamaForCausalLM model, LlamaTokenizer tokenizer, TrainingExampleBuilder builder, SyntheticRagCorpus corpus)
+    {
+        var names = new HashSet<string>(SyntheticRagCorpus.Lexicon.All.Select(n => " " + n));
+        var hits = new Dictionary<string, (int Ok, int All)>();
+        foreach (var q in corpus.Eval)
+        {
+            using var scope = NewDisposeScope();
+            var ex = builder.FromQa(q.Sample, TrainingAttention.Causal);
+            int prompt = builder.Layout(q.Sample).Length;
+            long[] positions = [.. Enumerable.Range(0, ex.Length).Select(i => (long)i)];
+            var step = model.Step(positions, ex.Mask(), null);
+            var predicted = model.Forward(tensor(ex.Tokens.Select(t => (long)t).ToArray(), [1, ex.Length]), step)[0].argmax(-1).data<long>().ToArray();
+            for (int i = prompt + 2; i < ex.Length; i++)
+            {
+                if (!names.Contains(tokenizer.Decode([ex.Tokens[i]])) || tokenizer.Decode([ex.Tokens[i - 1]]) is not (" in" or " for")) continue;
+                string key = (tokenizer.Decode([ex.Tokens[i - 2]]) + tokenizer.Decode([ex.Tokens[i - 1]])).Trim();
+                var (ok, all) = hits.GetValueOrDefault(key);
+                hits[key] = (ok + (predicted[i - 1] == ex.Tokens[i] ? 1 : 0), all + 1);
+            }
+        }
+        foreach (var (key, (ok, all)) in hits.OrderBy(h => h.Key)) Console.WriteLine($"{key,-12} {100.0 * ok / all,5:F1}% of {all}");
     }
 }

@@ -9,8 +9,11 @@ using KVLink.Train;
 return await TrainCli.BuildRootCommand().Parse(args).InvokeAsync();
 
 /// <summary>The options a command was given. Each accessor returns the caller's default when the option was not on the command line.</summary>
-internal sealed class Options(ParseResult result)
+internal sealed class Options(ParseResult result, CancellationToken cancellation = default)
 {
+    /// <summary>Signalled by Ctrl+C or SIGTERM: training phases checkpoint and stop.</summary>
+    public CancellationToken Cancellation { get; } = cancellation;
+
     private OptionResult? Given(string name) =>
         result.GetResult("--" + name) is OptionResult { Implicit: false } r ? r : null;
 

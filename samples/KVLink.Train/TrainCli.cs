@@ -30,6 +30,7 @@ public static class TrainCli
             Cli.Int("--layers", $"decoder layers (default {recipe.Layers})"),
             Cli.Int("--heads", $"attention heads (default {recipe.Heads})"),
             Cli.Int("--kv-heads", $"key/value heads (default {recipe.KvHeads})"),
+            Cli.Int("--head-dim", "width of each attention head (default hidden / heads)"),
             Cli.Int("--intermediate", $"MLP width (default {recipe.Intermediate})"),
             Cli.Real("--lr", $"learning rate of the full-attention phase (default {recipe.FullLearningRate})"),
             Cli.Real("--link-lr", $"learning rate of the KVLink phase and the control (default {recipe.LinkLearningRate})"),
@@ -60,6 +61,23 @@ public static class TrainCli
             Cli.Text("--work", "checkpoint folder; a rerun with the same folder resumes (default kvlink-demo-work/slot-free in the temp folder)"),
             Cli.Int("--steps", $"training steps (default {recipe.SlotFreeSteps})"),
             Cli.Real("--lr", $"peak learning rate (default {recipe.SlotFreeLearningRate})")));
+
+        root.Add(Cli.Command("continue", "train a demo checkpoint further with the slot-free header: full attention or the KVLink mixture, more follow-ups per sample (resumable)",
+            ContinueCommand.RunAsync,
+            Cli.Folder("--from", "checkpoint to start from", required: true),
+            Cli.Text("--work", "checkpoint folder; a rerun with the same folder resumes", required: true),
+            Cli.Text("--out", "folder the model is exported to at the end (none by default)"),
+            Cli.Int("--steps", "training steps (default 2000)"),
+            Cli.Int("--warmup", "warm-up steps (default steps / 10, at most 50)", min: 0),
+            Cli.Real("--lr", $"peak learning rate (default {recipe.LinkLearningRate})"),
+            Cli.Fraction("--blocked", "share of blocked (KVLink) examples, K from {0, 1, 5} (default 0: full attention)"),
+            Cli.Int("--follow-ups", $"follow-up questions per sample (default {recipe.MaxFollowUps})", min: 0),
+            Cli.Int("--batch", $"examples per step (default {recipe.ExamplesPerStep})"),
+            Cli.Int("--micro-batch", $"examples per forward/backward (default {recipe.MicroBatchSize})"),
+            Cli.Int("--questions", $"training questions of each kind (default {recipe.TrainQuestionsPerKind})"),
+            Cli.Int("--seed", $"trainer seed (default {recipe.Seed})"),
+            Cli.Int("--data-seed", "corpus seed offset from the recipe's (default 2, a corpus the earlier phases never drew)", min: 0),
+            Cli.Real("--checkpoint-minutes", $"minutes between checkpoints (default {recipe.CheckpointMinutes})")));
 
         root.Add(Cli.Command("slots", "accuracy of each slot policy (numbered Exact / Shared, slot-free) on the same shuffled held-out questions into docs/accuracy.md",
             SlotPolicyCommand.RunAsync,
@@ -102,7 +120,8 @@ public static class TrainCli
         root.Add(Cli.Command("diag", "top predictions at every response token of a few held-out questions",
             o => { Diag.Run(o); return Task.CompletedTask; },
             Cli.Folder("--model", "checkpoint folder", required: true),
-            Cli.Int("--n", "questions of each kind (default 3)")));
+            Cli.Int("--n", "questions of each kind (default 3)"),
+            Cli.Flag("--by-template", "teacher-forced accuracy of each answer entity, grouped by the words before it")));
 
         root.Add(Cli.Command("sanity", "does the trainer learn in-context copying (loss falls to ~3 when it does)",
             o => { Sanity.Run(o); return Task.CompletedTask; },
@@ -136,12 +155,18 @@ internal static class Cli
     {
         var command = new Command(name, description);
         foreach (var o in options) command.Add(o);
-        command.SetAction(async (r, _) =>
+        command.SetAction(async (r, cancellationToken) =>
         {
             try
             {
-                await run(new Options(r));
+                await run(new Options(r, cancellationToken));
                 return 0;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Ctrl+C or SIGTERM: a training phase has saved its checkpoint first, so the same command resumes.
+                await r.InvocationConfiguration.Error.WriteLineAsync($"{name}: stopped.");
+                return 130;
             }
             catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
             {
