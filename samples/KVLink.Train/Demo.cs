@@ -31,6 +31,7 @@ internal static class Demo
             FullLearningRate = o.Double("lr", new DemoRecipe().FullLearningRate),
             EasyFraction = o.Double("easy", new DemoRecipe().EasyFraction),
             CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
+            DrillFraction = o.Double("drill", new DemoRecipe().DrillFraction),
             DocumentLoss = o.Flag("doc-loss"),
             ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TrainingComputeType.Parse(o.Get("dtype")),
             SlotFree = !o.Flag("numbered"),
@@ -64,8 +65,11 @@ internal static class Demo
         using (var trainer = DemoRecipe.ResumeOrStart(fullWork, () => new KvLinkTrainer(ModelInitializer.Create(config, seed: (int)recipe.Seed, recipe.ComputeType), fullOptions, fullWork)))
         {
             var model = trainer.Model;
-            var mixture = new TrainingMixture(builder, qa, [], blockedFraction: 0);
-            var easyMixture = new TrainingMixture(builder, [.. easy.Train.Select(q => q.Sample)], [], blockedFraction: 0);
+            // Fact drills (shuffled restatements of a question's own sentences) beside the QA examples: many look-ups per text.
+            var drills = recipe.DrillFraction > 0 ? DemoRecipe.DrillTexts(corpus.Train, recipe.Seed) : [];
+            var easyDrills = recipe.DrillFraction > 0 ? DemoRecipe.DrillTexts(easy.Train, recipe.Seed + 1) : [];
+            var mixture = new TrainingMixture(builder, qa, drills, blockedFraction: 0, textFraction: recipe.DrillFraction / 2);
+            var easyMixture = new TrainingMixture(builder, [.. easy.Train.Select(q => q.Sample)], easyDrills, blockedFraction: 0, textFraction: recipe.DrillFraction);
             // Stage 0: in-context copying (repeated name sequences) forms induction heads within a few hundred steps;
             // look-up then builds on them, since an answer restates its document's sentence.
             var copyMixture = new TrainingMixture(builder, [], DemoRecipe.CopyTexts(recipe.Seed, 4000), blockedFraction: 0, textFraction: 1);

@@ -51,7 +51,7 @@ internal static class Diag
             var predicted = model.Forward(tensor(ex.Tokens.Select(t => (long)t).ToArray(), [1, ex.Length]), step)[0].argmax(-1).data<long>().ToArray();
             for (int i = prompt + 2; i < ex.Length; i++)
             {
-                if (!names.Contains(tokenizer.Decode([ex.Tokens[i]])) || tokenizer.Decode([ex.Tokens[i - 1]]) is not (" in" or " for")) continue;
+                if (!names.Contains(tokenizer.Decode([ex.Tokens[i]])) || tokenizer.Decode([ex.Tokens[i - 1]]) is not (" in" or " for" or " by")) continue;
                 string key = (tokenizer.Decode([ex.Tokens[i - 2]]) + tokenizer.Decode([ex.Tokens[i - 1]])).Trim();
                 var (ok, all) = hits.GetValueOrDefault(key);
                 hits[key] = (ok + (predicted[i - 1] == ex.Tokens[i] ? 1 : 0), all + 1);

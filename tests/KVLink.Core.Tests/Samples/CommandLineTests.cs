@@ -24,6 +24,7 @@ public sealed class CommandLineTests
     [InlineData("--help")]
     [InlineData("sanity", "--help")]
     [InlineData("eval", "--help")]
+    [InlineData("continue", "--help")]
     public void Train_help_exits_0(params string[] args)
     {
         var (code, output, _) = Run(TrainCli.BuildRootCommand(), args);
@@ -39,6 +40,10 @@ public sealed class CommandLineTests
     [InlineData("--links: '-1' is not a non-negative integer", "eval", "--model", ".", "--data", "x", "--links", "0,-1")]
     [InlineData("'abc'", "sanity", "--lr", "abc")]
     [InlineData("--model", "eval", "--data", "/nope")]   // required
+    [InlineData("--drill must be between 0 and 1 (was 2).", "demo", "--drill", "2")]
+    [InlineData("--head-dim must be at least 1 (was 0).", "demo", "--head-dim", "0")]
+    [InlineData("--from", "continue", "--work", "/tmp/kvlink-continue")]   // required
+    [InlineData("--blocked must be between 0 and 1 (was 1.5).", "continue", "--from", ".", "--work", "/tmp/x", "--blocked", "1.5")]
     public void Train_rejects_a_bad_value_at_parse_time(string message, params string[] args)
     {
         var (code, _, error) = Run(TrainCli.BuildRootCommand(), args);
