@@ -32,6 +32,7 @@ internal static class Demo
             EasyFraction = o.Double("easy", new DemoRecipe().EasyFraction),
             CopySteps = o.Int("copy-steps", new DemoRecipe().CopySteps),
             DrillFraction = o.Double("drill", new DemoRecipe().DrillFraction),
+            MaxFollowUps = o.Int("follow-ups", new DemoRecipe().MaxFollowUps),
             DocumentLoss = o.Flag("doc-loss"),
             ComputeType = o.Flag("bf16") ? TorchSharp.torch.ScalarType.BFloat16 : TrainingComputeType.Parse(o.Get("dtype")),
             SlotFree = !o.Flag("numbered"),

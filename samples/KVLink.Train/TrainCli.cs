@@ -36,6 +36,7 @@ public static class TrainCli
             Cli.Real("--link-lr", $"learning rate of the KVLink phase and the control (default {recipe.LinkLearningRate})"),
             Cli.Fraction("--easy", $"fraction of easy examples (default {recipe.EasyFraction})"),
             Cli.Int("--copy-steps", $"copy-task warm-up steps (default {recipe.CopySteps})", min: 0),
+            Cli.Int("--follow-ups", $"follow-up questions per training sample (default {recipe.MaxFollowUps})", min: 0),
             Cli.Fraction("--drill", $"share of fact drills (shuffled restatements of a question's sentences) in the easy stage, half of it in the full stage (default 0: none; tried at 0.5, see docs/training.md)"),
             Cli.Flag("--doc-loss", "also train on document tokens"),
             Cli.Text("--dtype", "training dtype: auto (bfloat16 where the CPU has native bf16, else float32), float32 or bfloat16 (default auto)"),
