@@ -39,7 +39,7 @@ internal static class ContinueCommand
         using var trainer = resume ? KvLinkTrainer.Resume(work) : KvLinkTrainer.FromPretrained(from, options);
         var mixture = new TrainingMixture(builder, qa, [], trainer.Options.BlockedFraction, linkTokenChoices: trainer.Options.BlockedFraction > 0 ? recipe.LinkTokenChoices : null);
         string RunProbe(int _) => trainer.Options.BlockedFraction > 0
-            ? Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5)
+            ? Probe.Link(trainer.Model, builder, probeSet)
             : Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Causal, 0);
         if (!resume) DemoRecipe.Log("before: " + RunProbe(0));
         var time = recipe.TrainPhase(trainer, mixture, steps, work, RunProbe, o.Cancellation);

@@ -87,7 +87,7 @@ internal static class Demo
         {
             var mixture = new TrainingMixture(builder, qa, [], recipe.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
             linkTime = recipe.TrainPhase(trainer, mixture, recipe.LinkSteps, linkWork,
-                _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5), o.Cancellation);
+                _ => Probe.Link(trainer.Model, builder, probeSet), o.Cancellation);
             trainer.Model.Dispose();
         }
         DemoRecipe.Log($"KVLink phase: {linkTime:hh\\:mm\\:ss}");

@@ -43,12 +43,9 @@ internal static class Diag
         var hits = new Dictionary<string, (int Ok, int All)>();
         foreach (var q in corpus.Eval)
         {
-            using var scope = NewDisposeScope();
             var ex = builder.FromQa(q.Sample, TrainingAttention.Causal);
             int prompt = builder.Layout(q.Sample).Length;
-            long[] positions = [.. Enumerable.Range(0, ex.Length).Select(i => (long)i)];
-            var step = model.Step(positions, ex.Mask(), null);
-            var predicted = model.Forward(tensor(ex.Tokens.Select(t => (long)t).ToArray(), [1, ex.Length]), step)[0].argmax(-1).data<long>().ToArray();
+            var predicted = Probe.Predict(model, ex);
             for (int i = prompt + 2; i < ex.Length; i++)
             {
                 if (!names.Contains(tokenizer.Decode([ex.Tokens[i]])) || tokenizer.Decode([ex.Tokens[i - 1]]) is not (" in" or " for" or " by")) continue;

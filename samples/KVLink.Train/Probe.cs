@@ -20,10 +20,7 @@ internal static class Probe
             using var scope = NewDisposeScope();
             var example = builder.FromQa(q.Sample, attention, linkTokens);
             int t = example.Length;
-            long[] positions = [.. Enumerable.Range(0, t).Select(i => (long)i)];
-            var step = model.Step(positions, example.Mask(model.Device), null);
-            var tokens = tensor(example.Tokens.Select(i => (long)i).ToArray(), [1, t], device: model.Device);
-            var predicted = model.Forward(tokens, step)[0].argmax(-1).data<long>().ToArray();
+            var predicted = Predict(model, example);
             // Only the response counts (documents may be targets too when the builder trains on them).
             int prompt = builder.Layout(q.Sample, linkTokens).Length;
             bool ok = true;
@@ -35,5 +32,19 @@ internal static class Probe
             if (ok) hits[kind]++;
         }
         return $"probe {attention} K={linkTokens}: single-hop {100.0 * hits[0] / Math.Max(1, counts[0]):F1}%, two-hop {100.0 * hits[1] / Math.Max(1, counts[1]):F1}% (first token {100.0 * first[0] / Math.Max(1, counts[0]):F0}%/{100.0 * first[1] / Math.Max(1, counts[1]):F0}%, teacher-forced, n={questions.Count})";
+    }
+
+    /// <summary>Both KVLink probes of a blocked phase: K = 0 and K = 5 link tokens.</summary>
+    public static string Link(LlamaForCausalLM model, TrainingExampleBuilder builder, IReadOnlyList<SyntheticRagQuestion> questions) =>
+        Run(model, builder, questions, TrainingAttention.Blocked, 0) + " | " + Run(model, builder, questions, TrainingAttention.Blocked, 5);
+
+    /// <summary>The greedy next-token prediction at every position of <paramref name="example"/>, in one teacher-forced forward pass.</summary>
+    public static long[] Predict(LlamaForCausalLM model, TrainingExample example)
+    {
+        using var scope = NewDisposeScope();
+        long[] positions = [.. Enumerable.Range(0, example.Length).Select(i => (long)i)];
+        var step = model.Step(positions, example.Mask(model.Device), null);
+        var tokens = tensor(example.Tokens.Select(i => (long)i).ToArray(), [1, example.Length], device: model.Device);
+        return model.Forward(tokens, step)[0].argmax(-1).data<long>().ToArray();
     }
 }

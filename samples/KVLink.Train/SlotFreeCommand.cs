@@ -38,7 +38,7 @@ internal static class SlotFreeCommand
         using var trainer = resume ? KvLinkTrainer.Resume(work) : KvLinkTrainer.FromPretrained(from, options);
         var mixture = new TrainingMixture(builder, [.. corpus.Train.Select(q => q.Sample)], [], options.BlockedFraction, linkTokenChoices: recipe.LinkTokenChoices);
         var time = recipe.TrainPhase(trainer, mixture, steps, work,
-            _ => Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 0) + " | " + Probe.Run(trainer.Model, builder, probeSet, TrainingAttention.Blocked, 5), o.Cancellation);
+            _ => Probe.Link(trainer.Model, builder, probeSet), o.Cancellation);
         trainer.Model.Dispose();
         DemoRecipe.Log($"slot-free phase: {time:hh\\:mm\\:ss} this run");
         Demo.Export(work, from, target, slotFree: true);
