@@ -180,7 +180,9 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             Interlocked.Increment(ref _started);
             try
             {
-                next.Start();
+                // In a scope: whatever a start keeps is detached from it (caches, placements), and its temporaries stay
+                // referenced until it ends, so no collection can finalize one while LibTorch still reads it.
+                using (NewDisposeScope()) next.Start();
             }
             catch (Exception e)
             {

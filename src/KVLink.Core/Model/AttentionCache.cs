@@ -33,17 +33,31 @@ internal sealed class AttentionCache : IDisposable
         Capacity = capacity;
         Layers = config.NumHiddenLayers;
         long[] shape = [config.NumHiddenLayers, batch, config.NumKeyValueHeads, capacity, config.HeadDim];
+        // The cache owns its tensors until Dispose: none belongs to the caller's dispose scope (a sequence starts inside
+        // one), and none is an unnamed temporary. A temporary's handle is all a native call holds, so a garbage collection
+        // started by another thread during the call could let the finalizer free the tensor under it: the cleared view of a
+        // pooled buffer used to be such a temporary (`narrow(...).zero_()`), and under load the clear then read freed
+        // memory (segmentation faults in Start, garbage dispatch keys in placement).
         if (pool?.Take(shape, dtype, device ?? CPU) is { } reused)
         {
             (_bufferKeys, _bufferValues, _pool) = (reused.Keys, reused.Values, pool);
             // A view of the first Capacity positions, cleared: a cache reads as zeros where nothing was written yet.
-            _keys = reused.Keys.narrow(3, 0, capacity).zero_();
-            _values = reused.Values.narrow(3, 0, capacity).zero_();
+            _keys = reused.Keys.narrow(3, 0, capacity).DetachFromDisposeScope();
+            _values = reused.Values.narrow(3, 0, capacity).DetachFromDisposeScope();
+            Clear(_keys);
+            Clear(_values);
             return;
         }
-        _keys = zeros(shape, dtype, device);
-        _values = zeros(shape, dtype, device);
-        if (pool is not null) (_bufferKeys, _bufferValues, _pool) = (_keys.alias(), _values.alias(), pool);
+        _keys = zeros(shape, dtype, device).DetachFromDisposeScope();
+        _values = zeros(shape, dtype, device).DetachFromDisposeScope();
+        if (pool is not null) (_bufferKeys, _bufferValues, _pool) = (_keys.alias().DetachFromDisposeScope(), _values.alias().DetachFromDisposeScope(), pool);
+    }
+
+    /// <summary>Zeroes <paramref name="t"/> in place (TorchSharp's <c>zero_</c> returns another handle, released here), keeping <paramref name="t"/> alive across the call.</summary>
+    private static void Clear(Tensor t)
+    {
+        t.zero_().Dispose();
+        GC.KeepAlive(t);
     }
 
     /// <summary>Number of positions.</summary>
