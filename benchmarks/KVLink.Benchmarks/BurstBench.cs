@@ -13,7 +13,8 @@ namespace KVLink.Benchmarks;
 /// from outside (the ASP.NET sample as a child process, streaming HTTP clients). Rounds alternate a single request and a
 /// burst of --users (one value, default 8) requests started at once, each asking its own evaluation question of the
 /// synthetic corpus over its own documents (precomputed before the clock starts); a caller's TTFT runs from its call to
-/// its first streamed text. The in-process rows also list the scheduler's first steps of each burst and the step's
+/// its first streamed text. In process every round runs twice, with steps as groups side by side (the default) and as
+/// one forward over all threads, in alternating order. The in-process rows also list the scheduler's first steps of each burst and the step's
 /// forward alone (<see cref="StepProbe"/>), which is the compute the burst cannot avoid.
 /// </summary>
 internal static class BurstBench
@@ -38,14 +39,15 @@ internal static class BurstBench
             $"Warm-up first: in process until a round's requests make the JIT compile nothing three rounds in a row (at least {MinWarmRounds} rounds), over HTTP {HttpWarmRounds} rounds.").AppendLine();
         var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 0, EvalQuestionsPerKind = (rounds + MinWarmRounds) * (burst + 1) / 2 + 1 }).Eval;
 
-        var (engine, bound, steps, warmed) = await InProcess(o, questions, burst, rounds);
+        var (engine, oneForward, bound, steps, warmed) = await InProcess(o, questions, burst, rounds);
         var http = await OverHttp(o, questions, burst, rounds);
         md.AppendLine("| where | single TTFT p50 (ms) | burst: first TTFT p50 (ms) | burst: slowest TTFT p50 / max (ms) | slowest / single p50 |");
         md.AppendLine("|---|---:|---:|---:|---:|");
         md.AppendLine(Row("engine, in process", engine));
+        md.AppendLine(Row("engine, in process, one forward per step (before StepGroups; same rounds, alternating)", oneForward));
         md.AppendLine(Row("ASP.NET sample over HTTP", http));
         md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"In process the JIT settled after {warmed} warm-up rounds.  ").AppendLine(bound);
-        md.AppendLine().AppendLine("First steps of each measured in-process burst (end of the step after the burst's start in ms: rows / duration in ms):  ");
+        md.AppendLine().AppendLine("First steps of each measured in-process burst with groups (end of the step after the burst's start in ms: rows / duration in ms):  ");
         foreach (string s in steps) md.AppendLine(s + "  ");
         md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Load average after: {Machine.LoadAverage()}");
         File.WriteAllText(o.Output, md.ToString());
@@ -62,9 +64,10 @@ internal static class BurstBench
             $"| {where} | {single:F1} | {Stats.Median(r.Bursts.Select(b => b.Min())):F1} | {slowest:F1} / {r.Bursts.Max(b => b.Max()):F1} | **{slowest / single:F2}x** |");
     }
 
-    private static async Task<(Rounds, string Bound, List<string> Steps, int Warmed)> InProcess(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)
+    private static async Task<(Rounds Grouped, Rounds OneForward, string Bound, List<string> Steps, int Warmed)> InProcess(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)
     {
-        await using var engine = await KVLink.Demo.DemoModel.LoadEngineAsync(options: new KvLinkOptions { LinkTokens = 5, DType = o.DType });
+        var engineOptions = new KvLinkOptions { LinkTokens = 5, DType = o.DType };
+        await using var engine = await KVLink.Demo.DemoModel.LoadEngineAsync(options: engineOptions);
         var ids = await DocumentIds(questions, d => engine.PrecomputeAsync(new KvLinkDocument(d.Text, d.Title)));
         var options = new KvLinkGenerationOptions { MaxNewTokens = o.LoadTokens };
         var usage = new List<(int Prompt, int Computed)>();
@@ -81,43 +84,55 @@ internal static class BurstBench
             }
             return double.IsNaN(ttft) ? clock.Elapsed.TotalMilliseconds : ttft;
         }
-        var measured = new Rounds([], []);
+        // Each round measures both ways of running a step (groups side by side, and one forward over all threads, the
+        // engine before StepGroups), in alternating order, so machine drift falls on both alike.
+        var grouped = new Rounds([], []);
+        var oneForward = new Rounds([], []);
         var steps = new List<string>();
         int next = 0, warmed = -1, quiet = 0;
-        for (int r = 0; measured.Bursts.Count < rounds; r++)
+        for (int r = 0; grouped.Bursts.Count < rounds; r++)
         {
-            double single = await Ask(next++);
-            using var log = new StepLog();
-            int first = next;
-            next += burst;
-            long start = Stopwatch.GetTimestamp();
             var (jitCount, jitTime) = (System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
-            double[] ttfts = await Task.WhenAll(Enumerable.Range(first, burst).Select(k => Task.Run(() => Ask(k))));
+            double slowest = 0;
+            foreach (bool groups in r % 2 == 0 ? new[] { true, false } : [false, true])
+            {
+                engineOptions.GroupSteps = groups;
+                double single = await Ask(next++);
+                using var log = new StepLog();
+                int first = next;
+                next += burst;
+                long start = Stopwatch.GetTimestamp();
+                double[] ttfts = await Task.WhenAll(Enumerable.Range(first, burst).Select(k => Task.Run(() => Ask(k))));
+                slowest = Math.Max(slowest, ttfts.Max());
+                if (warmed < 0) continue;
+                var into = groups ? grouped : oneForward;
+                into.Single.Add(single);
+                into.Bursts.Add(ttfts);
+                if (groups)
+                    steps.Add(string.Join(", ", log.Ends.Zip(log.Steps).Take(3).Select(e =>
+                        string.Create(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, e.First).TotalMilliseconds:F1}: {e.Second.Rows} / {e.Second.Ms:F1}"))));
+            }
             if (warmed < 0)
             {
                 long compiled = System.Runtime.JitInfo.GetCompiledMethodCount() - jitCount;
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"warm-up round {r}: the JIT compiled {compiled} methods in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:F0} ms; slowest TTFT {ttfts.Max():F1} ms"));
+                    $"warm-up round {r}: the JIT compiled {compiled} methods in {(System.Runtime.JitInfo.GetCompilationTime() - jitTime).TotalMilliseconds:F0} ms; slowest TTFT {slowest:F1} ms"));
                 quiet = compiled == 0 ? quiet + 1 : 0;
                 if ((quiet >= 3 && r + 1 >= MinWarmRounds) || r + 1 == MaxWarmRounds) warmed = r + 1;
-                continue;
             }
-            measured.Single.Add(single);
-            measured.Bursts.Add(ttfts);
-            steps.Add(string.Join(", ", log.Ends.Zip(log.Steps).Take(3).Select(e =>
-                string.Create(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, e.First).TotalMilliseconds:F1}: {e.Second.Rows} / {e.Second.Ms:F1}"))));
         }
-        Console.WriteLine("in process: " + Row("engine", measured));
+        engineOptions.GroupSteps = true;
+        Console.WriteLine("in process: " + Row("engine", grouped) + Environment.NewLine + "in process, one forward: " + Row("engine", oneForward));
 
         // The same step's forward alone, with the burst's median computed rows and cached context per request.
         int rows = (int)Stats.Median(usage.Select(u => (double)u.Computed)), context = (int)Stats.Median(usage.Select(u => (double)(u.Prompt - u.Computed)));
         // On the model thread, where the engine's own steps run (LibTorch's OpenMP team is per calling thread).
-        var (one, all) = await engine.Parts.Context.Worker.Run(() => StepProbe.Run(engine.Model, burst, rows, context), CancellationToken.None);
+        var (one, all, groupedAll) = await engine.Parts.Context.Worker.Run(() => StepProbe.Run(engine.Model, burst, rows, context), CancellationToken.None);
         string bound = string.Create(CultureInfo.InvariantCulture,
-            $"The step's forward alone (no engine around it, {engine.Model.DType}): one sequence of {rows} prompt rows over {context} cached positions {one:F1} ms, {burst} such sequences in one step {all:F1} ms (**{all / one:F2}x**). " +
-            $"So even with nothing else in the way, the slowest of the burst waits about {all - one:F1} ms longer than a request alone: at least {(Stats.Median(measured.Single) + all - one) / Stats.Median(measured.Single):F2}x the in-process single TTFT.");
+            $"The step's forward alone (no engine around it, {engine.Model.DType}): one sequence of {rows} prompt rows over {context} cached positions {one:F1} ms; {burst} such sequences in one step {groupedAll:F1} ms as groups side by side (**{groupedAll / one:F2}x**), {all:F1} ms as one forward over all threads ({all / one:F2}x). " +
+            $"So even with nothing else in the way, the slowest of the burst waits about {groupedAll - one:F1} ms longer than a request alone: at least {(Stats.Median(grouped.Single) + groupedAll - one) / Stats.Median(grouped.Single):F2}x the in-process single TTFT.");
         Console.WriteLine(bound);
-        return (measured, bound, steps, warmed);
+        return (grouped, oneForward, bound, steps, warmed);
     }
 
     private static async Task<Rounds> OverHttp(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)

@@ -61,7 +61,7 @@ public sealed class KvLinkEngine : IAsyncDisposable, IDisposable
         if (int8) model.QuantizeInt8ForDecoding();
         else if (bf16Copies) model.KeepBf16ForDecoding();
         // An engine over a model loaded elsewhere runs in that model's dtype, whatever the option says.
-        RuntimeInfo = KvLinkRuntimeInfo.Of(model, choice ?? new ComputeDTypeChoice(ComputeDTypeChoice.FromScalarType(model.DType), "model", FromAuto: false), int8, bf16Copies);
+        RuntimeInfo = KvLinkRuntimeInfo.Of(model, choice ?? new ComputeDTypeChoice(ComputeDTypeChoice.FromScalarType(model.DType), "model", FromAuto: false), int8, bf16Copies, _options.GroupSteps);
         _ownsModel = ownsModel;
         _telemetry = new EngineTelemetry(this, diagnostics);
         _context = new EngineContext(model, tokenizer, PromptFormat, Store, _options, ModelFingerprint, new ModelWorker("KVLink model worker", wake => new BatchScheduler(model, _options, _telemetry, wake)), _telemetry);

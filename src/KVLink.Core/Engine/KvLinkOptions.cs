@@ -159,6 +159,12 @@ public sealed class KvLinkOptions
     internal TimeProvider TimeProvider { get; set; } = TimeProvider.System;
 
     /// <summary>
+    /// Whether a step of several sequences may run as groups side by side, one per thread (<see cref="StepGroups"/>);
+    /// off only to compare with one forward over all threads (tests, benchmarks).
+    /// </summary>
+    internal bool GroupSteps { get; set; } = true;
+
+    /// <summary>
     /// Bytes of conversation attention caches kept in memory (default 256 MiB; 0 keeps none): each conversation's computed
     /// keys and values after its documents, so that its next turn computes only the new tokens. The least recently used
     /// conversations are dropped first; a dropped one is rebuilt exactly from its messages. See docs/conversations.md.

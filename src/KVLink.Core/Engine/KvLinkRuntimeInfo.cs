@@ -11,10 +11,11 @@ namespace KVLink.Core.Engine;
 /// </summary>
 public sealed class KvLinkRuntimeInfo
 {
-    internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device)
+    internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device,
+        string batchedSteps = "one forward")
     {
         (CpuModel, CpuTier, LibTorchCpuCapability, OneDnnIsa) = (cpu.Model, cpu.Tier.Name(), libTorch.Aten, libTorch.OneDnn);
-        (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device) = (dtype, dtypeReason, decodeKernel, threads, device);
+        (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device, BatchedSteps) = (dtype, dtypeReason, decodeKernel, threads, device, batchedSteps);
     }
 
     /// <summary>The CPU's model name, e.g. "AMD EPYC 9R14" (/proc/cpuinfo on Linux).</summary>
@@ -50,12 +51,18 @@ public sealed class KvLinkRuntimeInfo
     /// <summary>The model's device ("cpu", "cuda:0").</summary>
     public string Device { get; }
 
+    /// <summary>
+    /// How a step of several sequences runs: "groups side by side on N threads" (each group's forward on one OpenMP thread,
+    /// where its sequences divide evenly), or "one forward" over all threads (and why, where groups are not available).
+    /// </summary>
+    public string BatchedSteps { get; }
+
     /// <summary>The one-line summary the engine logs at load.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | decode {DecodeKernel}");
+        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | decode {DecodeKernel} | batched steps {BatchedSteps}");
 
     /// <summary>The runtime info of an engine over <paramref name="model"/>.</summary>
-    internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies)
+    internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies, bool groupSteps = true)
     {
         bool cpu = model.Device.type == TorchSharp.DeviceType.CPU;
         bool vector = DecodeGemv.Vectorized(model.Config.HiddenSize);
@@ -66,7 +73,10 @@ public sealed class KvLinkRuntimeInfo
             : model.DType == TorchSharp.torch.ScalarType.BFloat16 && vector ? $"bf16 weights, {kernel}"
             : bf16DecodeCopies && vector ? $"bf16 copies of float32 weights, {kernel}"
             : $"LibTorch GEMM ({model.DType} weights)";
-        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode,
-            TorchSharp.torch.get_num_threads(), model.Device.ToString());
+        int threads = TorchSharp.torch.get_num_threads();
+        string steps = !groupSteps ? "one forward (groups off)"
+            : StepGroups.Available(model.Device) ? $"groups side by side on {threads} threads where they divide evenly"
+            : !cpu ? "one forward (not a CPU)" : !OpenMpTeam.Available ? "one forward (LibTorch's OpenMP runtime not found)" : "one forward (1 thread)";
+        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps);
     }
 }

@@ -6,21 +6,36 @@ namespace KVLink.Core.Engine;
 /// <summary>
 /// The one forward of a <see cref="BatchScheduler"/> step: every part's rows (a decoding sequence's token, a prompt's chunk)
 /// in one input, each sequence attending to its own cache through its <see cref="SequenceRows"/>; a step of one sequence
-/// is the same path with one part. Model thread, inside the step's dispose scope.
+/// is the same path with one part. Where the parts divide evenly, they run as groups side by side, one per thread
+/// (<see cref="StepGroups"/>). Model thread, inside the step's dispose scope.
 /// </summary>
 internal static class StepForward
 {
-    /// <summary>One forward over every part's rows; returns the logits [1, outputs, vocab] of the rows that asked for them, in order.</summary>
-    public static Tensor? Run(LlamaForCausalLM model, List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, DecodeRows decode)
+    /// <summary>
+    /// One forward over every part's rows, as groups where <paramref name="groups"/> allows and the plan pays; returns the
+    /// logits [1, outputs, vocab] of the rows that asked for them, in order.
+    /// </summary>
+    public static Tensor? Run(LlamaForCausalLM model, List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, DecodeRows decode, bool groups = true)
     {
-        int rows = parts.Sum(p => p.Chunk.Positions.Length);
+        if (groups && parts.Count > 1 && StepGroups.Available(model.Device)
+            && StepGroups.Plan([.. parts.Select(p => p.Chunk.Positions.Length)], get_num_threads(), model.WeightBytes) is { } starts)
+            return StepGroups.Run(starts, parts.Count, decode, (first, count, own) => Run(model, parts, first, count, own));
+        return Run(model, parts, 0, parts.Count, decode);
+    }
+
+    /// <summary>One forward over parts [<paramref name="first"/>, first + <paramref name="count"/>), whose leading <paramref name="decode"/> rows decode.</summary>
+    private static Tensor? Run(LlamaForCausalLM model, List<(ScheduledSequence Sequence, ScheduledSequence.Chunk Chunk)> parts, int first, int count, DecodeRows decode)
+    {
+        int rows = 0;
+        bool output = false;
+        for (int i = first; i < first + count; i++) (rows, output) = (rows + parts[i].Chunk.Positions.Length, output || parts[i].Chunk.Output);
         var positions = new long[rows];
         var tokens = new long[rows];
-        var sequences = new SequenceRows[parts.Count];
+        var sequences = new SequenceRows[count];
         int start = 0;
-        for (int i = 0; i < parts.Count; i++)
+        for (int i = 0; i < count; i++)
         {
-            var (s, c) = parts[i];
+            var (s, c) = parts[first + i];
             int n = c.Positions.Length;
             c.Positions.CopyTo(positions, start);
             c.Tokens.CopyTo(tokens, start);
@@ -31,7 +46,7 @@ internal static class StepForward
         // The last layer computes queries and MLP only for the rows whose logits are wanted (a sequence's last, or a scoring
         // chunk's every row), in sequence order.
         var hidden = model.Hidden(tensor(tokens, [1, rows], device: model.Device), model.BatchStep(positions, sequences, decode), lastOnly: true);
-        return parts.Any(p => p.Chunk.Output) ? model.Logits(hidden, decode) : null;
+        return output ? model.Logits(hidden, decode) : null;
     }
 
     /// <summary>Keys a chunk attends over: every cache position written or placed so far up to its last position.</summary>

@@ -74,6 +74,17 @@ internal static partial class DecodeGemv
         return new KernelScope(previous);
     }
 
+    /// <summary>The kernel this thread was told to <see cref="Use"/>, or null: what another thread doing this thread's work must take (<see cref="Carry"/>).</summary>
+    internal static DecodeKernel? Forced => t_forced;
+
+    /// <summary>Runs this thread's products with <paramref name="forced"/> (another thread's <see cref="Forced"/>, null for the detected kernel) until disposed.</summary>
+    internal static KernelScope Carry(DecodeKernel? forced)
+    {
+        var previous = t_forced;
+        t_forced = forced;
+        return new KernelScope(previous);
+    }
+
     /// <summary>Restores the kernel a thread used before <see cref="Use"/>.</summary>
     public readonly struct KernelScope(DecodeKernel? previous) : IDisposable
     {

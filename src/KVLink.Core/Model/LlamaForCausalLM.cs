@@ -45,6 +45,22 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The model's rotary embedding (also used to re-rotate cached keys).</summary>
     public RotaryEmbedding Rope { get; }
 
+    /// <summary>
+    /// Bytes of the parameters in the compute dtype, from the config's shapes (no tensor is touched: asking the module
+    /// for its parameters would wrap them in tensors of the caller's dispose scope).
+    /// </summary>
+    public long WeightBytes
+    {
+        get
+        {
+            var c = Config;
+            long attention = (long)c.HiddenSize * (c.NumAttentionHeads + 2L * c.NumKeyValueHeads) * c.HeadDim + (long)c.NumAttentionHeads * c.HeadDim * c.HiddenSize;
+            long layer = attention + 3L * c.HiddenSize * c.IntermediateSize + 2L * c.HiddenSize;
+            long elements = (long)c.VocabSize * c.HiddenSize * (c.TieWordEmbeddings ? 1 : 2) + c.NumHiddenLayers * layer + c.HiddenSize;
+            return elements * (DType is ScalarType.Float32 ? 4 : 2);
+        }
+    }
+
     /// <summary>Buffers of finished sequences' caches, reused by <see cref="AttentionCache.Rent"/>; freed with the model.</summary>
     public AttentionCachePool CachePool { get; } = new();
 

@@ -63,6 +63,9 @@ internal static unsafe class OpenMpTeam
     public static void Run(int threads, delegate*<void*, int, int, void> body, void* state)
     {
         if (!Available) throw new InvalidOperationException("LibTorch's OpenMP runtime was not found.");
+        // Already on a team thread (a kernel inside a group of StepGroups): the team is busy, so the work runs here as a
+        // team of one, without a nested OpenMP region.
+        if (t_inTeam) { body(state, 0, 1); return; }
         var job = new Job { Body = body, State = state };
         s_parallel(&Entry, &job, (uint)threads, 0);
         if (job.Error == 0) return;
@@ -71,6 +74,9 @@ internal static unsafe class OpenMpTeam
         handle.Free();
         error.Throw();
     }
+
+    /// <summary>Whether this thread is running a team body (<see cref="Run"/> then runs nested work inline).</summary>
+    [ThreadStatic] private static bool t_inTeam;
 
     private struct Job
     {
@@ -87,6 +93,8 @@ internal static unsafe class OpenMpTeam
     private static void Entry(void* data)
     {
         var job = (Job*)data;
+        bool outer = t_inTeam;
+        t_inTeam = true;
         try
         {
             job->Body(job->State, s_threadNum(), s_numThreads());
@@ -95,6 +103,10 @@ internal static unsafe class OpenMpTeam
         {
             var handle = GCHandle.Alloc(ExceptionDispatchInfo.Capture(e));
             if (Interlocked.CompareExchange(ref job->Error, GCHandle.ToIntPtr(handle), 0) != 0) handle.Free();
+        }
+        finally
+        {
+            t_inTeam = outer;
         }
     }
 
