@@ -282,7 +282,6 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     public static long BytesPerToken(LlamaForCausalLM model)
     {
         var c = model.Config;
-        long element = model.DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
-        return 2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * element;
+        return 2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * model.ElementSize;
     }
 }

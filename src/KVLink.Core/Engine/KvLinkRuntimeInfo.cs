@@ -12,7 +12,7 @@ namespace KVLink.Core.Engine;
 public sealed class KvLinkRuntimeInfo
 {
     internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device,
-        string batchedSteps = "one forward")
+        string batchedSteps)
     {
         (CpuModel, CpuTier, LibTorchCpuCapability, OneDnnIsa) = (cpu.Model, cpu.Tier.Name(), libTorch.Aten, libTorch.OneDnn);
         (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device, BatchedSteps) = (dtype, dtypeReason, decodeKernel, threads, device, batchedSteps);
@@ -62,7 +62,7 @@ public sealed class KvLinkRuntimeInfo
         $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | decode {DecodeKernel} | batched steps {BatchedSteps}");
 
     /// <summary>The runtime info of an engine over <paramref name="model"/>.</summary>
-    internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies, bool groupSteps = true)
+    internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies, bool groupSteps)
     {
         bool cpu = model.Device.type == TorchSharp.DeviceType.CPU;
         bool vector = DecodeGemv.Vectorized(model.Config.HiddenSize);

@@ -69,9 +69,7 @@ internal static partial class DecodeGemv
     public static KernelScope Use(DecodeKernel kernel)
     {
         if (!IsSupported(kernel)) throw new NotSupportedException($"The {Name(kernel)} decode kernel does not run on this CPU ({CpuDescription()}).");
-        var previous = t_forced;
-        t_forced = kernel;
-        return new KernelScope(previous);
+        return Carry(kernel);
     }
 
     /// <summary>The kernel this thread was told to <see cref="Use"/>, or null: what another thread doing this thread's work must take (<see cref="Carry"/>).</summary>

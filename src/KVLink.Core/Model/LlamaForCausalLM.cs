@@ -25,6 +25,7 @@ internal sealed class LlamaForCausalLM : nn.Module
         DType = dtype;
         Device = device;
         Rope = new RotaryEmbedding(config);
+        WeightBytes = LlamaTensorShapes.Of(config).Sum(e => e.Shape.Aggregate(1L, (n, d) => n * d)) * ElementSize;
         model = new LlamaBackbone(config, dtype, device);
         // A tied head shares the embedding's storage; an untied one has its own weight.
         lm_head = config.TieWordEmbeddings
@@ -45,21 +46,11 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The model's rotary embedding (also used to re-rotate cached keys).</summary>
     public RotaryEmbedding Rope { get; }
 
-    /// <summary>
-    /// Bytes of the parameters in the compute dtype, from the config's shapes (no tensor is touched: asking the module
-    /// for its parameters would wrap them in tensors of the caller's dispose scope).
-    /// </summary>
-    public long WeightBytes
-    {
-        get
-        {
-            var c = Config;
-            long attention = (long)c.HiddenSize * (c.NumAttentionHeads + 2L * c.NumKeyValueHeads) * c.HeadDim + (long)c.NumAttentionHeads * c.HeadDim * c.HiddenSize;
-            long layer = attention + 3L * c.HiddenSize * c.IntermediateSize + 2L * c.HiddenSize;
-            long elements = (long)c.VocabSize * c.HiddenSize * (c.TieWordEmbeddings ? 1 : 2) + c.NumHiddenLayers * layer + c.HiddenSize;
-            return elements * (DType is ScalarType.Float32 ? 4 : 2);
-        }
-    }
+    /// <summary>Bytes of one element of <see cref="DType"/>.</summary>
+    public int ElementSize => DType switch { ScalarType.Float64 => 8, ScalarType.Float32 => 4, _ => 2 };
+
+    /// <summary>Bytes of the parameters in the compute dtype: the shapes the config implies (<see cref="LlamaTensorShapes"/>).</summary>
+    public long WeightBytes { get; }
 
     /// <summary>Buffers of finished sequences' caches, reused by <see cref="AttentionCache.Rent"/>; freed with the model.</summary>
     public AttentionCachePool CachePool { get; } = new();

@@ -2,6 +2,7 @@ using KVLink.TestSupport;
 using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
+using static KVLink.Core.Tests.Scheduling.CacheAssert;
 
 namespace KVLink.Core.Tests.Scheduling;
 
@@ -14,8 +15,6 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
     private static long[] Range(int from, int count) => [.. Enumerable.Range(from, count).Select(i => (long)i)];
 
     private static int[] Tokens(int seed, int count) => [.. Enumerable.Range(0, count).Select(i => 3 + (seed * 37 + i * 11) % 200)];
-
-    private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / b.abs().max().item<float>();
 
     [Theory]
     [InlineData(false)]
@@ -66,10 +65,7 @@ public sealed class BatchedForwardTests(CheckpointFixture fx) : IClassFixture<Ch
                 : (logits.narrow(0, s == 0 ? 0 : 1, 1), expected[s].narrow(0, rows[s] - 1, 1));
             Assert.True(RelativeError(mine, theirs) < 1e-5, $"sequence {s}: logits differ by {RelativeError(mine, theirs):E2}");
             Assert.True(RelativeError(mine, expected[(s + 1) % rows.Length].narrow(0, 0, 1).expand(mine.shape[0], -1)) > 1e-3, "sequences must differ, else the test proves nothing");
-            Assert.Equal(alone[s].Length, batched[s].Length);
-            var (ka, va) = alone[s].Export(0, alone[s].Length);
-            var (kb, vb) = batched[s].Export(0, batched[s].Length);
-            Assert.True(RelativeError(kb, ka) < 1e-5 && RelativeError(vb, va) < 1e-5, $"sequence {s}: cache differs");
+            CacheAssert.Equal(alone[s], batched[s], $"sequence {s}");
         }
         foreach (var c in alone.Concat(batched)) c.Dispose();
     }

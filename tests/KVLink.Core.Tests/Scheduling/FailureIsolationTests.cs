@@ -2,6 +2,7 @@ using KVLink.TestSupport;
 using KVLink.Core.Engine;
 using KVLink.Core.Linking;
 using static TorchSharp.torch;
+using static KVLink.Core.Tests.Scheduling.CacheAssert;
 
 namespace KVLink.Core.Tests.Scheduling;
 
@@ -13,8 +14,6 @@ namespace KVLink.Core.Tests.Scheduling;
 public sealed class FailureIsolationTests(CheckpointFixture fx) : IClassFixture<CheckpointFixture>
 {
     private static int[] Tokens(int seed, int count) => [.. Enumerable.Range(0, count).Select(i => 3 + (seed * 37 + i * 11) % 200)];
-
-    private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / b.abs().max().item<float>();
 
     [Theory]
     [InlineData(false)] // its chunk reaches beyond its cache: it throws at layer 0, after the encodes before it wrote that layer

@@ -3,6 +3,7 @@ using KVLink.Core.Engine;
 using KVLink.Core.Linking;
 using KVLink.Core.Model;
 using static TorchSharp.torch;
+using static KVLink.Core.Tests.Scheduling.CacheAssert;
 
 namespace KVLink.Core.Tests.Scheduling;
 
@@ -17,8 +18,6 @@ public sealed class StepGroupsTests(CheckpointFixture fx) : IClassFixture<Checkp
     private static long[] Range(int from, int count) => [.. Enumerable.Range(from, count).Select(i => (long)i)];
 
     private static int[] Tokens(int seed, int count) => [.. Enumerable.Range(0, count).Select(i => 3 + (seed * 37 + i * 11) % 200)];
-
-    private static double RelativeError(Tensor a, Tensor b) => (a - b).abs().max().item<float>() / b.abs().max().item<float>();
 
     [Theory]
     [InlineData(new[] { 57, 57, 57, 57, 57, 57, 57, 57 }, 2, Small, new[] { 0, 4 })]  // eight prompts of a burst: four each
@@ -83,13 +82,7 @@ public sealed class StepGroupsTests(CheckpointFixture fx) : IClassFixture<Checkp
         Assert.Equal(expected.shape, actual.shape); // [1, 3, vocab]: sequences 0, 1 and 3
         Assert.True(RelativeError(actual, expected) < 1e-5, $"logits differ by {RelativeError(actual, expected):E2}");
         Assert.True(RelativeError(actual[0, 0], expected[0, 2]) > 1e-3, "sequences must differ, else the test proves nothing");
-        for (int s = 0; s < history.Length; s++)
-        {
-            Assert.Equal(joint[s].Length, grouped[s].Length);
-            var (ka, va) = joint[s].Export(0, joint[s].Length);
-            var (kb, vb) = grouped[s].Export(0, grouped[s].Length);
-            Assert.True(RelativeError(kb, ka) < 1e-5 && RelativeError(vb, va) < 1e-5, $"sequence {s}: cache differs");
-        }
+        for (int s = 0; s < history.Length; s++) CacheAssert.Equal(joint[s], grouped[s], $"sequence {s}");
         foreach (var c in joint.Concat(grouped)) c.Dispose();
     }
 
