@@ -13,9 +13,11 @@ namespace KVLink.Benchmarks;
 /// from outside (the ASP.NET sample as a child process, streaming HTTP clients). Rounds alternate a single request and a
 /// burst of --users (one value, default 8) requests started at once, each asking its own evaluation question of the
 /// synthetic corpus over its own documents (precomputed before the clock starts); a caller's TTFT runs from its call to
-/// its first streamed text. In process every round runs twice, with steps as groups side by side (the default) and as
-/// one forward over all threads, in alternating order. The in-process rows also list the scheduler's first steps of each burst and the step's
-/// forward alone (<see cref="StepProbe"/>), which is the compute the burst cannot avoid.
+/// its first streamed text. In process every round runs three times, in rotating order: the engine as it is (steps as
+/// groups side by side, a small bf16 model's rows padded to reused counts), groups with exact row counts (before
+/// <see cref="RowBuckets"/>), and one forward over all threads with exact row counts (before <see cref="StepGroups"/>).
+/// The in-process rows also list the scheduler's first steps of each burst and the step's forward alone
+/// (<see cref="StepProbe"/>), which is the compute the burst cannot avoid.
 /// </summary>
 internal static class BurstBench
 {
@@ -39,15 +41,16 @@ internal static class BurstBench
             $"Warm-up first: in process until a round's requests make the JIT compile nothing three rounds in a row (at least {MinWarmRounds} rounds), over HTTP {HttpWarmRounds} rounds.").AppendLine();
         var questions = SyntheticRagCorpus.Generate(new SyntheticRagCorpusOptions { TrainQuestionsPerKind = 0, EvalQuestionsPerKind = (rounds + MinWarmRounds) * (burst + 1) / 2 + 1 }).Eval;
 
-        var (engine, oneForward, bound, steps, warmed) = await InProcess(o, questions, burst, rounds);
+        var (ways, bound, steps, warmed) = await InProcess(o, questions, burst, rounds);
         var http = await OverHttp(o, questions, burst, rounds);
         md.AppendLine("| where | single TTFT p50 (ms) | burst: first TTFT p50 (ms) | burst: slowest TTFT p50 / max (ms) | slowest / single p50 |");
         md.AppendLine("|---|---:|---:|---:|---:|");
-        md.AppendLine(Row("engine, in process", engine));
-        md.AppendLine(Row("engine, in process, one forward per step (before StepGroups; same rounds, alternating)", oneForward));
+        md.AppendLine(Row("engine, in process", ways[0]));
+        md.AppendLine(Row("engine, in process, exact row counts (before RowBuckets; same rounds, rotating)", ways[1]));
+        md.AppendLine(Row("engine, in process, one forward per step, exact row counts (before StepGroups; same rounds, rotating)", ways[2]));
         md.AppendLine(Row("ASP.NET sample over HTTP", http));
         md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"In process the JIT settled after {warmed} warm-up rounds.  ").AppendLine(bound);
-        md.AppendLine().AppendLine("First steps of each measured in-process burst with groups (end of the step after the burst's start in ms: rows / duration in ms):  ");
+        md.AppendLine().AppendLine("First steps of each measured in-process burst, the engine as it is (end of the step after the burst's start in ms: rows / duration in ms):  ");
         foreach (string s in steps) md.AppendLine(s + "  ");
         md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Load average after: {Machine.LoadAverage()}");
         File.WriteAllText(o.Output, md.ToString());
@@ -64,7 +67,10 @@ internal static class BurstBench
             $"| {where} | {single:F1} | {Stats.Median(r.Bursts.Select(b => b.Min())):F1} | {slowest:F1} / {r.Bursts.Max(b => b.Max()):F1} | **{slowest / single:F2}x** |");
     }
 
-    private static async Task<(Rounds Grouped, Rounds OneForward, string Bound, List<string> Steps, int Warmed)> InProcess(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)
+    /// <summary>The ways a round runs a step, the engine's own first: (groups side by side, padded row counts).</summary>
+    private static readonly (bool Groups, bool Pad)[] Ways = [(true, true), (true, false), (false, false)];
+
+    private static async Task<(Rounds[] Ways, string Bound, List<string> Steps, int Warmed)> InProcess(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)
     {
         var engineOptions = new KvLinkOptions { LinkTokens = 5, DType = o.DType };
         await using var engine = await KVLink.Demo.DemoModel.LoadEngineAsync(options: engineOptions);
@@ -84,19 +90,19 @@ internal static class BurstBench
             }
             return double.IsNaN(ttft) ? clock.Elapsed.TotalMilliseconds : ttft;
         }
-        // Each round measures both ways of running a step (groups side by side, and one forward over all threads, the
-        // engine before StepGroups), in alternating order, so machine drift falls on both alike.
-        var grouped = new Rounds([], []);
-        var oneForward = new Rounds([], []);
+        // Each round measures every way of running a step, in rotating order, so machine drift falls on all alike.
+        var ways = Ways.Select(_ => new Rounds([], [])).ToArray();
+        var grouped = ways[0];
         var steps = new List<string>();
         int next = 0, warmed = -1, quiet = 0;
         for (int r = 0; grouped.Bursts.Count < rounds; r++)
         {
             var (jitCount, jitTime) = (System.Runtime.JitInfo.GetCompiledMethodCount(), System.Runtime.JitInfo.GetCompilationTime());
             double slowest = 0;
-            foreach (bool groups in r % 2 == 0 ? new[] { true, false } : [false, true])
+            for (int w = 0; w < Ways.Length; w++)
             {
-                engineOptions.GroupSteps = groups;
+                int way = (w + r) % Ways.Length;
+                (engineOptions.GroupSteps, engineOptions.PadStepRows) = Ways[way];
                 double single = await Ask(next++);
                 using var log = new StepLog();
                 int first = next;
@@ -105,10 +111,9 @@ internal static class BurstBench
                 double[] ttfts = await Task.WhenAll(Enumerable.Range(first, burst).Select(k => Task.Run(() => Ask(k))));
                 slowest = Math.Max(slowest, ttfts.Max());
                 if (warmed < 0) continue;
-                var into = groups ? grouped : oneForward;
-                into.Single.Add(single);
-                into.Bursts.Add(ttfts);
-                if (groups)
+                ways[way].Single.Add(single);
+                ways[way].Bursts.Add(ttfts);
+                if (way == 0)
                     steps.Add(string.Join(", ", log.Ends.Zip(log.Steps).Take(3).Select(e =>
                         string.Create(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(start, e.First).TotalMilliseconds:F1}: {e.Second.Rows} / {e.Second.Ms:F1}"))));
             }
@@ -121,8 +126,8 @@ internal static class BurstBench
                 if ((quiet >= 3 && r + 1 >= MinWarmRounds) || r + 1 == MaxWarmRounds) warmed = r + 1;
             }
         }
-        engineOptions.GroupSteps = true;
-        Console.WriteLine("in process: " + Row("engine", grouped) + Environment.NewLine + "in process, one forward: " + Row("engine", oneForward));
+        (engineOptions.GroupSteps, engineOptions.PadStepRows) = Ways[0];
+        Console.WriteLine(string.Join(Environment.NewLine, ways.Select((w, i) => $"in process, {Ways[i]}: " + Row("engine", w))));
 
         // The same step's forward alone, with the burst's median computed rows and cached context per request.
         int rows = (int)Stats.Median(usage.Select(u => (double)u.Computed)), context = (int)Stats.Median(usage.Select(u => (double)(u.Prompt - u.Computed)));
@@ -132,7 +137,7 @@ internal static class BurstBench
             $"The step's forward alone (no engine around it, {engine.Model.DType}): one sequence of {rows} prompt rows over {context} cached positions {one:F1} ms; {burst} such sequences in one step {groupedAll:F1} ms as groups side by side (**{groupedAll / one:F2}x**), {all:F1} ms as one forward over all threads ({all / one:F2}x). " +
             $"So even with nothing else in the way, the slowest of the burst waits about {groupedAll - one:F1} ms longer than a request alone: at least {(Stats.Median(grouped.Single) + groupedAll - one) / Stats.Median(grouped.Single):F2}x the in-process single TTFT.");
         Console.WriteLine(bound);
-        return (grouped, oneForward, bound, steps, warmed);
+        return (ways, bound, steps, warmed);
     }
 
     private static async Task<Rounds> OverHttp(BenchOptions o, IReadOnlyList<SyntheticRagQuestion> questions, int burst, int rounds)

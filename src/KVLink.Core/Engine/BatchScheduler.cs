@@ -131,7 +131,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         {
             // The decoding sequences' rows (first in the step) go through the decode kernel (int8 weights with
             // DecodeWithInt8Weights), prompt rows never: a token's numbers then do not depend on whether a prompt shared its step.
-            logits = StepForward.Run(model, parts, new DecodeRows(decoding, options.DecodeWithInt8Weights), options.GroupSteps);
+            logits = StepForward.Run(model, parts, new DecodeRows(decoding, options.DecodeWithInt8Weights), options.GroupSteps, options.PadStepRows);
         }
         catch (Exception e) { return e; }
         // Recorded before the sequences advance: a request completed by this step finds its steps already counted.

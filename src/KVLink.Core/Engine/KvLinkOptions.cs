@@ -165,6 +165,12 @@ public sealed class KvLinkOptions
     internal bool GroupSteps { get; set; } = true;
 
     /// <summary>
+    /// Whether a small reduced-precision model's steps pad their rows to a few counts (<see cref="RowBuckets"/>); off only
+    /// to compare with exact row counts (benchmarks).
+    /// </summary>
+    internal bool PadStepRows { get; set; } = true;
+
+    /// <summary>
     /// Bytes of conversation attention caches kept in memory (default 256 MiB; 0 keeps none): each conversation's computed
     /// keys and values after its documents, so that its next turn computes only the new tokens. The least recently used
     /// conversations are dropped first; a dropped one is rebuilt exactly from its messages. See docs/conversations.md.

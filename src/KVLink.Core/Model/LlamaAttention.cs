@@ -108,6 +108,13 @@ internal sealed class LlamaAttention : nn.Module
             if (first is null) first = o;
             else (outputs ??= [first]).Add(o);
         }
+        // Rows after the last sequence's pad a step to a reused row count (RowBuckets): they attend nothing, zeros out.
+        var last = sequences[^1];
+        if (!lastOnly && last.Start + last.Count < q.size(2))
+        {
+            long pad = q.size(2) - last.Start - last.Count;
+            (outputs ??= first is null ? [] : [first]).Add(zeros([q.size(0), q.size(1), pad, q.size(3)], q.dtype, q.device));
+        }
         return outputs is not null ? cat(outputs, 2) : first ?? q; // no output rows: q is [B, H, 0, d]
     }
 
