@@ -171,31 +171,80 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
 
     private void Admit()
     {
+        // Again while a round admitted something: requests that arrived during its starts join this step too.
+        while (AdmitRound()) { }
+    }
+
+    /// <summary>Dequeues what the limits admit now and starts it; false when nothing was admitted.</summary>
+    private bool AdmitRound()
+    {
+        // Counted as running once dequeued, so the limits see each while the next is dequeued; started together after.
+        var admitted = new List<ScheduledSequence>();
         while (true)
         {
             ScheduledSequence? next;
             lock (_gate) next = NextAdmissible();
-            if (next is null) return;
+            if (next is null) break;
             next.QueueRegistration.Dispose(); // outside the lock: it waits for a callback that may be taking it
             Interlocked.Increment(ref _started);
-            try
-            {
-                // In a scope: whatever a start keeps is detached from it (caches, placements), and its temporaries stay
-                // referenced until it ends, so no collection can finalize one while LibTorch still reads it.
-                using (NewDisposeScope()) next.Start();
-            }
-            catch (Exception e)
-            {
-                next.Release();
-                Interlocked.Decrement(ref _outstanding);
-                next.Fail(e);
-                continue;
-            }
-            if (next is GenerationSequence g) telemetry?.Admitted(g.QueueWait);
             _running.Add(next);
             Interlocked.Add(ref _liveBytes, Bytes(next));
             Interlocked.Increment(ref _runningCount);
+            admitted.Add(next);
         }
+        if (admitted.Count == 0) return false;
+        var errors = StartAll(admitted);
+        for (int i = 0; i < admitted.Count; i++)
+        {
+            var s = admitted[i];
+            if (errors[i] is { } e)
+            {
+                _running.Remove(s);
+                Interlocked.Add(ref _liveBytes, -Bytes(s));
+                Interlocked.Decrement(ref _runningCount);
+                s.Release();
+                Interlocked.Decrement(ref _outstanding);
+                s.Fail(e);
+            }
+            else if (s is GenerationSequence g) telemetry?.Admitted(g.QueueWait);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Starts the admitted sequences; their exceptions by index. Those that may start on any thread run side by side on
+    /// LibTorch's threads where groups are allowed (a burst's placements: each a few dozen small copies and rotations).
+    /// </summary>
+    private Exception?[] StartAll(List<ScheduledSequence> admitted)
+    {
+        var errors = new Exception?[admitted.Count];
+        var anyThread = new List<int>();
+        for (int i = 0; i < admitted.Count; i++)
+            if (admitted[i].StartsOnAnyThread) anyThread.Add(i);
+        bool side = options.GroupSteps && anyThread.Count > 1 && StepGroups.Available(model.Device);
+        if (side)
+        {
+            int groups = Math.Min(get_num_threads(), anyThread.Count);
+            StepGroups.SideBySide(groups, g =>
+            {
+                for (int j = g; j < anyThread.Count; j += groups) errors[anyThread[j]] = TryStart(admitted[anyThread[j]]);
+            });
+        }
+        for (int i = 0; i < admitted.Count; i++)
+            if (!side || !admitted[i].StartsOnAnyThread) errors[i] = TryStart(admitted[i]);
+        return errors;
+    }
+
+    private static Exception? TryStart(ScheduledSequence s)
+    {
+        try
+        {
+            // In a scope: whatever a start keeps is detached from it (caches, placements), and its temporaries stay
+            // referenced until it ends, so no collection can finalize one while LibTorch still reads it.
+            using (NewDisposeScope()) s.Start();
+            return null;
+        }
+        catch (Exception e) { return e; }
     }
 
     /// <summary>

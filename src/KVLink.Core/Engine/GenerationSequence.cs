@@ -47,6 +47,12 @@ internal sealed class GenerationSequence(EngineContext c, PromptPrefixes prefixe
 
     protected override bool WantsLogits => true;
 
+    /// <summary>
+    /// A request without a conversation: its placement reads the prompt prefixes (locked) and its own stored documents;
+    /// a conversation's kept cache lives on the model thread alone.
+    /// </summary>
+    public override bool StartsOnAnyThread => request.SessionKey is null && request.PersistedSession is null;
+
     public override void Start()
     {
         QueueWait = request.Clock.Elapsed - _submitted;

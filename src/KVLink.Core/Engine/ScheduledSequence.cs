@@ -52,6 +52,12 @@ internal abstract class ScheduledSequence(CancellationToken cancellation, bool b
     public abstract void Start();
 
     /// <summary>
+    /// Whether <see cref="Start"/> touches only this sequence and thread-safe shared state, so that the scheduler may run
+    /// it on one of LibTorch's threads beside another sequence's (a burst's placements side by side).
+    /// </summary>
+    public virtual bool StartsOnAnyThread => false;
+
+    /// <summary>
     /// Sets the rows to compute: the tokens at <paramref name="positions"/> (global positions, which are also their places in the cache),
     /// in order; <paramref name="tokens"/> is indexed by position.
     /// </summary>

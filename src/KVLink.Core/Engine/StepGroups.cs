@@ -89,25 +89,44 @@ internal static unsafe class StepGroups
     public static Tensor? Run(int[] starts, int parts, DecodeRows decode, Func<int, int, DecodeRows, Tensor?> forward)
     {
         t_steps++;
-        var job = new Job(starts, parts, decode, forward, is_grad_enabled(), is_inference_mode_enabled(), DecodeGemv.Forced);
+        var outputs = new Tensor?[starts.Length];
+        try
+        {
+            SideBySide(starts.Length, g =>
+            {
+                int first = starts[g], count = (g + 1 < starts.Length ? starts[g + 1] : parts) - first;
+                using var scope = NewDisposeScope();
+                outputs[g] = forward(first, count, decode with { Count = Math.Clamp(decode.Count - first, 0, count) })?.DetachFromDisposeScope();
+            });
+            var some = outputs.Where(o => o is not null).Cast<Tensor>().ToArray();
+            return some.Length switch { 0 => null, 1 => some[0].alias(), _ => cat(some, 1) };
+        }
+        finally
+        {
+            foreach (var o in outputs) o?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/>(g) for g in [0, <paramref name="groups"/>) on the OpenMP team, side by side, with the
+    /// caller's grad and inference mode and forced decode kernel. An exception in any group is rethrown here once every
+    /// group has finished.
+    /// </summary>
+    public static void SideBySide(int groups, Action<int> body)
+    {
+        var job = new Job(groups, body, is_grad_enabled(), is_inference_mode_enabled(), DecodeGemv.Forced);
         var handle = GCHandle.Alloc(job);
         try
         {
-            OpenMpTeam.Run(starts.Length, &Body, (void*)GCHandle.ToIntPtr(handle));
-            var outputs = job.Outputs.Where(o => o is not null).Cast<Tensor>().ToArray();
-            return outputs.Length switch { 0 => null, 1 => outputs[0].alias(), _ => cat(outputs, 1) };
+            OpenMpTeam.Run(groups, &Body, (void*)GCHandle.ToIntPtr(handle));
         }
         finally
         {
             handle.Free();
-            foreach (var o in job.Outputs) o?.Dispose();
         }
     }
 
-    private sealed record Job(int[] Starts, int Parts, DecodeRows Decode, Func<int, int, DecodeRows, Tensor?> Forward, bool Grad, bool Inference, DecodeKernel? Kernel)
-    {
-        public Tensor?[] Outputs { get; } = new Tensor?[Starts.Length];
-    }
+    private sealed record Job(int Groups, Action<int> Body, bool Grad, bool Inference, DecodeKernel? Kernel);
 
     /// <summary>A team thread's share: groups thread, thread + threads, ... (one each when the team is as large as asked).</summary>
     private static void Body(void* state, int thread, int threads)
@@ -117,12 +136,6 @@ internal static unsafe class StepGroups
         using var grad = enable_grad(job.Grad);
         using var inference = job.Inference ? inference_mode() : null;
         using var kernel = DecodeGemv.Carry(job.Kernel);
-        for (int g = thread; g < job.Starts.Length; g += threads)
-        {
-            int first = job.Starts[g], count = (g + 1 < job.Starts.Length ? job.Starts[g + 1] : job.Parts) - first;
-            var decode = job.Decode with { Count = Math.Clamp(job.Decode.Count - first, 0, count) };
-            using var scope = NewDisposeScope();
-            job.Outputs[g] = job.Forward(first, count, decode)?.DetachFromDisposeScope();
-        }
+        for (int g = thread; g < job.Groups; g += threads) job.Body(g);
     }
 }

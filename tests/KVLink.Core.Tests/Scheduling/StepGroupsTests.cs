@@ -125,4 +125,53 @@ public sealed class StepGroupsTests(CheckpointFixture fx) : IClassFixture<Checkp
         }
         Assert.Equal(0, scheduler.Outstanding);
     }
+
+    [Fact]
+    public async Task Sequences_admitted_together_start_side_by_side_and_a_failed_start_fails_only_its_own()
+    {
+        var model = fx.Model;
+        var scheduler = new BatchScheduler(model, new KvLinkOptions { DType = ComputeDType.Float32 }, null, () => { });
+        var sequences = Enumerable.Range(0, 4).Select(i => new StartProbe(model, anyThread: true, fail: i == 1)).Append(new StartProbe(model, anyThread: false, fail: false)).ToArray();
+        foreach (var s in sequences) scheduler.Submit(s);
+        int caller = Environment.CurrentManagedThreadId;
+        scheduler.Step(); // admits all five, starts them, and runs the four that started in one step
+
+        var threads = sequences[..4].Select(s => s.StartedOn).Distinct().ToArray();
+        if (StepGroups.Available(model.Device)) Assert.True(threads.Length > 1 && threads.Contains(caller), "the starts did not run side by side on the team");
+        else Assert.Equal([caller], threads);
+        Assert.Equal(caller, sequences[4].StartedOn); // one that must start on the model thread does
+        await Assert.ThrowsAsync<InvalidOperationException>(() => sequences[1].Task);
+        foreach (var s in sequences.Where((_, i) => i != 1)) await s.Task;
+        Assert.Equal(0, scheduler.Outstanding);
+    }
+
+    /// <summary>A two-token encode that records the thread its start ran on, and may fail there.</summary>
+    private sealed class StartProbe(LlamaForCausalLM model, bool anyThread, bool fail) : ScheduledSequence(CancellationToken.None, background: false)
+    {
+        private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Task => _done.Task;
+
+        public int StartedOn { get; private set; }
+
+        public override bool StartsOnAnyThread => anyThread;
+
+        public override int CacheTokens => 2;
+
+        protected override bool WantsLogits => false;
+
+        public override void Start()
+        {
+            StartedOn = Environment.CurrentManagedThreadId;
+            if (fail) throw new InvalidOperationException("this start failed");
+            Cache = AttentionCache.Rent(model, 2);
+            SetPrompt([0, 1], [7, 9]);
+        }
+
+        public override bool Advance(Tensor? logits) => PrefillRemaining == 0;
+
+        public override void Complete() => _done.TrySetResult();
+
+        public override void Fail(Exception error) => _done.TrySetException(error);
+    }
 }
