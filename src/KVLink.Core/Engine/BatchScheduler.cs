@@ -23,7 +23,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     private readonly Lock _gate = new();
     private readonly LinkedList<ScheduledSequence> _interactive = new(), _background = new();
     private readonly List<ScheduledSequence> _running = []; // model thread only, in admission order
-    private readonly long _bytesPerToken = BytesPerToken(model);
+    private readonly long _bytesPerToken = model.CacheBytesPerToken;
     private readonly TimeProvider _time = options.TimeProvider;
     private long _liveBytes;
     private int _runningCount;
@@ -175,11 +175,14 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
         while (AdmitRound()) { }
     }
 
+    private readonly List<ScheduledSequence> _admitted = []; // reused: Admit runs every step, mostly admitting nothing
+
     /// <summary>Dequeues what the limits admit now and starts it; false when nothing was admitted.</summary>
     private bool AdmitRound()
     {
         // Counted as running once dequeued, so the limits see each while the next is dequeued; started together after.
-        var admitted = new List<ScheduledSequence>();
+        var admitted = _admitted;
+        admitted.Clear();
         while (true)
         {
             ScheduledSequence? next;
@@ -193,7 +196,7 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             admitted.Add(next);
         }
         if (admitted.Count == 0) return false;
-        var errors = StartAll(admitted);
+        var errors = SequenceStarts.All(admitted, options.GroupSteps && StepGroups.Available(model.Device));
         for (int i = 0; i < admitted.Count; i++)
         {
             var s = admitted[i];
@@ -209,42 +212,6 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
             else if (s is GenerationSequence g) telemetry?.Admitted(g.QueueWait);
         }
         return true;
-    }
-
-    /// <summary>
-    /// Starts the admitted sequences; their exceptions by index. Those that may start on any thread run side by side on
-    /// LibTorch's threads where groups are allowed (a burst's placements: each a few dozen small copies and rotations).
-    /// </summary>
-    private Exception?[] StartAll(List<ScheduledSequence> admitted)
-    {
-        var errors = new Exception?[admitted.Count];
-        var anyThread = new List<int>();
-        for (int i = 0; i < admitted.Count; i++)
-            if (admitted[i].StartsOnAnyThread) anyThread.Add(i);
-        bool side = options.GroupSteps && anyThread.Count > 1 && StepGroups.Available(model.Device);
-        if (side)
-        {
-            int groups = Math.Min(get_num_threads(), anyThread.Count);
-            StepGroups.SideBySide(groups, g =>
-            {
-                for (int j = g; j < anyThread.Count; j += groups) errors[anyThread[j]] = TryStart(admitted[anyThread[j]]);
-            });
-        }
-        for (int i = 0; i < admitted.Count; i++)
-            if (!side || !admitted[i].StartsOnAnyThread) errors[i] = TryStart(admitted[i]);
-        return errors;
-    }
-
-    private static Exception? TryStart(ScheduledSequence s)
-    {
-        try
-        {
-            // In a scope: whatever a start keeps is detached from it (caches, placements), and its temporaries stay
-            // referenced until it ends, so no collection can finalize one while LibTorch still reads it.
-            using (NewDisposeScope()) s.Start();
-            return null;
-        }
-        catch (Exception e) { return e; }
     }
 
     /// <summary>
@@ -326,11 +293,4 @@ internal sealed class BatchScheduler(LlamaForCausalLM model, KvLinkOptions optio
     }
 
     private long Bytes(ScheduledSequence s) => s.CacheTokens * _bytesPerToken;
-
-    /// <summary>Bytes of keys and values per cached token of <paramref name="model"/>.</summary>
-    public static long BytesPerToken(LlamaForCausalLM model)
-    {
-        var c = model.Config;
-        return 2L * c.NumHiddenLayers * c.NumKeyValueHeads * c.HeadDim * model.ElementSize;
-    }
 }

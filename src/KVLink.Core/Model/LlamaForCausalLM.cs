@@ -52,6 +52,9 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>Bytes of the parameters in the compute dtype: the shapes the config implies (<see cref="LlamaTensorShapes"/>).</summary>
     public long WeightBytes { get; }
 
+    /// <summary>Bytes of keys and values per cached token, over every layer, in the model's dtype.</summary>
+    public long CacheBytesPerToken => 2L * Config.NumHiddenLayers * Config.NumKeyValueHeads * Config.HeadDim * ElementSize;
+
     /// <summary>Buffers of finished sequences' caches, reused by <see cref="AttentionCache.Rent"/>; freed with the model.</summary>
     public AttentionCachePool CachePool { get; } = new();
 

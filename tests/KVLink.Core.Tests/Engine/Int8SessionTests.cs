@@ -34,7 +34,7 @@ public sealed class Int8SessionTests(CheckpointFixture fixture) : IClassFixture<
             var actual = await reuse.ChatAsync(messages, docs, Greedy);
             // The int8 engine keeps the prompt only; a full-precision engine also keeps the answer's fed-back tokens.
             var withAnswer = await full.ChatAsync(messages, docs, Greedy with { ConversationId = "full" });
-            long perToken = BatchScheduler.BytesPerToken(model);
+            long perToken = model.CacheBytesPerToken;
             Assert.Equal(withAnswer.Usage.PromptTokens, actual.Usage.PromptTokens);
             Assert.Equal((actual.TokenIds.Count - 1) * perToken, full.Sessions.Bytes - reuse.Sessions.Bytes);
             Assert.Equal(expected.PromptTokenIds, actual.PromptTokenIds);
