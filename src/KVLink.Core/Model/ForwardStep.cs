@@ -19,7 +19,21 @@ internal sealed record ForwardStep(Tensor Cos, Tensor Sin, Tensor Mask, IReadOnl
 
     /// <summary>The step's leading decoding rows, which the projections multiply through the decode kernel (none by default).</summary>
     public DecodeRows Decode { get; init; }
-    private Tensor? _outputRows;
+    private Tensor? _outputRows, _padding;
+
+    /// <summary>
+    /// The attention output of a padded step's rows after its last sequence (<c>RowBuckets</c>): zeros [1, heads, rows, d],
+    /// built once per step and shared by every layer, in the scope the step was made in.
+    /// </summary>
+    public Tensor PaddingOutput(long heads, long rows, long d, ScalarType dtype)
+    {
+        if (_padding is null || _padding.dtype != dtype)
+        {
+            _padding = zeros([1, heads, rows, d], dtype, Cos.device);
+            _padding.MoveToOtherDisposeScope(Cos);
+        }
+        return _padding;
+    }
 
     /// <summary>
     /// True for a step of sequences whose every row's output is wanted (a step of decoding rows alone, a scoring chunk of

@@ -62,7 +62,7 @@ internal sealed class LlamaAttention : nn.Module
         q = RotaryEmbedding.Apply(q.view(b, tq, _heads, _headDim).transpose(1, 2), cos, sin);            // [B, H, Tq, d]
 
         Tensor o;
-        if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, sequences, g, lastOnly);
+        if (step.Sequences is { } sequences) o = AttendPerSequence(q, k, v, step, g, lastOnly);
         else o = GroupedAttention.Attend(q, k, v, step.FoldedMask(0, (int)tq, g, q.dtype), g);           // cache-free: [B, H, T, d]
         o = o.transpose(1, 2).reshape(b, tq, _heads * _headDim);
         return o_proj.Forward(o, step.Decode).MoveToOuterDisposeScope();
@@ -86,8 +86,9 @@ internal sealed class LlamaAttention : nn.Module
     /// (<see cref="ForwardStep.OutputRows"/>): each sequence with an output attends its last <see cref="SequenceRows.Outputs"/>
     /// rows. Returns [B, H, Tq, d].
     /// </summary>
-    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, IReadOnlyList<SequenceRows> sequences, int g, bool lastOnly)
+    private Tensor AttendPerSequence(Tensor q, Tensor k, Tensor v, ForwardStep step, int g, bool lastOnly)
     {
+        var sequences = step.Sequences!;
         // Indexed, and a list only from a second output on: a step runs this once per layer, and a one-sequence step
         // (every decoding request alone) should allocate nothing here beyond its tensors.
         Tensor? first = null;
@@ -113,7 +114,7 @@ internal sealed class LlamaAttention : nn.Module
         if (!lastOnly && last.Start + last.Count < q.size(2))
         {
             long pad = q.size(2) - last.Start - last.Count;
-            (outputs ??= first is null ? [] : [first]).Add(zeros([q.size(0), q.size(1), pad, q.size(3)], q.dtype, q.device));
+            (outputs ??= first is null ? [] : [first]).Add(step.PaddingOutput(q.size(1), pad, q.size(3), q.dtype));
         }
         return outputs is not null ? cat(outputs, 2) : first ?? q; // no output rows: q is [B, H, 0, d]
     }
