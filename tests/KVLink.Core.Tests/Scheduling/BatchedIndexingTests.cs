@@ -69,15 +69,26 @@ public sealed class BatchedIndexingTests(CheckpointFixture fx) : IClassFixture<C
             .ContinueWith(t => { finished.Enqueue("request"); return t; }, TaskScheduler.Default).Unwrap();
         for (int i = 0; i < 3000 && engine.QueuedSequences < 2; i++) await Task.Delay(10);
         Assert.Equal(2, engine.QueuedSequences);
+        int before = steps.Sequences.Length;
         release.Set();
         await hold;
         Assert.Equal(expected, (await request).TokenIds);
         await precompute;
 
-        // Low priority: the document fills what the request's decoding leaves of each step. FIFO: the earlier document's
-        // prompt takes the whole budget until it is done.
-        if (lowPriority) Assert.Equal(2, steps.Sequences.Max());
-        // Low priority: the request takes the budget first and finishes first although it came second; FIFO: the document does.
-        Assert.Equal(lowPriority ? ["request", "precompute"] : new[] { "precompute", "request" }, finished.ToArray());
+        var shared = steps.Sequences[before..].Count(n => n == 2);
+        if (lowPriority)
+        {
+            // The document fills what the request's decoding leaves of each step, and the request, which came second,
+            // finishes first (by far: the document still has most of its chunks to run).
+            Assert.True(shared >= 3, $"{shared} steps shared");
+            Assert.Equal(["request", "precompute"], finished.ToArray());
+        }
+        else
+        {
+            // FIFO: the earlier document's prompt takes the whole budget until it is done, so at most the step of its last
+            // chunk has room for the request's first rows; the request decodes after it. (Which caller resumes first is
+            // not the scheduler's order: the precompute's task completes only after its store write.)
+            Assert.True(shared <= 1, $"{shared} steps shared");
+        }
     }
 }
