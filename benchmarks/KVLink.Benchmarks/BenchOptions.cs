@@ -5,7 +5,7 @@ using System.Globalization;
 namespace KVLink.Benchmarks;
 
 /// <summary>What one run of the program does: the benchmark suite, or one of the single-purpose measurements.</summary>
-internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, Burst, ChatTurns, Soak, Allocations }
+internal enum BenchMode { Suite, LlamaProbe, ProfileLink, TrustCosts, Profile, TokenizerThroughput, GemmRates, DecodeProducts, DecodeProbe, RandomSlots, Load, Indexing, HttpLoad, Burst, ChatTurns, Soak, Allocations, PackedGemm }
 
 /// <summary>Command-line options. Defaults are the documented full run; --quick bounds it to minutes.</summary>
 internal sealed class BenchOptions
@@ -66,7 +66,8 @@ internal sealed class BenchOptions
         var modes = new (Option<bool> Option, BenchMode Mode)[]
         {
             (Flag("--llama-probe", "only: llama.cpp prefill of 512 tokens of a 1B-shape model per GGUF type (F16, F32, BF16, Q8_0)"), BenchMode.LlamaProbe),
-            (Flag("--profile-link", "only: profile of one KVLink link step"), BenchMode.ProfileLink),
+            (Flag("--profile-link", "only: profile of one KVLink link step (--dtype float32 for float32)"), BenchMode.ProfileLink),
+            (Flag("--packed-gemm", "only: float32 1B projections, LibTorch's linear against MKL's packed GEMM"), BenchMode.PackedGemm),
             (Flag("--trust-costs", "only: the cost of the cache-trust checks (slow)"), BenchMode.TrustCosts),
             (Flag("--profile", "only: the kernel profile (1B-shape linear and attention)"), BenchMode.Profile),
             (Flag("--decode-probe", "only: decode tok/s on the 1B shape, ours bf16 and int8 weights vs llama.cpp on a Q8_0 GGUF of the same weights"), BenchMode.DecodeProbe),

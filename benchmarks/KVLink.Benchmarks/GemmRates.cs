@@ -49,11 +49,11 @@ internal static class GemmRates
     }
 
     /// <summary>
-    /// Attention kernels on the 1B shape (8 kv heads x 4 folded query heads, head_dim 64, bf16), causal over S cached positions:
+    /// Attention kernels on the 1B shape (8 kv heads x 4 folded query heads, head_dim 64, in <paramref name="dtype"/>), causal over S cached positions:
     /// SDPA with the per-layer expanded boolean mask (before), SDPA with the step's additive mask (after), and two
     /// batched GEMMs around a float32 softmax (<c>KVLINK_ATTENTION=matmul</c>). Rates count the FLOPs of QK^T and PV.
     /// </summary>
-    public static List<string> Attention(int threads, Action<string>? log = null)
+    public static List<string> Attention(int threads, Action<string>? log = null, ScalarType dtype = ScalarType.BFloat16)
     {
         set_num_threads(threads);
         using var _ = no_grad();
@@ -62,12 +62,12 @@ internal static class GemmRates
             foreach (int t in new[] { 62, 512 })
             {
                 using var scope = NewDisposeScope();
-                var q = randn([1, 8, 4 * t, 64]).to(ScalarType.BFloat16);
-                var k = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
-                var v = randn([1, 8, s, 64]).to(ScalarType.BFloat16);
+                var q = randn([1, 8, 4 * t, 64]).to(dtype);
+                var k = randn([1, 8, s, 64]).to(dtype);
+                var v = randn([1, 8, s, 64]).to(dtype);
                 long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];
                 var mask = KVLink.Core.Model.AttentionMasks.CausalOverCache(pos, s);
-                var additive = KVLink.Core.Model.GroupedAttention.Fold(mask, 4, ScalarType.BFloat16);
+                var additive = KVLink.Core.Model.GroupedAttention.Fold(mask, 4, dtype);
                 double before = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).expand(4, t, s).reshape(4 * t, s)));
                 double sdpa = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, additive));
                 double mm = Time(() => KVLink.Core.Model.GroupedAttention.Matmul(q, k, v, additive));

@@ -83,19 +83,24 @@ internal static class LlamaProbe
 /// <summary>--profile-link: the 1B link pass alone (T new tokens against S cached positions), wall and CPU time.</summary>
 internal static class LinkProfile
 {
-    public static void Run(int threads)
+    /// <summary>
+    /// The link pass alone on the 1B shape (random weights) in <paramref name="dtype"/>: T new tokens over S cached positions,
+    /// wall and CPU time, median of 3 after a warm-up. T = 62 is KVLink5's computed rows at 10 documents.
+    /// </summary>
+    public static void Run(int threads, ScalarType dtype = ScalarType.BFloat16)
     {
         set_num_threads(threads);
         string temp = Path.Combine(Path.GetTempPath(), $"kvlink-linkprof-{Environment.ProcessId}");
-        using var m = BenchModel.Create("1b", temp);
+        using var m = BenchModel.Create("1b", temp, dtype);
         using var _ = no_grad();
         var proc = System.Diagnostics.Process.GetCurrentProcess();
+        Console.WriteLine($"link pass, 1B shape, {dtype}, {threads} threads");
         foreach (int s in new[] { 1240, 5240 })
-            foreach (int t in new[] { 1, 40, 90 })
+            foreach (int t in new[] { 1, 40, 62, 90 })
             {
                 using var scope = NewDisposeScope();
-                using var cache = new KVLink.Core.Model.AttentionCache(m.Config, s + 1, ScalarType.BFloat16);
-                var (k, v) = (randn([16, 8, s - t, 64]).to(ScalarType.BFloat16), randn([16, 8, s - t, 64]).to(ScalarType.BFloat16));
+                using var cache = new KVLink.Core.Model.AttentionCache(m.Config, s + 1, dtype);
+                var (k, v) = (randn([16, 8, s - t, 64]).to(dtype), randn([16, 8, s - t, 64]).to(dtype));
                 cache.Write(0, k, v);
                 long[] pos = [.. Enumerable.Range(s - t, t).Select(i => (long)i)];
                 var ids = tensor(pos.Select(p => 300L + p % 100).ToArray(), [1, t]);

@@ -13,7 +13,7 @@ static async Task RunAsync(BenchOptions options)
     switch (options.Mode)
     {
         case BenchMode.LlamaProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return;
-        case BenchMode.ProfileLink: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2); return;
+        case BenchMode.ProfileLink: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2, options.DType == KVLink.Core.Engine.ComputeDType.Float32 ? ScalarType.Float32 : ScalarType.BFloat16); return;
         case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
         case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
         case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
@@ -21,10 +21,12 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.DecodeProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); DecodeProbe.Run(options.Threads); return;
         case BenchMode.GemmRates:
             KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
+            // bf16 unless --dtype float32 (Auto is bf16 here: these rates are what Auto's choice is about).
+            var rateType = options.DType == KVLink.Core.Engine.ComputeDType.Float32 ? ScalarType.Float32 : ScalarType.BFloat16;
             Console.WriteLine(GemmRates.Header);
-            Console.WriteLine($"best: {GemmRates.Run(options.Threads, Console.WriteLine).Best / 1e9:F0} GFLOP/s; load {Machine.LoadAverage()}");
+            Console.WriteLine($"best: {GemmRates.Run(options.Threads, Console.WriteLine, rateType).Best / 1e9:F0} GFLOP/s; load {Machine.LoadAverage()}");
             Console.WriteLine(GemmRates.AttentionHeader);
-            GemmRates.Attention(options.Threads, Console.WriteLine);
+            GemmRates.Attention(options.Threads, Console.WriteLine, rateType);
             Console.WriteLine($"load {Machine.LoadAverage()}");
             return;
         case BenchMode.RandomSlots: await RandomSlots.RunAsync(options); return;
@@ -33,6 +35,7 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.HttpLoad: await HttpLoadBench.RunAsync(options); return;
         case BenchMode.Burst: await BurstBench.RunAsync(options); return;
         case BenchMode.Allocations: await Allocations.RunAsync(options); return;
+        case BenchMode.PackedGemm: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); PackedGemm.Run(options.Threads); return;
         case BenchMode.Soak: await Soak.RunAsync(options, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
         case BenchMode.ChatTurns: await ChatTurns.RunAsync(options.Threads, options.Runs, s => Console.WriteLine($"[{DateTime.Now:HH:mm:ss}] {s}")); return;
     }
@@ -67,7 +70,7 @@ static async Task RunSuiteAsync(BenchOptions options)
     (report.Gemm, report.GemmBest) = GemmRates.Run(options.Threads, Log, choice.ScalarType);
     Log($"best {report.GemmDType} GEMM rate {report.GemmBest / 1e9:F0} GFLOP/s");
     Log($"attention kernels (attention path: {(KVLink.Core.Model.GroupedAttention.UseMatmul ? "matmul" : "SDPA")})");
-    report.Attention = GemmRates.Attention(options.Threads, Log);
+    report.Attention = GemmRates.Attention(options.Threads, Log, choice.ScalarType);
 
     string temp = Path.Combine(Path.GetTempPath(), $"kvlink-bench-{Environment.ProcessId}");
     Directory.CreateDirectory(temp);
