@@ -59,7 +59,7 @@ internal static class GemmRates
         using var _ = no_grad();
         var rows = new List<string>();
         foreach (int s in new[] { 1240, 5240 })
-            foreach (int t in new[] { 62, 512 })
+            foreach (int t in new[] { 1, 62, 512 })
             {
                 using var scope = NewDisposeScope();
                 var q = randn([1, 8, 4 * t, 64]).to(dtype);
