@@ -118,6 +118,7 @@ internal static class TrainBenchCommand
     {
         if (!File.Exists("/proc/self/status")) return double.NaN;
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-        return line is null ? double.NaN : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / (1024.0 * 1024.0);
+        // "VmHWM:\t    2172 kB": a tab, then spaces that pad the number to 8 digits, so from 10 GB on there are none.
+        return line is null ? double.NaN : long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / (1024.0 * 1024.0);
     }
 }
