@@ -5,8 +5,10 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using KVLink.Train;
 
-// The commands and their options are in TrainCli.cs.
-return await TrainCli.BuildRootCommand().Parse(args).InvokeAsync();
+// The commands and their options are in TrainCli.cs. Ctrl+C and SIGTERM are StopSignals', not System.CommandLine's
+// (which would end the process two seconds after the signal, before a long step can checkpoint).
+using var signals = new StopSignals(Console.Error);
+return await TrainCli.BuildRootCommand().Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, signals.Token);
 
 /// <summary>The options a command was given. Each accessor returns the caller's default when the option was not on the command line.</summary>
 internal sealed class Options(ParseResult result, CancellationToken cancellation = default)
