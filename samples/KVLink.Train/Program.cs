@@ -13,8 +13,18 @@ return await TrainCli.BuildRootCommand().Parse(args).InvokeAsync(new InvocationC
 /// <summary>The options a command was given. Each accessor returns the caller's default when the option was not on the command line.</summary>
 internal sealed class Options(ParseResult result, CancellationToken cancellation = default)
 {
-    /// <summary>Signalled by Ctrl+C or SIGTERM: training phases checkpoint and stop.</summary>
-    public CancellationToken Cancellation { get; } = cancellation;
+    /// <summary>
+    /// Signalled by Ctrl+C or SIGTERM: training phases checkpoint and stop. A command that reads it stops by itself, so
+    /// from then on a signal no longer ends the process at once (<see cref="StopSignals.Watch"/>).
+    /// </summary>
+    public CancellationToken Cancellation
+    {
+        get
+        {
+            StopSignals.Current?.Watch();
+            return cancellation;
+        }
+    }
 
     private OptionResult? Given(string name) =>
         result.GetResult("--" + name) is OptionResult { Implicit: false } r ? r : null;

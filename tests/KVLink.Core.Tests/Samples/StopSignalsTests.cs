@@ -14,6 +14,7 @@ public sealed class StopSignalsTests
     {
         var error = new StringWriter();
         using var signals = new StopSignals(error);
+        signals.Watch(); // a training command: it checkpoints and stops when the token says so
         Assert.False(signals.Token.IsCancellationRequested);
 
         Assert.False(signals.Handle(PosixSignal.SIGTERM)); // the process goes on, to its next step boundary
@@ -25,10 +26,19 @@ public sealed class StopSignalsTests
     }
 
     [Fact]
+    public void A_command_that_does_not_watch_the_token_ends_at_the_first_signal()
+    {
+        using var signals = new StopSignals(TextWriter.Null);
+        Assert.True(signals.Handle(PosixSignal.SIGINT)); // eval, accuracy, ...: nothing would stop them otherwise
+        Assert.True(signals.Handle(PosixSignal.SIGTERM));
+    }
+
+    [Fact]
     public async Task Real_SIGTERMs_sent_to_this_process_cancel_the_token_and_leave_the_process_running()
     {
         if (!OperatingSystem.IsLinux()) return;
         using var signals = new StopSignals(TextWriter.Null);
+        signals.Watch(); // else the first SIGTERM would end this process, as it should for a command that does not stop by itself
         var stopped = new TaskCompletionSource();
         using var registration = signals.Token.Register(() => stopped.TrySetResult());
         Assert.Equal(0, Kill(Environment.ProcessId, 15)); // SIGTERM, twice, as `timeout` forwarding one the process also got
