@@ -28,7 +28,7 @@ public sealed class StopSignals : IDisposable
     {
         _error = error;
         Current = this;
-        _registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(s => PosixSignalRegistration.Create(s, c => c.Cancel = !Handle(c.Signal)))];
+        _registrations = [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM }.Select(s => PosixSignalRegistration.Create(s, c => { if (!Handle(c.Signal)) c.Cancel = true; }))];
     }
 
     /// <summary>Signalled by the first Ctrl+C or SIGTERM.</summary>
