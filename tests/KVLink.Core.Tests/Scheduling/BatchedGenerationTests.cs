@@ -68,8 +68,16 @@ public sealed class BatchedGenerationTests(CheckpointFixture fx) : IClassFixture
     {
         using var release = new ManualResetEventSlim();
         var hold = engine.OnModelThread(() => release.Wait(TimeSpan.FromSeconds(30)));
-        var tasks = Enumerable.Range(0, count).Select(i => Task.Run(() => start(i))).ToArray();
-        for (int i = 0; i < 3000 && engine.QueuedSequences < count; i++) await Task.Delay(10); // bounded: 30 s
+        // One at a time, each queued before the next starts: the queue, and so the admission order and the steps' make-up,
+        // is the requests' order whatever the thread pool does (a loaded machine once admitted them in an order whose
+        // answers ended before three could share a step).
+        var tasks = new Task<T>[count];
+        for (int i = 0; i < count; i++)
+        {
+            int k = i;
+            tasks[k] = Task.Run(() => start(k));
+            for (int w = 0; w < 3000 && engine.QueuedSequences < k + 1; w++) await Task.Delay(10); // bounded: 30 s each
+        }
         Assert.Equal(count, engine.QueuedSequences);
         queuedLast?.Invoke();
         release.Set();
