@@ -38,6 +38,9 @@ internal sealed class BenchOptions
     public string? GgufType { get; set; } = "f16";
     /// <summary>Compute dtype of the suite's models: Auto (the engine's default: bf16 where the CPU computes it natively, else float32), BFloat16 or Float32.</summary>
     public KVLink.Core.Engine.ComputeDType DType { get; set; } = KVLink.Core.Engine.ComputeDType.Auto;
+
+    /// <summary>The element type of the kernel probes (--gemm-rates, --profile-link): float32 with --dtype float32, else bf16.</summary>
+    public TorchSharp.torch.ScalarType ProbeType => DType == KVLink.Core.Engine.ComputeDType.Float32 ? TorchSharp.torch.ScalarType.Float32 : TorchSharp.torch.ScalarType.BFloat16;
     public string CommandLine { get; set; } = "";
     /// <summary>--load: concurrent users of the closed-loop levels.</summary>
     public int[] Users { get; set; } = [1, 2, 4, 8, 16];

@@ -13,7 +13,7 @@ static async Task RunAsync(BenchOptions options)
     switch (options.Mode)
     {
         case BenchMode.LlamaProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); LlamaProbe.Run(2, 512); return;
-        case BenchMode.ProfileLink: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2, options.DType == KVLink.Core.Engine.ComputeDType.Float32 ? ScalarType.Float32 : ScalarType.BFloat16); return;
+        case BenchMode.ProfileLink: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); LinkProfile.Run(2, options.ProbeType); return;
         case BenchMode.TrustCosts: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); set_num_threads(2); TrustCosts.Run(2); return;
         case BenchMode.Profile: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); Profile.Run(2, Console.WriteLine); return;
         case BenchMode.TokenizerThroughput: TokenizerThroughput.Run(Console.WriteLine); return;
@@ -21,8 +21,7 @@ static async Task RunAsync(BenchOptions options)
         case BenchMode.DecodeProbe: KVLink.Core.Native.TorchSharpLoader.EnsureLoaded(); DecodeProbe.Run(options.Threads); return;
         case BenchMode.GemmRates:
             KVLink.Core.Native.TorchSharpLoader.EnsureLoaded();
-            // bf16 unless --dtype float32 (Auto is bf16 here: these rates are what Auto's choice is about).
-            var rateType = options.DType == KVLink.Core.Engine.ComputeDType.Float32 ? ScalarType.Float32 : ScalarType.BFloat16;
+            var rateType = options.ProbeType;
             Console.WriteLine(GemmRates.Header);
             Console.WriteLine($"best: {GemmRates.Run(options.Threads, Console.WriteLine, rateType).Best / 1e9:F0} GFLOP/s; load {Machine.LoadAverage()}");
             Console.WriteLine(GemmRates.AttentionHeader);
