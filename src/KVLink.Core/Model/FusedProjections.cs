@@ -65,11 +65,7 @@ internal sealed class FusedProjections : IDisposable
         if (count < 0) count = Parts.Length - first;
         if (!Fused) return [.. Enumerable.Range(first, count).Select(i => Parts[i].Forward(x, decode))];
         long start = _offsets[first], rows = _offsets[first + count - 1] + _sizes[first + count - 1] - start;
-        Tensor Full(Tensor xs)
-        {
-            using var w = _weight.narrow(0, start, rows);
-            return nn.functional.linear(xs, w);
-        }
+        Tensor Full(Tensor xs) => SmallRowsGemm.Linear(xs, _weight, start, rows);
         var y = decode.Product(x, Bf16 ?? _weight, Int8, start, rows, Full);
         var parts = new Tensor[count];
         for (int i = 0; i < count; i++) parts[i] = y.narrow(-1, _offsets[first + i] - start, _sizes[first + i]);

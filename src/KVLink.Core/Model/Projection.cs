@@ -59,7 +59,7 @@ internal sealed class Projection : nn.Module<Tensor, Tensor>
 
     /// <summary>y = x W^T, the step's <paramref name="decode"/> rows through the decode kernel.</summary>
     public Tensor Forward(Tensor x, DecodeRows decode)
-        => decode.Product(x, Bf16 ?? weight, Int8, 0, weight.shape[0], xs => nn.functional.linear(xs, weight));
+        => decode.Product(x, Bf16 ?? weight, Int8, 0, weight.shape[0], xs => SmallRowsGemm.Linear(xs, weight));
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
