@@ -99,9 +99,7 @@ internal sealed class LlamaAttention : nn.Module
             var r = sequences[i];
             var (ks, vs) = r.Cache.Update(_layer, r.Positions, r.MaxPosition, Rows(k, r), Rows(v, r));
             Tensor o;
-            if (!lastOnly) o = r.KeyChunks(4.0 * _heads * _headDim) is { } chunks
-                ? AttendKeyPrefixes(Rows(q, r), ks, vs, r, chunks, g)
-                : GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g);
+            if (!lastOnly) o = GroupedAttention.Attend(Rows(q, r), ks, vs, r.FoldedMask(g, q.dtype), g);
             else if (r.Output)
             {
                 o = GroupedAttention.Attend(q.narrow(2, qRow, r.Outputs), ks, vs, r.FoldedLastMask(g, q.dtype), g);
@@ -119,23 +117,6 @@ internal sealed class LlamaAttention : nn.Module
             (outputs ??= first is null ? [] : [first]).Add(step.PaddingOutput(q.size(1), pad, q.size(3), q.dtype));
         }
         return outputs is not null ? cat(outputs, 2) : first ?? q; // no output rows: q is [B, H, 0, d]
-    }
-
-    /// <summary>
-    /// Attention of one sequence's rows run by run (<see cref="SequenceRows.KeyChunks"/>): each run over the keys up to the
-    /// last one its rows may see, which is all its mask allows. A causal step (a link pass, a long prefill) then computes
-    /// about the triangle its mask keeps instead of the whole rectangle. Returns [B, H, rows, d].
-    /// </summary>
-    private static Tensor AttendKeyPrefixes(Tensor q, Tensor k, Tensor v, SequenceRows r, KeyPrefixChunks.Chunk[] chunks, int g)
-    {
-        KeyPrefixChunks.CountSplit();
-        var outputs = new Tensor[chunks.Length];
-        for (int i = 0; i < chunks.Length; i++)
-        {
-            var c = chunks[i];
-            outputs[i] = GroupedAttention.Attend(q.narrow(2, c.Start, c.Count), k.narrow(2, 0, c.Keys), v.narrow(2, 0, c.Keys), r.FoldedChunkMask(i, g, q.dtype), g);
-        }
-        return cat(outputs, 2);
     }
 
     /// <summary>The rows of <paramref name="r"/> in <paramref name="x"/> ([B, heads, rows, d]): x itself when they are all of its rows (a step of one sequence), which spares a view per layer.</summary>

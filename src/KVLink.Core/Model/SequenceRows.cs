@@ -18,12 +18,6 @@ namespace KVLink.Core.Model;
 internal sealed record SequenceRows(int Start, int Count, Tensor Positions, long MaxPosition, Tensor Mask, AttentionCache Cache, bool Output = true)
 {
     private Tensor? _folded, _foldedLast;
-    private KeyPrefixChunks.Chunk[]? _chunks;
-    private bool _planned;
-    private Dictionary<(int Chunk, int G, ScalarType DType), Tensor>? _chunkMasks;
-
-    /// <summary>Fewest rows, and fewest keys, for which a step's rows are split into key-prefix runs: below, one attention call is cheap anyway (decoding steps).</summary>
-    internal const int ChunkMinRows = 16, ChunkMinKeys = 512;
 
     /// <summary>
     /// How many of its last rows <see cref="Output"/> asks for: 1 (default: a generation wants the next token) up to
@@ -58,38 +52,5 @@ internal sealed record SequenceRows(int Start, int Count, Tensor Positions, long
             _foldedLast.MoveToOtherDisposeScope(Mask);
         }
         return _foldedLast;
-    }
-
-    /// <summary>
-    /// The rows split into runs that each attend over a prefix of the keys (<see cref="KeyPrefixChunks"/>), from the last
-    /// key each row of <see cref="Mask"/> may see; null when one attention call over all rows is cheapest. Planned once per
-    /// step and shared by every layer (a query row against one key costs <paramref name="flopsPerRowKey"/>).
-    /// </summary>
-    public KeyPrefixChunks.Chunk[]? KeyChunks(double flopsPerRowKey)
-    {
-        if (KeyPrefixChunks.IsOff) return null;
-        if (_planned) return _chunks;
-        _planned = true;
-        long keys = Mask.size(1);
-        if (Count < ChunkMinRows || keys < ChunkMinKeys) return null;
-        using var scope = NewDisposeScope();
-        // One past the last visible key of each row: the largest (s + 1) where the row may attend.
-        var last = Mask.to(ScalarType.Int32).mul_(arange(1, keys + 1, ScalarType.Int32, Mask.device)).amax([1]).cpu();
-        _chunks = KeyPrefixChunks.Plan(last.data<int>().ToArray(), flopsPerRowKey);
-        return _chunks;
-    }
-
-    /// <summary>The mask of run <paramref name="chunk"/> of <see cref="KeyChunks"/> (its rows, its key prefix), folded as <see cref="FoldedMask"/> is; built once per step.</summary>
-    public Tensor FoldedChunkMask(int chunk, int g, ScalarType dtype)
-    {
-        _chunkMasks ??= [];
-        if (!_chunkMasks.TryGetValue((chunk, g, dtype), out var folded))
-        {
-            var c = _chunks![chunk];
-            using (var part = Mask.narrow(0, c.Start, c.Count).narrow(1, 0, c.Keys)) folded = GroupedAttention.Fold(part, g, dtype);
-            folded.MoveToOtherDisposeScope(Mask);
-            _chunkMasks[(chunk, g, dtype)] = folded;
-        }
-        return folded;
     }
 }
