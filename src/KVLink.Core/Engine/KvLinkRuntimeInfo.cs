@@ -12,10 +12,11 @@ namespace KVLink.Core.Engine;
 public sealed class KvLinkRuntimeInfo
 {
     internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device,
-        string batchedSteps)
+        string batchedSteps, string promptKernel)
     {
         (CpuModel, CpuTier, LibTorchCpuCapability, OneDnnIsa) = (cpu.Model, cpu.Tier.Name(), libTorch.Aten, libTorch.OneDnn);
         (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device, BatchedSteps) = (dtype, dtypeReason, decodeKernel, threads, device, batchedSteps);
+        PromptKernel = promptKernel;
     }
 
     /// <summary>The CPU's model name, e.g. "AMD EPYC 9R14" (/proc/cpuinfo on Linux).</summary>
@@ -45,6 +46,13 @@ public sealed class KvLinkRuntimeInfo
     /// <summary>What decoding rows multiply with, e.g. "bf16 weights, Vector512 (AVX-512F)", "int8 weights, ...", "LibTorch GEMM".</summary>
     public string DecodeKernel { get; }
 
+    /// <summary>
+    /// What prompt, document and link rows multiply with: "LibTorch GEMM", or for float32 weights on a CPU with a vector
+    /// kernel, e.g. "Vector256 (AVX2+FMA) kernel at 8-256 rows, LibTorch GEMM beyond" (a link pass computes a few dozen rows,
+    /// where MKL's float32 GEMM is slow).
+    /// </summary>
+    public string PromptKernel { get; }
+
     /// <summary>LibTorch's intra-op threads.</summary>
     public int Threads { get; }
 
@@ -59,7 +67,7 @@ public sealed class KvLinkRuntimeInfo
 
     /// <summary>The one-line summary the engine logs at load.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | decode {DecodeKernel} | batched steps {BatchedSteps}");
+        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | prompt rows {PromptKernel} | decode {DecodeKernel} | batched steps {BatchedSteps}");
 
     /// <summary>The runtime info of an engine over <paramref name="model"/>.</summary>
     internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies, bool groupSteps)
@@ -77,6 +85,8 @@ public sealed class KvLinkRuntimeInfo
         string steps = !groupSteps ? "one forward (groups off)"
             : StepGroups.Available(model.Device) ? $"groups side by side on {threads} threads where they divide evenly"
             : !cpu ? "one forward (not a CPU)" : !OpenMpTeam.Available ? "one forward (LibTorch's OpenMP runtime not found)" : "one forward (1 thread)";
-        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps);
+        string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector
+            ? $"{kernel} kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows, LibTorch GEMM beyond" : "LibTorch GEMM";
+        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps, prompt);
     }
 }

@@ -7,7 +7,7 @@ namespace KVLink.Core.Hosting;
 /// <summary>
 /// Health of one registered engine: Unhealthy while its model is not loaded (or failed to load) or its store cannot be
 /// reached; Healthy otherwise. Data: <c>engine</c>, <c>model</c>, <c>loaded</c>, <c>queue_length</c>, <c>cpu_tier</c>,
-/// <c>compute_dtype</c>, <c>compute_dtype_reason</c>, <c>decode_kernel</c> (<see cref="KvLinkEngine.RuntimeInfo"/>), <c>store</c>,
+/// <c>compute_dtype</c>, <c>compute_dtype_reason</c>, <c>decode_kernel</c>, <c>prompt_kernel</c> (<see cref="KvLinkEngine.RuntimeInfo"/>), <c>store</c>,
 /// <c>store_reachable</c>, <c>store_entries</c>. The store is probed with one read of a key no document uses (a miss in
 /// its statistics); a read the store answers as unreachable (<see cref="KvCacheStoreStatistics.Unavailable"/>) or one that
 /// throws makes the engine unhealthy. The check never loads the model itself.
@@ -36,6 +36,7 @@ internal sealed class KvLinkHealthCheck(KvLinkRegistration registration) : IHeal
         data["compute_dtype"] = runtime.ComputeDType.ToString();
         data["compute_dtype_reason"] = runtime.ComputeDTypeReason;
         data["decode_kernel"] = runtime.DecodeKernel;
+        data["prompt_kernel"] = runtime.PromptKernel;
         var store = engine.Store;
         data["store"] = Diagnostics.KvLinkInstruments.TierOf(store);
         try

@@ -6,7 +6,8 @@ namespace KVLink.Core.Model;
 /// Which token rows of a forward step are decoding rows: one token per decoding sequence, which a batched step puts
 /// first, before prompt chunks. The step carries it (<see cref="ForwardStep.Decode"/>) to every projection. Only those rows go through the bandwidth kernels of
 /// <see cref="DecodeGemv"/> (bf16 weights read in place, or the int8 copies where the step allows them); prompts,
-/// documents and link passes keep LibTorch's GEMMs, even when they are one token long or share a step with decoding rows,
+/// documents and link passes keep the compute dtype's GEMMs (LibTorch's, or <see cref="SmallRowsGemm"/> for float32 at a few
+/// dozen rows), even when they are one token long or share a step with decoding rows,
 /// so a token's numbers never depend on which prompts shared its step. (With bf16 weights the number of decoding rows
 /// picks the product, <see cref="Bf16KernelMaxRows"/>, so there a token's last bits may depend on how many requests
 /// decoded with it, as they could with LibTorch's GEMM alone, which picks its kernel by row count.)

@@ -45,10 +45,11 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         Assert.Equal(CpuCapabilities.Current.Model, info.CpuModel);
         bool vector = DecodeGemv.Vectorized(fixture.Model.Config.HiddenSize);
         Assert.Equal(vector, info.DecodeKernel.StartsWith("bf16 copies of float32 weights", StringComparison.Ordinal));
+        Assert.Equal(vector, info.PromptKernel.EndsWith($"kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows, LibTorch GEMM beyond", StringComparison.Ordinal));
 
         var line = Assert.Single(logger.Entries, e => e.Id == SystemInfoEvent);
         Assert.Equal(LogLevel.Information, line.Level);
-        foreach (string part in (string[])["'auto'", $"tier {info.CpuTier}", "compute dtype Float32", info.ComputeDTypeReason, $"decode {info.DecodeKernel}", info.LibTorchCpuCapability])
+        foreach (string part in (string[])["'auto'", $"tier {info.CpuTier}", "compute dtype Float32", info.ComputeDTypeReason, $"prompt rows {info.PromptKernel}", $"decode {info.DecodeKernel}", info.LibTorchCpuCapability])
             Assert.Contains(part, line.Message, StringComparison.Ordinal);
 
         // Prompts run the float32 GEMMs, so the first token is the exact float32 engine's; the copies only serve decoding rows.
@@ -92,5 +93,6 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         var info = sp.GetRequiredService<KvLinkEngine>().RuntimeInfo;
         Assert.Equal(CpuCapabilities.Current.Tier.Name(), data["cpu_tier"]);
         Assert.Equal(("Float32", "explicit", info.DecodeKernel), ((string)data["compute_dtype"], (string)data["compute_dtype_reason"], (string)data["decode_kernel"]));
+        Assert.Equal(info.PromptKernel, (string)data["prompt_kernel"]);
     }
 }
