@@ -110,44 +110,67 @@ internal static unsafe class SmallRowsGemm
         if (n > 0) RowRange<TWidth, TVec>(job, start, n);
     }
 
-    /// <summary>Weight rows [start, start+n) against every token row: blocks of 3 weight rows by 4 token rows, then the remainders one by one.</summary>
+    /// <summary>
+    /// Columns per pass over rows longer than twice this: a pass's 3 weight rows (12 KB) stay in L1 while the token rows'
+    /// same columns stream from L2. Over a whole 8,192-column row, a block's 3 weight rows and 4 token rows (224 KB) came
+    /// from L2 on every step, and the down projection ran at 117-127 GFLOP/s where the 2,048-column ones ran at 140-151.
+    /// </summary>
+    internal const int Piece = 1024;
+
+    /// <summary>
+    /// Weight rows [start, start+n) against every token row: blocks of 3 weight rows by 4 token rows (rows longer than
+    /// 2 * <see cref="Piece"/> columns in passes of <see cref="Piece"/> columns, each adding to the last), then the weight
+    /// rows past the last block of 3 one dot product at a time.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowRange<TWidth, TVec>(Job* job, int start, int n) where TWidth : IVectorWidth<TVec> where TVec : struct
     {
         int cols = job->Cols, tokens = job->Tokens, count = job->Count, end = start + n;
+        int piece = cols > 2 * Piece ? Piece : cols, whole = tokens & ~3;
+        // The last 1-3 token rows: the block of the last 4 rows again, into scratch, of which only those rows are kept. The
+        // rows it recomputes get the same arithmetic; single dot products would have one accumulator waiting on each FMA's
+        // latency (a quarter of the block's rate or less): at 62 rows the four 1B products took 54.6 ms instead of 63.3
+        // (--packed-gemm, emulated AVX2, two runs an hour apart).
+        int overlap = whole == tokens ? -1 : tokens >= 4 ? tokens - 4 : -2;
+        float* scratch = stackalloc float[12];
         float* x = job->X, y = job->Y, w = job->W;
         int r = start;
         for (; r + 3 <= end; r += 3)
         {
             float* wr = w + (long)r * cols;
-            int t = 0;
-            for (; t + 4 <= tokens; t += 4) Block<TWidth, TVec>(wr, cols, x + (long)t * cols, y + (long)t * count + r, count);
-            if (t == tokens) continue;
-            // The last 1-3 token rows: the block of the last 4 rows again, which recomputes some rows with the same
-            // arithmetic (the same values), rather than single dot products, whose one accumulator waits on each FMA's
-            // latency (a quarter of the block's rate or less). At 62 rows the four 1B products took 54.6 ms instead of 63.3 (--packed-gemm,
-            // emulated AVX2, two runs an hour apart).
-            if (tokens >= 4) { t = tokens - 4; Block<TWidth, TVec>(wr, cols, x + (long)t * cols, y + (long)t * count + r, count); continue; }
-            for (; t < tokens; t++)
-                for (int j = 0; j < 3; j++) y[(long)t * count + r + j] = Dot<TWidth, TVec>(wr + (long)j * cols, x + (long)t * cols, cols);
+            if (overlap == -2)
+            {
+                for (int t = 0; t < tokens; t++)
+                    for (int j = 0; j < 3; j++) y[(long)t * count + r + j] = Dot<TWidth, TVec>(wr + (long)j * cols, x + (long)t * cols, cols);
+                continue;
+            }
+            for (int from = 0; from < cols; from += piece)
+            {
+                int to = Math.Min(cols, from + piece);
+                for (int t = 0; t < whole; t += 4) Block<TWidth, TVec>(wr, cols, x + (long)t * cols, y + (long)t * count + r, count, from, to);
+                if (overlap >= 0) Block<TWidth, TVec>(wr, cols, x + (long)overlap * cols, scratch, 3, from, to);
+            }
+            for (int t = whole; t < tokens; t++)
+                for (int j = 0; j < 3; j++) y[(long)t * count + r + j] = scratch[(t - overlap) * 3 + j];
         }
         for (; r < end; r++)
             for (int t = 0; t < tokens; t++) y[(long)t * count + r] = Dot<TWidth, TVec>(w + (long)r * cols, x + (long)t * cols, cols);
     }
 
     /// <summary>
-    /// 3 weight rows (<paramref name="cols"/> apart) times 4 token rows into 12 outputs (y rows <paramref name="yStride"/>
-    /// apart). While the accumulators are live nothing is called (the column tails come after their sums): a call clobbers
-    /// every vector register, and the JIT then stored all 12 accumulators to the stack on every step (66-74 GFLOP/s at 62
-    /// rows instead of ~105).
+    /// Columns [<paramref name="from"/>, <paramref name="to"/>) of 3 weight rows (<paramref name="cols"/> apart) times 4 token
+    /// rows into 12 outputs (y rows <paramref name="yStride"/> apart): set by the first pass, added to by later ones.
+    /// While the accumulators are live nothing is called (the column tails come after their sums): a call clobbers every
+    /// vector register, and the JIT then stored all 12 accumulators to the stack on every step (66-74 GFLOP/s at 62 rows
+    /// instead of ~105).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Block<TWidth, TVec>(float* w0, int cols, float* x0, float* y, int yStride) where TWidth : IVectorWidth<TVec> where TVec : struct
+    private static void Block<TWidth, TVec>(float* w0, int cols, float* x0, float* y, int yStride, int from, int to) where TWidth : IVectorWidth<TVec> where TVec : struct
     {
         float* w1 = w0 + cols, w2 = w1 + cols, x1 = x0 + cols, x2 = x1 + cols, x3 = x2 + cols;
         TVec a00 = TWidth.Zero, a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-        int whole = cols & ~(TWidth.Lanes - 1);
-        for (int i = 0; i < whole; i += TWidth.Lanes)
+        int whole = from + ((to - from) & ~(TWidth.Lanes - 1));
+        for (int i = from; i < whole; i += TWidth.Lanes)
         {
             TVec v0 = TWidth.Load(w0 + i), v1 = TWidth.Load(w1 + i), v2 = TWidth.Load(w2 + i);
             TVec xv = TWidth.Load(x0 + i);
@@ -167,19 +190,27 @@ internal static unsafe class SmallRowsGemm
             a31 = TWidth.MultiplyAdd(v1, xv, a31);
             a32 = TWidth.MultiplyAdd(v2, xv, a32);
         }
-        Store<TWidth, TVec>(y, a00, a01, a02);
-        Store<TWidth, TVec>(y + yStride, a10, a11, a12);
-        Store<TWidth, TVec>(y + 2 * yStride, a20, a21, a22);
-        Store<TWidth, TVec>(y + 3 * yStride, a30, a31, a32);
-        if (whole == cols) return;
+        bool add = from > 0;
+        Store<TWidth, TVec>(y, a00, a01, a02, add);
+        Store<TWidth, TVec>(y + yStride, a10, a11, a12, add);
+        Store<TWidth, TVec>(y + 2 * yStride, a20, a21, a22, add);
+        Store<TWidth, TVec>(y + 3 * yStride, a30, a31, a32, add);
+        if (whole == to) return;
         for (int t = 0; t < 4; t++)
-            for (int j = 0; j < 3; j++) y[t * yStride + j] += Tail(w0 + (long)j * cols, x0 + (long)t * cols, whole, cols);
+            for (int j = 0; j < 3; j++) y[t * yStride + j] += Tail(w0 + (long)j * cols, x0 + (long)t * cols, whole, to);
     }
 
-    /// <summary>The sums of 3 accumulators into outputs [0, 3) at <paramref name="y"/>: no call while they are live, or the JIT keeps them on the stack.</summary>
+    /// <summary>The sums of 3 accumulators into (or, with <paramref name="add"/>, onto) outputs [0, 3) at <paramref name="y"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store<TWidth, TVec>(float* y, TVec a0, TVec a1, TVec a2) where TWidth : IVectorWidth<TVec> where TVec : struct
+    private static void Store<TWidth, TVec>(float* y, TVec a0, TVec a1, TVec a2, bool add) where TWidth : IVectorWidth<TVec> where TVec : struct
     {
+        if (add)
+        {
+            y[0] += TWidth.Sum(a0);
+            y[1] += TWidth.Sum(a1);
+            y[2] += TWidth.Sum(a2);
+            return;
+        }
         y[0] = TWidth.Sum(a0);
         y[1] = TWidth.Sum(a1);
         y[2] = TWidth.Sum(a2);

@@ -20,6 +20,7 @@ public class SmallRowsGemmTests
             data.Add(301, 128, 40, 200, 62, k);  // a row range (a fused weight's parts), weight rows not a multiple of 3
             data.Add(130, 36, 0, 130, 128, k);   // columns past the last whole vector at every width: the scalar column tail
             data.Add(2000, 256, 0, 2000, 40, k); // enough weight rows for both threads
+            data.Add(200, 2 * SmallRowsGemm.Piece + 553, 7, 190, 62, k); // rows long enough for passes of Piece columns, the last with a column tail
         }
         return data;
     }
