@@ -173,22 +173,10 @@ internal static unsafe class SmallRowsGemm
         for (int i = from; i < whole; i += TWidth.Lanes)
         {
             TVec v0 = TWidth.Load(w0 + i), v1 = TWidth.Load(w1 + i), v2 = TWidth.Load(w2 + i);
-            TVec xv = TWidth.Load(x0 + i);
-            a00 = TWidth.MultiplyAdd(v0, xv, a00);
-            a01 = TWidth.MultiplyAdd(v1, xv, a01);
-            a02 = TWidth.MultiplyAdd(v2, xv, a02);
-            xv = TWidth.Load(x1 + i);
-            a10 = TWidth.MultiplyAdd(v0, xv, a10);
-            a11 = TWidth.MultiplyAdd(v1, xv, a11);
-            a12 = TWidth.MultiplyAdd(v2, xv, a12);
-            xv = TWidth.Load(x2 + i);
-            a20 = TWidth.MultiplyAdd(v0, xv, a20);
-            a21 = TWidth.MultiplyAdd(v1, xv, a21);
-            a22 = TWidth.MultiplyAdd(v2, xv, a22);
-            xv = TWidth.Load(x3 + i);
-            a30 = TWidth.MultiplyAdd(v0, xv, a30);
-            a31 = TWidth.MultiplyAdd(v1, xv, a31);
-            a32 = TWidth.MultiplyAdd(v2, xv, a32);
+            Apply<TWidth, TVec>(v0, v1, v2, x0 + i, ref a00, ref a01, ref a02);
+            Apply<TWidth, TVec>(v0, v1, v2, x1 + i, ref a10, ref a11, ref a12);
+            Apply<TWidth, TVec>(v0, v1, v2, x2 + i, ref a20, ref a21, ref a22);
+            Apply<TWidth, TVec>(v0, v1, v2, x3 + i, ref a30, ref a31, ref a32);
         }
         bool add = from > 0;
         Store<TWidth, TVec>(y, a00, a01, a02, add);
@@ -198,6 +186,16 @@ internal static unsafe class SmallRowsGemm
         if (whole == to) return;
         for (int t = 0; t < 4; t++)
             for (int j = 0; j < 3; j++) y[t * yStride + j] += Tail(w0 + (long)j * cols, x0 + (long)t * cols, whole, to);
+    }
+
+    /// <summary>One token row's vector of columns (at <paramref name="x"/>) into its 3 accumulators, one per weight row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Apply<TWidth, TVec>(TVec v0, TVec v1, TVec v2, float* x, ref TVec a0, ref TVec a1, ref TVec a2) where TWidth : IVectorWidth<TVec> where TVec : struct
+    {
+        var xv = TWidth.Load(x);
+        a0 = TWidth.MultiplyAdd(v0, xv, a0);
+        a1 = TWidth.MultiplyAdd(v1, xv, a1);
+        a2 = TWidth.MultiplyAdd(v2, xv, a2);
     }
 
     /// <summary>The sums of 3 accumulators into (or, with <paramref name="add"/>, onto) outputs [0, 3) at <paramref name="y"/>.</summary>
