@@ -48,8 +48,8 @@ public sealed class KvLinkRuntimeInfo
 
     /// <summary>
     /// What prompt, document and link rows multiply with: "LibTorch GEMM", or for float32 weights on a CPU with a vector
-    /// kernel, e.g. "Vector256 (AVX2+FMA) kernel at 8-256 rows, LibTorch GEMM beyond" (a link pass computes a few dozen rows,
-    /// where MKL's float32 GEMM is slow).
+    /// kernel and weights of 1 MB or more, e.g. "Vector256 (AVX2+FMA) kernel at 8-256 rows (weights of 1 MB and more), LibTorch
+    /// GEMM beyond" (a link pass computes a few dozen rows, where MKL's float32 GEMM is slow).
     /// </summary>
     public string PromptKernel { get; }
 
@@ -85,8 +85,10 @@ public sealed class KvLinkRuntimeInfo
         string steps = !groupSteps ? "one forward (groups off)"
             : StepGroups.Available(model.Device) ? $"groups side by side on {threads} threads where they divide evenly"
             : !cpu ? "one forward (not a CPU)" : !OpenMpTeam.Available ? "one forward (LibTorch's OpenMP runtime not found)" : "one forward (1 thread)";
-        string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector
-            ? $"{kernel} kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows, LibTorch GEMM beyond" : "LibTorch GEMM";
+        var c = model.Config;
+        bool largeWeights = Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= SmallRowsGemm.MinWeightElements;
+        string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector && largeWeights
+            ? $"{kernel} kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows (weights of 1 MB and more), LibTorch GEMM beyond" : "LibTorch GEMM";
         return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps, prompt);
     }
 }

@@ -45,7 +45,10 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         Assert.Equal(CpuCapabilities.Current.Model, info.CpuModel);
         bool vector = DecodeGemv.Vectorized(fixture.Model.Config.HiddenSize);
         Assert.Equal(vector, info.DecodeKernel.StartsWith("bf16 copies of float32 weights", StringComparison.Ordinal));
-        Assert.Equal(vector, info.PromptKernel.EndsWith($"kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows, LibTorch GEMM beyond", StringComparison.Ordinal));
+        var c = fixture.Model.Config;
+        bool large = Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= SmallRowsGemm.MinWeightElements;
+        Assert.Equal(vector && large, info.PromptKernel.EndsWith($"kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows (weights of 1 MB and more), LibTorch GEMM beyond", StringComparison.Ordinal));
+        Assert.Equal(!(vector && large), info.PromptKernel == "LibTorch GEMM");
 
         var line = Assert.Single(logger.Entries, e => e.Id == SystemInfoEvent);
         Assert.Equal(LogLevel.Information, line.Level);

@@ -16,10 +16,11 @@ public class SmallRowsGemmTests
         // Every kernel this CPU runs, the scalar loops included (there the product must stay with LibTorch).
         foreach (var k in DecodeGemv.Supported.Select(k => k.ToString()))
         {
-            data.Add(96, 64, 0, 96, 17, k);      // the fewest rows; tokens not a multiple of 4: single-row tail
-            data.Add(301, 128, 40, 200, 62, k);  // a row range (a fused weight's parts), weight rows not a multiple of 3
-            data.Add(130, 36, 0, 130, 128, k);   // columns past the last whole vector at every width: the scalar column tail
-            data.Add(2000, 256, 0, 2000, 40, k); // enough weight rows for both threads
+            // Every weight at least SmallRowsGemm.MinWeightElements, which smaller ones stay below (LibTorch's).
+            data.Add(4200, 64, 0, 4200, 17, k);    // the fewest rows; tokens not a multiple of 4: the last block overlaps
+            data.Add(2101, 128, 40, 2000, 62, k);  // a row range (a fused weight's parts), weight rows not a multiple of 3
+            data.Add(2100, 130, 0, 2100, 128, k);  // columns past the last whole vector at every width: the scalar column tail
+            data.Add(2000, 256, 0, 2000, 40, k);   // enough weight rows for both threads
             data.Add(200, 2 * SmallRowsGemm.Piece + 553, 7, 190, 62, k); // rows long enough for passes of Piece columns, the last with a column tail
         }
         return data;
@@ -47,22 +48,23 @@ public class SmallRowsGemmTests
     public void Other_row_counts_dtypes_and_autograd_stay_with_LibTorch()
     {
         using var scope = NewDisposeScope();
-        var w = randn([64, 32]);
+        var w = randn([2048, 128]);
         long before = SmallRowsGemm.ProductsOnThisThread;
-        SmallRowsGemm.Linear(randn([SmallRowsGemm.MinRows - 1, 32]), w);
-        SmallRowsGemm.Linear(randn([SmallRowsGemm.MaxRows + 1, 32]), w);
-        SmallRowsGemm.Linear(randn([40, 32]).to(ScalarType.BFloat16), w.to(ScalarType.BFloat16));
+        SmallRowsGemm.Linear(randn([SmallRowsGemm.MinRows - 1, 128]), w);
+        SmallRowsGemm.Linear(randn([SmallRowsGemm.MaxRows + 1, 128]), w);
+        SmallRowsGemm.Linear(randn([40, 128]).to(ScalarType.BFloat16), w.to(ScalarType.BFloat16));
+        SmallRowsGemm.Linear(randn([40, 32]), randn([64, 32])); // a small weight
         using (var grad = enable_grad())
         {
-            var trained = randn([64, 32]).requires_grad_(true);
-            SmallRowsGemm.Linear(randn([40, 32]), trained).sum().backward();
+            var trained = randn([2048, 128]).requires_grad_(true);
+            SmallRowsGemm.Linear(randn([40, 128]), trained).sum().backward();
             Assert.NotNull(trained.grad);
         }
-        using (SmallRowsGemm.Off()) SmallRowsGemm.Linear(randn([40, 32]), w);
+        using (SmallRowsGemm.Off()) SmallRowsGemm.Linear(randn([40, 128]), w);
         Assert.Equal(before, SmallRowsGemm.ProductsOnThisThread);
         if (DecodeGemv.Detected != DecodeKernel.Scalar)
         {
-            SmallRowsGemm.Linear(randn([40, 32]), w);
+            SmallRowsGemm.Linear(randn([40, 128]), w);
             Assert.Equal(before + 1, SmallRowsGemm.ProductsOnThisThread);
         }
     }
@@ -70,7 +72,9 @@ public class SmallRowsGemmTests
     [Fact]
     public void A_float32_forward_of_a_link_pass_sized_step_equals_LibTorchs()
     {
-        var c = TestModels.GqaLlama3;
+        // Large enough that gate/up (2048 x 256), down (256 x 1024) and the vocabulary head (1100 x 256) reach the kernel;
+        // q/k/v (512 x 256) and o (256 x 256) stay below SmallRowsGemm.MinWeightElements.
+        var c = TestModels.GqaLlama3 with { HiddenSize = 256, IntermediateSize = 1024, NumAttentionHeads = 4, NumKeyValueHeads = 2, HeadDim = 64, VocabSize = 1100 };
         using var model = TestModels.Build(c, TestModels.RandomWeights(c, seed: 31));
         using var _ = no_grad();
         using var scope = NewDisposeScope();
@@ -88,7 +92,7 @@ public class SmallRowsGemmTests
         Tensor reference;
         using (SmallRowsGemm.Off()) reference = Run();
 
-        if (DecodeGemv.Detected != DecodeKernel.Scalar) Assert.Equal(c.NumHiddenLayers * 4 + 1, products); // q/k/v, o, gate/up, down per layer; the vocabulary head
+        if (DecodeGemv.Detected != DecodeKernel.Scalar) Assert.Equal(c.NumHiddenLayers * 2 + 1, products); // gate/up and down per layer; the vocabulary head
         else Assert.Equal(0, products);
         double diff = (kernel - reference).abs().max().item<float>();
         Assert.True(diff < 1e-4, $"logits differ by {diff:E2}");
