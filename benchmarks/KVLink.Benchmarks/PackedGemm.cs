@@ -7,7 +7,8 @@ namespace KVLink.Benchmarks;
 /// --packed-gemm: float32 products of the 1B shape's projections at prompt-sized row counts, LibTorch's <c>linear</c>
 /// (MKL sgemm, which packs the weight panel on every call) against MKL's packed API (<c>cblas_sgemm_pack</c> once,
 /// <c>cblas_sgemm_compute</c> per call), both exported by libtorch_cpu.so, and against the engine's kernel for a few dozen
-/// rows (<see cref="KVLink.Core.Model.SmallRowsGemm"/>, where its row range takes it). Median of 5 after a warm-up. A probe for
+/// rows (<see cref="KVLink.Core.Model.SmallRowsGemm"/>, where its row range takes it). Medians of 7 interleaved rounds after a
+/// warm-up round. A probe for
 /// issue #24's floor: at 62 rows LibTorch's float32 GEMMs run at about 100 GFLOP/s against 170 at 1024.
 /// </summary>
 internal static unsafe class PackedGemm

@@ -85,9 +85,7 @@ public sealed class KvLinkRuntimeInfo
         string steps = !groupSteps ? "one forward (groups off)"
             : StepGroups.Available(model.Device) ? $"groups side by side on {threads} threads where they divide evenly"
             : !cpu ? "one forward (not a CPU)" : !OpenMpTeam.Available ? "one forward (LibTorch's OpenMP runtime not found)" : "one forward (1 thread)";
-        var c = model.Config;
-        bool largeWeights = Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= SmallRowsGemm.MinWeightElements;
-        string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector && largeWeights
+        string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector && SmallRowsGemm.TakesWeightsOf(model.Config)
             ? $"{kernel} kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows (weights of 1 MB and more), LibTorch GEMM beyond" : "LibTorch GEMM";
         return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps, prompt);
     }

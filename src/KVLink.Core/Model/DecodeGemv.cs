@@ -60,10 +60,7 @@ internal static unsafe partial class DecodeGemv
     private static void Run<TWidth, TVec, TFormat>(Job* job) where TWidth : IVectorWidth<TVec> where TVec : struct where TFormat : IWeightFormat
     {
         int threads = Math.Max(1, Math.Min(get_num_threads(), job->Count / 64));
-        if (threads == 1) { RowRange<TWidth, TVec, TFormat>(job, job->First, job->Count); return; }
-        if (OpenMpTeam.Available) { OpenMpTeam.Run(threads, &ThreadShare<TWidth, TVec, TFormat>, job); return; }
-        nint state = (nint)job;
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => ThreadShare<TWidth, TVec, TFormat>((void*)state, t, threads));
+        OpenMpTeam.RunOrPool(threads, &ThreadShare<TWidth, TVec, TFormat>, job);
     }
 
     /// <summary>Thread <paramref name="thread"/> of <paramref name="threads"/>: its share of the output rows, split on multiples of 4.</summary>

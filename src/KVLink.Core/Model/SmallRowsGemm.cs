@@ -28,6 +28,12 @@ internal static unsafe class SmallRowsGemm
     /// </summary>
     public const long MinWeightElements = 1L << 18;
 
+    /// <summary>
+    /// Whether a model of <paramref name="c"/> has a weight of <see cref="MinWeightElements"/> or more: its largest are the
+    /// fused gate/up projection and the vocabulary head.
+    /// </summary>
+    public static bool TakesWeightsOf(LlamaConfig c) => Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= MinWeightElements;
+
     [ThreadStatic] private static bool t_off;
     [ThreadStatic] private static long t_products;
 
@@ -101,10 +107,7 @@ internal static unsafe class SmallRowsGemm
     private static void Run<TWidth, TVec>(Job* job) where TWidth : IVectorWidth<TVec> where TVec : struct
     {
         int threads = Math.Max(1, Math.Min(get_num_threads(), job->Count / 48));
-        if (threads == 1) { RowRange<TWidth, TVec>(job, 0, job->Count); return; }
-        if (OpenMpTeam.Available) { OpenMpTeam.Run(threads, &ThreadShare<TWidth, TVec>, job); return; }
-        nint state = (nint)job;
-        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => ThreadShare<TWidth, TVec>((void*)state, t, threads));
+        OpenMpTeam.RunOrPool(threads, &ThreadShare<TWidth, TVec>, job);
     }
 
     /// <summary>Thread <paramref name="thread"/> of <paramref name="threads"/>: its share of the weight rows, split on multiples of 3.</summary>
@@ -138,19 +141,14 @@ internal static unsafe class SmallRowsGemm
         // rows it recomputes get the same arithmetic; single dot products would have one accumulator waiting on each FMA's
         // latency (a quarter of the block's rate or less): at 62 rows the four 1B products took 54.6 ms instead of 63.3
         // (--packed-gemm, emulated AVX2, two runs an hour apart).
-        int overlap = whole == tokens ? -1 : tokens >= 4 ? tokens - 4 : -2;
+        // Serves admits MinRows (8) or more token rows, so there are always 4 to go back to.
+        int overlap = whole == tokens ? -1 : tokens - 4;
         float* scratch = stackalloc float[12];
         float* x = job->X, y = job->Y, w = job->W;
         int r = start;
         for (; r + 3 <= end; r += 3)
         {
             float* wr = w + (long)r * cols;
-            if (overlap == -2)
-            {
-                for (int t = 0; t < tokens; t++)
-                    for (int j = 0; j < 3; j++) y[(long)t * count + r + j] = Dot<TWidth, TVec>(wr + (long)j * cols, x + (long)t * cols, cols);
-                continue;
-            }
             for (int from = 0; from < cols; from += piece)
             {
                 int to = Math.Min(cols, from + piece);
@@ -221,7 +219,7 @@ internal static unsafe class SmallRowsGemm
         y[2] = TWidth.Sum(a2);
     }
 
-    /// <summary>One weight row times one token row: two accumulators over whole vectors, then the tail.</summary>
+    /// <summary>One weight row times one token row (the weight rows past the last block of 3): whole vectors, then the tail.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Dot<TWidth, TVec>(float* w, float* x, int cols) where TWidth : IVectorWidth<TVec> where TVec : struct
     {

@@ -75,6 +75,19 @@ internal static unsafe class OpenMpTeam
         error.Throw();
     }
 
+    /// <summary>
+    /// Calls <paramref name="body"/>(<paramref name="state"/>, thread, threads) on <paramref name="threads"/> threads: the
+    /// team where it is <see cref="Available"/>, else .NET's pool; on the calling thread alone for one. How the work is
+    /// split is the body's (the kernels split their output rows by thread).
+    /// </summary>
+    public static void RunOrPool(int threads, delegate*<void*, int, int, void> body, void* state)
+    {
+        if (threads <= 1) { body(state, 0, 1); return; }
+        if (Available) { Run(threads, body, state); return; }
+        nint f = (nint)body, s = (nint)state; // pointers cannot be captured by the lambda
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t => ((delegate*<void*, int, int, void>)f)((void*)s, t, threads));
+    }
+
     /// <summary>Whether this thread is running a team body (<see cref="Run"/> then runs nested work inline).</summary>
     [ThreadStatic] private static bool t_inTeam;
 
