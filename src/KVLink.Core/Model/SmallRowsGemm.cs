@@ -45,7 +45,8 @@ internal static unsafe class SmallRowsGemm
     {
         if (t_off || weight.dtype != ScalarType.Float32 || x.dtype != ScalarType.Float32 || weight.device_type != TorchSharp.DeviceType.CPU) return false;
         long cols = weight.shape[1], rows = x.numel() / Math.Max(cols, 1);
-        return rows is >= MinRows and <= MaxRows && weight.numel() >= MinWeightElements && DecodeGemv.Kernel != DecodeKernel.Scalar && weight.is_contiguous()
+        // A mismatched input goes to LibTorch, whose linear names the shapes, rather than being read as other rows.
+        return x.dim() >= 1 && x.shape[^1] == cols && rows is >= MinRows and <= MaxRows && weight.numel() >= MinWeightElements && DecodeGemv.Kernel != DecodeKernel.Scalar && weight.is_contiguous()
             && weight.numel() * 4 <= int.MaxValue && !(is_grad_enabled() && (x.requires_grad || weight.requires_grad));
     }
 

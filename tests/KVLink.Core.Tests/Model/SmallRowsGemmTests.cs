@@ -60,6 +60,8 @@ public class SmallRowsGemmTests
             SmallRowsGemm.Linear(randn([40, 128]), trained).sum().backward();
             Assert.NotNull(trained.grad);
         }
+        // An input whose features do not match the weight's is LibTorch's shape error, never read as other rows (64 x 256 = 128 x 128).
+        Assert.ThrowsAny<Exception>(() => SmallRowsGemm.Linear(randn([64, 256]), w));
         using (SmallRowsGemm.Off()) SmallRowsGemm.Linear(randn([40, 128]), w);
         Assert.Equal(before, SmallRowsGemm.ProductsOnThisThread);
         if (DecodeGemv.Detected != DecodeKernel.Scalar)
