@@ -29,6 +29,8 @@ internal sealed class BenchOptions
     /// <summary>At most this many llama.cpp runs per context (they pair with the first full-prefill runs); null = as many as full prefill.</summary>
     public int? LlamaRuns { get; set; }
     public bool SkipLlamaCpp { get; set; }
+    /// <summary>Which of LLamaSharp's CPU builds runs llama.cpp: null lets LLamaSharp pick by CPUID; noavx, avx, avx2 or avx512 loads that build (the emulated tiers pass theirs).</summary>
+    public string? LlamaBuild { get; set; }
     public bool SkipMicro { get; set; }
     public bool Quick { get; set; }
     public int DecodeTokens { get; set; } = 32;
@@ -111,9 +113,9 @@ internal sealed class BenchOptions
         var ggufType = new Option<string>("--gguf-type")
         {
             Description = "weight type of the GGUF used for llama.cpp timing (default f16, llama.cpp's fastest here; bf16 is bit-identical)",
-            HelpName = "bf16|f16|f32",
+            HelpName = "bf16|f16|f32|q8_0",
         };
-        ggufType.AcceptOnlyFromAmong("bf16", "f16", "f32");
+        ggufType.AcceptOnlyFromAmong("bf16", "f16", "f32", "q8_0");
         var stores = new Option<string[]>("--stores")
         {
             Description = "stores to measure (name prefixes: memory, file, distributed, redis-server; default all). redis-server: one node and a 3-master Redis Cluster on 127.0.0.1 (Debian's redis-server, started and stopped by the run), plus the read bandwidth of one whole-context entry from each",
@@ -121,6 +123,12 @@ internal sealed class BenchOptions
             CustomParser = r => Split(r),
         };
         var skipLlama = Flag("--skip-llamacpp", "do not load or time llama.cpp");
+        var llamaBuild = new Option<string>("--llama-build")
+        {
+            Description = "which of LLamaSharp's CPU builds runs llama.cpp (default auto: LLamaSharp reads CPUID, so the .NET/ATen knobs do not reach it; an emulated tier passes its own, e.g. avx2)",
+            HelpName = "auto|noavx|avx|avx2|avx512",
+        };
+        llamaBuild.AcceptOnlyFromAmong("auto", "noavx", "avx", "avx2", "avx512");
         var skipMicro = Flag("--skip-micro", "skip the kernel profile and the BenchmarkDotNet micro-benchmarks");
         var noInt8 = Flag("--no-int8-decode", "skip the int8-weight decode measurement");
         var decodeTokens = Int("--decode-tokens", "tokens generated when measuring decode speed (default 32)");
@@ -145,7 +153,7 @@ internal sealed class BenchOptions
 
         var root = new RootCommand("KVLink.Core benchmark suite: TTFT of KVLink vs full prefill vs llama.cpp, floors, decode speed, memory, and micro-benchmarks; writes docs/benchmarks.md.");
         foreach (var (option, _) in modes) root.Add(option);
-        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, skipMicro, noInt8, decodeTokens, dtype, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens, conversations, sessionMiB, requests];
+        Option[] all = [quick, contexts, k, models, runs, fullRuns, fullRunsUpTo, llamaRuns, llamaContexts, warmup, noFullWarmup, threads, ggufType, stores, skipLlama, llamaBuild, skipMicro, noInt8, decodeTokens, dtype, output, users, loadRounds, loadTokens, indexDocs, indexDocTokens, conversations, sessionMiB, requests];
         foreach (var option in all) root.Add(option);
         root.Validators.Add(r =>
         {
@@ -183,6 +191,7 @@ internal sealed class BenchOptions
             if (Has(threads)) o.Threads = r.GetValue(threads);
             if (Has(llamaContexts)) o.LlamaContexts = r.GetValue(llamaContexts);
             if (r.GetValue(skipLlama)) o.SkipLlamaCpp = true;
+            if (Has(llamaBuild) && r.GetValue(llamaBuild) is { } build && build != "auto") LlamaCppRunner.Build = o.LlamaBuild = build;
             if (r.GetValue(skipMicro)) o.SkipMicro = true;
             if (r.GetValue(noInt8)) o.Int8Decode = false;
             if (Has(decodeTokens)) o.DecodeTokens = r.GetValue(decodeTokens);

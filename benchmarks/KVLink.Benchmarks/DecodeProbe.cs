@@ -66,6 +66,7 @@ internal static class DecodeProbe
         double fe = Stats.Median(f32Exact), fc = Stats.Median(f32Copies);
         Console.WriteLine($"float32 compute: exact (float32 weights through LibTorch) {fe:F2}, with bf16 decoding copies (Auto) {fc:F2} tok/s ({fc / fe:F2}x exact, {fc / mb:F2}x bf16 compute through the kernel)");
         Console.WriteLine($"tier {CpuCapabilities.Current.Tier.Name()} ({CpuCapabilities.Current.Model}); LibTorch ATen {LibTorchCpuInfo.Current.Aten}, oneDNN {LibTorchCpuInfo.Current.OneDnn}; engine decode path {engine.RuntimeInfo.DecodeKernel}");
+        Console.WriteLine($"llama.cpp ({LlamaCppRunner.Build ?? "LLamaSharp's choice by CPUID"} build): {LlamaCppRunner.Describe()}");
         Directory.Delete(temp, true);
     }
 

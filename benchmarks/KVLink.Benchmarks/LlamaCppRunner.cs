@@ -47,10 +47,24 @@ internal sealed class LlamaCppRunner : IDisposable
 
     public static IReadOnlyList<string> Log { get { lock (NativeLog) return [.. NativeLog]; } }
 
+    /// <summary>
+    /// LLamaSharp's CPU build to load (noavx, avx, avx2, avx512), or null for its own choice. LLamaSharp picks by CPUID,
+    /// which the emulation knobs do not change, so an emulated AVX2 tier must name avx2 here to time the llama.cpp that
+    /// an AVX2-only machine would run. Set before the first runner.
+    /// </summary>
+    public static string? Build { get; set; }
+
     private static void ConfigureOnce()
     {
         if (_configured) return;
         _configured = true;
+        if (Build is { } build)
+        {
+            string folder = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", build);
+            string llama = Path.Combine(folder, "libllama.so"), mtmd = Path.Combine(folder, "libmtmd.so");
+            if (!File.Exists(llama)) throw new FileNotFoundException($"--llama-build {build}: LLamaSharp's build is not at {folder}.", llama);
+            NativeLibraryConfig.All.WithLibrary(llama, mtmd);
+        }
         NativeLibraryConfig.All.WithLogCallback((level, message) =>
         {
             lock (NativeLog) { if (NativeLog.Count < 2000) NativeLog.Add($"{level}: {message.TrimEnd()}"); }

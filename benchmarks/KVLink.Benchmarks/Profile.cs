@@ -65,6 +65,7 @@ internal static class LlamaProbe
         string temp = Path.Combine(Path.GetTempPath(), $"kvlink-probe-{Environment.ProcessId}");
         using var m = BenchModel.Create("1b", temp);
         int[] ids = [.. Enumerable.Range(0, tokens).Select(i => 256 + 10 + i % 200)];
+        Console.WriteLine($"llama.cpp: {LlamaCppRunner.Describe()}");
         foreach (var type in new[] { GgufWriter.GgmlType.F16, GgufWriter.GgmlType.F32, GgufWriter.GgmlType.BF16, GgufWriter.GgmlType.Q8_0 })
         {
             string path = Path.Combine(temp, $"{type}.gguf");
