@@ -71,16 +71,18 @@ internal static class GemmRates
                 double before = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, mask.unsqueeze(0).expand(4, t, s).reshape(4 * t, s)));
                 double sdpa = Time(() => nn.functional.scaled_dot_product_attention(q, k, v, additive));
                 double mm = Time(() => KVLink.Core.Model.GroupedAttention.Matmul(q, k, v, additive));
+                bool ours = KVLink.Core.Model.SmallRowsAttention.Serves(q, k, v, additive);
+                double kernel = ours ? Time(() => KVLink.Core.Model.SmallRowsAttention.Attend(q, k, v, additive)) : 0;
                 double flops = 4.0 * 8 * 4 * t * s * 64;
                 string R(double ms) => $"{ms:F1} ms ({flops / ms / 1e6:F0} GFLOP/s)";
-                string row = $"| T = {t} (x4 heads), S = {s} | {R(before)} | {R(sdpa)} | {R(mm)} |";
+                string row = $"| T = {t} (x4 heads), S = {s} | {R(before)} | {R(sdpa)} | {R(mm)} | {(ours ? R(kernel) : "–")} |";
                 rows.Add(row);
                 log?.Invoke(row);
             }
         return rows;
     }
 
-    public const string AttentionHeader = "| attention, per layer | SDPA, bool mask expanded per layer (before) | SDPA, additive mask per step | matmul + f32 softmax + matmul |\n|---|---:|---:|---:|";
+    public const string AttentionHeader = "| attention, per layer | SDPA, bool mask expanded per layer (before) | SDPA, additive mask per step | matmul + f32 softmax + matmul | SmallRowsAttention (float32) |\n|---|---:|---:|---:|---:|";
 
     public const string Header = "| T | q/k/v separately (before) | q/k/v fused | gate/up separately (before) | gate/up fused | down_proj |\n|---:|---|---|---|---|---|";
 

@@ -8,9 +8,9 @@ internal static partial class KvLinkLog
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "KVLink engine '{Engine}' ready: {Layers} layers, dtype {DType}, device {Device}, link tokens {LinkTokens}, mode {Mode}")]
     public static partial void EngineReady(ILogger logger, string engine, int layers, string dtype, string device, int linkTokens, string mode);
 
-    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "KVLink engine '{Engine}' system: CPU {CpuModel}, tier {CpuTier}; LibTorch ATen {AtenCapability}, oneDNN {OneDnnIsa}, {Threads} threads; compute dtype {ComputeDType} ({DTypeReason}); prompt rows {PromptKernel}; decode {DecodeKernel}")]
+    [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "KVLink engine '{Engine}' system: CPU {CpuModel}, tier {CpuTier}; LibTorch ATen {AtenCapability}, oneDNN {OneDnnIsa}, {Threads} threads; compute dtype {ComputeDType} ({DTypeReason}); prompt rows {PromptKernel}; attention {AttentionKernel}; decode {DecodeKernel}")]
     public static partial void SystemInfo(ILogger logger, string engine, string cpuModel, string cpuTier, string atenCapability, string oneDnnIsa, int threads,
-        string computeDType, string dtypeReason, string promptKernel, string decodeKernel);
+        string computeDType, string dtypeReason, string promptKernel, string attentionKernel, string decodeKernel);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "Precomputed document {DocumentId} on engine '{Engine}' in {ElapsedMs:F1} ms ({Computed} slots encoded)")]
     public static partial void Precomputed(ILogger logger, string documentId, string engine, double elapsedMs, int computed);

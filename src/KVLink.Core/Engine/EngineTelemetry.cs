@@ -37,7 +37,7 @@ internal sealed class EngineTelemetry : IDisposable
         // Once per engine, like llama.cpp's system-info line: what this machine computes with and which kernels were chosen.
         if (_logger.IsEnabled(LogLevel.Information) && engine.RuntimeInfo is { } r)
             KvLinkLog.SystemInfo(_logger, Name, r.CpuModel, r.CpuTier, r.LibTorchCpuCapability, r.OneDnnIsa, r.Threads, r.ComputeDType.ToString(),
-                r.ComputeDTypeReason, r.PromptKernel, r.DecodeKernel);
+                r.ComputeDTypeReason, r.PromptKernel, r.AttentionKernel, r.DecodeKernel);
     }
 
     public string Name { get; }

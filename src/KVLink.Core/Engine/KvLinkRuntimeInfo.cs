@@ -12,11 +12,12 @@ namespace KVLink.Core.Engine;
 public sealed class KvLinkRuntimeInfo
 {
     internal KvLinkRuntimeInfo(CpuCapabilities cpu, LibTorchCpuInfo libTorch, ComputeDType dtype, string dtypeReason, string decodeKernel, int threads, string device,
-        string batchedSteps, string promptKernel)
+        string batchedSteps, string promptKernel, string attentionKernel)
     {
         (CpuModel, CpuTier, LibTorchCpuCapability, OneDnnIsa) = (cpu.Model, cpu.Tier.Name(), libTorch.Aten, libTorch.OneDnn);
         (ComputeDType, ComputeDTypeReason, DecodeKernel, Threads, Device, BatchedSteps) = (dtype, dtypeReason, decodeKernel, threads, device, batchedSteps);
         PromptKernel = promptKernel;
+        AttentionKernel = attentionKernel;
     }
 
     /// <summary>The CPU's model name, e.g. "AMD EPYC 9R14" (/proc/cpuinfo on Linux).</summary>
@@ -53,6 +54,13 @@ public sealed class KvLinkRuntimeInfo
     /// </summary>
     public string PromptKernel { get; }
 
+    /// <summary>
+    /// What a link pass's attention runs on: "LibTorch SDPA", or for a float32 CPU model with a vector kernel, e.g. "Vector256
+    /// (AVX2+FMA) kernel at 4-256 folded rows over 1,024-32,768 keys, LibTorch SDPA beyond" (a few dozen tokens attending to
+    /// thousands of cached positions, where SDPA's float32 path is slower).
+    /// </summary>
+    public string AttentionKernel { get; }
+
     /// <summary>LibTorch's intra-op threads.</summary>
     public int Threads { get; }
 
@@ -67,7 +75,7 @@ public sealed class KvLinkRuntimeInfo
 
     /// <summary>The one-line summary the engine logs at load.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | prompt rows {PromptKernel} | decode {DecodeKernel} | batched steps {BatchedSteps}");
+        $"CPU {CpuModel} | tier {CpuTier} | LibTorch ATen {LibTorchCpuCapability}, oneDNN {OneDnnIsa}, {Threads} threads | device {Device} | dtype {ComputeDType} ({ComputeDTypeReason}) | prompt rows {PromptKernel} | attention {AttentionKernel} | decode {DecodeKernel} | batched steps {BatchedSteps}");
 
     /// <summary>The runtime info of an engine over <paramref name="model"/>.</summary>
     internal static KvLinkRuntimeInfo Of(LlamaForCausalLM model, ComputeDTypeChoice choice, bool int8Decoding, bool bf16DecodeCopies, bool groupSteps)
@@ -87,6 +95,9 @@ public sealed class KvLinkRuntimeInfo
             : !cpu ? "one forward (not a CPU)" : !OpenMpTeam.Available ? "one forward (LibTorch's OpenMP runtime not found)" : "one forward (1 thread)";
         string prompt = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && vector && SmallRowsGemm.TakesWeightsOf(model.Config)
             ? $"{kernel} kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows (weights of 1 MB and more), LibTorch GEMM beyond" : "LibTorch GEMM";
-        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps, prompt);
+        string attention = cpu && model.DType == TorchSharp.torch.ScalarType.Float32 && SmallRowsAttention.TakesHeadsOf(model.Config)
+            ? $"{kernel} kernel at {SmallRowsAttention.MinRows}-{SmallRowsAttention.MaxRows} folded rows over {SmallRowsAttention.MinKeys:N0}-{SmallRowsAttention.MaxKeys:N0} keys, LibTorch SDPA beyond"
+            : "LibTorch SDPA";
+        return new KvLinkRuntimeInfo(CpuCapabilities.Current, LibTorchCpuInfo.Current, choice.DType, choice.Reason, decode, threads, model.Device.ToString(), steps, prompt, attention);
     }
 }

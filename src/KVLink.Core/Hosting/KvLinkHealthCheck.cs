@@ -37,6 +37,7 @@ internal sealed class KvLinkHealthCheck(KvLinkRegistration registration) : IHeal
         data["compute_dtype_reason"] = runtime.ComputeDTypeReason;
         data["decode_kernel"] = runtime.DecodeKernel;
         data["prompt_kernel"] = runtime.PromptKernel;
+        data["attention_kernel"] = runtime.AttentionKernel;
         var store = engine.Store;
         data["store"] = Diagnostics.KvLinkInstruments.TierOf(store);
         try

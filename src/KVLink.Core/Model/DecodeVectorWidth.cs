@@ -28,6 +28,12 @@ internal unsafe interface IVectorWidth<TVec> where TVec : struct
     /// <summary>The sum of the lanes.</summary>
     static abstract float Sum(TVec v);
 
+    /// <summary><paramref name="x"/> in every lane.</summary>
+    static abstract TVec Broadcast(float x);
+
+    /// <summary>Writes the lanes to <paramref name="p"/>.</summary>
+    static abstract void Store(TVec v, float* p);
+
     /// <summary><see cref="Lanes"/> bf16 values from <paramref name="p"/> as floats (bf16 is a float's upper half: a 16-bit shift).</summary>
     static abstract TVec Bf16(ushort* p);
 
@@ -43,6 +49,8 @@ internal readonly unsafe struct Width512 : IVectorWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> v) => Vector512.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => v.Store(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Bf16(ushort* p) => Vector512.ShiftLeft(Vector512.WidenLower(Vector256.Load<ushort>(p).ToVector512Unsafe()), 16).AsSingle();
@@ -61,6 +69,8 @@ internal readonly unsafe struct Width256 : IVectorWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> v) => Vector256.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => v.Store(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Bf16(ushort* p) => Vector256.ShiftLeft(Vector256.WidenLower(Vector128.Load<ushort>(p).ToVector256Unsafe()), 16).AsSingle();
@@ -79,6 +89,8 @@ internal readonly unsafe struct Width128 : IVectorWidth<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* p) => Vector128.Load(p);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.FusedMultiplyAdd(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> v) => Vector128.Sum(v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float x) => Vector128.Create(x);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> v, float* p) => v.Store(p);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Bf16(ushort* p) => Vector128.ShiftLeft(Vector128.WidenLower(Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<ulong>(p)).AsUInt16()), 16).AsSingle();

@@ -5,7 +5,8 @@ namespace KVLink.Core.Model;
 
 /// <summary>
 /// Grouped-query attention without repeating keys or values: the G query heads that share a kv head are folded
-/// into the query axis ([B, KV, G*T, d]), so one <c>scaled_dot_product_attention</c> call serves them all.
+/// into the query axis ([B, KV, G*T, d]), so one <c>scaled_dot_product_attention</c> call (or, for a float32 link pass
+/// over a long cache, one <see cref="SmallRowsAttention"/> call) serves them all.
 /// </summary>
 internal static class GroupedAttention
 {
@@ -18,7 +19,9 @@ internal static class GroupedAttention
     {
         var (b, h, t, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
         var qg = q.reshape(b, h / g, g * t, d);
-        var o = UseMatmul ? Matmul(qg, k, v, foldedMask) : nn.functional.scaled_dot_product_attention(qg, k, v, foldedMask); // [B, KV, G*T, d]
+        var o = UseMatmul ? Matmul(qg, k, v, foldedMask)
+            : SmallRowsAttention.Serves(qg, k, v, foldedMask) ? SmallRowsAttention.Attend(qg, k, v, foldedMask)
+            : nn.functional.scaled_dot_product_attention(qg, k, v, foldedMask); // [B, KV, G*T, d]
         return o.view(b, h, t, d);
     }
 

@@ -99,7 +99,7 @@ internal static class RopeRerotation
     /// Address of the first element of a CPU tensor or view: <c>Tensor.bytes</c> refuses non-contiguous views,
     /// so take it from a one-element view of the same storage at the same offset.
     /// </summary>
-    private static unsafe nint Data(Tensor t)
+    internal static unsafe nint Data(Tensor t)
     {
         using var first = t.as_strided([1], [1], t.storage_offset());
         fixed (byte* p = &MemoryMarshal.GetReference(first.bytes)) return (nint)p;

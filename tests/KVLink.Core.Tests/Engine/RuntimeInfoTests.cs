@@ -49,10 +49,12 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         bool large = Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= SmallRowsGemm.MinWeightElements;
         Assert.Equal(vector && large, info.PromptKernel.EndsWith($"kernel at {SmallRowsGemm.MinRows}-{SmallRowsGemm.MaxRows} rows (weights of 1 MB and more), LibTorch GEMM beyond", StringComparison.Ordinal));
         Assert.Equal(!(vector && large), info.PromptKernel == "LibTorch GEMM");
+        // A float32 model on a vector tier: link passes over long caches take the attention kernel.
+        Assert.Equal(SmallRowsAttention.TakesHeadsOf(c) ? $"{DecodeGemv.KernelName} kernel at 4-256 folded rows over 1,024-32,768 keys, LibTorch SDPA beyond" : "LibTorch SDPA", info.AttentionKernel);
 
         var line = Assert.Single(logger.Entries, e => e.Id == SystemInfoEvent);
         Assert.Equal(LogLevel.Information, line.Level);
-        foreach (string part in (string[])["'auto'", $"tier {info.CpuTier}", "compute dtype Float32", info.ComputeDTypeReason, $"prompt rows {info.PromptKernel}", $"decode {info.DecodeKernel}", info.LibTorchCpuCapability])
+        foreach (string part in (string[])["'auto'", $"tier {info.CpuTier}", "compute dtype Float32", info.ComputeDTypeReason, $"prompt rows {info.PromptKernel}", $"attention {info.AttentionKernel}", $"decode {info.DecodeKernel}", info.LibTorchCpuCapability])
             Assert.Contains(part, line.Message, StringComparison.Ordinal);
 
         // Prompts run the float32 GEMMs, so the first token is the exact float32 engine's; the copies only serve decoding rows.
@@ -81,6 +83,7 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         await using var bf16 = await KvLinkEngine.LoadAsync(fixture.Folder, new KvLinkOptions { LinkTokens = 1, PromptFormat = fixture.Format, DType = ComputeDType.BFloat16 });
         Assert.Equal((ComputeDType.BFloat16, "explicit"), (bf16.RuntimeInfo.ComputeDType, bf16.RuntimeInfo.ComputeDTypeReason));
         Assert.Equal(DecodeGemv.Vectorized(fixture.Model.Config.HiddenSize), bf16.RuntimeInfo.DecodeKernel.StartsWith("bf16 weights", StringComparison.Ordinal));
+        Assert.Equal("LibTorch SDPA", bf16.RuntimeInfo.AttentionKernel); // the kernel is float32 only
     }
 
     [Fact]
@@ -97,5 +100,6 @@ public sealed class RuntimeInfoTests(CheckpointFixture fixture) : IClassFixture<
         Assert.Equal(CpuCapabilities.Current.Tier.Name(), data["cpu_tier"]);
         Assert.Equal(("Float32", "explicit", info.DecodeKernel), ((string)data["compute_dtype"], (string)data["compute_dtype_reason"], (string)data["decode_kernel"]));
         Assert.Equal(info.PromptKernel, (string)data["prompt_kernel"]);
+        Assert.Equal(info.AttentionKernel, (string)data["attention_kernel"]);
     }
 }
