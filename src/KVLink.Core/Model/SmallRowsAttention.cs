@@ -33,7 +33,7 @@ internal static unsafe class SmallRowsAttention
     /// <summary>Keys transposed per block (a multiple of 2 vectors at every width).</summary>
     private const int KeyBlock = 64;
 
-    [ThreadStatic] private static bool t_off;
+    private static readonly KernelSwitch s_switch = new();
     [ThreadStatic] private static long t_calls;
     [ThreadStatic] private static float* t_scratch;
     [ThreadStatic] private static long t_scratchFloats;
@@ -42,24 +42,12 @@ internal static unsafe class SmallRowsAttention
     public static long CallsOnThisThread => t_calls;
 
     /// <summary>Runs this thread's attention through SDPA until disposed (tests: the reference the kernel must equal).</summary>
-    public static OffScope Off()
-    {
-        var previous = t_off;
-        t_off = true;
-        return new OffScope(previous);
-    }
-
-    /// <summary>Restores the thread's choice from before <see cref="Off"/>.</summary>
-    public readonly struct OffScope(bool previous) : IDisposable
-    {
-        /// <inheritdoc/>
-        public void Dispose() => t_off = previous;
-    }
+    public static KernelSwitch.Scope Off() => s_switch.Off();
 
     /// <summary>Whether q ([1, KV, R, d]) over k, v ([1, KV, S, d]) under a [R, S] additive mask goes through the kernel.</summary>
     public static bool Serves(Tensor q, Tensor k, Tensor v, Tensor mask)
     {
-        if (t_off || DecodeGemv.Kernel == DecodeKernel.Scalar) return false;
+        if (s_switch.IsOff || DecodeGemv.Kernel == DecodeKernel.Scalar) return false;
         foreach (var t in (ReadOnlySpan<Tensor>)[q, k, v, mask])
             if (t.dtype != ScalarType.Float32 || t.device_type != TorchSharp.DeviceType.CPU || (t.requires_grad && is_grad_enabled())) return false;
         if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || mask.dim() != 2 || q.shape[0] != 1 || k.shape[0] != 1 || v.shape[0] != 1) return false;

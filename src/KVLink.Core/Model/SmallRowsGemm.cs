@@ -34,7 +34,7 @@ internal static unsafe class SmallRowsGemm
     /// </summary>
     public static bool TakesWeightsOf(LlamaConfig c) => Math.Max(2L * c.IntermediateSize * c.HiddenSize, (long)c.VocabSize * c.HiddenSize) >= MinWeightElements;
 
-    [ThreadStatic] private static bool t_off;
+    private static readonly KernelSwitch s_switch = new();
     [ThreadStatic] private static long t_products;
 
     /// <summary>Products this thread has run through the kernel (tests: which path a forward took).</summary>
@@ -43,7 +43,7 @@ internal static unsafe class SmallRowsGemm
     /// <summary>Whether <paramref name="x"/> ([..., in]) times <paramref name="weight"/> ([out, in]) goes through the kernel.</summary>
     public static bool Serves(Tensor x, Tensor weight)
     {
-        if (t_off || weight.dtype != ScalarType.Float32 || x.dtype != ScalarType.Float32 || weight.device_type != TorchSharp.DeviceType.CPU) return false;
+        if (s_switch.IsOff || weight.dtype != ScalarType.Float32 || x.dtype != ScalarType.Float32 || weight.device_type != TorchSharp.DeviceType.CPU) return false;
         long cols = weight.shape[1], rows = x.numel() / Math.Max(cols, 1);
         // A mismatched input goes to LibTorch, whose linear names the shapes, rather than being read as other rows.
         return x.dim() >= 1 && x.shape[^1] == cols && rows is >= MinRows and <= MaxRows && weight.numel() >= MinWeightElements && DecodeGemv.Kernel != DecodeKernel.Scalar && weight.is_contiguous()
@@ -63,19 +63,7 @@ internal static unsafe class SmallRowsGemm
     }
 
     /// <summary>Runs this thread's products through LibTorch until disposed (tests: the reference the kernel must equal).</summary>
-    public static OffScope Off()
-    {
-        var previous = t_off;
-        t_off = true;
-        return new OffScope(previous);
-    }
-
-    /// <summary>Restores the thread's choice from before <see cref="Off"/>.</summary>
-    public readonly struct OffScope(bool previous) : IDisposable
-    {
-        /// <inheritdoc/>
-        public void Dispose() => t_off = previous;
-    }
+    public static KernelSwitch.Scope Off() => s_switch.Off();
 
     private static Tensor Multiply(Tensor x, Tensor weight, long first, long count)
     {
