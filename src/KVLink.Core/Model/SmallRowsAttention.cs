@@ -54,12 +54,15 @@ internal static unsafe class SmallRowsAttention
         long heads = q.shape[1], rows = q.shape[2], d = q.shape[3], keys = k.shape[2];
         return k.shape[1] == heads && v.shape[1] == heads && k.shape[3] == d && v.shape[3] == d && v.shape[2] == keys
             && mask.shape[0] == rows && mask.shape[1] == keys && mask.is_contiguous()
-            && rows is >= MinRows and <= MaxRows && keys is >= MinKeys and <= MaxKeys && d % (4 * Lanes) == 0 && d <= 512
+            && rows is >= MinRows and <= MaxRows && keys is >= MinKeys and <= MaxKeys && TakesHeadWidth(d)
             && k.stride(3) == 1 && k.stride(2) == d && v.stride(3) == 1 && v.stride(2) == d;
     }
 
     /// <summary>Whether a model of <paramref name="c"/> can take the kernel on this CPU: a vector tier and a head width of whole 4-vector blocks.</summary>
-    public static bool TakesHeadsOf(LlamaConfig c) => DecodeGemv.Kernel != DecodeKernel.Scalar && c.HeadDim % (4 * Lanes) == 0 && c.HeadDim <= 512;
+    public static bool TakesHeadsOf(LlamaConfig c) => DecodeGemv.Kernel != DecodeKernel.Scalar && TakesHeadWidth(c.HeadDim);
+
+    /// <summary>A head width of whole blocks of 4 vectors (P V's register block), at most 512.</summary>
+    private static bool TakesHeadWidth(long d) => d % (4 * Lanes) == 0 && d <= 512;
 
     private static int Lanes => DecodeGemv.Kernel switch { DecodeKernel.Vector512 => 16, DecodeKernel.Vector256 => 8, _ => 4 };
 
